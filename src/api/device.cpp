@@ -1,0 +1,179 @@
+// hetmm::Device: the dmirror-like operations, argument checking and error translation.
+#include "api/runtime_impl.hpp"
+
+#include "os/arena.hpp"
+#include "os/page.hpp"
+#include "os/syscalls.hpp"
+
+#include <cstdio>
+#include <cstring>
+
+namespace hetmm {
+
+using detail::check_range;
+using detail::describe;
+
+namespace {
+
+// Staging memory for device reads and writes, in runtime memory: the copy into the program's
+// buffer happens after the state lock is dropped, so that buffer may itself be on a device.
+class Bounce {
+ public:
+  explicit Bounce(std::size_t len) : len_(os::page_up(len)), p_(os::map_runtime_memory(len_)) {}
+  ~Bounce() { os::unmap_runtime_memory(p_, len_); }
+  Bounce(const Bounce&) = delete;
+  Bounce& operator=(const Bounce&) = delete;
+  void* get() const { return p_; }
+
+ private:
+  std::size_t len_;
+  void* p_;
+};
+
+std::string page_reason(Errc code, std::uintptr_t page) {
+  char buf[128];
+  const char* why = code == Errc::fault        ? "is not mapped, or has no read access"
+                    : code == Errc::permission ? "is read-only"
+                    : code == Errc::not_found  ? "holds nothing that can migrate"
+                    : code == Errc::out_of_memory ? "does not fit in device memory"
+                    : code == Errc::busy       ? "kept changing while being resolved"
+                                               : "cannot be served";
+  std::snprintf(buf, sizeof buf, ": page 0x%lx %s", static_cast<unsigned long>(page), why);
+  return buf;
+}
+
+std::size_t pages_of(const void* addr, std::size_t len) {
+  auto a = reinterpret_cast<std::uintptr_t>(addr);
+  return (os::page_up(a + len) - os::page_down(a)) / os::kPageSize;
+}
+
+constexpr int kMaxRounds = 64;
+
+// Runs the read/write loop: copy through existing device mappings, else one fault round for
+// the rest of the range, then try again (the dmirror READ/WRITE ioctls' loop).
+AccessResult device_access(detail::RuntimeImpl* rt, std::size_t index, const char* what,
+                           const void* addr, void* bounce, std::size_t len, bool write) {
+  auto& dev = rt->device(index);
+  AccessResult result;
+  result.pages = pages_of(addr, len);
+  auto start = reinterpret_cast<std::uintptr_t>(addr);
+  auto* req = os::arena_new<device::sim::FaultRequest>();
+  struct Free {
+    device::sim::FaultRequest* r;
+    ~Free() { os::arena_delete(r); }
+  } free_req{req};
+  for (int round = 0;; ++round) {
+    std::uintptr_t missing = 0;
+    core::Status st;
+    if (rt->mirror().device_copy(index, start, len, bounce, write, &missing, &st)) break;
+    if (st.failed)
+      throw Error(st.code, describe(what, index, addr, len) + page_reason(st.code, st.addr));
+    if (round == kMaxRounds)
+      throw Error(Errc::busy, describe(what, index, addr, len) +
+                                  ": mappings kept changing; gave up after 64 fault rounds");
+    req->reset(missing, os::page_up(start + len), write);
+    dev.fault_and_wait(req);
+    ++result.faults;
+    dev.counters().fault_rounds.fetch_add(1, std::memory_order_relaxed);
+    if (req->error != 0) {
+      auto code = static_cast<Errc>(req->error - 1);
+      throw Error(code, describe(what, index, addr, len) + page_reason(code, req->error_addr));
+    }
+  }
+  return result;
+}
+
+}  // namespace
+
+std::size_t Device::memory_capacity() const { return rt_->device(index_).capacity_bytes(); }
+std::size_t Device::memory_used() const { return rt_->device(index_).used_bytes(); }
+
+AccessResult Device::read(const void* addr, void* out, std::size_t len) {
+  rt_->check_usable("read");
+  check_range("read", index_, addr, len);
+  if (out == nullptr)
+    throw Error(Errc::invalid_argument, describe("read", index_, addr, len) + ": null output buffer");
+  Bounce bounce(len);
+  AccessResult r = device_access(rt_, index_, "read", addr, bounce.get(), len, false);
+  std::memcpy(out, bounce.get(), len);  // may fault a page of `out` home: no lock is held
+  return r;
+}
+
+AccessResult Device::write(void* addr, const void* in, std::size_t len) {
+  rt_->check_usable("write");
+  check_range("write", index_, addr, len);
+  if (in == nullptr)
+    throw Error(Errc::invalid_argument, describe("write", index_, addr, len) + ": null input buffer");
+  Bounce bounce(len);
+  std::memcpy(bounce.get(), in, len);
+  return device_access(rt_, index_, "write", addr, bounce.get(), len, true);
+}
+
+AccessResult Device::migrate_to_device(const void* addr, std::size_t len) {
+  rt_->check_usable("migrate_to_device");
+  check_range("migrate_to_device", index_, addr, len);
+  auto a = reinterpret_cast<std::uintptr_t>(addr);
+  core::Status st;
+  std::size_t pages =
+      rt_->mirror().migrate_to_device(index_, os::page_down(a), os::page_up(a + len), &st);
+  if (st.failed)
+    throw Error(st.code, describe("migrate_to_device", index_, addr, len) +
+                             page_reason(st.code, st.addr));
+  return AccessResult{pages, 0};
+}
+
+AccessResult Device::migrate_to_system(const void* addr, std::size_t len) {
+  rt_->check_usable("migrate_to_system");
+  check_range("migrate_to_system", index_, addr, len);
+  auto a = reinterpret_cast<std::uintptr_t>(addr);
+  core::Status st;
+  std::size_t pages =
+      rt_->mirror().migrate_to_system(index_, os::page_down(a), os::page_up(a + len), &st);
+  if (st.failed)
+    throw Error(st.code, describe("migrate_to_system", index_, addr, len) +
+                             page_reason(st.code, st.addr));
+  return AccessResult{pages, 0};
+}
+
+std::vector<PageState> Device::snapshot(const void* addr, std::size_t len) {
+  rt_->check_usable("snapshot");
+  check_range("snapshot", index_, addr, len);
+  auto a = reinterpret_cast<std::uintptr_t>(addr);
+  std::size_t n = pages_of(addr, len);
+  std::vector<PageState> out(n);
+  rt_->mirror().snapshot(os::page_down(a), n, out.data());
+  return out;
+}
+
+void Device::launch_erased(std::size_t threads, std::unique_ptr<detail::KernelBase> kernel) {
+  rt_->check_usable("launch");
+  if (detail::tls_worker != nullptr)
+    throw Error(Errc::invalid_argument, "launch: not callable from inside a kernel");
+  if (threads == 0) return;
+  rt_->device(index_).launch(threads, std::move(kernel));
+}
+
+void Device::synchronize() {
+  rt_->check_usable("synchronize");
+  if (detail::tls_worker != nullptr)
+    throw Error(Errc::invalid_argument, "synchronize: not callable from inside a kernel");
+  rt_->device(index_).synchronize();
+}
+
+void Device::release() {
+  rt_->check_usable("release");
+  if (detail::tls_worker != nullptr)
+    throw Error(Errc::invalid_argument, "release: not callable from inside a kernel");
+  rt_->mirror().release_device(index_);
+}
+
+DeviceStats Device::stats() const {
+  DeviceStats s = rt_->device(index_).stats();
+  auto& c = rt_->mirror().counters(index_);
+  s.pages_to_device = c.pages_to_device.load();
+  s.pages_to_system = c.pages_to_system.load();
+  s.cpu_faults = c.cpu_faults.load();
+  return s;
+}
+
+}  // namespace hetmm

@@ -1,0 +1,185 @@
+#include "api/runtime_impl.hpp"
+
+#include "os/page.hpp"
+#include "os/syscalls.hpp"
+
+#include <cinttypes>
+#include <cstdio>
+#include <sys/mman.h>
+
+namespace hetmm::detail {
+
+std::string describe(const char* what, std::size_t device, const void* addr, std::size_t len) {
+  char buf[192];
+  if (device == ~std::size_t{0})
+    std::snprintf(buf, sizeof buf, "%s of %zu bytes at %p", what, len, addr);
+  else
+    std::snprintf(buf, sizeof buf, "device %zu: %s of %zu bytes at %p", device, what, len, addr);
+  return buf;
+}
+
+void check_range(const char* what, std::size_t device, const void* addr, std::size_t len) {
+  auto a = reinterpret_cast<std::uintptr_t>(addr);
+  if (addr == nullptr)
+    throw Error(Errc::invalid_argument, describe(what, device, addr, len) + ": null address");
+  if (len == 0)
+    throw Error(Errc::invalid_argument, describe(what, device, addr, len) + ": zero length");
+  if (a + len < a || os::page_up(a + len) < a + len)
+    throw Error(Errc::invalid_argument, describe(what, device, addr, len) + ": range wraps");
+  if (tls_worker != nullptr)
+    throw Error(Errc::invalid_argument,
+                describe(what, device, addr, len) + ": not callable from inside a kernel");
+}
+
+RuntimeImpl::RuntimeImpl(const Options& options) : options_(options) {
+  if (options.devices == 0 || options.devices > 32)
+    throw Error(Errc::invalid_argument,
+                "Options::devices must be 1..32, got " + std::to_string(options.devices));
+  if (options.device_memory % os::kPageSize != 0)
+    throw Error(Errc::invalid_argument, "Options::device_memory must be a multiple of 4096, got " +
+                                            std::to_string(options.device_memory));
+  core::HostTracker* tracker = nullptr;
+  if (options.tracking != Tracking::mprotect) {
+    std::string why;
+    uffd_.reset(host::UffdTracker::open(options.userfaultfd_user_mode_only, &why));
+    if (uffd_) {
+      tracking_ = Tracking::userfaultfd;
+      tracker = uffd_.get();
+      reason_ = uffd_->user_mode_only()
+                    ? "userfaultfd, user-mode only (unprivileged or forced): CPU faults are served; "
+                      "system calls that touch device-resident pages fail with EFAULT"
+                    : "userfaultfd: CPU faults and faults inside system calls are served";
+    } else if (options.tracking == Tracking::userfaultfd) {
+      throw Error(Errc::unsupported, why);
+    } else {
+      reason_ = why + "; falling back to mprotect + SIGSEGV";
+    }
+  }
+  if (tracker == nullptr) {
+    mprot_ = std::make_unique<host::MprotectTracker>();
+    tracker = mprot_.get();
+    tracking_ = Tracking::mprotect;
+    if (reason_.empty()) reason_ = "mprotect requested";
+    reason_ += " (system calls that touch device-resident pages fail with EFAULT)";
+  }
+  mirror_ = std::make_unique<core::Mirror>(tracker, options.devices);
+  for (std::size_t i = 0; i < options.devices; ++i) {
+    devices_.push_back(std::make_unique<device::sim::SimDevice>(i, options.device_memory,
+                                                                options.workers, mirror_.get()));
+    mirror_->attach(i, devices_.back().get());
+  }
+  for (auto& d : devices_) d->start();
+  if (uffd_) uffd_->start(mirror_.get());
+  registered_.mirror = mirror_.get();
+  registered_.mprotect_tracking = tracking_ == Tracking::mprotect;
+  registered_ok_ = host::register_runtime(&registered_);
+  if (!registered_ok_) {
+    for (auto& d : devices_) d->stop();
+    if (uffd_) uffd_->stop();
+    throw Error(Errc::busy, "too many hetmm runtimes in this process (at most 16)");
+  }
+}
+
+RuntimeImpl::~RuntimeImpl() {
+  if (registered_.orphaned.load()) {
+    // A forked child: the threads belong to the parent. Forget them without joining.
+    for (auto& d : devices_) d->abandon_threads();
+    if (uffd_) uffd_->abandon();
+    return;
+  }
+  for (auto& d : devices_) {
+    try {
+      d->synchronize();
+    } catch (...) {
+      // A kernel's error nobody collected: the runtime is going away regardless.
+    }
+  }
+  mirror_->bring_all_home();
+  host::unregister_runtime(&registered_);
+  for (auto& d : devices_) d->stop();
+  if (uffd_) uffd_->stop();
+  // Allocations the program did not free stay mapped: their pointers may still be in use.
+}
+
+void RuntimeImpl::check_usable(const char* what) const {
+  if (registered_.orphaned.load())
+    throw Error(Errc::device_lost, std::string(what) +
+                                       ": this runtime belongs to the parent process (fork)");
+}
+
+void* RuntimeImpl::allocate(std::size_t len) {
+  check_usable("allocate");
+  if (len == 0) throw Error(Errc::invalid_argument, "allocate: zero length");
+  if (len > (std::size_t{1} << 46))
+    throw Error(Errc::invalid_argument, "allocate: " + std::to_string(len) + " bytes is too large");
+  std::size_t size = os::page_up(len);
+  // Large allocations are 2 MiB-aligned so that they can be backed by transparent huge pages.
+  std::size_t align = size >= os::kBlockSize ? os::kBlockSize : os::kPageSize;
+  std::size_t map_len = size + (align > os::kPageSize ? align : 0);
+  int err = 0;
+  void* p = os::sys_mmap(nullptr, map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                         -1, 0, &err);
+  if (p == MAP_FAILED)
+    throw Error(Errc::out_of_memory, "allocate: mmap of " + std::to_string(len) + " bytes failed");
+  auto base = reinterpret_cast<std::uintptr_t>(p);
+  if (align > os::kPageSize) {
+    std::uintptr_t aligned = os::block_up(base);
+    if (aligned > base) os::sys_munmap(p, aligned - base);
+    std::uintptr_t tail = aligned + size;
+    if (base + map_len > tail) os::sys_munmap(reinterpret_cast<void*>(tail), base + map_len - tail);
+    base = aligned;
+  }
+  std::lock_guard lock(alloc_mutex_);
+  allocations_[base] = size;
+  return reinterpret_cast<void*>(base);
+}
+
+void RuntimeImpl::deallocate(void* p) {
+  if (p == nullptr) return;
+  check_usable("deallocate");
+  auto base = reinterpret_cast<std::uintptr_t>(p);
+  std::size_t size;
+  {
+    std::lock_guard lock(alloc_mutex_);
+    auto it = allocations_.find(base);
+    if (it == allocations_.end())
+      throw Error(Errc::invalid_argument,
+                  describe("deallocate", ~std::size_t{0}, p, 0) +
+                      ": not a live allocation of this runtime (freed twice, or foreign)");
+    size = it->second;
+    allocations_.erase(it);
+  }
+  mirror_->before_unmap(base, base + size);
+  os::sys_munmap(p, size);
+}
+
+}  // namespace hetmm::detail
+
+namespace hetmm {
+
+Runtime::Runtime(const Options& options) : impl_(std::make_unique<detail::RuntimeImpl>(options)) {
+  for (std::size_t i = 0; i < impl_->device_count(); ++i)
+    devices_.push_back(std::make_unique<Device>(impl_.get(), i));
+}
+
+Runtime::~Runtime() = default;
+
+std::size_t Runtime::device_count() const { return devices_.size(); }
+
+Device& Runtime::device(std::size_t index) {
+  if (index >= devices_.size())
+    throw Error(Errc::invalid_argument, "no device " + std::to_string(index) + " (there are " +
+                                            std::to_string(devices_.size()) + ")");
+  return *devices_[index];
+}
+
+Tracking Runtime::tracking() const { return impl_->tracking(); }
+std::string Runtime::tracking_reason() const { return impl_->reason(); }
+bool Runtime::hooks_active() const { return host::hooks_interposed(); }
+void* Runtime::allocate(std::size_t len) { return impl_->allocate(len); }
+void Runtime::deallocate(void* p) { impl_->deallocate(p); }
+Location Runtime::location(const void* addr) const {
+  return impl_->mirror().location(reinterpret_cast<std::uintptr_t>(addr));
+}
+
+}  // namespace hetmm

@@ -1,0 +1,54 @@
+// The runtime behind hetmm::Runtime: host tracking, the mirror, the devices, and its entry in
+// the process-wide registry.
+#pragma once
+
+#include "core/mirror.hpp"
+#include "device/sim/sim_device.hpp"
+#include "host/mprotect_tracker.hpp"
+#include "host/registry.hpp"
+#include "host/uffd_tracker.hpp"
+
+#include <hetmm/hetmm.hpp>
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace hetmm::detail {
+
+class RuntimeImpl {
+ public:
+  explicit RuntimeImpl(const Options& options);
+  ~RuntimeImpl();
+
+  void check_usable(const char* what) const;
+  device::sim::SimDevice& device(std::size_t i) { return *devices_[i]; }
+  std::size_t device_count() const { return devices_.size(); }
+  core::Mirror& mirror() { return *mirror_; }
+  Tracking tracking() const { return tracking_; }
+  const std::string& reason() const { return reason_; }
+
+  void* allocate(std::size_t len);
+  void deallocate(void* p);
+
+ private:
+  Options options_;
+  Tracking tracking_ = Tracking::mprotect;
+  std::string reason_;
+  std::unique_ptr<host::UffdTracker> uffd_;
+  std::unique_ptr<host::MprotectTracker> mprot_;
+  std::unique_ptr<core::Mirror> mirror_;
+  std::vector<std::unique_ptr<device::sim::SimDevice>> devices_;
+  host::Registered registered_;
+  bool registered_ok_ = false;
+  std::mutex alloc_mutex_;
+  std::map<std::uintptr_t, std::size_t> allocations_;  // base -> mapped length
+};
+
+// Argument checks shared by the API entry points; they throw Error(invalid_argument).
+void check_range(const char* what, std::size_t device, const void* addr, std::size_t len);
+std::string describe(const char* what, std::size_t device, const void* addr, std::size_t len);
+
+}  // namespace hetmm::detail

@@ -1,0 +1,37 @@
+// How the mirror revokes and restores the CPU's copy of a page. Two implementations live in
+// src/host/: userfaultfd (MISSING + write-protect) and mprotect (PROT_NONE + SIGSEGV).
+//
+// All calls happen under the mirror's state lock, in this order for a migration:
+//   prepare -> freeze -> (copy into device frames) -> revoke      or   ... -> thaw (abort)
+// and for a page coming home: restore. discard makes a revoked page whose data was dropped
+// (munmap/MADV_DONTNEED of device-resident memory) behave like fresh memory again.
+#pragma once
+
+#include "os/proc_maps.hpp"
+
+#include <hetmm/hetmm.hpp>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace hetmm::core {
+
+class HostTracker {
+ public:
+  virtual ~HostTracker() = default;
+  virtual Tracking mode() const = 0;
+  // Make [start, start+len) (inside vma) trackable. Returns 0 or -errno.
+  virtual int prepare(std::uintptr_t start, std::size_t len, const os::Vma& vma) = 0;
+  // Stop CPU writes: from here until revoke or thaw, a CPU write waits for the state lock.
+  virtual int freeze(std::uintptr_t start, std::size_t len) = 0;
+  virtual void thaw(std::uintptr_t start, std::size_t len, int prot) = 0;
+  // Drop the CPU's copy: the next CPU touch faults into hetmm.
+  virtual int revoke(std::uintptr_t start, std::size_t len) = 0;
+  // Install len bytes from src at start and give the CPU access with prot. Returns 0 or -errno.
+  virtual int restore(std::uintptr_t start, const void* src, std::size_t len, int prot) = 0;
+  virtual void discard(std::uintptr_t start, std::size_t len, int prot) = 0;
+  // Whether a write into a revoked page from inside the kernel (read(2)) is served.
+  virtual bool serves_kernel_faults() const = 0;
+};
+
+}  // namespace hetmm::core

@@ -1,0 +1,701 @@
+#include "core/mirror.hpp"
+
+#include "os/arena.hpp"
+#include "os/page.hpp"
+#include "os/pagemap.hpp"
+#include "os/safe_access.hpp"
+#include "os/syscalls.hpp"
+
+#include <algorithm>
+#include <cassert>
+#include <cstring>
+#include <sys/mman.h>
+#include <system_error>
+
+namespace hetmm::core {
+
+using device::FaultOutcome;
+using device::FaultRange;
+using os::kPageSize;
+
+pid_t current_tid() {
+  static thread_local pid_t tid __attribute__((tls_model("initial-exec"))) = 0;
+  if (tid == 0) tid = os::sys_gettid();
+  return tid;
+}
+
+namespace {
+
+// Holds the state lock for a scope (the StateLock rule: no allocation while it is held).
+class Locked {
+ public:
+  enum Adopt { adopt };
+  explicit Locked(StateLock& l) : l_(l) { l_.lock(); }
+  Locked(StateLock& l, Adopt) : l_(l) {}
+  ~Locked() { l_.unlock(); }
+  Locked(const Locked&) = delete;
+  Locked& operator=(const Locked&) = delete;
+
+ private:
+  StateLock& l_;
+};
+
+int encode(Errc c) { return static_cast<int>(c) + 1; }
+
+// A VMA list in runtime memory, reused by one caller.
+struct Vmas {
+  os::VmaList list{std::pmr::polymorphic_allocator<os::Vma>(os::runtime_memory())};
+};
+
+// /proc/self/maps could not be read (fd exhaustion): report the range as unusable.
+bool query(std::uintptr_t start, std::uintptr_t end, os::VmaList& out) {
+  try {
+    os::query_vmas(start, end, out);
+    return true;
+  } catch (const std::system_error&) {
+    out.clear();
+    return false;
+  }
+}
+
+constexpr int kMaxRetries = 1000;  // as HMM_RANGE_DEFAULT_TIMEOUT bounds hmm_range_fault
+
+}  // namespace
+
+Mirror::Mirror(HostTracker* tracker, std::size_t device_count)
+    : tracker_(tracker), ndevices_(device_count) {
+  counters_ = static_cast<MirrorCounters*>(os::runtime_memory()->allocate(
+      sizeof(MirrorCounters) * (device_count ? device_count : 1), alignof(MirrorCounters)));
+  for (std::size_t i = 0; i < device_count; ++i) new (&counters_[i]) MirrorCounters();
+  staging_ = static_cast<std::byte*>(os::map_runtime_memory(os::kBlockSize));
+  frames_ = static_cast<std::uint32_t*>(
+      os::map_runtime_memory(os::kPagesPerBlock * sizeof(std::uint32_t)));
+  bits_ = static_cast<std::uint8_t*>(os::map_runtime_memory(os::kPagesPerBlock));
+}
+
+Mirror::~Mirror() {
+  os::unmap_runtime_memory(staging_, os::kBlockSize);
+  os::unmap_runtime_memory(frames_, os::kPagesPerBlock * sizeof(std::uint32_t));
+  os::unmap_runtime_memory(bits_, os::kPagesPerBlock);
+  for (std::size_t i = 0; i < ndevices_; ++i) counters_[i].~MirrorCounters();
+  os::runtime_memory()->deallocate(counters_, sizeof(MirrorCounters) * (ndevices_ ? ndevices_ : 1),
+                                   alignof(MirrorCounters));
+}
+
+void Mirror::attach(std::size_t index, device::DeviceBackend* device) { devices_[index] = device; }
+
+VaBlock* Mirror::get_block(std::uintptr_t addr) {
+  return blocks_.get_or_create(addr >> os::kBlockShift,
+                               [&] { return os::arena_new<VaBlock>(os::block_down(addr)); });
+}
+
+bool Mirror::tracks(std::uintptr_t addr) const {
+  VaBlock* b = find_block(addr);
+  if (b == nullptr) return false;
+  return (b->flags[os::page_index_in_block(addr)].load(std::memory_order_acquire) &
+          (kRevoked | kMigrating)) != 0;
+}
+
+void Mirror::invalidate_all(std::uintptr_t start, std::uintptr_t end) {
+  // The interval-notifier step: bump the sequence so that concurrent resolvers retry, then tear
+  // down every device mapping of the range (each device waits out its TLB shootdown).
+  seq_.fetch_add(1, std::memory_order_acq_rel);
+  for (std::size_t d = 0; d < ndevices_; ++d) devices_[d]->invalidate(start, end);
+}
+
+int Mirror::effective_prot(const os::Vma* vma, std::uintptr_t page) const {
+  // A revoked page's VMA may show PROT_NONE (mprotect tracking): what the program asked for is
+  // recorded in the block.
+  VaBlock* b = find_block(page);
+  if (b != nullptr) {
+    std::size_t i = os::page_index_in_block(page);
+    if (b->owner[i] != kSystem) return b->prot[i];
+  }
+  if (vma == nullptr || vma->special) return -1;
+  return vma->prot();
+}
+
+void Mirror::map_on_device(std::size_t device, std::uintptr_t page, int prot, bool want_write) {
+  (void)want_write;  // writable whenever the page may be written: saves a second fault
+  VaBlock* b = get_block(page);
+  std::size_t i = os::page_index_in_block(page);
+  bool writable = (prot & PROT_WRITE) != 0;
+  std::uint64_t entry;
+  if (b->owner[i] == static_cast<std::int8_t>(device)) {
+    auto* host = devices_[device]->frame_host_address(b->frame[i]);
+    entry = device::pte::make(reinterpret_cast<std::uintptr_t>(host), writable, true);
+  } else {
+    assert(b->owner[i] == kSystem);
+    entry = device::pte::make(page, writable, false);
+  }
+  devices_[device]->set_pte(page, entry);
+  b->mapped_devices |= 1u << device;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Device faults: the analogue of hmm_range_fault inside the read_begin/read_retry loop.
+// ---------------------------------------------------------------------------------------------
+void Mirror::resolve(std::size_t device, const FaultRange* ranges, FaultOutcome* outcomes,
+                     std::size_t n) {
+  Vmas vmas;
+  for (std::size_t k = 0; k < n; ++k) resolve_one(device, ranges[k], outcomes[k], vmas.list);
+}
+
+void Mirror::resolve_one(std::size_t device, const FaultRange& r, FaultOutcome& o,
+                         os::VmaList& vmas) {
+  for (int attempt = 0;; ++attempt) {
+    std::uint64_t seq = read_begin();
+    if (!query(r.start, r.end, vmas)) {
+      o.error = encode(Errc::fault);
+      o.error_addr = r.start;
+      return;
+    }
+    Locked lock(lock_);
+    if (read_retry(seq)) {
+      if (attempt == kMaxRetries) {
+        o.error = encode(Errc::busy);
+        o.error_addr = r.start;
+        return;
+      }
+      continue;
+    }
+    std::uintptr_t stop = r.end;
+    for (std::uintptr_t page = r.start; page < r.end; page += kPageSize) {
+      int prot = effective_prot(os::find_vma(vmas, page), page);
+      if (prot < 0 || !(prot & PROT_READ)) {
+        o.error = encode(Errc::fault);
+      } else if (r.write && !(prot & PROT_WRITE)) {
+        o.error = encode(Errc::permission);
+      } else {
+        continue;
+      }
+      o.error_addr = page;
+      stop = page;
+      break;
+    }
+    // Pages in another device's memory come home first (the kernel's migrate_to_ram for a
+    // device-private page of another owner), then everything is mapped in place or locally.
+    bring_home_range(r.start, stop, -1, static_cast<int>(device));
+    for (std::uintptr_t page = r.start; page < stop; page += kPageSize)
+      map_on_device(device, page, effective_prot(os::find_vma(vmas, page), page), r.write);
+    return;
+  }
+}
+
+bool Mirror::device_copy(std::size_t device, std::uintptr_t addr, std::size_t len, void* bounce,
+                         bool write, std::uintptr_t* missing, Status* status) {
+  Locked lock(lock_);
+  device::DeviceBackend* dev = devices_[device];
+  std::uintptr_t end = addr + len;
+  for (std::uintptr_t page = os::page_down(addr); page < end; page += kPageSize) {
+    std::uint64_t e = dev->get_pte(page);
+    if (!(e & device::pte::kValid) || (write && !(e & device::pte::kWrite))) {
+      *missing = page;
+      return false;
+    }
+  }
+  auto* b = static_cast<std::byte*>(bounce);
+  for (std::uintptr_t a = addr; a < end;) {
+    std::uintptr_t page = os::page_down(a);
+    std::size_t n = std::min<std::uintptr_t>(end, page + kPageSize) - a;
+    std::uint64_t e = dev->get_pte(page);
+    auto* host = reinterpret_cast<std::byte*>((e & device::pte::kAddrMask) | (a - page));
+    std::byte* dst = write ? host : b;
+    const std::byte* src = write ? b : host;
+    if (e & device::pte::kLocal) {
+      std::memcpy(dst, src, n);
+    } else if (hetmm_safe_copy(dst, src, n) != 0) {
+      status->fail(Errc::fault, page);
+      return false;
+    }
+    a += n;
+    b += n;
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Migration
+// ---------------------------------------------------------------------------------------------
+std::size_t Mirror::migrate_to_device(std::size_t device, std::uintptr_t start, std::uintptr_t end,
+                                      Status* status) {
+  Vmas vmas;
+  for (int attempt = 0;; ++attempt) {
+    std::uint64_t seq = read_begin();
+    if (!query(start, end, vmas.list)) {
+      status->fail(Errc::fault, start);
+      return 0;
+    }
+    Locked lock(lock_);
+    if (read_retry(seq)) {
+      if (attempt == kMaxRetries) {
+        status->fail(Errc::busy, start);
+        return 0;
+      }
+      continue;
+    }
+    // Validate everything first: a failed call changes nothing.
+    std::size_t eligible = 0, already = 0;
+    for (std::uintptr_t page = start; page < end; page += kPageSize) {
+      const os::Vma* vma = os::find_vma(vmas.list, page);
+      int prot = effective_prot(vma, page);
+      if (prot < 0 || !(prot & PROT_READ)) {
+        status->fail(Errc::fault, page);
+        return 0;
+      }
+      VaBlock* b = find_block(page);
+      std::int8_t owner = b ? b->owner[os::page_index_in_block(page)] : kSystem;
+      if (owner == static_cast<std::int8_t>(device)) ++already;
+      else if (owner != kSystem || vma->migratable()) ++eligible;
+    }
+    if (eligible == 0 && already == 0) {
+      status->fail(Errc::not_found, start);
+      return 0;
+    }
+    bool oom = false;
+    std::size_t moved = 0;
+    // Device to device: one page at a time (frames of two pools rarely line up).
+    for (std::uintptr_t page = start; page < end && !oom; page += kPageSize) {
+      VaBlock* b = find_block(page);
+      if (b == nullptr) continue;
+      std::int8_t owner = b->owner[os::page_index_in_block(page)];
+      if (owner != kSystem && owner != static_cast<std::int8_t>(device)) {
+        std::size_t m = move_between_devices(device, page);
+        if (m == 0) oom = true;
+        moved += m;
+      }
+    }
+    // System to device: runs of consecutive system pages of one migratable VMA within a block.
+    for (std::uintptr_t page = start; page < end && !oom;) {
+      const os::Vma* vma = os::find_vma(vmas.list, page);
+      VaBlock* b = find_block(page);
+      bool on_system = b == nullptr || b->owner[os::page_index_in_block(page)] == kSystem;
+      if (!on_system || !vma->migratable()) {
+        page += kPageSize;
+        continue;
+      }
+      std::uintptr_t run_end = page + kPageSize;
+      std::uintptr_t limit = std::min({end, vma->end, os::block_down(page) + os::kBlockSize});
+      while (run_end < limit) {
+        VaBlock* rb = find_block(run_end);
+        if (rb != nullptr && rb->owner[os::page_index_in_block(run_end)] != kSystem) break;
+        run_end += kPageSize;
+      }
+      moved += migrate_run_in(device, page, run_end, *vma, &oom);
+      page = run_end;
+    }
+    if (moved == 0 && eligible > 0 && oom) {
+      status->fail(Errc::out_of_memory, start);
+      return 0;
+    }
+    std::size_t readable = 0;
+    for (std::uintptr_t page = start; page < end; page += kPageSize) {
+      int prot = effective_prot(os::find_vma(vmas.list, page), page);
+      if (prot >= 0 && (prot & PROT_READ)) {
+        map_on_device(device, page, prot, false);
+        ++readable;
+      }
+    }
+    return readable;
+  }
+}
+
+std::size_t Mirror::migrate_run_in(std::size_t device, std::uintptr_t start, std::uintptr_t end,
+                                   const os::Vma& vma, bool* out_of_memory) {
+  device::DeviceBackend* dev = devices_[device];
+  std::size_t n = (end - start) / kPageSize;
+  std::size_t got = dev->alloc_frames(n, frames_);
+  if (got < n) {
+    *out_of_memory = true;
+    n = got;
+    end = start + n * kPageSize;
+  }
+  if (n == 0) return 0;
+  VaBlock* b = get_block(start);
+  std::size_t i0 = os::page_index_in_block(start);
+  std::size_t len = end - start;
+  auto abort = [&](bool thaw) {
+    if (thaw) tracker_->thaw(start, len, vma.prot());
+    for (std::size_t k = 0; k < n; ++k) {
+      dev->free_frame(frames_[k]);
+      b->flags[i0 + k].store(0, std::memory_order_release);
+    }
+    return std::size_t{0};
+  };
+  // 1. Mark the pages: from here a CPU fault on them waits for the state lock.
+  for (std::size_t k = 0; k < n; ++k) b->flags[i0 + k].store(kMigrating, std::memory_order_release);
+  // 2. No device may keep an in-place mapping of a page whose CPU copy is about to go.
+  invalidate_all(start, end);
+  // 3. Stop CPU writes, then copy what is there (untouched pages are zero-filled, not read: a
+  //    read would fault them in).
+  if (tracker_->prepare(start, len, vma) < 0) return abort(false);
+  if (tracker_->freeze(start, len) < 0) return abort(true);
+  os::query_pages(start, n, bits_);
+  for (std::size_t k = 0; k < n;) {
+    bool has_data = (bits_[k] & (os::kPagePresent | os::kPageSwapped)) && !(bits_[k] & os::kPageZero);
+    std::size_t run = 1;
+    while (k + run < n) {
+      bool hd = (bits_[k + run] & (os::kPagePresent | os::kPageSwapped)) &&
+                !(bits_[k + run] & os::kPageZero);
+      if (hd != has_data) break;
+      ++run;
+    }
+    if (has_data) {
+      if (!dev->copy_to_frames(frames_ + k, run, reinterpret_cast<void*>(start + k * kPageSize)))
+        return abort(true);
+    } else {
+      dev->zero_frames(frames_ + k, run);
+    }
+    k += run;
+  }
+  // 4. Revoke the CPU copy. The next CPU touch faults into cpu_fault().
+  if (tracker_->revoke(start, len) < 0) return abort(true);
+  std::uint64_t birth = clock_.load(std::memory_order_acquire);
+  for (std::size_t k = 0; k < n; ++k) {
+    b->owner[i0 + k] = static_cast<std::int8_t>(device);
+    b->frame[i0 + k] = frames_[k];
+    b->prot[i0 + k] = static_cast<std::uint8_t>(vma.prot());
+    b->birth[i0 + k] = birth;
+    b->flags[i0 + k].store(kRevoked, std::memory_order_release);
+  }
+  b->resident += static_cast<std::uint32_t>(n);
+  counters_[device].pages_to_device.fetch_add(n, std::memory_order_relaxed);
+#ifndef NDEBUG
+  check_block(*b);
+#endif
+  return n;
+}
+
+std::size_t Mirror::move_between_devices(std::size_t device, std::uintptr_t page) {
+  VaBlock* b = get_block(page);
+  std::size_t i = os::page_index_in_block(page);
+  int from = b->owner[i];
+  std::uint32_t frame = 0;
+  if (devices_[device]->alloc_frames(1, &frame) != 1) return 0;
+  devices_[from]->invalidate(page, page + kPageSize);
+  seq_.fetch_add(1, std::memory_order_acq_rel);
+  devices_[from]->copy_from_frames(staging_, &b->frame[i], 1);
+  devices_[device]->copy_to_frames(&frame, 1, staging_);
+  devices_[from]->free_frame(b->frame[i]);
+  b->owner[i] = static_cast<std::int8_t>(device);
+  b->frame[i] = frame;
+  counters_[device].pages_to_device.fetch_add(1, std::memory_order_relaxed);
+  return 1;
+}
+
+std::size_t Mirror::bring_home_run(std::uintptr_t start, std::uintptr_t end, int owner) {
+  VaBlock* b = get_block(start);
+  std::size_t i0 = os::page_index_in_block(start);
+  std::size_t n = (end - start) / kPageSize;
+  device::DeviceBackend* dev = devices_[owner];
+  for (std::size_t k = 0; k < n; ++k) frames_[k] = b->frame[i0 + k];
+  invalidate_all(start, end);
+  // Restore straight from device memory when the frames are contiguous and host-visible.
+  const std::byte* src = nullptr;
+  bool contiguous = true;
+  for (std::size_t k = 1; k < n && contiguous; ++k) contiguous = frames_[k] == frames_[0] + k;
+  if (contiguous) src = static_cast<const std::byte*>(dev->frame_host_address(frames_[0]));
+  if (src == nullptr) {
+    dev->copy_from_frames(staging_, frames_, n);
+    src = staging_;
+  }
+  std::size_t moved = 0;
+  for (std::size_t k = 0; k < n;) {
+    std::size_t run = 1;
+    while (k + run < n && b->prot[i0 + k + run] == b->prot[i0 + k]) ++run;
+    int rc = tracker_->restore(start + k * kPageSize, src + k * kPageSize, run * kPageSize,
+                               b->prot[i0 + k]);
+    if (rc == 0) {
+      for (std::size_t j = k; j < k + run; ++j) {
+        dev->free_frame(frames_[j]);
+        b->owner[i0 + j] = kSystem;
+        b->flags[i0 + j].store(0, std::memory_order_release);
+      }
+      b->resident -= static_cast<std::uint32_t>(run);
+      moved += run;
+    }
+    // On failure the data stays in device memory, still revoked: nothing is lost, and the
+    // next CPU touch or bring-home tries again.
+    k += run;
+  }
+  counters_[owner].pages_to_system.fetch_add(moved, std::memory_order_relaxed);
+#ifndef NDEBUG
+  check_block(*b);
+#endif
+  return moved;
+}
+
+std::size_t Mirror::bring_home_range(std::uintptr_t start, std::uintptr_t end, int only, int skip) {
+  std::size_t moved = 0;
+  for (std::uintptr_t block = os::block_down(start); block < end; block += os::kBlockSize) {
+    VaBlock* b = find_block(block);
+    if (b == nullptr || b->resident == 0) continue;
+    std::uintptr_t lo = std::max(start, block), hi = std::min(end, block + os::kBlockSize);
+    for (std::uintptr_t page = lo; page < hi;) {
+      int owner = b->owner[os::page_index_in_block(page)];
+      if (owner == kSystem || (only >= 0 && owner != only) || owner == skip) {
+        page += kPageSize;
+        continue;
+      }
+      std::uintptr_t run_end = page + kPageSize;
+      while (run_end < hi && b->owner[os::page_index_in_block(run_end)] == owner) run_end += kPageSize;
+      moved += bring_home_run(page, run_end, owner);
+      page = run_end;
+    }
+  }
+  return moved;
+}
+
+std::size_t Mirror::migrate_to_system(std::size_t device, std::uintptr_t start, std::uintptr_t end,
+                                      Status* status) {
+  (void)status;
+  Locked lock(lock_);
+  return bring_home_range(start, end, static_cast<int>(device), -1);
+}
+
+void Mirror::release_device(std::size_t device) {
+  Locked lock(lock_);
+  std::uint32_t bit = 1u << device;
+  blocks_.for_each([&](VaBlock& b) {
+    if (b.resident > 0) bring_home_range(b.base, b.base + os::kBlockSize, static_cast<int>(device), -1);
+    if (b.mapped_devices & bit) {
+      devices_[device]->invalidate(b.base, b.base + os::kBlockSize);
+      b.mapped_devices &= ~bit;
+    }
+  });
+  seq_.fetch_add(1, std::memory_order_acq_rel);
+  if (devices_[device]->used_bytes() == 0) devices_[device]->release_memory();
+}
+
+void Mirror::bring_all_home() {
+  Locked lock(lock_);
+  blocks_.for_each([&](VaBlock& b) {
+    if (b.resident > 0) bring_home_range(b.base, b.base + os::kBlockSize, -1, -1);
+  });
+}
+
+std::size_t Mirror::resident_pages(std::size_t device) {
+  Locked lock(lock_);
+  std::size_t n = 0;
+  blocks_.for_each([&](VaBlock& b) {
+    if (b.resident == 0) return;
+    for (std::size_t i = 0; i < os::kPagesPerBlock; ++i)
+      if (b.owner[i] == static_cast<std::int8_t>(device)) ++n;
+  });
+  return n;
+}
+
+Location Mirror::location(std::uintptr_t addr) {
+  Locked lock(lock_);
+  VaBlock* b = find_block(addr);
+  if (b == nullptr) return Location::system();
+  std::int8_t owner = b->owner[os::page_index_in_block(addr)];
+  return owner == kSystem ? Location::system() : Location::device(static_cast<std::size_t>(owner));
+}
+
+void Mirror::snapshot(std::uintptr_t start, std::size_t npages, PageState* out) {
+  Vmas vmas;
+  std::uintptr_t end = start + npages * kPageSize;
+  query(start, end, vmas.list);
+  std::uint8_t bits[os::kPagesPerBlock];
+  Locked lock(lock_);
+  for (std::size_t base = 0; base < npages; base += os::kPagesPerBlock) {
+    std::size_t n = std::min(os::kPagesPerBlock, npages - base);
+    std::uintptr_t chunk = start + base * kPageSize;
+    os::query_pages(chunk, n, bits);
+    for (std::size_t k = 0; k < n; ++k) {
+      std::uintptr_t page = chunk + k * kPageSize;
+      PageState s;
+      const os::Vma* vma = os::find_vma(vmas.list, page);
+      VaBlock* b = find_block(page);
+      std::int8_t owner = b ? b->owner[os::page_index_in_block(page)] : kSystem;
+      if (owner != kSystem) {
+        int prot = b->prot[os::page_index_in_block(page)];
+        s.readable = prot & PROT_READ;
+        s.writable = prot & PROT_WRITE;
+        s.error = !s.readable;
+        s.location = Location::device(static_cast<std::size_t>(owner));
+      } else if (vma == nullptr || vma->special) {
+        s.error = true;
+      } else {
+        s.readable = vma->read;
+        s.writable = vma->write;
+        s.error = !vma->read;
+        bool populated = (bits[k] & (os::kPagePresent | os::kPageSwapped)) != 0;
+        s.zero = s.readable && vma->anonymous && !vma->shared &&
+                 (!populated || (bits[k] & os::kPageZero));
+        s.huge = (bits[k] & os::kPageHuge) != 0;
+      }
+      out[base + k] = s;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// CPU side
+// ---------------------------------------------------------------------------------------------
+CpuFault Mirror::cpu_fault(std::uintptr_t addr, bool write, bool try_only) {
+  VaBlock* b = find_block(addr);
+  if (b == nullptr) return CpuFault::not_ours;
+  std::size_t i = os::page_index_in_block(addr);
+  if (!(b->flags[i].load(std::memory_order_acquire) & (kRevoked | kMigrating))) return CpuFault::not_ours;
+  if (try_only) {
+    if (!lock_.try_lock()) return CpuFault::busy;
+  } else {
+    lock_.lock();
+  }
+  Locked lock(lock_, Locked::adopt);
+  std::uint8_t f = b->flags[i].load(std::memory_order_acquire);
+  int owner = b->owner[i];
+  if (!(f & kRevoked) || owner == kSystem) return CpuFault::served;  // already home: retry
+  int prot = b->prot[i];
+  if (!(prot & PROT_READ) || (write && !(prot & PROT_WRITE))) return CpuFault::not_ours;
+  // Bring home the run of pages of the same device around addr, within a 64 KiB granule: one
+  // copy serves a sequential CPU sweep sixteen times faster than page-at-a-time fault-back.
+  constexpr std::uintptr_t kGranule = 64 * 1024;
+  std::uintptr_t page = os::page_down(addr);
+  std::uintptr_t lo = page, hi = page + kPageSize;
+  std::uintptr_t g0 = page & ~(kGranule - 1), g1 = g0 + kGranule;
+  while (lo > g0 && b->owner[os::page_index_in_block(lo - kPageSize)] == owner &&
+         b->prot[os::page_index_in_block(lo - kPageSize)] == prot)
+    lo -= kPageSize;
+  while (hi < g1 && b->owner[os::page_index_in_block(hi)] == owner &&
+         b->prot[os::page_index_in_block(hi)] == prot)
+    hi += kPageSize;
+  bring_home_run(lo, hi, owner);
+  counters_[owner].cpu_faults.fetch_add(1, std::memory_order_relaxed);
+  return CpuFault::served;
+}
+
+void Mirror::lock_for_fork() {
+  lock_.lock();
+  blocks_.for_each([&](VaBlock& b) {
+    if (b.resident > 0) bring_home_range(b.base, b.base + os::kBlockSize, -1, -1);
+  });
+}
+
+void Mirror::unlock_after_fork() { lock_.unlock(); }
+
+void Mirror::drop_range(std::uintptr_t start, std::uintptr_t end, bool make_accessible,
+                        std::uint64_t stamp) {
+  for (std::uintptr_t block = os::block_down(start); block < end; block += os::kBlockSize) {
+    VaBlock* b = find_block(block);
+    if (b == nullptr || b->resident == 0) continue;
+    std::uintptr_t lo = std::max(start, block), hi = std::min(end, block + os::kBlockSize);
+    for (std::uintptr_t page = lo; page < hi; page += kPageSize) {
+      std::size_t i = os::page_index_in_block(page);
+      int owner = b->owner[i];
+      if (owner == kSystem || b->birth[i] >= stamp) continue;
+      devices_[owner]->free_frame(b->frame[i]);
+      b->owner[i] = kSystem;
+      b->flags[i].store(0, std::memory_order_release);
+      --b->resident;
+      if (make_accessible) tracker_->discard(page, kPageSize, b->prot[i]);
+    }
+  }
+}
+
+void Mirror::before_unmap(std::uintptr_t start, std::uintptr_t end) {
+  Locked lock(lock_);
+  invalidate_all(start, end);
+  drop_range(start, end, false, ~std::uint64_t{0});
+}
+
+void Mirror::before_discard(std::uintptr_t start, std::uintptr_t end) {
+  Locked lock(lock_);
+  invalidate_all(start, end);
+  drop_range(start, end, true, ~std::uint64_t{0});
+}
+
+int Mirror::protect(std::uintptr_t start, std::uintptr_t end, int prot) {
+  Locked lock(lock_);
+  // Device mappings go first; they come back through faults with the new rights.
+  invalidate_all(start, end);
+  bool keep_revoked = tracker_->mode() == Tracking::mprotect;
+  int rc = 0;
+  std::uintptr_t run = start;  // start of the pending run of pages to mprotect for real
+  auto flush = [&](std::uintptr_t upto) {
+    if (upto > run) {
+      int r = os::sys_mprotect(reinterpret_cast<void*>(run), upto - run, prot);
+      if (r != 0 && rc == 0) rc = r;
+    }
+  };
+  for (std::uintptr_t page = start; page < end; page += kPageSize) {
+    VaBlock* b = find_block(page);
+    if (b == nullptr || b->resident == 0) {
+      // Skip to the end of an empty block quickly.
+      std::uintptr_t next = std::min(end, os::block_down(page) + os::kBlockSize);
+      page = next - kPageSize;
+      continue;
+    }
+    std::size_t i = os::page_index_in_block(page);
+    if (b->owner[i] == kSystem) continue;
+    b->prot[i] = static_cast<std::uint8_t>(prot);
+    if (keep_revoked) {  // its real protection stays PROT_NONE until it comes home
+      flush(page);
+      run = page + kPageSize;
+    }
+  }
+  flush(end);
+  return rc;
+}
+
+void Mirror::before_remap(std::uintptr_t start, std::uintptr_t end) {
+  Locked lock(lock_);
+  bring_home_range(start, end, -1, -1);
+  invalidate_all(start, end);
+}
+
+void Mirror::on_unmap_event(std::uintptr_t start, std::uintptr_t end, std::uint64_t stamp) {
+  Locked lock(lock_);
+  invalidate_all(start, end);
+  drop_range(start, end, false, stamp);
+}
+
+void Mirror::on_remap_event(std::uintptr_t from, std::uintptr_t to, std::size_t len,
+                            std::uint64_t stamp) {
+  Locked lock(lock_);
+  invalidate_all(from, from + len);
+  invalidate_all(to, to + len);
+  // The kernel moved the page tables, revoked entries included: move the state along.
+  for (std::uintptr_t off = 0; off < len; off += kPageSize) {
+    VaBlock* src = find_block(from + off);
+    if (src == nullptr || src->resident == 0) continue;
+    std::size_t i = os::page_index_in_block(from + off);
+    if (src->owner[i] == kSystem || src->birth[i] >= stamp) continue;
+    VaBlock* dst = get_block(to + off);
+    std::size_t j = os::page_index_in_block(to + off);
+    if (dst->owner[j] != kSystem) {
+      devices_[dst->owner[j]]->free_frame(dst->frame[j]);
+      --dst->resident;
+    }
+    dst->owner[j] = src->owner[i];
+    dst->frame[j] = src->frame[i];
+    dst->prot[j] = src->prot[i];
+    dst->birth[j] = src->birth[i];
+    dst->flags[j].store(kRevoked, std::memory_order_release);
+    ++dst->resident;
+    src->owner[i] = kSystem;
+    src->flags[i].store(0, std::memory_order_release);
+    --src->resident;
+  }
+}
+
+#ifndef NDEBUG
+void Mirror::check_block(const VaBlock& b) const {
+  std::uint32_t resident = 0;
+  for (std::size_t i = 0; i < os::kPagesPerBlock; ++i) {
+    std::uint8_t f = b.flags[i].load(std::memory_order_relaxed);
+    if (b.owner[i] != kSystem) {
+      ++resident;
+      assert(f == kRevoked && "I2: a device-resident page is revoked");
+    } else {
+      assert((f & kRevoked) == 0 && "I1: a system page is not revoked");
+    }
+  }
+  assert(resident == b.resident);
+  (void)resident;
+}
+#endif
+
+}  // namespace hetmm::core

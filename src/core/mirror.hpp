@@ -1,0 +1,145 @@
+// The mirror: hetmm's picture of the process address space as the devices see it.
+//
+// It keeps per-page state in 2 MiB VaBlocks (where the data lives, which devices map it), the
+// interval-notifier sequence count, and every operation that changes residency or mappings:
+// device fault resolution (the analogue of hmm_range_fault), migration in both directions,
+// invalidation before CPU-side changes, and the CPU fault-back of revoked pages.
+//
+// Locking: one state lock (StateLock) guards all block state, device page tables and frame
+// pools. Lock order: state lock -> device launch lock is never taken; the fault-buffer lock is
+// a leaf taken without the state lock. Workers never take the state lock. See
+// docs/ARCHITECTURE.md for the whole picture.
+#pragma once
+
+#include "core/host_tracker.hpp"
+#include "core/radix_table.hpp"
+#include "core/state_lock.hpp"
+#include "core/va_block.hpp"
+#include "device/device_backend.hpp"
+#include "os/proc_maps.hpp"
+
+#include <hetmm/hetmm.hpp>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace hetmm::core {
+
+// Counters the mirror keeps per device (merged into DeviceStats by the API layer).
+struct MirrorCounters {
+  std::atomic<std::uint64_t> pages_to_device{0}, pages_to_system{0}, cpu_faults{0};
+};
+
+// The outcome of an operation, recorded under the lock and turned into an exception after it.
+struct Status {
+  Errc code = Errc::invalid_argument;
+  bool failed = false;
+  std::uintptr_t addr = 0;
+  void fail(Errc c, std::uintptr_t a) {
+    if (!failed) {
+      failed = true;
+      code = c;
+      addr = a;
+    }
+  }
+};
+
+enum class CpuFault { not_ours, served, busy };
+
+class Mirror final : public device::FaultResolver {
+ public:
+  Mirror(HostTracker* tracker, std::size_t device_count);
+  ~Mirror() override;
+
+  void attach(std::size_t index, device::DeviceBackend* device);
+  MirrorCounters& counters(std::size_t device) { return counters_[device]; }
+  StateLock& state_lock() { return lock_; }
+
+  // ---- interval-notifier sequence ----------------------------------------------------------
+  std::uint64_t read_begin() const { return seq_.load(std::memory_order_acquire); }
+  bool read_retry(std::uint64_t seq) const { return seq_.load(std::memory_order_relaxed) != seq; }
+
+  // ---- device side -------------------------------------------------------------------------
+  void resolve(std::size_t device, const device::FaultRange* ranges,
+               device::FaultOutcome* outcomes, std::size_t n) override;
+
+  // Copies between the device's view of [addr, addr+len) and bounce, using only existing device
+  // mappings. Returns true when done; false with *missing set to the first page the device does
+  // not map with the needed access; false with status failed on an access error.
+  bool device_copy(std::size_t device, std::uintptr_t addr, std::size_t len, void* bounce,
+                   bool write, std::uintptr_t* missing, Status* status);
+
+  // Returns pages readable through the device afterwards.
+  std::size_t migrate_to_device(std::size_t device, std::uintptr_t start, std::uintptr_t end,
+                                Status* status);
+  std::size_t migrate_to_system(std::size_t device, std::uintptr_t start, std::uintptr_t end,
+                                Status* status);
+  void snapshot(std::uintptr_t start, std::size_t npages, PageState* out);
+  void release_device(std::size_t device);
+  void bring_all_home();
+  Location location(std::uintptr_t addr);
+  std::size_t resident_pages(std::size_t device);
+
+  // ---- CPU side ----------------------------------------------------------------------------
+  // Lock-free: does hetmm hold this page (revoked or being migrated)?
+  bool tracks(std::uintptr_t addr) const;
+  // A CPU access to a revoked page: bring it home. Returns false if the page is not hetmm's (the
+  // fault is the program's own). Never called with the state lock held by the caller.
+  // With try_only, returns busy instead of waiting for the state lock.
+  CpuFault cpu_fault(std::uintptr_t addr, bool write, bool try_only = false);
+  // fork: bring every page home and hold the state lock across fork(2).
+  void lock_for_fork();
+  void unlock_after_fork();
+
+  // Hooks, called before the CPU-side change (src/host/hooks.cpp).
+  void before_unmap(std::uintptr_t start, std::uintptr_t end);
+  void before_discard(std::uintptr_t start, std::uintptr_t end);
+  // Applies mprotect itself (revoked pages keep their real protection in mprotect mode).
+  int protect(std::uintptr_t start, std::uintptr_t end, int prot);
+  void before_remap(std::uintptr_t start, std::uintptr_t end);
+
+  // userfaultfd events, processed after the fact (see docs/ARCHITECTURE.md, "Events").
+  std::uint64_t event_stamp() { return clock_.fetch_add(1, std::memory_order_acq_rel) + 1; }
+  void on_unmap_event(std::uintptr_t start, std::uintptr_t end, std::uint64_t stamp);
+  void on_remap_event(std::uintptr_t from, std::uintptr_t to, std::size_t len,
+                      std::uint64_t stamp);
+
+ private:
+  VaBlock* find_block(std::uintptr_t addr) const { return blocks_.find(addr >> os::kBlockShift); }
+  VaBlock* get_block(std::uintptr_t addr);
+  void invalidate_all(std::uintptr_t start, std::uintptr_t end);  // every device, seq++
+  // Pages [start, end) all owned by `owner`: data home, frames freed. Returns pages moved.
+  std::size_t bring_home_run(std::uintptr_t start, std::uintptr_t end, int owner);
+  // Brings home pages in [start, end) owned by `only` (any device if < 0), except `skip`.
+  std::size_t bring_home_range(std::uintptr_t start, std::uintptr_t end, int only, int skip);
+  // Drops device-resident data in [start, end) (pages born before `stamp`).
+  void drop_range(std::uintptr_t start, std::uintptr_t end, bool make_accessible,
+                  std::uint64_t stamp);
+  // Moves one run of system pages (one VMA) into device memory. Returns pages moved.
+  std::size_t migrate_run_in(std::size_t device, std::uintptr_t start, std::uintptr_t end,
+                             const os::Vma& vma, bool* out_of_memory);
+  std::size_t move_between_devices(std::size_t device, std::uintptr_t page);
+  void map_on_device(std::size_t device, std::uintptr_t page, int prot, bool want_write);
+  int effective_prot(const os::Vma* vma, std::uintptr_t page) const;
+  void resolve_one(std::size_t device, const device::FaultRange& r, device::FaultOutcome& o,
+                   os::VmaList& vmas);
+#ifndef NDEBUG
+  void check_block(const VaBlock& b) const;
+#endif
+
+  HostTracker* tracker_;
+  std::size_t ndevices_;
+  device::DeviceBackend* devices_[32] = {};
+  MirrorCounters* counters_;
+  StateLock lock_;
+  RadixTable<VaBlock> blocks_;
+  std::atomic<std::uint64_t> seq_{0};
+  std::atomic<std::uint64_t> clock_{1};
+  std::byte* staging_;  // 2 MiB of runtime memory for copies that need a contiguous buffer
+  std::uint32_t* frames_;  // scratch frame list, kPagesPerBlock entries
+  std::uint8_t* bits_;     // scratch page bits, kPagesPerBlock entries
+};
+
+}  // namespace hetmm::core

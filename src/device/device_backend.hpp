@@ -1,0 +1,69 @@
+// The interface every device implements for the mirror: memory frames, a copy engine, an MMU
+// (page table plus TLB shootdown) and a fault source. `sim` implements it in software; a CUDA
+// backend will implement the same on a GPU.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace hetmm::device {
+
+// A device page-table entry. The address bits hold the host address the device reaches:
+// the frame's address for local pages, the process address itself for in-place pages.
+namespace pte {
+inline constexpr std::uint64_t kValid = 1;
+inline constexpr std::uint64_t kWrite = 2;
+inline constexpr std::uint64_t kLocal = 4;  // in device memory (else: system memory, in place)
+inline constexpr std::uint64_t kAddrMask = ~std::uint64_t{0xfff};
+inline std::uint64_t make(std::uintptr_t target, bool write, bool local) {
+  return (target & kAddrMask) | kValid | (write ? kWrite : 0) | (local ? kLocal : 0);
+}
+}  // namespace pte
+
+// What the fault service asks the mirror to do for a range of device faults.
+struct FaultRange {
+  std::uintptr_t start = 0;
+  std::uintptr_t end = 0;
+  bool write = false;
+};
+struct FaultOutcome {
+  int error = 0;                 // 0, or a hetmm::Errc value + 1
+  std::uintptr_t error_addr = 0;  // first page that failed
+};
+
+class FaultResolver {
+ public:
+  virtual ~FaultResolver() = default;
+  // Called by a device's fault service thread with a sorted, coalesced batch.
+  virtual void resolve(std::size_t device, const FaultRange* ranges, FaultOutcome* outcomes,
+                       std::size_t n) = 0;
+};
+
+class DeviceBackend {
+ public:
+  virtual ~DeviceBackend() = default;
+  virtual std::size_t index() const = 0;
+
+  // Memory frames (4 KiB). alloc returns how many it could allocate (<= n); prefers contiguous.
+  virtual std::size_t alloc_frames(std::size_t n, std::uint32_t* out) = 0;
+  virtual void free_frame(std::uint32_t frame) = 0;
+  virtual std::size_t capacity_bytes() const = 0;
+  virtual std::size_t used_bytes() const = 0;
+  virtual void release_memory() = 0;  // all frames are free: give the chunks back
+  // Host address of a frame where device memory is host-addressable (sim), else nullptr.
+  virtual void* frame_host_address(std::uint32_t frame) = 0;
+
+  // Copy engine. Pages are 4 KiB; host buffers are runtime or process memory.
+  // Both return false when the host side faulted (memory unmapped under our feet).
+  virtual bool copy_to_frames(const std::uint32_t* frames, std::size_t n, const void* src) = 0;
+  virtual bool copy_from_frames(void* dst, const std::uint32_t* frames, std::size_t n) = 0;
+  virtual void zero_frames(const std::uint32_t* frames, std::size_t n) = 0;
+
+  // MMU. Callers hold the mirror's state lock.
+  virtual void set_pte(std::uintptr_t va, std::uint64_t entry) = 0;
+  virtual std::uint64_t get_pte(std::uintptr_t va) const = 0;
+  // Clears PTEs in [start, end) and returns only when no worker can still use them.
+  virtual void invalidate(std::uintptr_t start, std::uintptr_t end) = 0;
+};
+
+}  // namespace hetmm::device

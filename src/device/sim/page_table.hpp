@@ -1,0 +1,54 @@
+// The software device's page table, keyed by process virtual address (device address ==
+// process address). Leaves hold the 512 PTEs of one 2 MiB block; workers read them lock-free,
+// the mirror writes them under its state lock.
+#pragma once
+
+#include "core/radix_table.hpp"
+#include "device/device_backend.hpp"
+#include "os/page.hpp"
+
+#include <atomic>
+#include <cstdint>
+
+namespace hetmm::device::sim {
+
+class PageTable {
+ public:
+  std::uint64_t get(std::uintptr_t va) const {
+    Leaf* l = table_.find(va >> os::kBlockShift);
+    if (l == nullptr) return 0;
+    return l->pte[os::page_index_in_block(va)].load(std::memory_order_acquire);
+  }
+  void set(std::uintptr_t va, std::uint64_t entry) {
+    Leaf* l = table_.get_or_create(va >> os::kBlockShift, [] { return os::arena_new<Leaf>(); });
+    l->pte[os::page_index_in_block(va)].store(entry, std::memory_order_release);
+  }
+  // Returns the number of valid entries cleared.
+  std::size_t clear(std::uintptr_t start, std::uintptr_t end) {
+    std::size_t n = 0;
+    for (std::uintptr_t va = start; va < end;) {
+      Leaf* l = table_.find(va >> os::kBlockShift);
+      std::uintptr_t block_end = os::block_down(va) + os::kBlockSize;
+      std::uintptr_t stop = block_end < end ? block_end : end;
+      if (l != nullptr) {
+        for (std::uintptr_t a = va; a < stop; a += os::kPageSize) {
+          auto& e = l->pte[os::page_index_in_block(a)];
+          if (e.load(std::memory_order_relaxed) & pte::kValid) {
+            e.store(0, std::memory_order_release);
+            ++n;
+          }
+        }
+      }
+      va = stop;
+    }
+    return n;
+  }
+
+ private:
+  struct Leaf {
+    std::atomic<std::uint64_t> pte[os::kPagesPerBlock] = {};
+  };
+  core::RadixTable<Leaf> table_;
+};
+
+}  // namespace hetmm::device::sim

@@ -1,0 +1,288 @@
+#include "device/sim/sim_device.hpp"
+
+#include "os/page.hpp"
+#include "os/safe_access.hpp"
+#include "os/syscalls.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <sched.h>
+#include <thread>
+
+namespace hetmm::detail {
+thread_local WorkerContext* tls_worker __attribute__((tls_model("initial-exec"))) = nullptr;
+}
+
+namespace hetmm::device::sim {
+
+using detail::WorkerContext;
+
+SimDevice::SimDevice(std::size_t index, std::size_t memory_bytes, unsigned workers,
+                     FaultResolver* resolver)
+    : index_(index), resolver_(resolver), pool_(memory_bytes) {
+  if (workers == 0) workers = std::max(1u, std::thread::hardware_concurrency());
+  nworkers_ = workers;
+  workers_ = static_cast<WorkerContext**>(
+      os::runtime_memory()->allocate(sizeof(WorkerContext*) * nworkers_, alignof(void*)));
+  for (unsigned i = 0; i < nworkers_; ++i) {
+    workers_[i] = os::arena_new<WorkerContext>();
+    workers_[i]->device = this;
+    workers_[i]->index = i;
+  }
+}
+
+SimDevice::~SimDevice() {
+  stop();
+  for (unsigned i = 0; i < nworkers_; ++i) os::arena_delete(workers_[i]);
+  os::runtime_memory()->deallocate(workers_, sizeof(WorkerContext*) * nworkers_, alignof(void*));
+}
+
+void SimDevice::start() {
+  if (started_) return;
+  stopping_ = false;
+  faults_.restart();
+  service_.start(&SimDevice::service_main, this, "hetmm-fault");
+  for (unsigned i = 0; i < nworkers_; ++i)
+    workers_[i]->thread.start(&SimDevice::worker_main, workers_[i], "hetmm-worker");
+  started_ = true;
+}
+
+void SimDevice::stop() {
+  if (!started_) return;
+  {
+    std::lock_guard lock(launch_mutex_);
+    stopping_ = true;
+  }
+  launch_cv_.notify_all();
+  for (unsigned i = 0; i < nworkers_; ++i) workers_[i]->thread.join();
+  faults_.stop();
+  service_.join();
+  // Kernels that never ran are dropped; their launchers learn it at synchronize.
+  std::lock_guard lock(launch_mutex_);
+  for (Launch* l : queue_) delete l;
+  if (!queue_.empty() && !pending_error_)
+    pending_error_ = std::make_exception_ptr(
+        Error(Errc::device_lost, "device " + std::to_string(index_) + " stopped with kernels queued"));
+  queue_.clear();
+  started_ = false;
+  idle_cv_.notify_all();
+}
+
+void SimDevice::abandon_threads() {
+  for (unsigned i = 0; i < nworkers_; ++i) workers_[i]->thread.abandon();
+  service_.abandon();
+  started_ = false;
+}
+
+bool SimDevice::copy_to_frames(const std::uint32_t* frames, std::size_t n, const void* src) {
+  auto* s = static_cast<const std::byte*>(src);
+  for (std::size_t i = 0; i < n;) {
+    std::size_t run = 1;  // contiguous frames copy in one go
+    while (i + run < n && frames[i + run] == frames[i] + run) ++run;
+    if (hetmm_safe_copy(pool_.address(frames[i]), s + i * os::kPageSize, run * os::kPageSize))
+      return false;
+    i += run;
+  }
+  return true;
+}
+
+bool SimDevice::copy_from_frames(void* dst, const std::uint32_t* frames, std::size_t n) {
+  auto* d = static_cast<std::byte*>(dst);
+  for (std::size_t i = 0; i < n;) {
+    std::size_t run = 1;
+    while (i + run < n && frames[i + run] == frames[i] + run) ++run;
+    if (hetmm_safe_copy(d + i * os::kPageSize, pool_.address(frames[i]), run * os::kPageSize))
+      return false;
+    i += run;
+  }
+  return true;
+}
+
+void SimDevice::zero_frames(const std::uint32_t* frames, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) std::memset(pool_.address(frames[i]), 0, os::kPageSize);
+}
+
+void SimDevice::invalidate(std::uintptr_t start, std::uintptr_t end) {
+  if (pt_.clear(start, end) == 0) return;  // no valid PTE: no TLB can hold one either
+  stats_.invalidations.fetch_add(1, std::memory_order_relaxed);
+  std::uint64_t target = epoch_.fetch_add(1, std::memory_order_seq_cst) + 1;
+  for (unsigned i = 0; i < nworkers_; ++i) {
+    auto& active = workers_[i]->active;
+    for (unsigned spins = 0;; ++spins) {
+      std::uint64_t a = active.load(std::memory_order_seq_cst);
+      if (a == 0 || a >= target) break;
+      if (spins < 4096) __builtin_ia32_pause();
+      else sched_yield();
+    }
+  }
+}
+
+void SimDevice::fault_and_wait(FaultRequest* r) {
+  faults_.post(r);
+  r->wait();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fault service
+// ---------------------------------------------------------------------------------------------
+void SimDevice::service_main(void* arg) { static_cast<SimDevice*>(arg)->run_service(); }
+
+void SimDevice::run_service() {
+  FaultRequest* batch[FaultBuffer::kMaxBatch];
+  for (;;) {
+    std::size_t n = faults_.drain(batch, FaultBuffer::kMaxBatch);
+    if (n == 0) return;
+    serve_batch(batch, n);
+  }
+}
+
+void SimDevice::serve_batch(FaultRequest** reqs, std::size_t n) {
+  stats_.fault_batches.fetch_add(1, std::memory_order_relaxed);
+  stats_.faults.fetch_add(n, std::memory_order_relaxed);
+  // Sort by access then address; coalesce overlapping or adjacent requests of the same access.
+  std::sort(reqs, reqs + n, [](const FaultRequest* a, const FaultRequest* b) {
+    if (a->write != b->write) return a->write < b->write;
+    return a->start < b->start;
+  });
+  FaultRange ranges[FaultBuffer::kMaxBatch];
+  FaultOutcome outcomes[FaultBuffer::kMaxBatch];
+  std::size_t owner[FaultBuffer::kMaxBatch];  // range of each request
+  std::size_t nr = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (nr > 0 && ranges[nr - 1].write == reqs[i]->write && reqs[i]->start <= ranges[nr - 1].end) {
+      ranges[nr - 1].end = std::max(ranges[nr - 1].end, reqs[i]->end);
+    } else {
+      ranges[nr] = FaultRange{reqs[i]->start, reqs[i]->end, reqs[i]->write};
+      outcomes[nr] = FaultOutcome{};
+      ++nr;
+    }
+    owner[i] = nr - 1;
+  }
+  resolver_->resolve(index_, ranges, outcomes, nr);
+  // A range stops at its first error: requests before it are served, the one that contains it
+  // fails, and the ones after it are resolved again on their own.
+  for (std::size_t i = 0; i < n; ++i) {
+    FaultRequest* r = reqs[i];
+    const FaultOutcome& o = outcomes[owner[i]];
+    if (o.error != 0 && o.error_addr < r->end) {
+      if (o.error_addr >= r->start) {
+        r->error = o.error;
+        r->error_addr = o.error_addr;
+      } else {
+        FaultRange single{r->start, r->end, r->write};
+        FaultOutcome out{};
+        resolver_->resolve(index_, &single, &out, 1);
+        r->error = out.error;
+        r->error_addr = out.error_addr;
+      }
+    }
+    r->complete();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kernels
+// ---------------------------------------------------------------------------------------------
+void SimDevice::launch(std::size_t threads, std::unique_ptr<detail::KernelBase> kernel) {
+  auto* l = new Launch;
+  l->kernel = std::move(kernel);
+  l->threads = threads;
+  l->workers_left = nworkers_;
+  {
+    std::lock_guard lock(launch_mutex_);
+    if (stopping_ || !started_) {
+      delete l;
+      throw Error(Errc::device_lost, "device " + std::to_string(index_) + " is not running");
+    }
+    if (queue_.empty()) ++launch_generation_;
+    queue_.push_back(l);
+  }
+  launch_cv_.notify_all();
+}
+
+void SimDevice::synchronize() {
+  std::unique_lock lock(launch_mutex_);
+  idle_cv_.wait(lock, [&] { return queue_.empty(); });
+  if (pending_error_) {
+    std::exception_ptr e = pending_error_;
+    pending_error_ = nullptr;
+    lock.unlock();
+    std::rethrow_exception(e);
+  }
+}
+
+bool SimDevice::on_worker_thread() const {
+  return detail::tls_worker != nullptr && detail::tls_worker->device == this;
+}
+
+void SimDevice::worker_main(void* arg) {
+  auto* w = static_cast<WorkerContext*>(arg);
+  w->device->run_worker(w);
+}
+
+void SimDevice::run_worker(WorkerContext* w) {
+  detail::tls_worker = w;
+  w->tid = os::sys_gettid();
+  std::uint64_t done_generation = 0;
+  for (;;) {
+    Launch* l;
+    {
+      std::unique_lock lock(launch_mutex_);
+      launch_cv_.wait(lock, [&] {
+        return stopping_ || (!queue_.empty() && launch_generation_ != done_generation);
+      });
+      if (stopping_) break;
+      l = queue_.front();
+      done_generation = launch_generation_;
+    }
+    // Threads are handed out in chunks so that workers rarely contend on the counter.
+    std::size_t chunk = std::max<std::size_t>(1, l->threads / (std::size_t{nworkers_} * 16));
+    if (chunk > 4096) chunk = 4096;
+    while (!l->abort.load(std::memory_order_relaxed)) {
+      std::size_t first = l->next.fetch_add(chunk, std::memory_order_relaxed);
+      if (first >= l->threads) break;
+      std::size_t last = std::min(l->threads, first + chunk);
+      try {
+        for (std::size_t id = first; id < last && !l->abort.load(std::memory_order_relaxed); ++id) {
+          Thread t(w, id, l->threads);
+          l->kernel->run(t);
+        }
+      } catch (...) {
+        w->active.store(0, std::memory_order_release);
+        std::lock_guard lock(launch_mutex_);
+        if (!l->error) l->error = std::current_exception();
+        l->abort.store(true, std::memory_order_relaxed);
+      }
+    }
+    std::lock_guard lock(launch_mutex_);
+    if (--l->workers_left == 0) {
+      if (l->error && !pending_error_) pending_error_ = l->error;
+      queue_.pop_front();
+      delete l;
+      stats_.kernels.fetch_add(1, std::memory_order_relaxed);
+      if (!queue_.empty()) ++launch_generation_;
+      launch_cv_.notify_all();
+      idle_cv_.notify_all();
+    }
+  }
+  detail::tls_worker = nullptr;
+}
+
+DeviceStats SimDevice::stats() const {
+  DeviceStats s;
+  s.fault_rounds = stats_.fault_rounds.load();
+  s.faults = stats_.faults.load();
+  s.fault_batches = stats_.fault_batches.load();
+  s.pages_to_device = stats_.pages_to_device.load();
+  s.pages_to_system = stats_.pages_to_system.load();
+  s.cpu_faults = stats_.cpu_faults.load();
+  s.invalidations = stats_.invalidations.load();
+  s.kernels = stats_.kernels.load();
+  for (unsigned i = 0; i < nworkers_; ++i) {
+    s.tlb_hits += workers_[i]->tlb_hits;
+    s.tlb_misses += workers_[i]->tlb_misses;
+  }
+  return s;
+}
+
+}  // namespace hetmm::device::sim

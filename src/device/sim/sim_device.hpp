@@ -1,0 +1,106 @@
+// `sim`: the software device. Its own memory (FramePool), a page table keyed by process virtual
+// address, per-worker TLBs with shootdown, worker threads that run kernels, and a replayable
+// fault buffer drained in batches by a service thread.
+#pragma once
+
+#include "device/device_backend.hpp"
+#include "device/sim/fault_buffer.hpp"
+#include "device/sim/frame_pool.hpp"
+#include "device/sim/page_table.hpp"
+#include "device/sim/worker.hpp"
+#include "os/os_thread.hpp"
+
+#include <hetmm/hetmm.hpp>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <memory>
+#include <mutex>
+
+namespace hetmm::device::sim {
+
+struct AtomicStats {
+  std::atomic<std::uint64_t> fault_rounds{0}, faults{0}, fault_batches{0}, pages_to_device{0},
+      pages_to_system{0}, cpu_faults{0}, invalidations{0}, kernels{0};
+};
+
+class SimDevice final : public DeviceBackend {
+ public:
+  SimDevice(std::size_t index, std::size_t memory_bytes, unsigned workers,
+            FaultResolver* resolver);
+  ~SimDevice() override;
+
+  void start();
+  void stop();
+  void abandon_threads();  // in a forked child: the threads do not exist
+
+  // DeviceBackend
+  std::size_t index() const override { return index_; }
+  std::size_t alloc_frames(std::size_t n, std::uint32_t* out) override { return pool_.alloc(n, out); }
+  void free_frame(std::uint32_t frame) override { pool_.free(frame); }
+  std::size_t capacity_bytes() const override { return pool_.capacity_bytes(); }
+  std::size_t used_bytes() const override { return pool_.used_bytes(); }
+  void release_memory() override { pool_.release(); }
+  void* frame_host_address(std::uint32_t frame) override { return pool_.address(frame); }
+  bool copy_to_frames(const std::uint32_t* frames, std::size_t n, const void* src) override;
+  bool copy_from_frames(void* dst, const std::uint32_t* frames, std::size_t n) override;
+  void zero_frames(const std::uint32_t* frames, std::size_t n) override;
+  void set_pte(std::uintptr_t va, std::uint64_t entry) override { pt_.set(va, entry); }
+  std::uint64_t get_pte(std::uintptr_t va) const override { return pt_.get(va); }
+  void invalidate(std::uintptr_t start, std::uintptr_t end) override;
+
+  // Fault source: posts a request and waits for the service thread to complete it.
+  void fault_and_wait(FaultRequest* r);
+
+  // Kernels.
+  void launch(std::size_t threads, std::unique_ptr<detail::KernelBase> kernel);
+  void synchronize();
+  bool on_worker_thread() const;
+
+  DeviceStats stats() const;
+  AtomicStats& counters() { return stats_; }
+  std::uint64_t epoch() const { return epoch_.load(std::memory_order_acquire); }
+  const std::atomic<std::uint64_t>& epoch_ref() const { return epoch_; }
+
+ private:
+  struct Launch {
+    std::unique_ptr<detail::KernelBase> kernel;
+    std::size_t threads = 0;
+    std::atomic<std::size_t> next{0};
+    std::atomic<bool> abort{false};
+    unsigned workers_left = 0;  // under launch_mutex_
+    std::exception_ptr error;   // under launch_mutex_
+  };
+  static void worker_main(void* arg);
+  static void service_main(void* arg);
+  void run_worker(detail::WorkerContext* w);
+  void run_service();
+  void serve_batch(FaultRequest** reqs, std::size_t n);
+
+  std::size_t index_;
+  FaultResolver* resolver_;
+  FramePool pool_;
+  PageTable pt_;
+  FaultBuffer faults_;
+  alignas(64) std::atomic<std::uint64_t> epoch_{1};
+  detail::WorkerContext** workers_;
+  unsigned nworkers_;
+  os::OsThread service_;
+  AtomicStats stats_;
+
+  // Launch queue: kernels run in order, one at a time, on all workers.
+  std::mutex launch_mutex_;
+  std::condition_variable launch_cv_;   // workers wait for work
+  std::condition_variable idle_cv_;     // synchronize waits for an empty queue
+  std::deque<Launch*> queue_;
+  std::uint64_t launch_generation_ = 0;  // bumped when the head launch changes
+  std::exception_ptr pending_error_;
+  bool stopping_ = false;
+  bool started_ = false;
+};
+
+}  // namespace hetmm::device::sim

@@ -1,0 +1,61 @@
+// A worker thread of the software device: its TLB, its fault request and its place in the
+// shootdown protocol.
+//
+// Shootdown protocol (an RCU-like grace period per access):
+//   worker, around every device access:
+//       e = epoch; active = e; if (epoch != e) retry;   // publish, then re-check
+//       if (e != tlb_epoch) flush TLB;                   // a newer shootdown happened
+//       translate (TLB, else page table); access; active = 0;
+//   invalidator, holding the mirror's state lock:
+//       clear PTEs; target = ++epoch;
+//       wait until every worker has active == 0 or active >= target.
+// After the wait no worker can use a translation made before the PTEs were cleared, so the
+// frame may be reused or the CPU-side change may proceed. A worker waiting on a fault, or
+// blocked in a CPU page fault on a raw pointer, has active == 0 and never delays a shootdown.
+#pragma once
+
+#include "device/sim/fault_buffer.hpp"
+#include "os/os_thread.hpp"
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <sys/types.h>
+
+namespace hetmm::device::sim {
+class SimDevice;
+}
+
+namespace hetmm::detail {
+
+struct TlbEntry {
+  std::uint64_t vpn = ~std::uint64_t{0};
+  std::uint64_t pte = 0;
+};
+
+struct WorkerContext {
+  static constexpr std::size_t kTlbEntries = 64;
+  device::sim::SimDevice* device = nullptr;
+  unsigned index = 0;
+  pid_t tid = 0;
+  alignas(64) std::atomic<std::uint64_t> active{0};
+  std::uint64_t tlb_epoch = 0;
+  TlbEntry tlb[kTlbEntries];
+  std::uint64_t tlb_hits = 0;
+  std::uint64_t tlb_misses = 0;
+  device::sim::FaultRequest request;
+  os::OsThread thread;
+
+  static std::size_t slot(std::uint64_t vpn) {
+    // Low bits alone make large aligned arrays collide; fold higher bits in.
+    return (vpn ^ (vpn >> 6) ^ (vpn >> 12)) & (kTlbEntries - 1);
+  }
+  void flush_tlb() {
+    for (auto& e : tlb) e.vpn = ~std::uint64_t{0};
+  }
+};
+
+// The worker running on this thread, or nullptr. initial-exec TLS: readable in signal handlers.
+extern thread_local WorkerContext* tls_worker __attribute__((tls_model("initial-exec")));
+
+}  // namespace hetmm::detail

@@ -1,0 +1,215 @@
+// Thread::load/store/atomic_add: a kernel's accesses through the device MMU.
+//
+// Hit path: epoch check, TLB lookup, access. Miss: page-table walk. Invalid PTE: a device fault
+// posted to the fault buffer; the worker sleeps until the service thread replays it. Pages in
+// device memory are accessed directly in the frame; pages in system memory are accessed in place
+// through the CPU MMU with recoverable instructions (os/safe_access.S), so a page unmapped or
+// protected under a running kernel becomes a `fault` error, never a crash.
+#include "device/sim/sim_device.hpp"
+#include "device/sim/worker.hpp"
+#include "os/page.hpp"
+#include "os/safe_access.hpp"
+
+#include <cstdio>
+#include <cstring>
+
+namespace hetmm::detail {
+
+using device::sim::FaultRequest;
+using device::sim::SimDevice;
+namespace pte = device::pte;
+
+namespace {
+
+std::string describe(const char* what, std::uintptr_t va, std::size_t n) {
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "%s of %zu bytes at 0x%lx", what, n,
+                static_cast<unsigned long>(va));
+  return buf;
+}
+
+[[noreturn]] void raise(int code, const char* what, std::uintptr_t va, std::size_t n,
+                        const char* why) {
+  throw Error(static_cast<Errc>(code - 1),
+              "device kernel: " + describe(what, va, n) + ": " + why);
+}
+
+void bump(std::uint64_t& counter) { __atomic_store_n(&counter, counter + 1, __ATOMIC_RELAXED); }
+
+// Posts a device fault for the page of va and waits for the replay. Throws on error.
+void device_fault(WorkerContext* w, std::uintptr_t va, bool write, const char* what,
+                  std::size_t n) {
+  FaultRequest& r = w->request;
+  std::uintptr_t page = os::page_down(va);
+  r.reset(page, page + os::kPageSize, write);
+  w->device->fault_and_wait(&r);
+  if (r.error != 0) {
+    const char* why = r.error - 1 == static_cast<int>(Errc::permission)
+                          ? "no write access"
+                          : "no mapping with the needed access";
+    raise(r.error, what, va, n, why);
+  }
+}
+
+// Enters a device access of the page holding va and returns the host address to use.
+// On return w->active is set; the caller must clear it after the access.
+std::byte* translate(WorkerContext* w, std::uintptr_t va, bool write, bool* local,
+                     const char* what, std::size_t n) {
+  const auto& epoch = w->device->epoch_ref();
+  for (;;) {
+    std::uint64_t e;
+    do {
+      e = epoch.load(std::memory_order_seq_cst);
+      w->active.store(e, std::memory_order_seq_cst);
+    } while (epoch.load(std::memory_order_seq_cst) != e);
+    if (e != w->tlb_epoch) {
+      w->flush_tlb();
+      w->tlb_epoch = e;
+    }
+    std::uint64_t vpn = va >> os::kPageShift;
+    TlbEntry& t = w->tlb[WorkerContext::slot(vpn)];
+    std::uint64_t entry = 0;
+    if (t.vpn == vpn && (!write || (t.pte & pte::kWrite))) {
+      entry = t.pte;
+      bump(w->tlb_hits);
+    } else {
+      bump(w->tlb_misses);
+      std::uint64_t p = w->device->get_pte(va);
+      if ((p & pte::kValid) && (!write || (p & pte::kWrite))) {
+        t.vpn = vpn;
+        t.pte = p;
+        entry = p;
+      }
+    }
+    if (entry != 0) {
+      *local = (entry & pte::kLocal) != 0;
+      return reinterpret_cast<std::byte*>((entry & pte::kAddrMask) | (va & (os::kPageSize - 1)));
+    }
+    w->active.store(0, std::memory_order_release);
+    device_fault(w, va, write, what, n);
+  }
+}
+
+void leave(WorkerContext* w) { w->active.store(0, std::memory_order_release); }
+
+void drop_tlb_entry(WorkerContext* w, std::uintptr_t va) {
+  std::uint64_t vpn = va >> os::kPageShift;
+  TlbEntry& t = w->tlb[WorkerContext::slot(vpn)];
+  if (t.vpn == vpn) t.vpn = ~std::uint64_t{0};
+}
+
+int safe_load(const void* src, void* out, std::size_t n) {
+  auto a = reinterpret_cast<std::uintptr_t>(src);
+  if ((a & (n - 1)) == 0) {
+    switch (n) {
+      case 1: return hetmm_safe_load1(src, out);
+      case 2: return hetmm_safe_load2(src, out);
+      case 4: return hetmm_safe_load4(src, out);
+      case 8: return hetmm_safe_load8(src, out);
+      default: break;
+    }
+  }
+  return hetmm_safe_copy(out, src, n);
+}
+
+int safe_store(void* dst, const void* in, std::size_t n) {
+  auto a = reinterpret_cast<std::uintptr_t>(dst);
+  if ((a & (n - 1)) == 0 && (n == 1 || n == 2 || n == 4 || n == 8)) {
+    std::uint64_t v = 0;
+    std::memcpy(&v, in, n);
+    switch (n) {
+      case 1: return hetmm_safe_store1(dst, v);
+      case 2: return hetmm_safe_store2(dst, v);
+      case 4: return hetmm_safe_store4(dst, v);
+      default: return hetmm_safe_store8(dst, v);
+    }
+  }
+  return hetmm_safe_copy(dst, in, n);
+}
+
+// One access confined to a page. Retries once through a fresh fault when the CPU MMU refuses an
+// in-place access (the mapping changed under the kernel); the fault reports the real error.
+template <class Local, class InPlace>
+void access_page(WorkerContext* w, std::uintptr_t va, bool write, const char* what,
+                 std::size_t n, Local&& on_local, InPlace&& in_place) {
+  for (int attempt = 0;; ++attempt) {
+    bool local = false;
+    std::byte* h = translate(w, va, write, &local, what, n);
+    int rc = 0;
+    if (local) on_local(h);
+    else rc = in_place(h);
+    leave(w);
+    if (rc == 0) return;
+    drop_tlb_entry(w, va);
+    if (attempt == 2) raise(static_cast<int>(Errc::fault) + 1, what, va, n, "the CPU MMU refused the access");
+    device_fault(w, va, write, what, n);
+  }
+}
+
+WorkerContext* require(WorkerContext* w) {
+  if (w == nullptr) throw Error(Errc::invalid_argument, "hetmm::Thread used outside a kernel");
+  return w;
+}
+
+}  // namespace
+
+void thread_load(WorkerContext* w, const void* p, void* out, std::size_t n) {
+  require(w);
+  auto va = reinterpret_cast<std::uintptr_t>(p);
+  auto* o = static_cast<std::byte*>(out);
+  while (n > 0) {
+    std::size_t in_page = std::min(n, os::kPageSize - (va & (os::kPageSize - 1)));
+    access_page(w, va, false, "load", in_page,
+                [&](std::byte* h) { std::memcpy(o, h, in_page); },
+                [&](std::byte* h) { return safe_load(h, o, in_page); });
+    va += in_page;
+    o += in_page;
+    n -= in_page;
+  }
+}
+
+void thread_store(WorkerContext* w, void* p, const void* in, std::size_t n) {
+  require(w);
+  auto va = reinterpret_cast<std::uintptr_t>(p);
+  auto* i = static_cast<const std::byte*>(in);
+  while (n > 0) {
+    std::size_t in_page = std::min(n, os::kPageSize - (va & (os::kPageSize - 1)));
+    access_page(w, va, true, "store", in_page,
+                [&](std::byte* h) { std::memcpy(h, i, in_page); },
+                [&](std::byte* h) { return safe_store(h, i, in_page); });
+    va += in_page;
+    i += in_page;
+    n -= in_page;
+  }
+}
+
+std::uint64_t thread_atomic_add(WorkerContext* w, void* p, std::uint64_t v, std::size_t n) {
+  require(w);
+  auto va = reinterpret_cast<std::uintptr_t>(p);
+  if ((va & (n - 1)) != 0)
+    throw Error(Errc::invalid_argument, "device kernel: " + describe("atomic_add", va, n) +
+                                            ": address not aligned to the operand size");
+  std::uint64_t old = 0;
+  access_page(
+      w, va, true, "atomic_add", n,
+      [&](std::byte* h) {
+        switch (n) {
+          case 1: old = __atomic_fetch_add(reinterpret_cast<std::uint8_t*>(h), static_cast<std::uint8_t>(v), __ATOMIC_SEQ_CST); break;
+          case 2: old = __atomic_fetch_add(reinterpret_cast<std::uint16_t*>(h), static_cast<std::uint16_t>(v), __ATOMIC_SEQ_CST); break;
+          case 4: old = __atomic_fetch_add(reinterpret_cast<std::uint32_t*>(h), static_cast<std::uint32_t>(v), __ATOMIC_SEQ_CST); break;
+          default: old = __atomic_fetch_add(reinterpret_cast<std::uint64_t*>(h), v, __ATOMIC_SEQ_CST); break;
+        }
+      },
+      [&](std::byte* h) {
+        switch (n) {
+          case 1: return hetmm_safe_xadd1(h, v, &old);
+          case 2: return hetmm_safe_xadd2(h, v, &old);
+          case 4: return hetmm_safe_xadd4(h, v, &old);
+          default: return hetmm_safe_xadd8(h, v, &old);
+        }
+      });
+  if (n < 8) old &= (std::uint64_t{1} << (8 * n)) - 1;
+  return old;
+}
+
+}  // namespace hetmm::detail

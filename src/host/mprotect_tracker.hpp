@@ -1,0 +1,38 @@
+// Host tracking with mprotect + SIGSEGV: works wherever userfaultfd is refused.
+//
+// Revoke: PROT_NONE, then MADV_DONTNEED to free the memory. A CPU touch raises SIGSEGV, served
+// in the faulting thread (src/host/signal_dispatch.cpp): the data is written into the still
+// inaccessible page through /proc/self/mem (FOLL_FORCE), and only then is the protection
+// restored, so no other thread ever sees a half-copied page.
+//
+// What it cannot promise: the kernel's own accesses (read(2) into a revoked buffer, a futex on
+// it) are not CPU faults of the program and fail with EFAULT; calls that bypass the interposed
+// hooks (glibc-internal munmap) are not seen at all.
+#pragma once
+
+#include "core/host_tracker.hpp"
+
+#include <string>
+
+namespace hetmm::host {
+
+class MprotectTracker final : public core::HostTracker {
+ public:
+  // Throws hetmm::Error(unsupported) if /proc/self/mem cannot be opened for writing.
+  MprotectTracker();
+  ~MprotectTracker() override;
+
+  Tracking mode() const override { return Tracking::mprotect; }
+  int prepare(std::uintptr_t, std::size_t, const os::Vma&) override { return 0; }
+  int freeze(std::uintptr_t start, std::size_t len) override;
+  void thaw(std::uintptr_t start, std::size_t len, int prot) override;
+  int revoke(std::uintptr_t start, std::size_t len) override;
+  int restore(std::uintptr_t start, const void* src, std::size_t len, int prot) override;
+  void discard(std::uintptr_t start, std::size_t len, int prot) override;
+  bool serves_kernel_faults() const override { return false; }
+
+ private:
+  int mem_fd_ = -1;
+};
+
+}  // namespace hetmm::host

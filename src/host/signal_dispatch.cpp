@@ -1,0 +1,101 @@
+// The process's SIGSEGV/SIGBUS handler.
+//
+// In order: (1) a CPU touch of a page that an mprotect-tracking runtime revoked is served here,
+// in the faulting thread (copy home, restore protection, retry the instruction); (2) a fault in
+// one of hetmm's recoverable accesses (os/safe_access.S) resumes at its fixup; (3) anything else
+// goes to the handler that was installed before ours, or to the default action.
+//
+// Signal safety: no allocation; the only lock taken is the mirror's state lock, which no thread
+// holds while touching user memory (core/state_lock.hpp). A device worker that faults on a raw
+// pointer leaves the shootdown protocol for the duration (active = 0), so the bring-home can
+// shoot down its own device without waiting for itself.
+#include "device/sim/worker.hpp"
+#include "host/registry.hpp"
+#include "os/safe_access.hpp"
+
+#include <atomic>
+#include <cerrno>
+#include <csignal>
+#include <mutex>
+#include <pthread.h>
+#include <ucontext.h>
+
+namespace hetmm::host {
+
+namespace {
+
+struct sigaction g_previous_segv;
+struct sigaction g_previous_bus;
+
+void chain(int sig, siginfo_t* info, void* uc) {
+  const struct sigaction& prev = sig == SIGSEGV ? g_previous_segv : g_previous_bus;
+  if (prev.sa_flags & SA_SIGINFO) {
+    if (prev.sa_sigaction != nullptr) {
+      prev.sa_sigaction(sig, info, uc);
+      return;
+    }
+  } else if (prev.sa_handler != SIG_DFL && prev.sa_handler != SIG_IGN) {
+    prev.sa_handler(sig);
+    return;
+  }
+  // Default action: restore it and return; the faulting instruction runs again and the kernel
+  // delivers the signal with its default disposition (a core dump, as without hetmm).
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  sigemptyset(&dfl.sa_mask);
+  sigaction(sig, &dfl, nullptr);
+}
+
+void on_fault(int sig, siginfo_t* info, void* ucv) {
+  int saved_errno = errno;
+  auto* uc = static_cast<ucontext_t*>(ucv);
+  auto addr = reinterpret_cast<std::uintptr_t>(info->si_addr);
+  bool write = (uc->uc_mcontext.gregs[REG_ERR] & 2) != 0;
+
+  if (sig == SIGSEGV) {
+    detail::WorkerContext* w = detail::tls_worker;
+    std::uint64_t active = w ? w->active.exchange(0, std::memory_order_acq_rel) : 0;
+    bool served = false;
+    for_each_runtime([&](Registered& r) {
+      if (served || !r.mprotect_tracking) return;
+      if (r.mirror->tracks(addr) && r.mirror->cpu_fault(addr, write) == core::CpuFault::served)
+        served = true;
+    });
+    if (w) w->active.store(active, std::memory_order_release);
+    if (served) {
+      errno = saved_errno;
+      return;
+    }
+  }
+  auto rip = static_cast<std::uintptr_t>(uc->uc_mcontext.gregs[REG_RIP]);
+  if (std::uintptr_t fix = os::extable_fixup(rip)) {
+    uc->uc_mcontext.gregs[REG_RIP] = static_cast<greg_t>(fix);
+    errno = saved_errno;
+    return;
+  }
+  errno = saved_errno;
+  chain(sig, info, ucv);
+}
+
+void install_fault_handlers() {
+  struct sigaction sa {};
+  sa.sa_sigaction = &on_fault;
+  sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGSEGV, &sa, &g_previous_segv);
+  sigaction(SIGBUS, &sa, &g_previous_bus);
+}
+
+}  // namespace
+
+void install_fork_handlers();
+
+void install_process_handlers() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    install_fault_handlers();
+    install_fork_handlers();
+  });
+}
+
+}  // namespace hetmm::host

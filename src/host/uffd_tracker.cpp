@@ -1,0 +1,199 @@
+#include "host/uffd_tracker.hpp"
+
+#include "os/page.hpp"
+#include "os/syscalls.hpp"
+#include "os/uffd.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+namespace hetmm::host {
+
+namespace {
+constexpr std::uint64_t kWanted = UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_EVENT_REMAP |
+                                  UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_PAGEFAULT_FLAG_WP |
+                                  UFFD_FEATURE_MISSING_SHMEM;
+constexpr std::uint64_t kRequired = UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_THREAD_ID;
+
+struct PendingFault {
+  std::uintptr_t addr;
+  bool write;
+  bool wp;
+  pid_t tid;
+};
+}  // namespace
+
+UffdTracker* UffdTracker::open(bool force_user_mode_only, std::string* why) {
+  os::UffdOpen u = os::uffd_open(force_user_mode_only, kWanted);
+  if (u.fd < 0) {
+    *why = std::string("userfaultfd refused: ") + std::strerror(u.error);
+    return nullptr;
+  }
+  if ((u.features & kRequired) != kRequired) {
+    ::close(u.fd);
+    *why = "userfaultfd lacks write-protect or thread-id support on this kernel";
+    return nullptr;
+  }
+  return new UffdTracker(u.fd, u.user_mode_only, u.features);
+}
+
+UffdTracker::UffdTracker(int fd, bool umo, std::uint64_t features)
+    : fd_(fd), user_mode_only_(umo), features_(features) {
+  stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  zero_page_ = os::map_runtime_memory(os::kPageSize);
+}
+
+UffdTracker::~UffdTracker() {
+  stop();
+  // Closing the fd drops every registration; the runtime brought every page home before.
+  ::close(fd_);
+  ::close(stop_fd_);
+  os::unmap_runtime_memory(zero_page_, os::kPageSize);
+}
+
+void UffdTracker::start(core::Mirror* mirror) {
+  mirror_ = mirror;
+  handler_.start(&UffdTracker::handler_main, this, "hetmm-uffd", 256 * 1024);
+}
+
+void UffdTracker::stop() {
+  if (!handler_.running()) return;
+  std::uint64_t one = 1;
+  ssize_t w = ::write(stop_fd_, &one, sizeof one);
+  (void)w;
+  handler_.join();
+}
+
+void UffdTracker::abandon() { handler_.abandon(); }
+
+int UffdTracker::prepare(std::uintptr_t start, std::size_t len, const os::Vma& vma) {
+  // Register a whole 2 MiB-aligned window of the VMA at once: registrations split VMAs, and
+  // neighbouring registered windows merge again, so this keeps the VMA count low.
+  std::uintptr_t lo = std::max(vma.start, os::block_down(start));
+  std::uintptr_t hi = std::min(vma.end, os::block_up(start + len));
+  return os::uffd_register(fd_, lo, hi - lo, true);
+}
+
+int UffdTracker::freeze(std::uintptr_t start, std::size_t len) {
+  return os::uffd_writeprotect(fd_, start, len, true, false);
+}
+
+void UffdTracker::thaw(std::uintptr_t start, std::size_t len, int) {
+  os::uffd_writeprotect(fd_, start, len, false, false);
+}
+
+int UffdTracker::revoke(std::uintptr_t start, std::size_t len) {
+  // No REMOVE event is requested, so this raises none (see the header).
+  return os::sys_madvise(reinterpret_cast<void*>(start), len, MADV_DONTNEED);
+}
+
+int UffdTracker::restore(std::uintptr_t start, const void* src, std::size_t len, int) {
+  auto* s = static_cast<const char*>(src);
+  for (std::size_t done = 0; done < len;) {
+    long n = os::uffd_copy(fd_, start + done, s + done, len - done, false);
+    if (n == -EAGAIN) continue;  // the mm is changing under us: retry
+    if (n == -EEXIST) {
+      // A page is already there: only possible if it was populated behind our back. Skip it,
+      // but never overwrite data the program may have written.
+      os::uffd_wake(fd_, start + done, os::kPageSize);
+      return -EEXIST;
+    }
+    if (n <= 0) return n < 0 ? static_cast<int>(n) : -EIO;
+    done += static_cast<std::size_t>(n);
+  }
+  return 0;
+}
+
+void UffdTracker::handler_main(void* self) { static_cast<UffdTracker*>(self)->run_handler(); }
+
+void UffdTracker::zero_fill(std::uintptr_t page, bool write) {
+  // Untouched memory in a registered window: what the kernel would have given, a zero page.
+  long rc = write ? os::uffd_copy(fd_, page, zero_page_, os::kPageSize, false)
+                  : os::uffd_zeropage(fd_, page, os::kPageSize, false);
+  if (rc < 0) os::uffd_wake(fd_, page, os::kPageSize);  // EEXIST: populated meanwhile
+}
+
+bool UffdTracker::handle_fault(std::uintptr_t addr, bool write, bool wp, pid_t tid) {
+  std::uintptr_t page = os::page_down(addr);
+  if (mirror_->tracks(page)) {
+    // The state-lock holder itself faulted on a page it is migrating: the page was zapped
+    // behind our back after we looked. Serve what the kernel would (zeros) without the lock.
+    if (tid != 0 && tid == mirror_->state_lock().owner()) {
+      zero_fill(page, write);
+      return true;
+    }
+    core::CpuFault r = mirror_->cpu_fault(page, write, /*try_only=*/true);
+    if (r == core::CpuFault::busy) return false;
+    os::uffd_wake(fd_, page, os::kPageSize);  // UFFDIO_COPY woke it already; harmless
+    return true;
+  }
+  if (wp) {
+    // Write-protected but not ours (a freeze that was thawed meanwhile): let it through.
+    os::uffd_writeprotect(fd_, page, os::kPageSize, false, false);
+    return true;
+  }
+  zero_fill(page, write);
+  return true;
+}
+
+void UffdTracker::run_handler() {
+  constexpr std::size_t kMsgs = 64;
+  constexpr std::size_t kPending = 256;
+  uffd_msg msgs[kMsgs];
+  PendingFault pending[kPending];
+  std::size_t npending = 0;
+  for (;;) {
+    pollfd fds[2] = {{fd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
+    // With faults waiting for the state lock, poll briefly and retry them.
+    int rc = ::poll(fds, 2, npending > 0 ? 1 : -1);
+    if (rc < 0 && errno != EINTR) return;
+    if (fds[1].revents & POLLIN) return;
+    // Retry the deferred faults first (they are older).
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < npending; ++i) {
+      PendingFault& p = pending[i];
+      if (!handle_fault(p.addr, p.write, p.wp, p.tid)) pending[kept++] = p;
+    }
+    npending = kept;
+    if (!(fds[0].revents & POLLIN)) continue;
+    ssize_t n = ::read(fd_, msgs, sizeof msgs);
+    if (n <= 0) continue;
+    std::size_t count = static_cast<std::size_t>(n) / sizeof(uffd_msg);
+    // Stamp events at once: pages that leave system memory after this moment are not theirs.
+    std::uint64_t stamp = mirror_->event_stamp();
+    for (std::size_t i = 0; i < count; ++i) {
+      const uffd_msg& m = msgs[i];
+      switch (m.event) {
+        case UFFD_EVENT_PAGEFAULT: {
+          auto addr = static_cast<std::uintptr_t>(m.arg.pagefault.address);
+          bool write = (m.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE) != 0;
+          bool wp = (m.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) != 0;
+          auto tid = static_cast<pid_t>(m.arg.pagefault.feat.ptid);
+          if (!handle_fault(addr, write, wp, tid)) {
+            if (npending < kPending) {
+              pending[npending++] = PendingFault{addr, write, wp, tid};
+            } else {
+              while (!handle_fault(addr, write, wp, tid)) ::poll(nullptr, 0, 1);
+            }
+          }
+          break;
+        }
+        case UFFD_EVENT_UNMAP:
+          mirror_->on_unmap_event(m.arg.remove.start, m.arg.remove.end, stamp);
+          break;
+        case UFFD_EVENT_REMAP:
+          mirror_->on_remap_event(m.arg.remap.from, m.arg.remap.to, m.arg.remap.len, stamp);
+          break;
+        default:
+          break;
+      }
+    }
+  }
+}
+
+}  // namespace hetmm::host

@@ -1,0 +1,66 @@
+// Host tracking with userfaultfd: MISSING + write-protect faults, UNMAP and REMAP events.
+//
+// Revoke: the range is registered (MISSING|WP), write-protected while its data is copied into
+// device memory, then zapped with MADV_DONTNEED; a CPU touch raises a MISSING fault that the
+// handler thread serves with one UFFDIO_COPY from the device frames (atomic: the page appears
+// whole). Faults raised inside the kernel (read(2) into a revoked buffer) are served too, unless
+// the fd is user-mode-only (unprivileged), in which case such system calls fail with EFAULT.
+//
+// Why no UFFD_FEATURE_EVENT_REMOVE: our own MADV_DONTNEED would raise it, and its reader cannot
+// tell ours from the program's without racing. The program's madvise calls reach hetmm through
+// the interposed madvise (src/host/hooks.cpp), before they happen; glibc-internal DONTNEED only
+// touches memory the program already freed, whose stale device copy nobody can observe as
+// wrong (malloc gives undefined contents, calloc clears).
+// Why no UFFD_FEATURE_EVENT_FORK: every page comes home before fork (src/host/fork.cpp), so the
+// child needs nothing from us; without the feature the kernel drops the child's registrations.
+#pragma once
+
+#include "core/host_tracker.hpp"
+#include "core/mirror.hpp"
+#include "os/os_thread.hpp"
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+namespace hetmm::host {
+
+class UffdTracker final : public core::HostTracker {
+ public:
+  // Opens the fd. On failure returns nullptr and explains in *why.
+  static UffdTracker* open(bool force_user_mode_only, std::string* why);
+  ~UffdTracker() override;
+
+  void start(core::Mirror* mirror);
+  void stop();
+  void abandon();  // forked child
+  bool user_mode_only() const { return user_mode_only_; }
+  std::uint64_t features() const { return features_; }
+
+  Tracking mode() const override { return Tracking::userfaultfd; }
+  int prepare(std::uintptr_t start, std::size_t len, const os::Vma& vma) override;
+  int freeze(std::uintptr_t start, std::size_t len) override;
+  void thaw(std::uintptr_t start, std::size_t len, int prot) override;
+  int revoke(std::uintptr_t start, std::size_t len) override;
+  int restore(std::uintptr_t start, const void* src, std::size_t len, int prot) override;
+  void discard(std::uintptr_t, std::size_t, int) override {}
+  bool serves_kernel_faults() const override { return !user_mode_only_; }
+
+ private:
+  UffdTracker(int fd, bool umo, std::uint64_t features);
+  static void handler_main(void* self);
+  void run_handler();
+  // Returns false if the fault must be retried later (state lock busy).
+  bool handle_fault(std::uintptr_t addr, bool write, bool wp, pid_t tid);
+  void zero_fill(std::uintptr_t page, bool write);
+
+  int fd_;
+  int stop_fd_;  // eventfd that wakes the handler for shutdown
+  bool user_mode_only_;
+  std::uint64_t features_;
+  core::Mirror* mirror_ = nullptr;
+  os::OsThread handler_;
+  void* zero_page_;
+};
+
+}  // namespace hetmm::host

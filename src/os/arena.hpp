@@ -1,0 +1,41 @@
+// Memory for the runtime's own state.
+//
+// Invariant: everything the fault path touches (block table, per-page state, device page
+// tables, fault buffers, staging buffers, thread stacks) lives in MAP_SHARED anonymous memory
+// obtained here, never in malloc'ed memory. User data shares malloc's pages; a user may migrate
+// any of those pages to a device, and a runtime thread that touched one while serving faults
+// would fault into itself. Shared memory never migrates (only private anonymous memory does,
+// as in the kernel), so state kept here can never be revoked.
+#pragma once
+
+#include <cstddef>
+#include <memory_resource>
+
+namespace hetmm::os {
+
+// Each allocation is its own mapping; meant as the upstream of a pool resource.
+class MmapResource final : public std::pmr::memory_resource {
+ private:
+  void* do_allocate(std::size_t bytes, std::size_t alignment) override;
+  void do_deallocate(void* p, std::size_t bytes, std::size_t alignment) override;
+  bool do_is_equal(const std::pmr::memory_resource& other) const noexcept override {
+    return this == &other;
+  }
+};
+
+// The process-wide pool for runtime state (thread-safe; never freed back to the OS before exit).
+std::pmr::memory_resource* runtime_memory();
+
+template <class T, class... Args>
+T* arena_new(Args&&... args) {
+  void* p = runtime_memory()->allocate(sizeof(T), alignof(T));
+  return new (p) T(static_cast<Args&&>(args)...);
+}
+template <class T>
+void arena_delete(T* p) {
+  if (p == nullptr) return;
+  p->~T();
+  runtime_memory()->deallocate(p, sizeof(T), alignof(T));
+}
+
+}  // namespace hetmm::os

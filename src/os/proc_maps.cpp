@@ -1,0 +1,112 @@
+#include "os/proc_maps.hpp"
+
+#include "os/syscalls.hpp"
+
+#include <cerrno>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <system_error>
+#include <unistd.h>
+
+namespace hetmm::os {
+
+int Vma::prot() const {
+  return (read ? PROT_READ : 0) | (write ? PROT_WRITE : 0) | (exec ? PROT_EXEC : 0);
+}
+
+namespace {
+
+std::uintptr_t parse_hex(const char*& p) {
+  std::uintptr_t v = 0;
+  for (;; ++p) {
+    char c = *p;
+    if (c >= '0' && c <= '9') v = v * 16 + static_cast<std::uintptr_t>(c - '0');
+    else if (c >= 'a' && c <= 'f') v = v * 16 + static_cast<std::uintptr_t>(c - 'a' + 10);
+    else break;
+  }
+  return v;
+}
+
+void skip_field(const char*& p, const char* end) {
+  while (p < end && *p != ' ' && *p != '\n') ++p;
+  while (p < end && *p == ' ') ++p;
+}
+
+}  // namespace
+
+void query_vmas(std::uintptr_t start, std::uintptr_t end, VmaList& out) {
+  out.clear();
+  int fd = ::open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw std::system_error(errno, std::generic_category(), "open /proc/self/maps");
+  // Lines are parsed as they arrive; a line cut by the buffer end is carried over.
+  char buf[8192];
+  std::size_t have = 0;
+  bool eof = false;
+  while (!eof || have > 0) {
+    if (!eof) {
+      ssize_t n = ::read(fd, buf + have, sizeof buf - have);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        int e = errno;
+        ::close(fd);
+        throw std::system_error(e, std::generic_category(), "read /proc/self/maps");
+      }
+      if (n == 0) eof = true;
+      have += static_cast<std::size_t>(n);
+    }
+    std::size_t consumed = 0;
+    for (;;) {
+      const char* line = buf + consumed;
+      const char* limit = buf + have;
+      const char* nl = line;
+      while (nl < limit && *nl != '\n') ++nl;
+      if (nl == limit && !eof) break;  // partial line: read more
+      if (line == limit) break;
+      const char* p = line;
+      Vma v;
+      v.start = parse_hex(p);
+      if (*p == '-') ++p;
+      v.end = parse_hex(p);
+      while (p < nl && *p == ' ') ++p;
+      if (nl - p >= 4) {
+        v.read = p[0] == 'r';
+        v.write = p[1] == 'w';
+        v.exec = p[2] == 'x';
+        v.shared = p[3] == 's';
+      }
+      skip_field(p, nl);  // perms
+      skip_field(p, nl);  // offset
+      skip_field(p, nl);  // dev
+      std::uintptr_t inode = 0;
+      for (; p < nl && *p >= '0' && *p <= '9'; ++p) inode = inode * 10 + static_cast<std::uintptr_t>(*p - '0');
+      while (p < nl && *p == ' ') ++p;
+      bool named_file = p < nl && *p == '/';
+      v.special = p < nl && *p == '[' && (nl - p >= 3) && p[1] == 'v';  // [vdso] [vvar] [vsyscall]
+      v.anonymous = inode == 0 && !named_file;
+      if (v.end > start && v.start < end) out.push_back(v);
+      consumed = static_cast<std::size_t>(nl - buf) + (nl < limit ? 1 : 0);
+      if (nl == limit) break;
+    }
+    if (consumed > 0) {
+      for (std::size_t i = consumed; i < have; ++i) buf[i - consumed] = buf[i];
+      have -= consumed;
+    } else if (have == sizeof buf) {
+      have = 0;  // a line longer than the buffer (a huge path name): drop it
+    }
+    if (eof && consumed == 0) break;
+  }
+  ::close(fd);
+}
+
+const Vma* find_vma(const VmaList& list, std::uintptr_t addr) {
+  std::size_t lo = 0, hi = list.size();
+  while (lo < hi) {
+    std::size_t mid = (lo + hi) / 2;
+    if (list[mid].end <= addr) lo = mid + 1;
+    else hi = mid;
+  }
+  if (lo < list.size() && list[lo].start <= addr && addr < list[lo].end) return &list[lo];
+  return nullptr;
+}
+
+}  // namespace hetmm::os

@@ -1,0 +1,37 @@
+// The process's memory map, as the kernel reports it in /proc/self/maps.
+//
+// This is hetmm's view of the CPU page tables at VMA granularity: what hmm_range_fault learns
+// from the VMA (protection, shared or private, anonymous or file-backed) we learn here.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory_resource>
+#include <vector>
+
+namespace hetmm::os {
+
+struct Vma {
+  std::uintptr_t start = 0;
+  std::uintptr_t end = 0;
+  bool read = false;
+  bool write = false;
+  bool exec = false;
+  bool shared = false;     // MAP_SHARED (including shared anonymous memory)
+  bool anonymous = false;  // no file behind it (heap, stack, anonymous mmap)
+  bool special = false;    // [vdso], [vvar], [vsyscall]: never migrated or written
+  int prot() const;
+  // Only private anonymous memory migrates into device memory, as in the kernel.
+  bool migratable() const { return anonymous && !shared && !special && read; }
+};
+
+using VmaList = std::pmr::vector<Vma>;
+
+// The VMAs that overlap [start, end), in address order. Holes are simply absent.
+// Throws std::system_error if /proc/self/maps cannot be read.
+void query_vmas(std::uintptr_t start, std::uintptr_t end, VmaList& out);
+
+// The VMA containing addr, or nullptr.
+const Vma* find_vma(const VmaList& list, std::uintptr_t addr);
+
+}  // namespace hetmm::os

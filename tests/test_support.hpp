@@ -1,0 +1,92 @@
+// Helpers shared by the test files: runtimes on each tracking mode, mappings, patterns.
+#pragma once
+
+#include <hetmm/hetmm.hpp>
+
+#include <gtest/gtest.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <sys/mman.h>
+#include <vector>
+
+namespace hetmm::test {
+
+inline constexpr std::size_t kPage = 4096;
+
+// Every scenario runs on both tracking modes.
+class Tracked : public ::testing::TestWithParam<Tracking> {
+ protected:
+  Options options(std::size_t devices = 1, std::size_t memory = 64u << 20) const {
+    Options o;
+    o.devices = devices;
+    o.device_memory = memory;
+    o.workers = 2;
+    o.tracking = GetParam();
+    return o;
+  }
+};
+
+inline std::string tracking_name(const ::testing::TestParamInfo<Tracking>& info) {
+  return to_string(info.param);
+}
+
+#define HETMM_BOTH_MODES(suite)                                                          \
+  INSTANTIATE_TEST_SUITE_P(Modes, suite,                                                 \
+                           ::testing::Values(::hetmm::Tracking::userfaultfd,              \
+                                             ::hetmm::Tracking::mprotect),               \
+                           ::hetmm::test::tracking_name)
+
+// An anonymous private mapping, unmapped at scope exit (unless already unmapped).
+class Mapping {
+ public:
+  explicit Mapping(std::size_t len, int prot = PROT_READ | PROT_WRITE,
+                   int flags = MAP_PRIVATE | MAP_ANONYMOUS, int fd = -1)
+      : len_(len) {
+    p_ = static_cast<std::byte*>(::mmap(nullptr, len, prot, flags, fd, 0));
+    if (p_ == MAP_FAILED) p_ = nullptr;
+  }
+  ~Mapping() {
+    if (p_ != nullptr) ::munmap(p_, len_);
+  }
+  Mapping(const Mapping&) = delete;
+  Mapping& operator=(const Mapping&) = delete;
+  std::byte* get() const { return p_; }
+  template <class T>
+  T* as() const {
+    return reinterpret_cast<T*>(p_);
+  }
+  std::size_t size() const { return len_; }
+  void forget() { p_ = nullptr; }
+
+ private:
+  std::byte* p_;
+  std::size_t len_;
+};
+
+inline void fill_pattern(void* p, std::size_t len, std::uint32_t seed) {
+  auto* w = static_cast<std::uint32_t*>(p);
+  for (std::size_t i = 0; i < len / 4; ++i) w[i] = seed * 2654435761u + static_cast<std::uint32_t>(i);
+}
+inline bool check_pattern(const void* p, std::size_t len, std::uint32_t seed) {
+  auto* w = static_cast<const std::uint32_t*>(p);
+  for (std::size_t i = 0; i < len / 4; ++i)
+    if (w[i] != seed * 2654435761u + static_cast<std::uint32_t>(i)) return false;
+  return true;
+}
+
+template <class F>
+Errc error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.code();
+  }
+  ADD_FAILURE() << "expected a hetmm::Error";
+  return Errc::unsupported;
+}
+
+}  // namespace hetmm::test

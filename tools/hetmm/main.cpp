@@ -1,0 +1,183 @@
+// The hetmm command: `hetmm info` and `hetmm demo`.
+#include <hetmm/hetmm.hpp>
+
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <sys/utsname.h>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+std::string read_first_line(const char* path) {
+  std::ifstream f(path);
+  std::string s;
+  std::getline(f, s);
+  return s.empty() ? "(unavailable)" : s;
+}
+
+hetmm::Tracking parse_tracking(const std::string& s) {
+  if (s == "userfaultfd" || s == "uffd") return hetmm::Tracking::userfaultfd;
+  if (s == "mprotect") return hetmm::Tracking::mprotect;
+  return hetmm::Tracking::automatic;
+}
+
+int cmd_info(const hetmm::Options& opt) {
+  hetmm::Runtime rt(opt);
+  utsname u{};
+  uname(&u);
+  std::printf("hetmm %s\n\n", "0.1.0");
+  std::printf("kernel            %s %s\n", u.sysname, u.release);
+  std::printf("tracking          %s\n", hetmm::to_string(rt.tracking()));
+  std::printf("  why             %s\n", rt.tracking_reason().c_str());
+  std::printf("hooks             %s\n",
+              rt.hooks_active() ? "interposed (munmap, mprotect, madvise, mremap, mmap)"
+                                : "NOT interposed: CPU-side changes are seen only through "
+                                  "userfaultfd events");
+  std::printf("unprivileged uffd %s (vm.unprivileged_userfaultfd)\n",
+              read_first_line("/proc/sys/vm/unprivileged_userfaultfd").c_str());
+  std::printf("THP               %s\n",
+              read_first_line("/sys/kernel/mm/transparent_hugepage/enabled").c_str());
+  std::printf("hardware threads  %u\n\n", std::thread::hardware_concurrency());
+  std::printf("%-8s %-6s %14s %14s\n", "device", "kind", "capacity", "used");
+  for (std::size_t i = 0; i < rt.device_count(); ++i) {
+    auto& d = rt.device(i);
+    std::printf("%-8zu %-6s %11.1f MiB %11.1f MiB\n", i, "sim",
+                static_cast<double>(d.memory_capacity()) / (1 << 20),
+                static_cast<double>(d.memory_used()) / (1 << 20));
+  }
+  return 0;
+}
+
+struct Row {
+  std::string phase;
+  double seconds;
+  hetmm::DeviceStats before, after;
+  std::size_t bytes;
+};
+
+void print_rows(const std::vector<Row>& rows) {
+  std::printf("\n%-34s %9s %8s %9s %9s %9s %10s\n", "phase", "time ms", "faults", "to dev",
+              "to sys", "cpu flt", "GB/s");
+  for (const Row& r : rows) {
+    auto d = [&](std::uint64_t hetmm::DeviceStats::*m) { return r.after.*m - r.before.*m; };
+    double gbs = r.seconds > 0 ? static_cast<double>(r.bytes) / r.seconds / 1e9 : 0;
+    std::printf("%-34s %9.2f %8llu %9llu %9llu %9llu %10.2f\n", r.phase.c_str(),
+                r.seconds * 1e3,
+                static_cast<unsigned long long>(d(&hetmm::DeviceStats::faults)),
+                static_cast<unsigned long long>(d(&hetmm::DeviceStats::pages_to_device)),
+                static_cast<unsigned long long>(d(&hetmm::DeviceStats::pages_to_system)),
+                static_cast<unsigned long long>(d(&hetmm::DeviceStats::cpu_faults)), gbs);
+  }
+  std::printf("(faults: device fault records served; to dev / to sys: pages migrated; "
+              "cpu flt: CPU touches that brought pages home)\n");
+}
+
+int cmd_demo(hetmm::Options opt, std::size_t size_mib) {
+  // Three arrays of size_mib / 3 each; device memory sized to hold them.
+  std::size_t n = size_mib * (1u << 20) / 3 / sizeof(float);
+  if (n == 0) n = 1024;
+  std::size_t bytes = n * sizeof(float);
+  if (opt.device_memory < 3 * bytes + (8u << 20)) opt.device_memory = ((3 * bytes >> 20) + 8) << 20;
+  hetmm::Runtime rt(opt);
+  auto& dev = rt.device(0);
+  std::printf("hetmm demo: c[i] = 2*a[i] + b[i] over ordinary std::vector memory\n");
+  std::printf("tracking %s, %zu worker threads, arrays of %zu floats (%.1f MiB each)\n",
+              hetmm::to_string(rt.tracking()),
+              static_cast<std::size_t>(opt.workers ? opt.workers : std::thread::hardware_concurrency()),
+              n, static_cast<double>(bytes) / (1 << 20));
+
+  std::vector<float> a(n), b(n), c(n, 0.0f);
+  for (std::size_t i = 0; i < n; ++i) {
+    a[i] = static_cast<float>(i % 1000);
+    b[i] = 1.0f;
+  }
+  std::vector<Row> rows;
+  auto phase = [&](const char* name, std::size_t moved, auto&& body) {
+    Row r{name, 0, dev.stats(), {}, moved};
+    auto t0 = Clock::now();
+    body();
+    r.seconds = seconds_since(t0);
+    r.after = dev.stats();
+    rows.push_back(r);
+  };
+
+  phase("migrate a, b to device 0", 2 * bytes, [&] {
+    dev.migrate_to_device(a.data(), bytes);
+    dev.migrate_to_device(b.data(), bytes);
+  });
+  phase("kernel: c = 2a + b (c faults in)", 3 * bytes, [&] {
+    float* pa = a.data();
+    float* pb = b.data();
+    float* pc = c.data();
+    dev.launch(n, [=](hetmm::Thread& t) {
+      std::size_t i = t.id();
+      t.store(pc + i, 2.0f * t.load(pa + i) + t.load(pb + i));
+    });
+    dev.synchronize();
+  });
+  double sum = 0;
+  phase("CPU reads c (in place: no faults)", bytes, [&] {
+    for (std::size_t i = 0; i < n; ++i) sum += c[i];
+  });
+  bool ok = true;
+  phase("CPU reads a (pages come home)", bytes, [&] {
+    for (std::size_t i = 0; i < n; ++i)
+      if (a[i] != static_cast<float>(i % 1000)) ok = false;
+  });
+  phase("release device 0 (b comes home)", bytes, [&] { dev.release(); });
+  for (std::size_t i = 0; i < n && ok; ++i)
+    ok = c[i] == 2.0f * static_cast<float>(i % 1000) + 1.0f && b[i] == 1.0f;
+  print_rows(rows);
+  auto s = dev.stats();
+  std::printf("\nTLB hits %llu, misses %llu; fault batches %llu; device memory used now %zu "
+              "bytes\n",
+              static_cast<unsigned long long>(s.tlb_hits),
+              static_cast<unsigned long long>(s.tlb_misses),
+              static_cast<unsigned long long>(s.fault_batches), dev.memory_used());
+  std::printf("result %s (checksum %.0f)\n", ok ? "verified" : "WRONG", sum);
+  return ok ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"hetmm: heterogeneous memory management in user space"};
+  app.require_subcommand(1);
+  hetmm::Options opt;
+  std::string tracking = "automatic";
+  std::size_t device_mib = 256;
+  app.add_option("--tracking", tracking, "automatic, userfaultfd or mprotect")
+      ->check(CLI::IsMember({"automatic", "userfaultfd", "uffd", "mprotect"}));
+  app.add_option("--devices", opt.devices, "software devices")->check(CLI::Range(1, 32));
+  app.add_option("--device-mib", device_mib, "device memory per device, MiB");
+  app.add_option("--workers", opt.workers, "worker threads per device (0: hardware threads)");
+  auto* info = app.add_subcommand("info", "devices, tracking mode and why, kernel features");
+  auto* demo = app.add_subcommand("demo", "a device computes on std::vector memory");
+  std::size_t size_mib = 48;
+  demo->add_option("--size-mib", size_mib, "total size of the three arrays, MiB")
+      ->check(CLI::Range(1, 8192));
+  CLI11_PARSE(app, argc, argv);
+  opt.tracking = parse_tracking(tracking);
+  opt.device_memory = device_mib << 20;
+  try {
+    if (*info) return cmd_info(opt);
+    if (*demo) return cmd_demo(opt, size_mib);
+  } catch (const hetmm::Error& e) {
+    std::fprintf(stderr, "hetmm: %s\n", e.what());
+    return 2;
+  }
+  return 0;
+}
