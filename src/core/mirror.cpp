@@ -58,7 +58,9 @@ bool query(std::uintptr_t start, std::uintptr_t end, os::VmaList& out) {
   }
 }
 
-constexpr int kMaxRetries = 1000;  // as HMM_RANGE_DEFAULT_TIMEOUT bounds hmm_range_fault
+// hmm_range_fault callers bound their retry loop by time (HMM_RANGE_DEFAULT_TIMEOUT); we bound
+// the optimistic part by count and then fall back to reading the map under the lock.
+constexpr int kOptimisticTries = 4;
 
 }  // namespace
 
@@ -99,7 +101,7 @@ bool Mirror::tracks(std::uintptr_t addr) const {
 void Mirror::invalidate_all(std::uintptr_t start, std::uintptr_t end) {
   // The interval-notifier step: bump the sequence so that concurrent resolvers retry, then tear
   // down every device mapping of the range (each device waits out its TLB shootdown).
-  seq_.fetch_add(1, std::memory_order_acq_rel);
+  lock_.begin_invalidate();
   for (std::size_t d = 0; d < ndevices_; ++d) devices_[d]->invalidate(start, end);
 }
 
@@ -144,19 +146,24 @@ void Mirror::resolve(std::size_t device, const FaultRange* ranges, FaultOutcome*
 void Mirror::resolve_one(std::size_t device, const FaultRange& r, FaultOutcome& o,
                          os::VmaList& vmas) {
   for (int attempt = 0;; ++attempt) {
+    // Optimistic: read the memory map without the lock, then check that no invalidation ran
+    // meanwhile (read_begin/read_retry). Under a storm of invalidations that could livelock, so
+    // after a few tries the map is read with the lock held, which always succeeds.
+    bool locked_query = attempt >= kOptimisticTries;
     std::uint64_t seq = read_begin();
-    if (!query(r.start, r.end, vmas)) {
+    if (!locked_query && !query(r.start, r.end, vmas)) {
       o.error = encode(Errc::fault);
       o.error_addr = r.start;
       return;
     }
     Locked lock(lock_);
-    if (read_retry(seq)) {
-      if (attempt == kMaxRetries) {
-        o.error = encode(Errc::busy);
+    if (locked_query) {
+      if (!query(r.start, r.end, vmas)) {
+        o.error = encode(Errc::fault);
         o.error_addr = r.start;
         return;
       }
+    } else if (read_retry(seq)) {
       continue;
     }
     std::uintptr_t stop = r.end;
@@ -221,17 +228,19 @@ std::size_t Mirror::migrate_to_device(std::size_t device, std::uintptr_t start, 
                                       Status* status) {
   Vmas vmas;
   for (int attempt = 0;; ++attempt) {
+    bool locked_query = attempt >= kOptimisticTries;  // as in resolve_one
     std::uint64_t seq = read_begin();
-    if (!query(start, end, vmas.list)) {
+    if (!locked_query && !query(start, end, vmas.list)) {
       status->fail(Errc::fault, start);
       return 0;
     }
     Locked lock(lock_);
-    if (read_retry(seq)) {
-      if (attempt == kMaxRetries) {
-        status->fail(Errc::busy, start);
+    if (locked_query) {
+      if (!query(start, end, vmas.list)) {
+        status->fail(Errc::fault, start);
         return 0;
       }
+    } else if (read_retry(seq)) {
       continue;
     }
     // Validate everything first: a failed call changes nothing.
@@ -372,8 +381,8 @@ std::size_t Mirror::move_between_devices(std::size_t device, std::uintptr_t page
   int from = b->owner[i];
   std::uint32_t frame = 0;
   if (devices_[device]->alloc_frames(1, &frame) != 1) return 0;
+  lock_.begin_invalidate();
   devices_[from]->invalidate(page, page + kPageSize);
-  seq_.fetch_add(1, std::memory_order_acq_rel);
   devices_[from]->copy_from_frames(staging_, &b->frame[i], 1);
   devices_[device]->copy_to_frames(&frame, 1, staging_);
   devices_[from]->free_frame(b->frame[i]);
@@ -391,10 +400,10 @@ std::size_t Mirror::bring_home_run(std::uintptr_t start, std::uintptr_t end, int
   for (std::size_t k = 0; k < n; ++k) frames_[k] = b->frame[i0 + k];
   invalidate_all(start, end);
   // Restore straight from device memory when the frames are contiguous and host-visible.
-  const std::byte* src = nullptr;
-  bool contiguous = true;
-  for (std::size_t k = 1; k < n && contiguous; ++k) contiguous = frames_[k] == frames_[0] + k;
-  if (contiguous) src = static_cast<const std::byte*>(dev->frame_host_address(frames_[0]));
+  auto* first = static_cast<const std::byte*>(dev->frame_host_address(frames_[0]));
+  const std::byte* src = first;
+  for (std::size_t k = 1; k < n && src != nullptr; ++k)
+    if (dev->frame_host_address(frames_[k]) != first + k * kPageSize) src = nullptr;
   if (src == nullptr) {
     dev->copy_from_frames(staging_, frames_, n);
     src = staging_;
@@ -463,7 +472,7 @@ void Mirror::release_device(std::size_t device) {
       b.mapped_devices &= ~bit;
     }
   });
-  seq_.fetch_add(1, std::memory_order_acq_rel);
+  lock_.begin_invalidate();
   if (devices_[device]->used_bytes() == 0) devices_[device]->release_memory();
 }
 

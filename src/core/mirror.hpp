@@ -58,8 +58,8 @@ class Mirror final : public device::FaultResolver {
   StateLock& state_lock() { return lock_; }
 
   // ---- interval-notifier sequence ----------------------------------------------------------
-  std::uint64_t read_begin() const { return seq_.load(std::memory_order_acquire); }
-  bool read_retry(std::uint64_t seq) const { return seq_.load(std::memory_order_relaxed) != seq; }
+  std::uint64_t read_begin() const { return lock_.read_begin(); }
+  bool read_retry(std::uint64_t seq) const { return lock_.read_retry(seq); }
 
   // ---- device side -------------------------------------------------------------------------
   void resolve(std::size_t device, const device::FaultRange* ranges,
@@ -135,7 +135,6 @@ class Mirror final : public device::FaultResolver {
   MirrorCounters* counters_;
   StateLock lock_;
   RadixTable<VaBlock> blocks_;
-  std::atomic<std::uint64_t> seq_{0};
   std::atomic<std::uint64_t> clock_{1};
   std::byte* staging_;  // 2 MiB of runtime memory for copies that need a contiguous buffer
   std::uint32_t* frames_;  // scratch frame list, kPagesPerBlock entries

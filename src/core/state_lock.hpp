@@ -7,6 +7,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <mutex>
 #include <sys/types.h>
 
@@ -26,8 +27,24 @@ class StateLock {
     return true;
   }
   void unlock() {
+    // End of a write section: the sequence turns even again (see begin_invalidate).
+    std::uint64_t s = seq_.load(std::memory_order_relaxed);
+    if (s & 1) seq_.store(s + 1, std::memory_order_release);
     owner_.store(0, std::memory_order_relaxed);
     mutex_.unlock();
+  }
+
+  // The interval-notifier sequence count. A holder that is about to tear down device mappings
+  // or change the CPU side calls begin_invalidate(): the count turns odd until unlock. A
+  // resolver that read the memory map without the lock accepts it only if the count was even
+  // when it started and is unchanged now (mmu_interval_read_begin / read_retry).
+  void begin_invalidate() {
+    std::uint64_t s = seq_.load(std::memory_order_relaxed);
+    if (!(s & 1)) seq_.store(s + 1, std::memory_order_release);
+  }
+  std::uint64_t read_begin() const { return seq_.load(std::memory_order_acquire); }
+  bool read_retry(std::uint64_t seq) const {
+    return (seq & 1) != 0 || seq_.load(std::memory_order_acquire) != seq;
   }
   pid_t owner() const { return owner_.load(std::memory_order_relaxed); }
   bool held_by_me() const { return owner() == current_tid(); }
@@ -35,6 +52,7 @@ class StateLock {
  private:
   std::mutex mutex_;
   std::atomic<pid_t> owner_{0};
+  std::atomic<std::uint64_t> seq_{0};
 };
 
 }  // namespace hetmm::core

@@ -71,12 +71,13 @@ void UffdTracker::stop() {
 
 void UffdTracker::abandon() { handler_.abandon(); }
 
-int UffdTracker::prepare(std::uintptr_t start, std::size_t len, const os::Vma& vma) {
-  // Register a whole 2 MiB-aligned window of the VMA at once: registrations split VMAs, and
-  // neighbouring registered windows merge again, so this keeps the VMA count low.
-  std::uintptr_t lo = std::max(vma.start, os::block_down(start));
-  std::uintptr_t hi = std::min(vma.end, os::block_up(start + len));
-  return os::uffd_register(fd_, lo, hi - lo, true);
+int UffdTracker::prepare(std::uintptr_t start, std::size_t len, const os::Vma&) {
+  // Exactly the pages that migrate. A wider window would be tempting (fewer VMA splits), but
+  // anonymous VMAs merge with their neighbours, so it would capture memory that is not the
+  // program's request: an allocator's internal mapping whose munmap, raised from our own
+  // handler thread, would then wait for an UNMAP event only that thread can read. Neighbouring
+  // registered runs merge back into one VMA anyway.
+  return os::uffd_register(fd_, start, len, true);
 }
 
 int UffdTracker::freeze(std::uintptr_t start, std::size_t len) {

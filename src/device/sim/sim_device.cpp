@@ -74,11 +74,20 @@ void SimDevice::abandon_threads() {
   started_ = false;
 }
 
+namespace {
+// Frames that are adjacent in memory: consecutive numbers within one 2 MiB chunk (chunks are
+// separate mappings, so frame 512 does not follow frame 511 in memory).
+std::size_t contiguous_run(const std::uint32_t* frames, std::size_t n) {
+  std::size_t run = 1;
+  while (run < n && frames[run] == frames[0] + run && frames[run] % 512 != 0) ++run;
+  return run;
+}
+}  // namespace
+
 bool SimDevice::copy_to_frames(const std::uint32_t* frames, std::size_t n, const void* src) {
   auto* s = static_cast<const std::byte*>(src);
   for (std::size_t i = 0; i < n;) {
-    std::size_t run = 1;  // contiguous frames copy in one go
-    while (i + run < n && frames[i + run] == frames[i] + run) ++run;
+    std::size_t run = contiguous_run(frames + i, n - i);
     if (hetmm_safe_copy(pool_.address(frames[i]), s + i * os::kPageSize, run * os::kPageSize))
       return false;
     i += run;
@@ -89,8 +98,7 @@ bool SimDevice::copy_to_frames(const std::uint32_t* frames, std::size_t n, const
 bool SimDevice::copy_from_frames(void* dst, const std::uint32_t* frames, std::size_t n) {
   auto* d = static_cast<std::byte*>(dst);
   for (std::size_t i = 0; i < n;) {
-    std::size_t run = 1;
-    while (i + run < n && frames[i + run] == frames[i] + run) ++run;
+    std::size_t run = contiguous_run(frames + i, n - i);
     if (hetmm_safe_copy(d + i * os::kPageSize, pool_.address(frames[i]), run * os::kPageSize))
       return false;
     i += run;

@@ -1,0 +1,205 @@
+// Kernels on the sim device: every access through the device MMU, errors at synchronize.
+#include "test_support.hpp"
+
+#include <atomic>
+#include <numeric>
+#include <stdexcept>
+#include <thread>
+
+namespace hetmm::test {
+namespace {
+
+class Kernels : public Tracked {};
+HETMM_BOTH_MODES(Kernels);
+
+TEST_P(Kernels, ComputeOnStdVectorInPlace) {
+  Runtime rt(options());
+  std::vector<int> v(100000);
+  std::iota(v.begin(), v.end(), 0);
+  int* p = v.data();
+  rt.device(0).launch(v.size(), [p](Thread& t) { t.store(p + t.id(), t.load(p + t.id()) * 3); });
+  rt.device(0).synchronize();
+  for (std::size_t i = 0; i < v.size(); ++i) ASSERT_EQ(v[i], static_cast<int>(i) * 3);
+  EXPECT_GT(rt.device(0).stats().faults, 0u);
+  EXPECT_EQ(rt.device(0).stats().kernels, 1u);
+}
+
+TEST_P(Kernels, ComputeOnMigratedMemoryThenCpuReads) {
+  Runtime rt(options());
+  const std::size_t n = 1 << 18;
+  std::vector<float> a(n, 1.5f), c(n, 0.0f);
+  rt.device(0).migrate_to_device(a.data(), n * sizeof(float));
+  rt.device(0).migrate_to_device(c.data(), n * sizeof(float));
+  float* pa = a.data();
+  float* pc = c.data();
+  rt.device(0).launch(n, [=](Thread& t) { t.store(pc + t.id(), t.load(pa + t.id()) + t.id()); });
+  rt.device(0).synchronize();
+  EXPECT_GT(rt.device(0).stats().tlb_hits, 0u);
+  for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(c[i], 1.5f + static_cast<float>(i));
+}
+
+TEST_P(Kernels, AtomicAddCountsExactly) {
+  Runtime rt(options());
+  std::vector<std::uint64_t> bins(64, 0);
+  std::uint64_t* b = bins.data();
+  rt.device(0).launch(100000, [b](Thread& t) { t.atomic_add(b + t.id() % 64, std::uint64_t{1}); });
+  rt.device(0).synchronize();
+  std::uint64_t total = 0;
+  for (auto x : bins) total += x;
+  EXPECT_EQ(total, 100000u);
+  std::uint32_t small = 250;
+  rt.device(0).launch(1, [&small](Thread& t) { EXPECT_EQ(t.atomic_add(&small, 10u), 250u); });
+  rt.device(0).synchronize();
+  EXPECT_EQ(small, 260u);
+}
+
+TEST_P(Kernels, LoadsAndStoresAcrossPageBoundaries) {
+  Runtime rt(options());
+  Mapping m(2 * kPage);
+  struct Wide {
+    std::uint64_t a, b, c;
+  };
+  auto* w = reinterpret_cast<Wide*>(m.get() + kPage - 12);
+  rt.device(0).migrate_to_device(m.get() + kPage, kPage);  // one half local, one in place
+  rt.device(0).launch(1, [w](Thread& t) { t.store(w, Wide{1, 2, 3}); });
+  rt.device(0).synchronize();
+  Wide back{};
+  std::memcpy(&back, w, sizeof back);
+  EXPECT_EQ(back.a, 1u);
+  EXPECT_EQ(back.b, 2u);
+  EXPECT_EQ(back.c, 3u);
+}
+
+TEST_P(Kernels, UnmappedAndFreedAddressesFailAtSynchronize) {
+  Runtime rt(options());
+  Mapping m(4 * kPage);
+  int* p = m.as<int>();
+  ASSERT_EQ(munmap(m.get(), 4 * kPage), 0);
+  m.forget();
+  rt.device(0).launch(16, [p](Thread& t) { t.store(p + t.id(), 1); });
+  EXPECT_EQ(error_of([&] { rt.device(0).synchronize(); }), Errc::fault);
+  // The device keeps working.
+  int x = 1;
+  rt.device(0).launch(1, [&x](Thread& t) { t.store(&x, t.load(&x) + 1); });
+  rt.device(0).synchronize();
+  EXPECT_EQ(x, 2);
+  // Null.
+  rt.device(0).launch(1, [](Thread& t) { t.load(static_cast<const int*>(nullptr)); });
+  EXPECT_EQ(error_of([&] { rt.device(0).synchronize(); }), Errc::fault);
+}
+
+TEST_P(Kernels, PageUnmappedUnderARunningKernelIsAFaultNotACrash) {
+  Runtime rt(options());
+  Mapping m(64 * kPage);
+  int* p = m.as<int>();
+  std::atomic<bool> started{false};
+  rt.device(0).launch(1, [p, &started](Thread& t) {
+    for (int round = 0; round < 1000000; ++round) {
+      for (std::size_t i = 0; i < 64 * kPage / sizeof(int); i += 1024) t.store(p + i, round);
+      started.store(true);
+    }
+  });
+  while (!started.load()) std::this_thread::yield();
+  ASSERT_EQ(munmap(m.get(), 64 * kPage), 0);
+  m.forget();
+  EXPECT_EQ(error_of([&] { rt.device(0).synchronize(); }), Errc::fault);
+}
+
+TEST_P(Kernels, WriteToReadOnlyIsPermission) {
+  Runtime rt(options());
+  Mapping m(kPage);
+  ASSERT_EQ(mprotect(m.get(), kPage, PROT_READ), 0);
+  int* p = m.as<int>();
+  rt.device(0).launch(1, [p](Thread& t) { t.store(p, 5); });
+  EXPECT_EQ(error_of([&] { rt.device(0).synchronize(); }), Errc::permission);
+  EXPECT_EQ(*p, 0);
+}
+
+TEST_P(Kernels, UserExceptionsPropagateAndApiCallsInsideKernelsAreRefused) {
+  Runtime rt(options());
+  rt.device(0).launch(4, [](Thread& t) {
+    if (t.id() == 2) throw std::runtime_error("kernel says no");
+  });
+  EXPECT_THROW(rt.device(0).synchronize(), std::runtime_error);
+  Device* dev = &rt.device(0);
+  std::atomic<int> refused{0};
+  int x = 0;
+  dev->launch(1, [dev, &refused, &x](Thread&) {
+    try {
+      dev->read(&x, &x, sizeof x);
+    } catch (const Error& e) {
+      if (e.code() == Errc::invalid_argument) ++refused;
+    }
+    try {
+      dev->synchronize();
+    } catch (const Error& e) {
+      if (e.code() == Errc::invalid_argument) ++refused;
+    }
+  });
+  dev->synchronize();
+  EXPECT_EQ(refused.load(), 2);
+}
+
+TEST_P(Kernels, KernelsRunInOrderAndSynchronizeWaits) {
+  Runtime rt(options());
+  std::vector<int> v(1000, 0);
+  int* p = v.data();
+  for (int k = 0; k < 10; ++k)
+    rt.device(0).launch(v.size(), [p, k](Thread& t) {
+      int cur = t.load(p + t.id());
+      if (cur == k) t.store(p + t.id(), k + 1);
+    });
+  rt.device(0).synchronize();
+  for (int x : v) ASSERT_EQ(x, 10);
+}
+
+// CPU threads and device kernels hammer the same counters while another thread keeps moving
+// the pages between system memory and the device: every increment must land exactly once.
+TEST_P(Kernels, CpuAndDeviceHammerTheSamePagesWhileTheyMigrate) {
+  Runtime rt(options(2));
+  const std::size_t counters = 8 * kPage / sizeof(std::uint64_t);
+  Mapping m(8 * kPage);
+  auto* c = m.as<std::uint64_t>();
+  std::atomic<bool> stop{false};
+  std::string mover_failure;
+  std::thread mover([&] {
+    std::size_t round = 0;
+    try {
+      while (!stop.load()) {
+        rt.device(round % 2).migrate_to_device(m.get(), 8 * kPage);
+        if (round % 3 == 0) rt.device(round % 2).migrate_to_system(m.get(), 4 * kPage);
+        ++round;
+      }
+    } catch (const std::exception& e) {
+      mover_failure = e.what();
+    }
+  });
+  const std::uint64_t cpu_rounds = 200, kernel_rounds = 20;
+  std::thread cpu([&] {
+    for (std::uint64_t r = 0; r < cpu_rounds; ++r)
+      for (std::size_t i = 0; i < counters; i += 37) __atomic_fetch_add(&c[i], 1, __ATOMIC_SEQ_CST);
+  });
+  std::string failure;
+  try {
+    for (std::uint64_t r = 0; r < kernel_rounds; ++r) {
+      rt.device(r % 2).launch(counters, [c](Thread& t) {
+        if (t.id() % 37 == 0) t.atomic_add(c + t.id(), std::uint64_t{1});
+      });
+      rt.device(r % 2).synchronize();
+    }
+  } catch (const std::exception& e) {
+    failure = e.what();
+  }
+  cpu.join();
+  stop.store(true);
+  mover.join();
+  ASSERT_EQ(failure, "");
+  ASSERT_EQ(mover_failure, "");
+  for (std::size_t i = 0; i < counters; ++i) {
+    std::uint64_t want = (i % 37 == 0) ? cpu_rounds + kernel_rounds : 0;
+    ASSERT_EQ(c[i], want) << "counter " << i;
+  }
+}
+
+}  // namespace
+}  // namespace hetmm::test
