@@ -2,6 +2,8 @@
 // the process-wide registry.
 #pragma once
 
+#include "os/arena.hpp"
+
 #include "core/mirror.hpp"
 #include "device/sim/sim_device.hpp"
 #include "host/mprotect_tracker.hpp"
@@ -18,7 +20,7 @@
 
 namespace hetmm::detail {
 
-class RuntimeImpl {
+class RuntimeImpl : public os::RuntimeAllocated {
  public:
   explicit RuntimeImpl(const Options& options);
   ~RuntimeImpl();

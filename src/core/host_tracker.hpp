@@ -27,7 +27,9 @@ class HostTracker {
   virtual void thaw(std::uintptr_t start, std::size_t len, int prot) = 0;
   // Drop the CPU's copy: the next CPU touch faults into hetmm.
   virtual int revoke(std::uintptr_t start, std::size_t len) = 0;
-  // Install len bytes from src at start and give the CPU access with prot. Returns 0 or -errno.
+  // Install len bytes from src at start and give the CPU access with prot. Returns 0 or -errno;
+  // -ESTALE, -ENOENT or -EEXIST mean the memory is no longer what hetmm revoked (unmapped or
+  // replaced behind its back): the device copy is stale and must be dropped, not written.
   virtual int restore(std::uintptr_t start, const void* src, std::size_t len, int prot) = 0;
   virtual void discard(std::uintptr_t start, std::size_t len, int prot) = 0;
   // Whether a write into a revoked page from inside the kernel (read(2)) is served.

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <cerrno>
 #include <cstring>
 #include <sys/mman.h>
 #include <system_error>
@@ -414,14 +415,15 @@ std::size_t Mirror::bring_home_run(std::uintptr_t start, std::uintptr_t end, int
     while (k + run < n && b->prot[i0 + k + run] == b->prot[i0 + k]) ++run;
     int rc = tracker_->restore(start + k * kPageSize, src + k * kPageSize, run * kPageSize,
                                b->prot[i0 + k]);
-    if (rc == 0) {
+    bool gone = rc == -ESTALE || rc == -ENOENT || rc == -EEXIST;
+    if (rc == 0 || gone) {
       for (std::size_t j = k; j < k + run; ++j) {
         dev->free_frame(frames_[j]);
         b->owner[i0 + j] = kSystem;
         b->flags[i0 + j].store(0, std::memory_order_release);
       }
       b->resident -= static_cast<std::uint32_t>(run);
-      moved += run;
+      if (rc == 0) moved += run;
     }
     // On failure the data stays in device memory, still revoked: nothing is lost, and the
     // next CPU touch or bring-home tries again.

@@ -11,6 +11,8 @@
 // docs/ARCHITECTURE.md for the whole picture.
 #pragma once
 
+#include "os/arena.hpp"
+
 #include "core/host_tracker.hpp"
 #include "core/radix_table.hpp"
 #include "core/state_lock.hpp"
@@ -48,7 +50,7 @@ struct Status {
 
 enum class CpuFault { not_ours, served, busy };
 
-class Mirror final : public device::FaultResolver {
+class Mirror final : public device::FaultResolver, public os::RuntimeAllocated {
  public:
   Mirror(HostTracker* tracker, std::size_t device_count);
   ~Mirror() override;

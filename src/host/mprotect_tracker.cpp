@@ -5,20 +5,34 @@
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 namespace hetmm::host {
+
+namespace {
+// From linux/fs.h (6.11+).
+struct procmap_query {
+  std::uint64_t size, query_flags, query_addr, vma_start, vma_end, vma_flags, vma_page_size,
+      vma_offset, inode;
+  std::uint32_t dev_major, dev_minor, vma_name_size, build_id_size;
+  std::uint64_t vma_name_addr, build_id_addr;
+};
+constexpr unsigned long PROCMAP_QUERY = _IOWR('f', 17, procmap_query);
+}  // namespace
 
 MprotectTracker::MprotectTracker() {
   mem_fd_ = ::open("/proc/self/mem", O_RDWR | O_CLOEXEC);
   if (mem_fd_ < 0)
     throw Error(Errc::unsupported, std::string("mprotect tracking needs /proc/self/mem: ") +
                                        std::strerror(errno));
+  maps_fd_ = ::open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
 }
 
 MprotectTracker::~MprotectTracker() {
   if (mem_fd_ >= 0) ::close(mem_fd_);
+  if (maps_fd_ >= 0) ::close(maps_fd_);
 }
 
 int MprotectTracker::freeze(std::uintptr_t start, std::size_t len) {
@@ -36,15 +50,41 @@ int MprotectTracker::revoke(std::uintptr_t start, std::size_t len) {
   return 0;
 }
 
-int MprotectTracker::restore(std::uintptr_t start, const void* src, std::size_t len, int prot) {
-  auto* s = static_cast<const char*>(src);
+namespace {
+int write_home(int mem_fd, std::uintptr_t start, const char* src, std::size_t len, int prot) {
   for (std::size_t done = 0; done < len;) {
-    long n = os::sys_pwrite(mem_fd_, s + done, len - done, static_cast<off_t>(start + done));
+    long n = os::sys_pwrite(mem_fd, src + done, len - done, static_cast<off_t>(start + done));
     if (n == -EINTR) continue;
     if (n <= 0) return n < 0 ? static_cast<int>(n) : -EIO;
     done += static_cast<std::size_t>(n);
   }
   return os::sys_mprotect(reinterpret_cast<void*>(start), len, prot);
+}
+}  // namespace
+
+int MprotectTracker::restore(std::uintptr_t start, const void* src, std::size_t len, int prot) {
+  auto* s = static_cast<const char*>(src);
+  std::uintptr_t end = start + len;
+  if (maps_fd_ < 0) return write_home(mem_fd_, start, s, len, prot);
+  // Write home only the parts that are still the PROT_NONE anonymous memory we revoked; parts
+  // unmapped or replaced behind our back are skipped (their device copy is stale).
+  for (std::uintptr_t a = start; a < end;) {
+    procmap_query q{};
+    q.size = sizeof q;
+    q.query_flags = 0x10;  // PROCMAP_QUERY_COVERING_OR_NEXT_VMA
+    q.query_addr = a;
+    long rc = os::sys_ioctl(maps_fd_, PROCMAP_QUERY, &q);
+    if (rc == -ENOTTY || rc == -EINVAL) return write_home(mem_fd_, a, s + (a - start), end - a, prot);
+    if (rc < 0 || q.vma_start >= end) break;  // nothing mapped in the rest of the range
+    if (q.vma_start > a) a = q.vma_start;
+    std::uintptr_t seg_end = q.vma_end < end ? q.vma_end : end;
+    if ((q.vma_flags & 7) == 0 && q.inode == 0) {
+      int r = write_home(mem_fd_, a, s + (a - start), seg_end - a, prot);
+      if (r < 0) return r;
+    }
+    a = seg_end;
+  }
+  return 0;
 }
 
 void MprotectTracker::discard(std::uintptr_t start, std::size_t len, int prot) {

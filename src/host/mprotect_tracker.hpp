@@ -5,10 +5,19 @@
 // inaccessible page through /proc/self/mem (FOLL_FORCE), and only then is the protection
 // restored, so no other thread ever sees a half-copied page.
 //
+// Memory released behind hetmm's back (glibc trimming its heap or unmapping a freed block with
+// its internal calls) is noticed when a revoked page would come home: the page must still be a
+// PROT_NONE private anonymous mapping, checked with PROCMAP_QUERY (Linux 6.11+); otherwise the
+// stale device copy is dropped and nothing is written. A new PROT_NONE mapping at the same
+// address is indistinguishable (anonymous VMA names would tell them apart, but kernels built
+// without CONFIG_ANON_VMA_NAME refuse them).
+//
 // What it cannot promise: the kernel's own accesses (read(2) into a revoked buffer, a futex on
 // it) are not CPU faults of the program and fail with EFAULT; calls that bypass the interposed
 // hooks (glibc-internal munmap) are not seen at all.
 #pragma once
+
+#include "os/arena.hpp"
 
 #include "core/host_tracker.hpp"
 
@@ -16,7 +25,7 @@
 
 namespace hetmm::host {
 
-class MprotectTracker final : public core::HostTracker {
+class MprotectTracker final : public core::HostTracker, public os::RuntimeAllocated {
  public:
   // Throws hetmm::Error(unsupported) if /proc/self/mem cannot be opened for writing.
   MprotectTracker();
@@ -33,6 +42,7 @@ class MprotectTracker final : public core::HostTracker {
 
  private:
   int mem_fd_ = -1;
+  int maps_fd_ = -1;
 };
 
 }  // namespace hetmm::host

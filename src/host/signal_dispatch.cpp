@@ -19,12 +19,18 @@
 #include <mutex>
 #include <pthread.h>
 #include <ucontext.h>
+#include <cstdio>
+#include <cstdlib>
+#include <unistd.h>
 
 namespace hetmm::host {
 
 namespace {
 
 struct sigaction g_previous_segv;
+// HETMM_DEBUG_FAULTS=1: report a fault that is not hetmm's and abort (instead of the default
+// action), which shows where a program touched memory it should not have.
+bool g_debug_faults = false;
 struct sigaction g_previous_bus;
 
 void chain(int sig, siginfo_t* info, void* uc) {
@@ -74,10 +80,18 @@ void on_fault(int sig, siginfo_t* info, void* ucv) {
     return;
   }
   errno = saved_errno;
+  if (g_debug_faults) {
+    char buf[128];
+    int n = snprintf(buf, sizeof buf, "hetmm: fault at %p (rip %p) is not hetmm's\n", info->si_addr, (void*)rip);
+    ssize_t w = ::write(2, buf, n); (void)w;
+    abort();
+  }
   chain(sig, info, ucv);
 }
 
 void install_fault_handlers() {
+  const char* debug = std::getenv("HETMM_DEBUG_FAULTS");
+  g_debug_faults = debug != nullptr && debug[0] == '1';
   struct sigaction sa {};
   sa.sa_sigaction = &on_fault;
   sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;

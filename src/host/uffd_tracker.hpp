@@ -15,6 +15,8 @@
 // child needs nothing from us; without the feature the kernel drops the child's registrations.
 #pragma once
 
+#include "os/arena.hpp"
+
 #include "core/host_tracker.hpp"
 #include "core/mirror.hpp"
 #include "os/os_thread.hpp"
@@ -25,7 +27,7 @@
 
 namespace hetmm::host {
 
-class UffdTracker final : public core::HostTracker {
+class UffdTracker final : public core::HostTracker, public os::RuntimeAllocated {
  public:
   // Opens the fd. On failure returns nullptr and explains in *why.
   static UffdTracker* open(bool force_user_mode_only, std::string* why);

@@ -26,6 +26,13 @@ class MmapResource final : public std::pmr::memory_resource {
 // The process-wide pool for runtime state (thread-safe; never freed back to the OS before exit).
 std::pmr::memory_resource* runtime_memory();
 
+// Base for runtime objects that the fault path touches (the mirror, devices, trackers): `new`
+// places them in runtime memory. make_unique<T>() and delete work unchanged.
+struct RuntimeAllocated {
+  static void* operator new(std::size_t n) { return runtime_memory()->allocate(n, 64); }
+  static void operator delete(void* p, std::size_t n) { runtime_memory()->deallocate(p, n, 64); }
+};
+
 template <class T, class... Args>
 T* arena_new(Args&&... args) {
   void* p = runtime_memory()->allocate(sizeof(T), alignof(T));

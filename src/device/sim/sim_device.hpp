@@ -3,6 +3,8 @@
 // fault buffer drained in batches by a service thread.
 #pragma once
 
+#include "os/arena.hpp"
+
 #include "device/device_backend.hpp"
 #include "device/sim/fault_buffer.hpp"
 #include "device/sim/frame_pool.hpp"
@@ -28,7 +30,7 @@ struct AtomicStats {
       pages_to_system{0}, cpu_faults{0}, invalidations{0}, kernels{0};
 };
 
-class SimDevice final : public DeviceBackend {
+class SimDevice final : public DeviceBackend, public os::RuntimeAllocated {
  public:
   SimDevice(std::size_t index, std::size_t memory_bytes, unsigned workers,
             FaultResolver* resolver);
