@@ -32,6 +32,9 @@ class HostTracker {
   // replaced behind its back): the device copy is stale and must be dropped, not written.
   virtual int restore(std::uintptr_t start, const void* src, std::size_t len, int prot) = 0;
   virtual void discard(std::uintptr_t start, std::size_t len, int prot) = 0;
+  // After restore and the bookkeeping that follows it: let threads waiting on the range retry.
+  // (A thread must not see its page home before the mirror says so.)
+  virtual void settle(std::uintptr_t start, std::size_t len) = 0;
   // Whether a write into a revoked page from inside the kernel (read(2)) is served.
   virtual bool serves_kernel_faults() const = 0;
 };

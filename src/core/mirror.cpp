@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <cassert>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <sys/mman.h>
 #include <system_error>
@@ -294,6 +296,9 @@ std::size_t Mirror::migrate_to_device(std::size_t device, std::uintptr_t start, 
       moved += migrate_run_in(device, page, run_end, *vma, &oom);
       page = run_end;
     }
+#ifndef NDEBUG
+    check_accounting("migrate_to_device");
+#endif
     if (moved == 0 && eligible > 0 && oom) {
       status->fail(Errc::out_of_memory, start);
       return 0;
@@ -424,6 +429,7 @@ std::size_t Mirror::bring_home_run(std::uintptr_t start, std::uintptr_t end, int
       }
       b->resident -= static_cast<std::uint32_t>(run);
       if (rc == 0) moved += run;
+      tracker_->settle(start + k * kPageSize, run * kPageSize);
     }
     // On failure the data stays in device memory, still revoked: nothing is lost, and the
     // next CPU touch or bring-home tries again.
@@ -575,6 +581,9 @@ CpuFault Mirror::cpu_fault(std::uintptr_t addr, bool write, bool try_only) {
     hi += kPageSize;
   bring_home_run(lo, hi, owner);
   counters_[owner].cpu_faults.fetch_add(1, std::memory_order_relaxed);
+#ifndef NDEBUG
+  check_accounting("cpu_fault");
+#endif
   return CpuFault::served;
 }
 
@@ -693,6 +702,20 @@ void Mirror::on_remap_event(std::uintptr_t from, std::uintptr_t to, std::size_t 
 }
 
 #ifndef NDEBUG
+void Mirror::check_accounting(const char* where) const {
+  std::size_t owned[32] = {};
+  blocks_.for_each([&](VaBlock& b) {
+    for (std::size_t i = 0; i < os::kPagesPerBlock; ++i)
+      if (b.owner[i] != kSystem) ++owned[b.owner[i]];
+  });
+  for (std::size_t d = 0; d < ndevices_; ++d)
+    if (owned[d] * kPageSize != devices_[d]->used_bytes()) {
+      std::fprintf(stderr, "hetmm: %s: device %zu owns %zu pages but uses %zu bytes\n", where, d,
+                   owned[d], devices_[d]->used_bytes());
+      std::abort();
+    }
+}
+
 void Mirror::check_block(const VaBlock& b) const {
   std::uint32_t resident = 0;
   for (std::size_t i = 0; i < os::kPagesPerBlock; ++i) {

@@ -129,6 +129,7 @@ class Mirror final : public device::FaultResolver, public os::RuntimeAllocated {
                    os::VmaList& vmas);
 #ifndef NDEBUG
   void check_block(const VaBlock& b) const;
+  void check_accounting(const char* where) const;
 #endif
 
   HostTracker* tracker_;

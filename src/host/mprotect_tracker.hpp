@@ -38,6 +38,7 @@ class MprotectTracker final : public core::HostTracker, public os::RuntimeAlloca
   int revoke(std::uintptr_t start, std::size_t len) override;
   int restore(std::uintptr_t start, const void* src, std::size_t len, int prot) override;
   void discard(std::uintptr_t start, std::size_t len, int prot) override;
+  void settle(std::uintptr_t, std::size_t) override {}  // waiters retake the state lock
   bool serves_kernel_faults() const override { return false; }
 
  private:

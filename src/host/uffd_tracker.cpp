@@ -96,7 +96,7 @@ int UffdTracker::revoke(std::uintptr_t start, std::size_t len) {
 int UffdTracker::restore(std::uintptr_t start, const void* src, std::size_t len, int) {
   auto* s = static_cast<const char*>(src);
   for (std::size_t done = 0; done < len;) {
-    long n = os::uffd_copy(fd_, start + done, s + done, len - done, false);
+    long n = os::uffd_copy(fd_, start + done, s + done, len - done, /*dontwake=*/true);
     if (n == -EAGAIN) continue;  // the mm is changing under us: retry
     if (n == -EEXIST) {
       // A page is already there: only possible if it was populated behind our back. Skip it,
@@ -109,6 +109,8 @@ int UffdTracker::restore(std::uintptr_t start, const void* src, std::size_t len,
   }
   return 0;
 }
+
+void UffdTracker::settle(std::uintptr_t start, std::size_t len) { os::uffd_wake(fd_, start, len); }
 
 void UffdTracker::handler_main(void* self) { static_cast<UffdTracker*>(self)->run_handler(); }
 

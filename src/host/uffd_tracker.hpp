@@ -46,6 +46,7 @@ class UffdTracker final : public core::HostTracker, public os::RuntimeAllocated 
   int revoke(std::uintptr_t start, std::size_t len) override;
   int restore(std::uintptr_t start, const void* src, std::size_t len, int prot) override;
   void discard(std::uintptr_t, std::size_t, int) override {}
+  void settle(std::uintptr_t start, std::size_t len) override;
   bool serves_kernel_faults() const override { return !user_mode_only_; }
 
  private:

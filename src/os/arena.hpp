@@ -1,11 +1,11 @@
 // Memory for the runtime's own state.
 //
 // Invariant: everything the fault path touches (block table, per-page state, device page
-// tables, fault buffers, staging buffers, thread stacks) lives in MAP_SHARED anonymous memory
-// obtained here, never in malloc'ed memory. User data shares malloc's pages; a user may migrate
-// any of those pages to a device, and a runtime thread that touched one while serving faults
-// would fault into itself. Shared memory never migrates (only private anonymous memory does,
-// as in the kernel), so state kept here can never be revoked.
+// tables, fault buffers, staging buffers, thread stacks) lives in runtime memory obtained here
+// (os::map_runtime_memory: private memfd mappings), never in malloc'ed memory. User data shares
+// malloc's pages; a user may migrate any of those pages to a device, and a runtime thread that
+// touched one while serving faults would fault into itself. File-backed memory never migrates
+// (only private anonymous memory does, as in the kernel), so state kept here is never revoked.
 #pragma once
 
 #include <cstddef>

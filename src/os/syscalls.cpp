@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <sys/ioctl.h>
+#include <linux/memfd.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -65,10 +66,27 @@ long sys_pread(int fd, void* buf, std::size_t n, off_t off) {
 }
 pid_t sys_gettid() { return static_cast<pid_t>(syscall(SYS_gettid)); }
 
+namespace {
+// A sparse memfd that every runtime mapping maps privately (see syscalls.hpp).
+int runtime_memfd() {
+  static int fd = [] {
+    int f = static_cast<int>(syscall(SYS_memfd_create, "hetmm-runtime", MFD_CLOEXEC));
+    if (f >= 0 && ftruncate(f, static_cast<off_t>(1) << 40) != 0) {
+      close(f);
+      f = -1;
+    }
+    return f;
+  }();
+  return fd;
+}
+}  // namespace
+
 void* map_runtime_memory(std::size_t len) {
   int err = 0;
-  void* p = sys_mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0,
-                     &err);
+  int fd = runtime_memfd();
+  void* p = fd >= 0 ? sys_mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0, &err)
+                    : sys_mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                               -1, 0, &err);
   if (p == MAP_FAILED) throw std::bad_alloc();
   return p;
 }

@@ -25,8 +25,10 @@ long sys_pwrite(int fd, const void* buf, std::size_t n, off_t off);
 long sys_pread(int fd, void* buf, std::size_t n, off_t off);
 pid_t sys_gettid();
 
-// Anonymous memory that belongs to the runtime. MAP_SHARED: shared memory never migrates, so the
-// runtime's own state can never be revoked under its feet (see docs/ARCHITECTURE.md).
+// Memory that belongs to the runtime: a private mapping of a memfd. Being file-backed it never
+// migrates (only private anonymous memory does), so the runtime's own state can never be revoked
+// under its feet; being private, a forked child gets its own copy and cannot disturb the
+// parent's locks and flags (MAP_SHARED would share them). See docs/ARCHITECTURE.md.
 void* map_runtime_memory(std::size_t len);
 void unmap_runtime_memory(void* p, std::size_t len);
 

@@ -26,7 +26,7 @@ FramePool::~FramePool() {
 bool FramePool::grow() {
   if (mapped_chunks_ == max_chunks_) return false;
   std::size_t c = mapped_chunks_;
-  // Device memory is MAP_SHARED runtime memory: it never migrates and is never registered.
+  // Device memory is runtime memory: it never migrates and is never registered.
   chunks_[c] = static_cast<std::byte*>(os::map_runtime_memory(kFramesPerChunk * kFrameSize));
   ++mapped_chunks_;
   std::size_t first = c * kFramesPerChunk;
