@@ -70,22 +70,28 @@ TEST_P(Kernels, LoadsAndStoresAcrossPageBoundaries) {
   EXPECT_EQ(back.c, 3u);
 }
 
-TEST_P(Kernels, UnmappedAndFreedAddressesFailAtSynchronize) {
+TEST_P(Kernels, UnmappedAndNullAddressesFailAtSynchronize) {
   Runtime rt(options());
-  Mapping m(4 * kPage);
-  int* p = m.as<int>();
-  ASSERT_EQ(munmap(m.get(), 4 * kPage), 0);
-  m.forget();
-  rt.device(0).launch(16, [p](Thread& t) { t.store(p + t.id(), 1); });
+  // Below vm.mmap_min_addr nothing can ever be mapped: a hole no allocator can reuse.
+  auto* hole = reinterpret_cast<int*>(std::uintptr_t{0x1000});
+  rt.device(0).launch(16, [hole](Thread& t) { t.store(hole + t.id(), 1); });
   EXPECT_EQ(error_of([&] { rt.device(0).synchronize(); }), Errc::fault);
   // The device keeps working.
   int x = 1;
   rt.device(0).launch(1, [&x](Thread& t) { t.store(&x, t.load(&x) + 1); });
   rt.device(0).synchronize();
   EXPECT_EQ(x, 2);
-  // Null.
   rt.device(0).launch(1, [](Thread& t) { t.load(static_cast<const int*>(nullptr)); });
   EXPECT_EQ(error_of([&] { rt.device(0).synchronize(); }), Errc::fault);
+  // Memory the program freed (deallocate unmaps it) while nothing else reuses the range: the
+  // range is reserved PROT_NONE right after, as a freed-and-guarded allocation would be.
+  auto* p = static_cast<int*>(rt.allocate(4 * kPage));
+  rt.device(0).migrate_to_device(p, 4 * kPage);
+  rt.deallocate(p);
+  void* guard = mmap(p, 4 * kPage, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+  rt.device(0).launch(4, [p](Thread& t) { t.store(p + t.id() * 1024, 1); });
+  EXPECT_EQ(error_of([&] { rt.device(0).synchronize(); }), Errc::fault);
+  if (guard != MAP_FAILED) munmap(guard, 4 * kPage);
 }
 
 TEST_P(Kernels, PageUnmappedUnderARunningKernelIsAFaultNotACrash) {
