@@ -148,20 +148,22 @@ void Mirror::resolve(std::size_t device, const FaultRange* ranges, FaultOutcome*
 
 void Mirror::resolve_one(std::size_t device, const FaultRange& r, FaultOutcome& o,
                          os::VmaList& vmas) {
+  std::uintptr_t lo = r.ahead_start != 0 ? std::min(r.ahead_start, r.start) : r.start;
+  std::uintptr_t hi = r.ahead_end != 0 ? std::max(r.ahead_end, r.end) : r.end;
   for (int attempt = 0;; ++attempt) {
     // Optimistic: read the memory map without the lock, then check that no invalidation ran
     // meanwhile (read_begin/read_retry). Under a storm of invalidations that could livelock, so
     // after a few tries the map is read with the lock held, which always succeeds.
     bool locked_query = attempt >= kOptimisticTries;
     std::uint64_t seq = read_begin();
-    if (!locked_query && !query(r.start, r.end, vmas)) {
+    if (!locked_query && !query(lo, hi, vmas)) {
       o.error = encode(Errc::fault);
       o.error_addr = r.start;
       return;
     }
     Locked lock(lock_);
     if (locked_query) {
-      if (!query(r.start, r.end, vmas)) {
+      if (!query(lo, hi, vmas)) {
         o.error = encode(Errc::fault);
         o.error_addr = r.start;
         return;
@@ -188,6 +190,22 @@ void Mirror::resolve_one(std::size_t device, const FaultRange& r, FaultOutcome& 
     bring_home_range(r.start, stop, -1, static_cast<int>(device));
     for (std::uintptr_t page = r.start; page < stop; page += kPageSize)
       map_on_device(device, page, effective_prot(os::find_vma(vmas, page), page), r.write);
+    // Fault ahead: map the neighbours that need no data movement and no error.
+    if (o.error == 0) {
+      for (std::uintptr_t page = lo; page < hi; page += kPageSize) {
+        if (page == r.start) {
+          page = r.end - kPageSize;
+          continue;
+        }
+        int prot = effective_prot(os::find_vma(vmas, page), page);
+        if (prot < 0 || !(prot & PROT_READ)) continue;
+        VaBlock* b = find_block(page);
+        std::int8_t owner = b ? b->owner[os::page_index_in_block(page)] : kSystem;
+        if (owner != kSystem && owner != static_cast<std::int8_t>(device)) continue;
+        if (devices_[device]->get_pte(page) & device::pte::kValid) continue;
+        map_on_device(device, page, prot, false);
+      }
+    }
     return;
   }
 }

@@ -22,9 +22,13 @@ inline std::uint64_t make(std::uintptr_t target, bool write, bool local) {
 
 // What the fault service asks the mirror to do for a range of device faults.
 struct FaultRange {
-  std::uintptr_t start = 0;
+  std::uintptr_t start = 0;  // must be served (errors are reported for these pages)
   std::uintptr_t end = 0;
   bool write = false;
+  // Fault-ahead window around [start, end): pages here are mapped too when that is cheap and
+  // harmless (in place, or already local), never moved and never an error. 0 = none.
+  std::uintptr_t ahead_start = 0;
+  std::uintptr_t ahead_end = 0;
 };
 struct FaultOutcome {
   int error = 0;                 // 0, or a hetmm::Errc value + 1

@@ -160,11 +160,17 @@ void SimDevice::serve_batch(FaultRequest** reqs, std::size_t n) {
     if (nr > 0 && ranges[nr - 1].write == reqs[i]->write && reqs[i]->start <= ranges[nr - 1].end) {
       ranges[nr - 1].end = std::max(ranges[nr - 1].end, reqs[i]->end);
     } else {
-      ranges[nr] = FaultRange{reqs[i]->start, reqs[i]->end, reqs[i]->write};
+      ranges[nr] = FaultRange{reqs[i]->start, reqs[i]->end, reqs[i]->write, 0, 0};
       outcomes[nr] = FaultOutcome{};
       ++nr;
     }
     owner[i] = nr - 1;
+  }
+  // Fault ahead over the 2 MiB blocks a range touches: one round then maps what a sequential
+  // kernel would otherwise fault on page by page (the mirror maps only what is cheap to map).
+  for (std::size_t k = 0; k < nr; ++k) {
+    ranges[k].ahead_start = os::block_down(ranges[k].start);
+    ranges[k].ahead_end = os::block_up(ranges[k].end);
   }
   resolver_->resolve(index_, ranges, outcomes, nr);
   // A range stops at its first error: requests before it are served, the one that contains it
