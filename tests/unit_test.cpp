@@ -1,0 +1,166 @@
+// Unit tests of the pieces under the API: frame pool, radix table, /proc readers, fault buffer.
+#include "core/radix_table.hpp"
+#include "device/sim/fault_buffer.hpp"
+#include "device/sim/frame_pool.hpp"
+#include "device/sim/sim_device.hpp"
+#include "os/page.hpp"
+#include "os/pagemap.hpp"
+#include "os/proc_maps.hpp"
+#include "os/safe_access.hpp"
+#include "test_support.hpp"
+
+#include <fcntl.h>
+#include <thread>
+#include <unistd.h>
+
+namespace hetmm::test {
+namespace {
+
+TEST(FramePool, AllocatesUpToCapacityAndReuses) {
+  device::sim::FramePool pool(3 * 512 * kPage / 2);  // one and a half chunks
+  std::vector<std::uint32_t> f(1000);
+  EXPECT_EQ(pool.alloc(1000, f.data()), 768u);
+  EXPECT_EQ(pool.used_bytes(), 768 * kPage);
+  for (std::size_t i = 0; i < 768; ++i) std::memset(pool.address(f[i]), 0xab, kPage);
+  pool.free(f[3]);
+  std::uint32_t again = 0;
+  EXPECT_EQ(pool.alloc(1, &again), 1u);
+  EXPECT_EQ(again, f[3]);
+  for (std::size_t i = 0; i < 768; ++i) pool.free(f[i]);
+  EXPECT_EQ(pool.used_bytes(), 0u);
+  pool.release();
+  EXPECT_EQ(pool.alloc(2, f.data()), 2u);
+}
+
+// Regression: frames 511 and 512 have consecutive numbers but live in different 2 MiB chunks
+// (separate mappings). A copy of a run of pages once went across them in one go, writing past
+// the end of chunk 0 into a neighbour's memory (found by the kernel tests as a corrupted malloc
+// header). Each frame must receive exactly its own page.
+TEST(SimDevice, CopiesAcrossChunkBoundariesPageByPage) {
+  device::sim::SimDevice dev(0, 4 * 512 * kPage, 1, nullptr);
+  std::vector<std::uint32_t> all(1024);
+  ASSERT_EQ(dev.alloc_frames(1024, all.data()), 1024u);
+  std::uint32_t frames[4] = {510, 511, 512, 513};
+  std::vector<std::byte> src(4 * kPage), back(4 * kPage);
+  fill_pattern(src.data(), src.size(), 99);
+  ASSERT_TRUE(dev.copy_to_frames(frames, 4, src.data()));
+  for (int i = 0; i < 4; ++i)
+    EXPECT_EQ(std::memcmp(dev.frame_host_address(frames[i]), src.data() + i * kPage, kPage), 0)
+        << "frame " << frames[i];
+  ASSERT_TRUE(dev.copy_from_frames(back.data(), frames, 4));
+  EXPECT_EQ(std::memcmp(back.data(), src.data(), src.size()), 0);
+  for (auto f : all) dev.free_frame(f);
+}
+
+TEST(RadixTable, FindsWhatItCreatedAndVisitsInOrder) {
+  struct Leaf {
+    explicit Leaf(std::uint64_t k) : key(k) {}
+    std::uint64_t key;
+  };
+  core::RadixTable<Leaf> t;
+  std::vector<std::uint64_t> keys = {0, 1, 511, 512, 1u << 20, (1ull << 35) + 7};
+  for (auto k : keys) t.get_or_create(k, [&] { return os::arena_new<Leaf>(k); });
+  for (auto k : keys) {
+    ASSERT_NE(t.find(k), nullptr);
+    EXPECT_EQ(t.find(k)->key, k);
+  }
+  EXPECT_EQ(t.find(2), nullptr);
+  std::vector<std::uint64_t> seen;
+  t.for_each([&](Leaf& l) { seen.push_back(l.key); });
+  EXPECT_EQ(seen, keys);
+}
+
+TEST(ProcMaps, ReportsProtectionSharingAndHoles) {
+  Mapping priv(4 * kPage);
+  Mapping shared(kPage, PROT_READ, MAP_SHARED | MAP_ANONYMOUS);
+  ASSERT_EQ(mprotect(priv.get() + kPage, kPage, PROT_NONE), 0);
+  ASSERT_EQ(munmap(priv.get() + 3 * kPage, kPage), 0);
+  auto a = reinterpret_cast<std::uintptr_t>(priv.get());
+  os::VmaList list;
+  os::query_vmas(a, a + 4 * kPage, list);
+  const os::Vma* v0 = os::find_vma(list, a);
+  const os::Vma* v1 = os::find_vma(list, a + kPage);
+  ASSERT_NE(v0, nullptr);
+  ASSERT_NE(v1, nullptr);
+  EXPECT_TRUE(v0->read && v0->write && v0->anonymous && !v0->shared && v0->migratable());
+  EXPECT_FALSE(v1->read);
+  EXPECT_EQ(os::find_vma(list, a + 3 * kPage), nullptr);
+  auto s = reinterpret_cast<std::uintptr_t>(shared.get());
+  os::query_vmas(s, s + kPage, list);
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_TRUE(list[0].shared);
+  EXPECT_FALSE(list[0].migratable());
+  ASSERT_EQ(munmap(priv.get(), 3 * kPage), 0);
+  priv.forget();
+}
+
+TEST(Pagemap, TellsPresentFromUntouched) {
+  Mapping m(4 * kPage);
+  m.get()[kPage] = std::byte{1};
+  std::uint8_t bits[4];
+  ASSERT_TRUE(os::query_pages(reinterpret_cast<std::uintptr_t>(m.get()), 4, bits));
+  EXPECT_FALSE(bits[0] & os::kPagePresent);
+  EXPECT_TRUE(bits[1] & os::kPagePresent);
+  EXPECT_FALSE(bits[1] & os::kPageZero);
+}
+
+TEST(SafeAccess, RecoversFromUnmappedMemory) {
+  Runtime rt;  // installs the signal handler
+  Mapping m(2 * kPage);
+  ASSERT_EQ(mprotect(m.get() + kPage, kPage, PROT_NONE), 0);
+  char buf[64];
+  EXPECT_EQ(hetmm_safe_copy(buf, m.get(), 64), 0);
+  EXPECT_EQ(hetmm_safe_copy(buf, m.get() + kPage, 64), -1);
+  std::uint64_t v = 0;
+  EXPECT_EQ(hetmm_safe_load8(m.get() + kPage, &v), -1);
+  EXPECT_EQ(hetmm_safe_store4(m.get() + kPage, 1), -1);
+  EXPECT_EQ(hetmm_safe_store4(m.get(), 7), 0);
+  std::uint64_t old = 0;
+  EXPECT_EQ(hetmm_safe_xadd4(m.get(), 3, &old), 0);
+  EXPECT_EQ(old & 0xffffffffu, 7u);
+  EXPECT_EQ(m.as<std::uint32_t>()[0], 10u);
+}
+
+TEST(FaultBuffer, DrainsInBatchesAndCompletes) {
+  device::sim::FaultBuffer fb;
+  std::vector<device::sim::FaultRequest> reqs(300);
+  for (std::size_t i = 0; i < reqs.size(); ++i) {
+    reqs[i].reset(i * kPage, (i + 1) * kPage, false);
+    fb.post(&reqs[i]);
+  }
+  device::sim::FaultRequest* out[device::sim::FaultBuffer::kMaxBatch];
+  EXPECT_EQ(fb.drain(out, device::sim::FaultBuffer::kMaxBatch), 256u);
+  EXPECT_EQ(fb.drain(out, device::sim::FaultBuffer::kMaxBatch), 44u);
+  std::thread waiter([&] { reqs[0].wait(); });
+  reqs[0].complete();
+  waiter.join();
+  fb.stop();
+  EXPECT_EQ(fb.drain(out, 1), 0u);
+}
+
+class Snapshot : public Tracked {};
+HETMM_BOTH_MODES(Snapshot);
+
+TEST_P(Snapshot, ClassifiesEveryKindOfPage) {
+  Runtime rt(options(2));
+  Mapping m(8 * kPage);
+  fill_pattern(m.get(), 2 * kPage, 1);               // pages 0-1 touched
+  ASSERT_EQ(mprotect(m.get() + 2 * kPage, kPage, PROT_READ), 0);
+  ASSERT_EQ(mprotect(m.get() + 3 * kPage, kPage, PROT_NONE), 0);
+  rt.device(0).migrate_to_device(m.get() + 4 * kPage, kPage);
+  rt.device(1).migrate_to_device(m.get() + 5 * kPage, kPage);
+  ASSERT_EQ(munmap(m.get() + 7 * kPage, kPage), 0);
+  auto s = rt.device(0).snapshot(m.get(), 8 * kPage);
+  ASSERT_EQ(s.size(), 8u);
+  EXPECT_TRUE(s[0].readable && s[0].writable && !s[0].zero && !s[0].error);
+  EXPECT_TRUE(s[2].readable && !s[2].writable && s[2].zero);
+  EXPECT_TRUE(s[3].error && !s[3].readable);
+  EXPECT_TRUE(s[4].location == Location::device(0) && s[4].writable);
+  EXPECT_TRUE(s[5].location == Location::device(1));
+  EXPECT_TRUE(s[6].zero && s[6].location == Location::system());
+  EXPECT_TRUE(s[7].error);
+  ASSERT_EQ(mprotect(m.get() + 3 * kPage, kPage, PROT_READ | PROT_WRITE), 0);
+}
+
+}  // namespace
+}  // namespace hetmm::test
