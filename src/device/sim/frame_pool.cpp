@@ -28,6 +28,9 @@ bool FramePool::grow() {
   std::size_t c = mapped_chunks_;
   // Device memory is runtime memory: it never migrates and is never registered.
   chunks_[c] = static_cast<std::byte*>(os::map_runtime_memory(kFramesPerChunk * kFrameSize));
+  // Back the chunk now, in one call (~5 GB/s here), rather than through 512 first-touch page
+  // faults (~11 us each on this machine class) in the middle of a migration.
+  os::sys_madvise(chunks_[c], kFramesPerChunk * kFrameSize, 23 /* MADV_POPULATE_WRITE */);
   ++mapped_chunks_;
   std::size_t first = c * kFramesPerChunk;
   std::size_t last = first + kFramesPerChunk;
