@@ -15,6 +15,14 @@ namespace hetmm::test {
 namespace {
 
 class Scenario : public Tracked {};
+
+Options userfaultfd_options() {
+  Options o;
+  o.workers = 2;
+  o.device_memory = 64u << 20;
+  o.tracking = Tracking::userfaultfd;
+  return o;
+}
 HETMM_BOTH_MODES(Scenario);
 
 TEST_P(Scenario, MunmapHalfDuringDeviceReadsGivesExactDataOrFault) {
@@ -204,10 +212,7 @@ TEST_P(Scenario, SystemCallsOnDeviceResidentBuffers) {
 }
 
 TEST(UserModeOnly, SystemCallsFailWithEfaultAndDataSurvives) {
-  Options o;
-  o.workers = 2;
-  o.device_memory = 16u << 20;
-  o.tracking = Tracking::userfaultfd;
+  Options o = userfaultfd_options();
   o.userfaultfd_user_mode_only = true;
   Runtime rt(o);
   EXPECT_NE(rt.tracking_reason().find("user-mode only"), std::string::npos);
@@ -226,11 +231,7 @@ TEST(UserModeOnly, SystemCallsFailWithEfaultAndDataSurvives) {
 // A munmap that bypasses the hooks (glibc freeing a large block with its internal call, or a
 // raw system call as here): with userfaultfd the UNMAP event releases the device memory.
 TEST(Events, UnhookedMunmapReleasesDeviceMemory) {
-  Options o;
-  o.workers = 2;
-  o.device_memory = 64u << 20;
-  o.tracking = Tracking::userfaultfd;
-  Runtime rt(o);
+  Runtime rt(userfaultfd_options());
   for (int i = 0; i < 4; ++i) {
     auto* p = static_cast<std::byte*>(
         mmap(nullptr, 1u << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
@@ -250,11 +251,7 @@ TEST(Events, UnhookedMunmapReleasesDeviceMemory) {
 #if !defined(__SANITIZE_ADDRESS__)
 // The same through glibc: free() of a block above the mmap threshold unmaps it internally.
 TEST(Events, GlibcFreeReleasesDeviceMemory) {
-  Options o;
-  o.workers = 2;
-  o.device_memory = 64u << 20;
-  o.tracking = Tracking::userfaultfd;
-  Runtime rt(o);
+  Runtime rt(userfaultfd_options());
   auto* p = static_cast<std::uint32_t*>(std::malloc(40u << 20));  // above any mmap threshold
   ASSERT_NE(p, nullptr);
   fill_pattern(p, 1u << 20, 3);
@@ -270,11 +267,7 @@ TEST(Events, GlibcFreeReleasesDeviceMemory) {
 
 // A raw mremap system call bypasses the hooks: the REMAP event moves the device state along.
 TEST(Events, RawMremapSyscallMovesDeviceState) {
-  Options o;
-  o.workers = 2;
-  o.device_memory = 64u << 20;
-  o.tracking = Tracking::userfaultfd;
-  Runtime rt(o);
+  Runtime rt(userfaultfd_options());
   const std::size_t n = 16;
   auto* p = static_cast<std::byte*>(
       mmap(nullptr, n * kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));

@@ -109,30 +109,28 @@ AccessResult Device::write(void* addr, const void* in, std::size_t len) {
   return device_access(rt_, index_, "write", addr, bounce.get(), len, true);
 }
 
-AccessResult Device::migrate_to_device(const void* addr, std::size_t len) {
-  rt_->check_usable("migrate_to_device");
-  check_range("migrate_to_device", index_, addr, len);
+namespace {
+using MigrateFn = std::size_t (core::Mirror::*)(std::size_t, std::uintptr_t, std::uintptr_t,
+                                               core::Status*);
+AccessResult migrate(detail::RuntimeImpl* rt, std::size_t index, const char* what,
+                     MigrateFn fn, const void* addr, std::size_t len) {
+  rt->check_usable(what);
+  check_range(what, index, addr, len);
   auto a = reinterpret_cast<std::uintptr_t>(addr);
   core::Status st;
-  std::size_t pages =
-      rt_->mirror().migrate_to_device(index_, os::page_down(a), os::page_up(a + len), &st);
+  std::size_t pages = (rt->mirror().*fn)(index, os::page_down(a), os::page_up(a + len), &st);
   if (st.failed)
-    throw Error(st.code, describe("migrate_to_device", index_, addr, len) +
-                             page_reason(st.code, st.addr));
+    throw Error(st.code, describe(what, index, addr, len) + page_reason(st.code, st.addr));
   return AccessResult{pages, 0};
+}
+}  // namespace
+
+AccessResult Device::migrate_to_device(const void* addr, std::size_t len) {
+  return migrate(rt_, index_, "migrate_to_device", &core::Mirror::migrate_to_device, addr, len);
 }
 
 AccessResult Device::migrate_to_system(const void* addr, std::size_t len) {
-  rt_->check_usable("migrate_to_system");
-  check_range("migrate_to_system", index_, addr, len);
-  auto a = reinterpret_cast<std::uintptr_t>(addr);
-  core::Status st;
-  std::size_t pages =
-      rt_->mirror().migrate_to_system(index_, os::page_down(a), os::page_up(a + len), &st);
-  if (st.failed)
-    throw Error(st.code, describe("migrate_to_system", index_, addr, len) +
-                             page_reason(st.code, st.addr));
-  return AccessResult{pages, 0};
+  return migrate(rt_, index_, "migrate_to_system", &core::Mirror::migrate_to_system, addr, len);
 }
 
 std::vector<PageState> Device::snapshot(const void* addr, std::size_t len) {
