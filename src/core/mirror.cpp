@@ -355,10 +355,13 @@ std::size_t Mirror::migrate_run_in(std::size_t device, std::uintptr_t start, std
     }
     return std::size_t{0};
   };
-  // 1. Mark the pages: from here a CPU fault on them waits for the state lock.
-  for (std::size_t k = 0; k < n; ++k) b->flags[i0 + k].store(kMigrating, std::memory_order_release);
-  // 2. No device may keep an in-place mapping of a page whose CPU copy is about to go.
+  // 1. No device may keep an in-place mapping of a page whose CPU copy is about to go. This
+  //    comes first: a worker inside an in-place access may be blocked in a userfaultfd fault on
+  //    an untouched page, which the handler serves without the lock only while the page is not
+  //    marked; marking first would let the shootdown wait for a worker that waits for us.
   invalidate_all(start, end);
+  // 2. Mark the pages: from here a CPU fault on them waits for the state lock.
+  for (std::size_t k = 0; k < n; ++k) b->flags[i0 + k].store(kMigrating, std::memory_order_release);
   // 3. Stop CPU writes, then copy what is there (untouched pages are zero-filled, not read: a
   //    read would fault them in).
   if (tracker_->prepare(start, len, vma) < 0) return abort(false);
@@ -684,15 +687,27 @@ void Mirror::before_remap(std::uintptr_t start, std::uintptr_t end) {
   invalidate_all(start, end);
 }
 
-void Mirror::on_unmap_event(std::uintptr_t start, std::uintptr_t end, std::uint64_t stamp) {
-  Locked lock(lock_);
+bool Mirror::on_unmap_event(std::uintptr_t start, std::uintptr_t end, std::uint64_t stamp,
+                            bool try_only) {
+  if (try_only) {
+    if (!lock_.try_lock()) return false;
+  } else {
+    lock_.lock();
+  }
+  Locked lock(lock_, Locked::adopt);
   invalidate_all(start, end);
   drop_range(start, end, false, stamp);
+  return true;
 }
 
-void Mirror::on_remap_event(std::uintptr_t from, std::uintptr_t to, std::size_t len,
-                            std::uint64_t stamp) {
-  Locked lock(lock_);
+bool Mirror::on_remap_event(std::uintptr_t from, std::uintptr_t to, std::size_t len,
+                            std::uint64_t stamp, bool try_only) {
+  if (try_only) {
+    if (!lock_.try_lock()) return false;
+  } else {
+    lock_.lock();
+  }
+  Locked lock(lock_, Locked::adopt);
   invalidate_all(from, from + len);
   invalidate_all(to, to + len);
   // The kernel moved the page tables, revoked entries included: move the state along.
@@ -717,6 +732,7 @@ void Mirror::on_remap_event(std::uintptr_t from, std::uintptr_t to, std::size_t 
     src->flags[i].store(0, std::memory_order_release);
     --src->resident;
   }
+  return true;
 }
 
 #ifndef NDEBUG

@@ -104,9 +104,11 @@ class Mirror final : public device::FaultResolver, public os::RuntimeAllocated {
 
   // userfaultfd events, processed after the fact (see docs/ARCHITECTURE.md, "Events").
   std::uint64_t event_stamp() { return clock_.fetch_add(1, std::memory_order_acq_rel) + 1; }
-  void on_unmap_event(std::uintptr_t start, std::uintptr_t end, std::uint64_t stamp);
-  void on_remap_event(std::uintptr_t from, std::uintptr_t to, std::size_t len,
-                      std::uint64_t stamp);
+  // With try_only they return false, doing nothing, when the state lock is busy.
+  bool on_unmap_event(std::uintptr_t start, std::uintptr_t end, std::uint64_t stamp,
+                      bool try_only = false);
+  bool on_remap_event(std::uintptr_t from, std::uintptr_t to, std::size_t len,
+                      std::uint64_t stamp, bool try_only = false);
 
  private:
   VaBlock* find_block(std::uintptr_t addr) const { return blocks_.find(addr >> os::kBlockShift); }

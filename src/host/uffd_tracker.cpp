@@ -26,6 +26,17 @@ struct PendingFault {
   bool wp;
   pid_t tid;
 };
+
+// An UNMAP or REMAP event that could not take the state lock yet. Events are applied in the
+// order they were read; faults in a range that a pending event moves wait behind it.
+struct PendingEvent {
+  bool remap;
+  std::uintptr_t from, to, len;  // UNMAP: [from, from + len)
+  std::uint64_t stamp;
+  bool covers(std::uintptr_t a) const {
+    return (a >= from && a < from + len) || (remap && a >= to && a < to + len);
+  }
+};
 }  // namespace
 
 UffdTracker* UffdTracker::open(bool force_user_mode_only, std::string* why) {
@@ -145,22 +156,38 @@ bool UffdTracker::handle_fault(std::uintptr_t addr, bool write, bool wp, pid_t t
 }
 
 void UffdTracker::run_handler() {
+  // Nothing here ever blocks on the state lock: its holder may be waiting (in a TLB
+  // shootdown) for a device worker that is itself blocked in a fault only this thread serves.
+  // Work that needs the lock is tried, and kept in order to be retried a moment later.
   constexpr std::size_t kMsgs = 64;
   constexpr std::size_t kPending = 256;
   uffd_msg msgs[kMsgs];
   PendingFault pending[kPending];
-  std::size_t npending = 0;
+  PendingEvent events[kPending];
+  std::size_t npending = 0, nevents = 0;
+  auto apply = [&](const PendingEvent& e) {
+    return e.remap ? mirror_->on_remap_event(e.from, e.to, e.len, e.stamp, /*try_only=*/true)
+                   : mirror_->on_unmap_event(e.from, e.from + e.len, e.stamp, /*try_only=*/true);
+  };
+  auto behind_event = [&](std::uintptr_t addr) {
+    for (std::size_t i = 0; i < nevents; ++i)
+      if (events[i].covers(addr)) return true;
+    return false;
+  };
   for (;;) {
     pollfd fds[2] = {{fd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
-    // With faults waiting for the state lock, poll briefly and retry them.
-    int rc = ::poll(fds, 2, npending > 0 ? 1 : -1);
+    int rc = ::poll(fds, 2, (npending > 0 || nevents > 0) ? 1 : -1);
     if (rc < 0 && errno != EINTR) return;
     if (fds[1].revents & POLLIN) return;
-    // Retry the deferred faults first (they are older).
+    // Older work first: pending events in order, then pending faults.
+    std::size_t done_events = 0;
+    while (done_events < nevents && apply(events[done_events])) ++done_events;
+    for (std::size_t i = done_events; i < nevents; ++i) events[i - done_events] = events[i];
+    nevents -= done_events;
     std::size_t kept = 0;
     for (std::size_t i = 0; i < npending; ++i) {
       PendingFault& p = pending[i];
-      if (!handle_fault(p.addr, p.write, p.wp, p.tid)) pending[kept++] = p;
+      if (behind_event(p.addr) || !handle_fault(p.addr, p.write, p.wp, p.tid)) pending[kept++] = p;
     }
     npending = kept;
     if (!(fds[0].revents & POLLIN)) continue;
@@ -171,29 +198,40 @@ void UffdTracker::run_handler() {
     std::uint64_t stamp = mirror_->event_stamp();
     for (std::size_t i = 0; i < count; ++i) {
       const uffd_msg& m = msgs[i];
-      switch (m.event) {
-        case UFFD_EVENT_PAGEFAULT: {
-          auto addr = static_cast<std::uintptr_t>(m.arg.pagefault.address);
-          bool write = (m.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE) != 0;
-          bool wp = (m.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) != 0;
-          auto tid = static_cast<pid_t>(m.arg.pagefault.feat.ptid);
-          if (!handle_fault(addr, write, wp, tid)) {
-            if (npending < kPending) {
-              pending[npending++] = PendingFault{addr, write, wp, tid};
-            } else {
-              while (!handle_fault(addr, write, wp, tid)) ::poll(nullptr, 0, 1);
-            }
-          }
-          break;
+      if (m.event == UFFD_EVENT_PAGEFAULT) {
+        auto addr = static_cast<std::uintptr_t>(m.arg.pagefault.address);
+        bool write = (m.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE) != 0;
+        bool wp = (m.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) != 0;
+        auto tid = static_cast<pid_t>(m.arg.pagefault.feat.ptid);
+        if (!behind_event(addr) && handle_fault(addr, write, wp, tid)) continue;
+        if (npending < kPending) {
+          pending[npending++] = PendingFault{addr, write, wp, tid};
+          continue;
         }
-        case UFFD_EVENT_UNMAP:
-          mirror_->on_unmap_event(m.arg.remove.start, m.arg.remove.end, stamp);
-          break;
-        case UFFD_EVENT_REMAP:
-          mirror_->on_remap_event(m.arg.remap.from, m.arg.remap.to, m.arg.remap.len, stamp);
-          break;
-        default:
-          break;
+        while (behind_event(addr) || !handle_fault(addr, write, wp, tid)) {
+          ::poll(nullptr, 0, 1);
+          while (nevents > 0 && apply(events[0])) {
+            for (std::size_t j = 1; j < nevents; ++j) events[j - 1] = events[j];
+            --nevents;
+          }
+        }
+        continue;
+      }
+      PendingEvent e{};
+      if (m.event == UFFD_EVENT_UNMAP) {
+        e = PendingEvent{false, m.arg.remove.start, 0, m.arg.remove.end - m.arg.remove.start, stamp};
+      } else if (m.event == UFFD_EVENT_REMAP) {
+        e = PendingEvent{true, m.arg.remap.from, m.arg.remap.to, m.arg.remap.len, stamp};
+      } else {
+        continue;
+      }
+      if (nevents == 0 && apply(e)) continue;
+      if (nevents < kPending) {
+        events[nevents++] = e;
+      } else {
+        while (!apply(events[0])) ::poll(nullptr, 0, 1);  // full: the oldest must go first
+        for (std::size_t j = 1; j < nevents; ++j) events[j - 1] = events[j];
+        events[nevents - 1] = e;
       }
     }
   }

@@ -293,8 +293,8 @@ DeviceStats SimDevice::stats() const {
   s.invalidations = stats_.invalidations.load();
   s.kernels = stats_.kernels.load();
   for (unsigned i = 0; i < nworkers_; ++i) {
-    s.tlb_hits += workers_[i]->tlb_hits;
-    s.tlb_misses += workers_[i]->tlb_misses;
+    s.tlb_hits += __atomic_load_n(&workers_[i]->tlb_hits, __ATOMIC_RELAXED);
+    s.tlb_misses += __atomic_load_n(&workers_[i]->tlb_misses, __ATOMIC_RELAXED);
   }
   return s;
 }
