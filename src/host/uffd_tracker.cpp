@@ -69,7 +69,7 @@ UffdTracker::~UffdTracker() {
 
 void UffdTracker::start(core::Mirror* mirror) {
   mirror_ = mirror;
-  handler_.start(&UffdTracker::handler_main, this, "hetmm-uffd", 256 * 1024);
+  handler_.start(&UffdTracker::handler_main, this, "hetmm-uffd");
 }
 
 void UffdTracker::stop() {
