@@ -44,7 +44,7 @@ test-asan: build-asan
 
 # ThreadSanitizer over the same suite (the library and the tests; the CLI is left out).
 test-tsan: build-tsan
-	cd $(TSAN_BUILD) && TSAN_OPTIONS=report_signal_unsafe=0:halt_on_error=1 \
+	cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1 \
 	  ctest --output-on-failure -j$(JOBS) --timeout 600
 
 install: build
