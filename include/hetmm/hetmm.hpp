@@ -238,6 +238,8 @@ class Runtime {
   std::string tracking_reason() const;
   // True when hetmm's munmap/mprotect/madvise/mremap/mmap hooks are interposed in this process.
   bool hooks_active() const;
+  // The kernel features hetmm uses and whether this machine has them, one "name: value" a line.
+  std::string kernel_features() const;
 
   void* allocate(std::size_t len);  // anonymous, page-aligned, zeroed
   void deallocate(void* p);

@@ -1,6 +1,8 @@
 #include "api/runtime_impl.hpp"
 
 #include "os/page.hpp"
+#include "os/pagemap.hpp"
+#include "os/uffd.hpp"
 #include "os/syscalls.hpp"
 
 #include <cinttypes>
@@ -101,6 +103,33 @@ RuntimeImpl::~RuntimeImpl() {
   // Allocations the program did not free stay mapped: their pointers may still be in use.
 }
 
+std::string RuntimeImpl::kernel_features() const {
+  std::string out;
+  auto line = [&](const char* name, const std::string& value) {
+    out += name;
+    out += ": ";
+    out += value;
+    out += "\n";
+  };
+  if (uffd_) {
+    std::uint64_t f = uffd_->features();
+    std::string s;
+    auto has = [&](std::uint64_t bit, const char* name) {
+      if (f & bit) s += std::string(s.empty() ? "" : " ") + name;
+    };
+    has(UFFD_FEATURE_PAGEFAULT_FLAG_WP, "WP");
+    has(UFFD_FEATURE_THREAD_ID, "THREAD_ID");
+    has(UFFD_FEATURE_EVENT_UNMAP, "EVENT_UNMAP");
+    has(UFFD_FEATURE_EVENT_REMAP, "EVENT_REMAP");
+    has(UFFD_FEATURE_MISSING_SHMEM, "MISSING_SHMEM");
+    line("userfaultfd features", s + (uffd_->user_mode_only() ? " (user-mode only)" : ""));
+  } else {
+    line("userfaultfd features", "not in use");
+  }
+  line("PAGEMAP_SCAN (zero page, THP in snapshots)", os::pagemap_scan_supported() ? "yes" : "no");
+  return out;
+}
+
 void RuntimeImpl::check_usable(const char* what) const {
   if (registered_.orphaned.load())
     throw Error(Errc::device_lost, std::string(what) +
@@ -176,6 +205,8 @@ Device& Runtime::device(std::size_t index) {
 Tracking Runtime::tracking() const { return impl_->tracking(); }
 std::string Runtime::tracking_reason() const { return impl_->reason(); }
 bool Runtime::hooks_active() const { return host::hooks_interposed(); }
+
+std::string Runtime::kernel_features() const { return impl_->kernel_features(); }
 void* Runtime::allocate(std::size_t len) { return impl_->allocate(len); }
 void Runtime::deallocate(void* p) { impl_->deallocate(p); }
 Location Runtime::location(const void* addr) const {

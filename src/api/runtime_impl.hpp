@@ -31,6 +31,7 @@ class RuntimeImpl : public os::RuntimeAllocated {
   core::Mirror& mirror() { return *mirror_; }
   Tracking tracking() const { return tracking_; }
   const std::string& reason() const { return reason_; }
+  std::string kernel_features() const;
 
   void* allocate(std::size_t len);
   void deallocate(void* p);

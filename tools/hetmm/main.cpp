@@ -51,7 +51,11 @@ int cmd_info(const hetmm::Options& opt) {
               read_first_line("/proc/sys/vm/unprivileged_userfaultfd").c_str());
   std::printf("THP               %s\n",
               read_first_line("/sys/kernel/mm/transparent_hugepage/enabled").c_str());
-  std::printf("hardware threads  %u\n\n", std::thread::hardware_concurrency());
+  std::printf("hardware threads  %u\n", std::thread::hardware_concurrency());
+  std::printf("\nkernel features\n");
+  std::istringstream features(rt.kernel_features());
+  for (std::string line; std::getline(features, line);) std::printf("  %s\n", line.c_str());
+  std::printf("\n");
   std::printf("%-8s %-6s %14s %14s\n", "device", "kind", "capacity", "used");
   for (std::size_t i = 0; i < rt.device_count(); ++i) {
     auto& d = rt.device(i);
