@@ -74,9 +74,10 @@ TEST_P(ReadWrite, ProtNoneAndHolesFaultReadOnlyIsPermission) {
   EXPECT_EQ(error_of([&] { rt.device(0).read(m.get(), out.data(), out.size()); }), Errc::fault);
   for (auto b : out) ASSERT_EQ(b, std::byte{0x77}) << "a failed read must not touch the buffer";
   // A hole.
-  Mapping h(3 * kPage);
-  ASSERT_EQ(munmap(h.get() + kPage, kPage), 0);
-  EXPECT_EQ(error_of([&] { rt.device(0).read(h.get(), out.data(), 3 * kPage); }), Errc::fault);
+  if (std::byte* h = low_hole_mapping()) {
+    EXPECT_EQ(error_of([&] { rt.device(0).read(h, out.data(), 3 * kPage); }), Errc::fault);
+    munmap(h, 3 * kPage);
+  }
   // Read-only memory: reads work, writes are refused and change nothing.
   ASSERT_EQ(mprotect(m.get() + 4 * kPage, 2 * kPage, PROT_READ), 0);
   rt.device(0).read(m.get() + 4 * kPage, out.data(), 2 * kPage);

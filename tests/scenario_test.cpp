@@ -265,6 +265,28 @@ TEST(Events, GlibcFreeReleasesDeviceMemory) {
 }
 #endif
 
+// A raw madvise(MADV_DONTNEED) bypasses the hooks: the REMOVE event drops the device copy, and
+// the CPU then reads zeros as the kernel promises. hetmm's own revocations raise REMOVE events
+// too; they must not drop anything (the data migrated here stays intact).
+TEST(Events, UnhookedDontneedDropsDeviceResidentData) {
+  Runtime rt(userfaultfd_options());
+  const std::size_t n = 32;
+  Mapping m(n * kPage);
+  fill_pattern(m.get(), n * kPage, 53);
+  rt.device(0).migrate_to_device(m.get(), n * kPage);
+  ASSERT_EQ(rt.device(0).memory_used(), n * kPage);
+  ASSERT_EQ(syscall(SYS_madvise, m.get(), 8 * kPage, MADV_DONTNEED), 0);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (rt.device(0).memory_used() != (n - 8) * kPage &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_EQ(rt.device(0).memory_used(), (n - 8) * kPage);
+  for (std::size_t i = 0; i < 8 * kPage; ++i) ASSERT_EQ(m.get()[i], std::byte{0});
+  std::vector<std::byte> ref(n * kPage);
+  fill_pattern(ref.data(), ref.size(), 53);
+  EXPECT_EQ(std::memcmp(m.get() + 8 * kPage, ref.data() + 8 * kPage, (n - 8) * kPage), 0);
+}
+
 // A raw mremap system call bypasses the hooks: the REMAP event moves the device state along.
 TEST(Events, RawMremapSyscallMovesDeviceState) {
   Runtime rt(userfaultfd_options());

@@ -67,6 +67,21 @@ class Mapping {
   std::size_t len_;
 };
 
+// Three pages at a fixed low address with the middle one unmapped: a hole that no other
+// mapping of the process will fill (the kernel hands out addresses top-down, far above).
+// Returns nullptr if the address is taken.
+inline std::byte* low_hole_mapping() {
+  auto* want = reinterpret_cast<void*>(std::uintptr_t{0x10000000});
+  void* p = ::mmap(want, 3 * kPage, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+  if (p != want) {
+    if (p != MAP_FAILED) ::munmap(p, 3 * kPage);
+    return nullptr;
+  }
+  ::munmap(static_cast<std::byte*>(p) + kPage, kPage);
+  return static_cast<std::byte*>(p);
+}
+
 inline void fill_pattern(void* p, std::size_t len, std::uint32_t seed) {
   auto* w = static_cast<std::uint32_t*>(p);
   for (std::size_t i = 0; i < len / 4; ++i) w[i] = seed * 2654435761u + static_cast<std::uint32_t>(i);

@@ -16,6 +16,7 @@ namespace hetmm::host {
 
 namespace {
 constexpr std::uint64_t kWanted = UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_EVENT_REMAP |
+                                  UFFD_FEATURE_EVENT_REMOVE |
                                   UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_PAGEFAULT_FLAG_WP |
                                   UFFD_FEATURE_MISSING_SHMEM;
 constexpr std::uint64_t kRequired = UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_THREAD_ID;
@@ -100,8 +101,29 @@ void UffdTracker::thaw(std::uintptr_t start, std::size_t len, int) {
 }
 
 int UffdTracker::revoke(std::uintptr_t start, std::size_t len) {
-  // No REMOVE event is requested, so this raises none (see the header).
-  return os::sys_madvise(reinterpret_cast<void*>(start), len, MADV_DONTNEED);
+  // Our own MADV_DONTNEED raises a REMOVE event (the kernel holds this call until the handler
+  // has read it). Announce it first, so the handler knows it for ours and ignores it.
+  note_own_remove(start, len);
+  int rc = os::sys_madvise(reinterpret_cast<void*>(start), len, MADV_DONTNEED);
+  if (rc < 0) take_own_remove(start, start + len);
+  return rc;
+}
+
+void UffdTracker::note_own_remove(std::uintptr_t start, std::size_t len) {
+  if (!(features_ & UFFD_FEATURE_EVENT_REMOVE)) return;  // no event will come
+  std::lock_guard lock(own_mutex_);
+  if (own_count_ < kOwnRemoves) own_[own_count_++] = OwnRemove{start, start + len};
+}
+
+bool UffdTracker::take_own_remove(std::uintptr_t start, std::uintptr_t end) {
+  std::lock_guard lock(own_mutex_);
+  for (std::size_t i = 0; i < own_count_; ++i) {
+    if (own_[i].start == start && own_[i].end == end) {
+      own_[i] = own_[--own_count_];
+      return true;
+    }
+  }
+  return false;
 }
 
 int UffdTracker::restore(std::uintptr_t start, const void* src, std::size_t len, int) {
@@ -218,7 +240,12 @@ void UffdTracker::run_handler() {
         continue;
       }
       PendingEvent e{};
-      if (m.event == UFFD_EVENT_UNMAP) {
+      if (m.event == UFFD_EVENT_REMOVE) {
+        // Ours (a revocation) or the program's (a MADV_DONTNEED/FREE/REMOVE that bypassed the
+        // hook): the latter drops device-resident data just as UNMAP does.
+        if (take_own_remove(m.arg.remove.start, m.arg.remove.end)) continue;
+        e = PendingEvent{false, m.arg.remove.start, 0, m.arg.remove.end - m.arg.remove.start, stamp};
+      } else if (m.event == UFFD_EVENT_UNMAP) {
         e = PendingEvent{false, m.arg.remove.start, 0, m.arg.remove.end - m.arg.remove.start, stamp};
       } else if (m.event == UFFD_EVENT_REMAP) {
         e = PendingEvent{true, m.arg.remap.from, m.arg.remap.to, m.arg.remap.len, stamp};

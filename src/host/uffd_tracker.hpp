@@ -1,4 +1,4 @@
-// Host tracking with userfaultfd: MISSING + write-protect faults, UNMAP and REMAP events.
+// Host tracking with userfaultfd: MISSING + write-protect faults, UNMAP, REMOVE and REMAP events.
 //
 // Revoke: the range is registered (MISSING|WP), write-protected while its data is copied into
 // device memory, then zapped with MADV_DONTNEED; a CPU touch raises a MISSING fault that the
@@ -6,11 +6,10 @@
 // whole). Faults raised inside the kernel (read(2) into a revoked buffer) are served too, unless
 // the fd is user-mode-only (unprivileged), in which case such system calls fail with EFAULT.
 //
-// Why no UFFD_FEATURE_EVENT_REMOVE: our own MADV_DONTNEED would raise it, and its reader cannot
-// tell ours from the program's without racing. The program's madvise calls reach hetmm through
-// the interposed madvise (src/host/hooks.cpp), before they happen; glibc-internal DONTNEED only
-// touches memory the program already freed, whose stale device copy nobody can observe as
-// wrong (malloc gives undefined contents, calloc clears).
+// REMOVE events: our own MADV_DONTNEED raises them too. Each revocation is announced before its
+// madvise (the kernel holds the madvise until the event is read, so the announcement is always
+// there when the handler reads it) and the handler drops exactly those; any other REMOVE (a
+// DONTNEED that bypassed the interposed madvise) drops device-resident data like UNMAP.
 // Why no UFFD_FEATURE_EVENT_FORK: every page comes home before fork (src/host/fork.cpp), so the
 // child needs nothing from us; without the feature the kernel drops the child's registrations.
 #pragma once
@@ -22,6 +21,7 @@
 #include "os/os_thread.hpp"
 
 #include <atomic>
+#include <mutex>
 #include <cstdint>
 #include <string>
 
@@ -56,6 +56,17 @@ class UffdTracker final : public core::HostTracker, public os::RuntimeAllocated 
   // Returns false if the fault must be retried later (state lock busy).
   bool handle_fault(std::uintptr_t addr, bool write, bool wp, pid_t tid);
   void zero_fill(std::uintptr_t page, bool write);
+
+  void note_own_remove(std::uintptr_t start, std::size_t len);
+  bool take_own_remove(std::uintptr_t start, std::uintptr_t end);
+
+  struct OwnRemove {
+    std::uintptr_t start, end;
+  };
+  static constexpr std::size_t kOwnRemoves = 64;
+  std::mutex own_mutex_;  // leaf lock: revocations (under the state lock) and the handler
+  OwnRemove own_[kOwnRemoves];
+  std::size_t own_count_ = 0;
 
   int fd_;
   int stop_fd_;  // eventfd that wakes the handler for shutdown
