@@ -31,6 +31,9 @@ struct sigaction g_previous_segv;
 // HETMM_DEBUG_FAULTS=1: report a fault that is not hetmm's and abort (instead of the default
 // action), which shows where a program touched memory it should not have.
 bool g_debug_faults = false;
+
+// The last address whose SIGSEGV hetmm did not serve, per thread (see on_fault).
+thread_local std::uintptr_t t_last_unserved __attribute__((tls_model("initial-exec"))) = 0;
 struct sigaction g_previous_bus;
 
 void chain(int sig, siginfo_t* info, void* uc) {
@@ -61,17 +64,27 @@ void on_fault(int sig, siginfo_t* info, void* ucv) {
   if (sig == SIGSEGV) {
     detail::WorkerContext* w = detail::tls_worker;
     std::uint64_t active = w ? w->active.exchange(0, std::memory_order_acq_rel) : 0;
-    bool served = false;
+    bool served = false, any_mprotect = false;
     for_each_runtime([&](Registered& r) {
       if (served || !r.mprotect_tracking) return;
+      any_mprotect = true;
       if (r.mirror->tracks(addr) && r.mirror->cpu_fault(addr, write) == core::CpuFault::served)
         served = true;
     });
     if (w) w->active.store(active, std::memory_order_release);
     if (served) {
+      t_last_unserved = 0;
       errno = saved_errno;
       return;
     }
+    // The page may have come home (and been unprotected) between the fault and this check:
+    // the fault is then stale. Retry the instruction once before deciding it is not ours.
+    if (any_mprotect && t_last_unserved != addr) {
+      t_last_unserved = addr;
+      errno = saved_errno;
+      return;
+    }
+    t_last_unserved = 0;
   }
   auto rip = static_cast<std::uintptr_t>(uc->uc_mcontext.gregs[REG_RIP]);
   if (std::uintptr_t fix = os::extable_fixup(rip)) {
