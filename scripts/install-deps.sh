@@ -14,6 +14,7 @@ command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 # The sanitizer runtimes ship with g++ (libasan8, libubsan1); check them explicitly.
 ls /usr/lib/gcc/x86_64-linux-gnu/*/libasan.so >/dev/null 2>&1 || need+=(libasan8)
 ls /usr/lib/gcc/x86_64-linux-gnu/*/libubsan.so >/dev/null 2>&1 || need+=(libubsan1)
+ls /usr/lib/gcc/x86_64-linux-gnu/*/libtsan.so >/dev/null 2>&1 || need+=(libtsan2)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
