@@ -40,8 +40,7 @@ TEST_P(Migration, ToDeviceRevokesCpuCopyAndFaultBackIsExact) {
 TEST_P(Migration, CpuWritesAfterMigrationLand) {
   Runtime rt(options());
   Mapping m(8 * kPage);
-  fill_pattern(m.get(), 8 * kPage, 1);
-  rt.device(0).migrate_to_device(m.get(), 8 * kPage);
+  fill_and_migrate(rt.device(0), m, 1);
   m.as<std::uint32_t>()[5] = 0xdeadbeef;  // a write fault brings the page home
   std::uint32_t v = 0;
   rt.device(0).read(m.get() + 20, &v, 4);
@@ -64,8 +63,7 @@ TEST_P(Migration, ToSystemBringsEverythingHome) {
   Runtime rt(options());
   const std::size_t n = 40;
   Mapping m(n * kPage);
-  fill_pattern(m.get(), n * kPage, 4);
-  rt.device(0).migrate_to_device(m.get(), n * kPage);
+  fill_and_migrate(rt.device(0), m, 4);
   AccessResult r = rt.device(0).migrate_to_system(m.get(), n * kPage);
   EXPECT_EQ(r.pages, n);
   EXPECT_EQ(rt.device(0).memory_used(), 0u);
@@ -133,8 +131,7 @@ TEST_P(Migration, TwoDevicesPullPagesFromEachOther) {
   Runtime rt(options(2));
   const std::size_t n = 16;
   Mapping m(n * kPage);
-  fill_pattern(m.get(), n * kPage, 31);
-  rt.device(1).migrate_to_device(m.get(), n * kPage);
+  fill_and_migrate(rt.device(1), m, 31);
   EXPECT_EQ(rt.device(1).memory_used(), n * kPage);
   // Device 0 faults: the pages come home from device 1 and device 0 maps them in place.
   std::vector<std::byte> out(n * kPage);

@@ -66,8 +66,7 @@ TEST_P(Scenario, PartialMunmapOfDeviceResidentRangeKeepsSurvivors) {
   Runtime rt(options());
   const std::size_t n = 64;
   Mapping m(n * kPage);
-  fill_pattern(m.get(), n * kPage, 61);
-  rt.device(0).migrate_to_device(m.get(), n * kPage);
+  fill_and_migrate(rt.device(0), m, 61);
   ASSERT_EQ(munmap(m.get() + 16 * kPage, 16 * kPage), 0);
   EXPECT_EQ(rt.device(0).memory_used(), (n - 16) * kPage);
   EXPECT_TRUE(check_pattern(m.get(), 16 * kPage, 61));
@@ -106,8 +105,7 @@ TEST_P(Scenario, MremapOfDeviceResidentRangeKeepsEveryByte) {
 TEST_P(Scenario, DontneedDropsDeviceResidentDataLikeTheKernel) {
   Runtime rt(options());
   Mapping m(8 * kPage);
-  fill_pattern(m.get(), 8 * kPage, 81);
-  rt.device(0).migrate_to_device(m.get(), 8 * kPage);
+  fill_and_migrate(rt.device(0), m, 81);
   ASSERT_EQ(madvise(m.get() + 2 * kPage, 2 * kPage, MADV_DONTNEED), 0);
   EXPECT_EQ(rt.device(0).memory_used(), 6 * kPage);
   for (std::size_t i = 2 * kPage; i < 4 * kPage; ++i) ASSERT_EQ(m.get()[i], std::byte{0});
@@ -120,8 +118,7 @@ TEST_P(Scenario, DontneedDropsDeviceResidentDataLikeTheKernel) {
 TEST_P(Scenario, MprotectOnDeviceResidentPages) {
   Runtime rt(options());
   Mapping m(4 * kPage);
-  fill_pattern(m.get(), 4 * kPage, 91);
-  rt.device(0).migrate_to_device(m.get(), 4 * kPage);
+  fill_and_migrate(rt.device(0), m, 91);
   ASSERT_EQ(mprotect(m.get(), 4 * kPage, PROT_READ), 0);
   std::uint32_t v = 7;
   EXPECT_EQ(error_of([&] { rt.device(0).write(m.get(), &v, 4); }), Errc::permission);
@@ -184,8 +181,7 @@ TEST_P(Scenario, ForkWithPagesOnTheDevice) {
 TEST_P(Scenario, SystemCallsOnDeviceResidentBuffers) {
   Runtime rt(options());
   Mapping m(4 * kPage);
-  fill_pattern(m.get(), 4 * kPage, 17);
-  rt.device(0).migrate_to_device(m.get(), 4 * kPage);
+  fill_and_migrate(rt.device(0), m, 17);
   int fds[2];
   ASSERT_EQ(pipe(fds), 0);
   ssize_t w = write(fds[1], m.get(), kPage);  // the kernel reads a device-resident page
@@ -221,8 +217,7 @@ TEST(UserModeOnly, SystemCallsFailWithEfaultAndDataSurvives) {
   Runtime rt(o);
   EXPECT_NE(rt.tracking_reason().find("user-mode only"), std::string::npos);
   Mapping m(2 * kPage);
-  fill_pattern(m.get(), 2 * kPage, 23);
-  rt.device(0).migrate_to_device(m.get(), 2 * kPage);
+  fill_and_migrate(rt.device(0), m, 23);
   int fds[2];
   ASSERT_EQ(pipe(fds), 0);
   EXPECT_EQ(write(fds[1], m.get(), kPage), -1);
@@ -245,10 +240,7 @@ TEST(Events, UnhookedMunmapReleasesDeviceMemory) {
     ASSERT_EQ(rt.device(0).memory_used(), 1u << 20);
     ASSERT_EQ(syscall(SYS_munmap, p, 1u << 20), 0);
     // The event is handled just after the call returns (docs/ARCHITECTURE.md, "Events").
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-    while (rt.device(0).memory_used() != 0 && std::chrono::steady_clock::now() < deadline)
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    EXPECT_EQ(rt.device(0).memory_used(), 0u);
+    EXPECT_EQ(wait_for_used(rt.device(0), 0), 0u);
   }
 }
 
@@ -262,10 +254,7 @@ TEST(Events, GlibcFreeReleasesDeviceMemory) {
   rt.device(0).migrate_to_device(p, 1u << 20);
   ASSERT_GT(rt.device(0).memory_used(), 0u);
   std::free(p);
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (rt.device(0).memory_used() != 0 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  EXPECT_EQ(rt.device(0).memory_used(), 0u);
+  EXPECT_EQ(wait_for_used(rt.device(0), 0), 0u);
 }
 #endif
 
@@ -276,15 +265,10 @@ TEST(Events, UnhookedDontneedDropsDeviceResidentData) {
   Runtime rt(userfaultfd_options());
   const std::size_t n = 32;
   Mapping m(n * kPage);
-  fill_pattern(m.get(), n * kPage, 53);
-  rt.device(0).migrate_to_device(m.get(), n * kPage);
+  fill_and_migrate(rt.device(0), m, 53);
   ASSERT_EQ(rt.device(0).memory_used(), n * kPage);
   ASSERT_EQ(syscall(SYS_madvise, m.get(), 8 * kPage, MADV_DONTNEED), 0);
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (rt.device(0).memory_used() != (n - 8) * kPage &&
-         std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  EXPECT_EQ(rt.device(0).memory_used(), (n - 8) * kPage);
+  EXPECT_EQ(wait_for_used(rt.device(0), (n - 8) * kPage), (n - 8) * kPage);
   for (std::size_t i = 0; i < 8 * kPage; ++i) ASSERT_EQ(m.get()[i], std::byte{0});
   std::vector<std::byte> ref(n * kPage);
   fill_pattern(ref.data(), ref.size(), 53);

@@ -5,11 +5,13 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <memory>
 #include <string>
+#include <thread>
 #include <sys/mman.h>
 #include <vector>
 
@@ -91,6 +93,21 @@ inline bool check_pattern(const void* p, std::size_t len, std::uint32_t seed) {
   for (std::size_t i = 0; i < len / 4; ++i)
     if (w[i] != seed * 2654435761u + static_cast<std::uint32_t>(i)) return false;
   return true;
+}
+
+// Fills all of m with the pattern of seed and migrates it to the device.
+inline void fill_and_migrate(Device& dev, const Mapping& m, std::uint32_t seed) {
+  fill_pattern(m.get(), m.size(), seed);
+  dev.migrate_to_device(m.get(), m.size());
+}
+
+// userfaultfd events are handled just after the call that raised them: wait (at most 5 s) for
+// the device's memory use to reach `bytes`, and return what it is.
+inline std::size_t wait_for_used(Device& dev, std::size_t bytes) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (dev.memory_used() != bytes && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  return dev.memory_used();
 }
 
 template <class F>

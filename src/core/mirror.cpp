@@ -120,8 +120,8 @@ int Mirror::effective_prot(const os::Vma* vma, std::uintptr_t page) const {
   return vma->prot();
 }
 
-void Mirror::map_on_device(std::size_t device, std::uintptr_t page, int prot, bool want_write) {
-  (void)want_write;  // writable whenever the page may be written: saves a second fault
+void Mirror::map_on_device(std::size_t device, std::uintptr_t page, int prot) {
+  // Writable whenever the page may be written, whatever the fault asked: saves a second fault.
   VaBlock* b = get_block(page);
   std::size_t i = os::page_index_in_block(page);
   bool writable = (prot & PROT_WRITE) != 0;
@@ -137,76 +137,100 @@ void Mirror::map_on_device(std::size_t device, std::uintptr_t page, int prot, bo
   b->mapped_devices |= 1u << device;
 }
 
+bool Mirror::lock_with_map(std::uintptr_t start, std::uintptr_t end, os::VmaList& vmas) {
+  // Optimistic: read the memory map without the lock, then check that no invalidation ran
+  // meanwhile (read_begin/read_retry). Under a storm of invalidations that could livelock, so
+  // after a few tries the map is read with the lock held, which always succeeds.
+  for (int attempt = 0; attempt < kOptimisticTries; ++attempt) {
+    std::uint64_t seq = read_begin();
+    if (!query(start, end, vmas)) return false;
+    lock_.lock();
+    if (!read_retry(seq)) return true;
+    lock_.unlock();
+  }
+  lock_.lock();
+  if (query(start, end, vmas)) return true;
+  lock_.unlock();
+  return false;
+}
+
+bool Mirror::acquire(bool try_only) {
+  if (!try_only) {
+    lock_.lock();
+    return true;
+  }
+  return lock_.try_lock();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Device faults: the analogue of hmm_range_fault inside the read_begin/read_retry loop.
 // ---------------------------------------------------------------------------------------------
+namespace {
+std::uintptr_t window_start(const FaultRange& r) {
+  return r.ahead_start != 0 ? std::min(r.ahead_start, r.start) : r.start;
+}
+std::uintptr_t window_end(const FaultRange& r) {
+  return r.ahead_end != 0 ? std::max(r.ahead_end, r.end) : r.end;
+}
+}  // namespace
+
 void Mirror::resolve(std::size_t device, const FaultRange* ranges, FaultOutcome* outcomes,
                      std::size_t n) {
+  if (n == 0) return;
+  // One read of the memory map and one hold of the state lock serve the whole batch.
+  std::uintptr_t lo = window_start(ranges[0]), hi = window_end(ranges[0]);
+  for (std::size_t k = 1; k < n; ++k) {
+    lo = std::min(lo, window_start(ranges[k]));
+    hi = std::max(hi, window_end(ranges[k]));
+  }
   Vmas vmas;
-  for (std::size_t k = 0; k < n; ++k) resolve_one(device, ranges[k], outcomes[k], vmas.list);
-}
-
-void Mirror::resolve_one(std::size_t device, const FaultRange& r, FaultOutcome& o,
-                         os::VmaList& vmas) {
-  std::uintptr_t lo = r.ahead_start != 0 ? std::min(r.ahead_start, r.start) : r.start;
-  std::uintptr_t hi = r.ahead_end != 0 ? std::max(r.ahead_end, r.end) : r.end;
-  for (int attempt = 0;; ++attempt) {
-    // Optimistic: read the memory map without the lock, then check that no invalidation ran
-    // meanwhile (read_begin/read_retry). Under a storm of invalidations that could livelock, so
-    // after a few tries the map is read with the lock held, which always succeeds.
-    bool locked_query = attempt >= kOptimisticTries;
-    std::uint64_t seq = read_begin();
-    if (!locked_query && !query(lo, hi, vmas)) {
-      o.error = encode(Errc::fault);
-      o.error_addr = r.start;
-      return;
-    }
-    Locked lock(lock_);
-    if (locked_query) {
-      if (!query(lo, hi, vmas)) {
-        o.error = encode(Errc::fault);
-        o.error_addr = r.start;
-        return;
-      }
-    } else if (read_retry(seq)) {
-      continue;
-    }
-    std::uintptr_t stop = r.end;
-    for (std::uintptr_t page = r.start; page < r.end; page += kPageSize) {
-      int prot = effective_prot(os::find_vma(vmas, page), page);
-      if (prot < 0 || !(prot & PROT_READ)) {
-        o.error = encode(Errc::fault);
-      } else if (r.write && !(prot & PROT_WRITE)) {
-        o.error = encode(Errc::permission);
-      } else {
-        continue;
-      }
-      o.error_addr = page;
-      stop = page;
-      break;
-    }
-    // Pages in another device's memory come home first (the kernel's migrate_to_ram for a
-    // device-private page of another owner), then everything is mapped in place or locally.
-    bring_home_range(r.start, stop, -1, static_cast<int>(device));
-    for (std::uintptr_t page = r.start; page < stop; page += kPageSize)
-      map_on_device(device, page, effective_prot(os::find_vma(vmas, page), page), r.write);
-    // Fault ahead: map the neighbours that need no data movement and no error.
-    if (o.error == 0) {
-      for (std::uintptr_t page = lo; page < hi; page += kPageSize) {
-        if (page == r.start) {
-          page = r.end - kPageSize;
-          continue;
-        }
-        int prot = effective_prot(os::find_vma(vmas, page), page);
-        if (prot < 0 || !(prot & PROT_READ)) continue;
-        VaBlock* b = find_block(page);
-        std::int8_t owner = b ? b->owner[os::page_index_in_block(page)] : kSystem;
-        if (owner != kSystem && owner != static_cast<std::int8_t>(device)) continue;
-        if (devices_[device]->get_pte(page) & device::pte::kValid) continue;
-        map_on_device(device, page, prot, false);
-      }
+  if (!lock_with_map(lo, hi, vmas.list)) {
+    for (std::size_t k = 0; k < n; ++k) {
+      outcomes[k].error = encode(Errc::fault);
+      outcomes[k].error_addr = ranges[k].start;
     }
     return;
+  }
+  Locked lock(lock_, Locked::adopt);
+  for (std::size_t k = 0; k < n; ++k) resolve_locked(device, ranges[k], outcomes[k], vmas.list);
+}
+
+void Mirror::resolve_locked(std::size_t device, const FaultRange& r, FaultOutcome& o,
+                            const os::VmaList& vmas) {
+  std::uintptr_t lo = window_start(r), hi = window_end(r);
+  std::uintptr_t stop = r.end;
+  for (std::uintptr_t page = r.start; page < r.end; page += kPageSize) {
+    int prot = effective_prot(os::find_vma(vmas, page), page);
+    if (prot < 0 || !(prot & PROT_READ)) {
+      o.error = encode(Errc::fault);
+    } else if (r.write && !(prot & PROT_WRITE)) {
+      o.error = encode(Errc::permission);
+    } else {
+      continue;
+    }
+    o.error_addr = page;
+    stop = page;
+    break;
+  }
+  // Pages in another device's memory come home first (the kernel's migrate_to_ram for a
+  // device-private page of another owner), then everything is mapped in place or locally.
+  bring_home_range(r.start, stop, -1, static_cast<int>(device));
+  for (std::uintptr_t page = r.start; page < stop; page += kPageSize)
+    map_on_device(device, page, effective_prot(os::find_vma(vmas, page), page));
+  // Fault ahead: map the neighbours that need no data movement and no error.
+  if (o.error == 0) {
+    for (std::uintptr_t page = lo; page < hi; page += kPageSize) {
+      if (page == r.start) {
+        page = r.end - kPageSize;
+        continue;
+      }
+      int prot = effective_prot(os::find_vma(vmas, page), page);
+      if (prot < 0 || !(prot & PROT_READ)) continue;
+      std::int8_t owner = owner_of(page);
+      if (owner != kSystem && owner != static_cast<std::int8_t>(device)) continue;
+      if (devices_[device]->get_pte(page) & device::pte::kValid) continue;
+      map_on_device(device, page, prot);
+    }
   }
 }
 
@@ -248,89 +272,69 @@ bool Mirror::device_copy(std::size_t device, std::uintptr_t addr, std::size_t le
 std::size_t Mirror::migrate_to_device(std::size_t device, std::uintptr_t start, std::uintptr_t end,
                                       Status* status) {
   Vmas vmas;
-  for (int attempt = 0;; ++attempt) {
-    bool locked_query = attempt >= kOptimisticTries;  // as in resolve_one
-    std::uint64_t seq = read_begin();
-    if (!locked_query && !query(start, end, vmas.list)) {
-      status->fail(Errc::fault, start);
+  if (!lock_with_map(start, end, vmas.list)) {
+    status->fail(Errc::fault, start);
+    return 0;
+  }
+  Locked lock(lock_, Locked::adopt);
+  // Validate everything first: a failed call changes nothing.
+  std::size_t eligible = 0, already = 0;
+  for (std::uintptr_t page = start; page < end; page += kPageSize) {
+    const os::Vma* vma = os::find_vma(vmas.list, page);
+    int prot = effective_prot(vma, page);
+    if (prot < 0 || !(prot & PROT_READ)) {
+      status->fail(Errc::fault, page);
       return 0;
     }
-    Locked lock(lock_);
-    if (locked_query) {
-      if (!query(start, end, vmas.list)) {
-        status->fail(Errc::fault, start);
-        return 0;
-      }
-    } else if (read_retry(seq)) {
+    std::int8_t owner = owner_of(page);
+    if (owner == static_cast<std::int8_t>(device)) ++already;
+    else if (owner != kSystem || vma->migratable()) ++eligible;
+  }
+  if (eligible == 0 && already == 0) {
+    status->fail(Errc::not_found, start);
+    return 0;
+  }
+  bool oom = false;
+  std::size_t moved = 0;
+  // Device to device: one page at a time (frames of two pools rarely line up).
+  for (std::uintptr_t page = start; page < end && !oom; page += kPageSize) {
+    std::int8_t owner = owner_of(page);
+    if (owner != kSystem && owner != static_cast<std::int8_t>(device)) {
+      std::size_t m = move_between_devices(device, page);
+      if (m == 0) oom = true;
+      moved += m;
+    }
+  }
+  // System to device: runs of consecutive system pages of one migratable VMA within a block.
+  for (std::uintptr_t page = start; page < end && !oom;) {
+    const os::Vma* vma = os::find_vma(vmas.list, page);
+    bool on_system = owner_of(page) == kSystem;
+    if (!on_system || !vma->migratable()) {
+      page += kPageSize;
       continue;
     }
-    // Validate everything first: a failed call changes nothing.
-    std::size_t eligible = 0, already = 0;
-    for (std::uintptr_t page = start; page < end; page += kPageSize) {
-      const os::Vma* vma = os::find_vma(vmas.list, page);
-      int prot = effective_prot(vma, page);
-      if (prot < 0 || !(prot & PROT_READ)) {
-        status->fail(Errc::fault, page);
-        return 0;
-      }
-      VaBlock* b = find_block(page);
-      std::int8_t owner = b ? b->owner[os::page_index_in_block(page)] : kSystem;
-      if (owner == static_cast<std::int8_t>(device)) ++already;
-      else if (owner != kSystem || vma->migratable()) ++eligible;
-    }
-    if (eligible == 0 && already == 0) {
-      status->fail(Errc::not_found, start);
-      return 0;
-    }
-    bool oom = false;
-    std::size_t moved = 0;
-    // Device to device: one page at a time (frames of two pools rarely line up).
-    for (std::uintptr_t page = start; page < end && !oom; page += kPageSize) {
-      VaBlock* b = find_block(page);
-      if (b == nullptr) continue;
-      std::int8_t owner = b->owner[os::page_index_in_block(page)];
-      if (owner != kSystem && owner != static_cast<std::int8_t>(device)) {
-        std::size_t m = move_between_devices(device, page);
-        if (m == 0) oom = true;
-        moved += m;
-      }
-    }
-    // System to device: runs of consecutive system pages of one migratable VMA within a block.
-    for (std::uintptr_t page = start; page < end && !oom;) {
-      const os::Vma* vma = os::find_vma(vmas.list, page);
-      VaBlock* b = find_block(page);
-      bool on_system = b == nullptr || b->owner[os::page_index_in_block(page)] == kSystem;
-      if (!on_system || !vma->migratable()) {
-        page += kPageSize;
-        continue;
-      }
-      std::uintptr_t run_end = page + kPageSize;
-      std::uintptr_t limit = std::min({end, vma->end, os::block_down(page) + os::kBlockSize});
-      while (run_end < limit) {
-        VaBlock* rb = find_block(run_end);
-        if (rb != nullptr && rb->owner[os::page_index_in_block(run_end)] != kSystem) break;
-        run_end += kPageSize;
-      }
-      moved += migrate_run_in(device, page, run_end, *vma, &oom);
-      page = run_end;
-    }
-#ifndef NDEBUG
-    check_accounting("migrate_to_device");
-#endif
-    if (moved == 0 && eligible > 0 && oom) {
-      status->fail(Errc::out_of_memory, start);
-      return 0;
-    }
-    std::size_t readable = 0;
-    for (std::uintptr_t page = start; page < end; page += kPageSize) {
-      int prot = effective_prot(os::find_vma(vmas.list, page), page);
-      if (prot >= 0 && (prot & PROT_READ)) {
-        map_on_device(device, page, prot, false);
-        ++readable;
-      }
-    }
-    return readable;
+    std::uintptr_t run_end = page + kPageSize;
+    std::uintptr_t limit = std::min({end, vma->end, os::block_down(page) + os::kBlockSize});
+    while (run_end < limit && owner_of(run_end) == kSystem) run_end += kPageSize;
+    moved += migrate_run_in(device, page, run_end, *vma, &oom);
+    page = run_end;
   }
+#ifndef NDEBUG
+  check_accounting("migrate_to_device");
+#endif
+  if (moved == 0 && eligible > 0 && oom) {
+    status->fail(Errc::out_of_memory, start);
+    return 0;
+  }
+  std::size_t readable = 0;
+  for (std::uintptr_t page = start; page < end; page += kPageSize) {
+    int prot = effective_prot(os::find_vma(vmas.list, page), page);
+    if (prot >= 0 && (prot & PROT_READ)) {
+      map_on_device(device, page, prot);
+      ++readable;
+    }
+  }
+  return readable;
 }
 
 std::size_t Mirror::migrate_run_in(std::size_t device, std::uintptr_t start, std::uintptr_t end,
@@ -507,6 +511,10 @@ void Mirror::release_device(std::size_t device) {
 
 void Mirror::bring_all_home() {
   Locked lock(lock_);
+  bring_all_home_locked();
+}
+
+void Mirror::bring_all_home_locked() {
   blocks_.for_each([&](VaBlock& b) {
     if (b.resident > 0) bring_home_range(b.base, b.base + os::kBlockSize, -1, -1);
   });
@@ -525,9 +533,7 @@ std::size_t Mirror::resident_pages(std::size_t device) {
 
 Location Mirror::location(std::uintptr_t addr) {
   Locked lock(lock_);
-  VaBlock* b = find_block(addr);
-  if (b == nullptr) return Location::system();
-  std::int8_t owner = b->owner[os::page_index_in_block(addr)];
+  std::int8_t owner = owner_of(addr);
   return owner == kSystem ? Location::system() : Location::device(static_cast<std::size_t>(owner));
 }
 
@@ -577,11 +583,7 @@ CpuFault Mirror::cpu_fault(std::uintptr_t addr, bool write, bool try_only) {
   if (b == nullptr) return CpuFault::not_ours;
   std::size_t i = os::page_index_in_block(addr);
   if (!(b->flags[i].load(std::memory_order_acquire) & (kRevoked | kMigrating))) return CpuFault::not_ours;
-  if (try_only) {
-    if (!lock_.try_lock()) return CpuFault::busy;
-  } else {
-    lock_.lock();
-  }
+  if (!acquire(try_only)) return CpuFault::busy;
   Locked lock(lock_, Locked::adopt);
   std::uint8_t f = b->flags[i].load(std::memory_order_acquire);
   int owner = b->owner[i];
@@ -602,17 +604,12 @@ CpuFault Mirror::cpu_fault(std::uintptr_t addr, bool write, bool try_only) {
     hi += kPageSize;
   bring_home_run(lo, hi, owner);
   counters_[owner].cpu_faults.fetch_add(1, std::memory_order_relaxed);
-#ifndef NDEBUG
-  check_accounting("cpu_fault");
-#endif
   return CpuFault::served;
 }
 
 void Mirror::lock_for_fork() {
   lock_.lock();
-  blocks_.for_each([&](VaBlock& b) {
-    if (b.resident > 0) bring_home_range(b.base, b.base + os::kBlockSize, -1, -1);
-  });
+  bring_all_home_locked();
 }
 
 void Mirror::unlock_after_fork() { lock_.unlock(); }
@@ -689,11 +686,7 @@ void Mirror::before_remap(std::uintptr_t start, std::uintptr_t end) {
 
 bool Mirror::on_unmap_event(std::uintptr_t start, std::uintptr_t end, std::uint64_t stamp,
                             bool try_only) {
-  if (try_only) {
-    if (!lock_.try_lock()) return false;
-  } else {
-    lock_.lock();
-  }
+  if (!acquire(try_only)) return false;
   Locked lock(lock_, Locked::adopt);
   invalidate_all(start, end);
   drop_range(start, end, false, stamp);
@@ -702,11 +695,7 @@ bool Mirror::on_unmap_event(std::uintptr_t start, std::uintptr_t end, std::uint6
 
 bool Mirror::on_remap_event(std::uintptr_t from, std::uintptr_t to, std::size_t len,
                             std::uint64_t stamp, bool try_only) {
-  if (try_only) {
-    if (!lock_.try_lock()) return false;
-  } else {
-    lock_.lock();
-  }
+  if (!acquire(try_only)) return false;
   Locked lock(lock_, Locked::adopt);
   invalidate_all(from, from + len);
   invalidate_all(to, to + len);

@@ -125,10 +125,21 @@ class Mirror final : public device::FaultResolver, public os::RuntimeAllocated {
   std::size_t migrate_run_in(std::size_t device, std::uintptr_t start, std::uintptr_t end,
                              const os::Vma& vma, bool* out_of_memory);
   std::size_t move_between_devices(std::size_t device, std::uintptr_t page);
-  void map_on_device(std::size_t device, std::uintptr_t page, int prot, bool want_write);
+  void map_on_device(std::size_t device, std::uintptr_t page, int prot);
+  // Reads the memory map for [start, end) consistently with the state (the read_begin /
+  // read_retry loop) and returns with the state lock held; false (lock not held) if
+  // /proc/self/maps cannot be read.
+  bool lock_with_map(std::uintptr_t start, std::uintptr_t end, os::VmaList& vmas);
+  bool acquire(bool try_only);  // the state lock, or only try it
+  std::int8_t owner_of(std::uintptr_t page) const {
+    VaBlock* b = find_block(page);
+    return b ? b->owner[os::page_index_in_block(page)] : kSystem;
+  }
+  void bring_all_home_locked();
   int effective_prot(const os::Vma* vma, std::uintptr_t page) const;
-  void resolve_one(std::size_t device, const device::FaultRange& r, device::FaultOutcome& o,
-                   os::VmaList& vmas);
+  // One range of a batch; the caller holds the state lock and read the map for the batch.
+  void resolve_locked(std::size_t device, const device::FaultRange& r,
+                      device::FaultOutcome& o, const os::VmaList& vmas);
 #ifndef NDEBUG
   void check_block(const VaBlock& b) const;
   void check_accounting(const char* where) const;

@@ -68,8 +68,8 @@ void on_fault(int sig, siginfo_t* info, void* ucv) {
     for_each_runtime([&](Registered& r) {
       if (served || !r.mprotect_tracking) return;
       any_mprotect = true;
-      if (r.mirror->tracks(addr) && r.mirror->cpu_fault(addr, write) == core::CpuFault::served)
-        served = true;
+      // cpu_fault checks the page's flags lock-free first: a foreign fault costs no lock.
+      if (r.mirror->cpu_fault(addr, write) == core::CpuFault::served) served = true;
     });
     if (w) w->active.store(active, std::memory_order_release);
     if (served) {

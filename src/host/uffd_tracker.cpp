@@ -165,7 +165,9 @@ bool UffdTracker::handle_fault(std::uintptr_t addr, bool write, bool wp, pid_t t
     }
     core::CpuFault r = mirror_->cpu_fault(page, write, /*try_only=*/true);
     if (r == core::CpuFault::busy) return false;
-    os::uffd_wake(fd_, page, os::kPageSize);  // UFFDIO_COPY woke it already; harmless
+    // settle() woke the thread if the page came home; this covers the other outcomes (home
+    // already, or a protection the program set) and is harmless otherwise.
+    os::uffd_wake(fd_, page, os::kPageSize);
     return true;
   }
   if (wp) {
@@ -191,6 +193,13 @@ void UffdTracker::run_handler() {
     return e.remap ? mirror_->on_remap_event(e.from, e.to, e.len, e.stamp, /*try_only=*/true)
                    : mirror_->on_unmap_event(e.from, e.from + e.len, e.stamp, /*try_only=*/true);
   };
+  // Applies pending events in order, stopping at the first that cannot take the lock yet.
+  auto apply_pending = [&] {
+    std::size_t done = 0;
+    while (done < nevents && apply(events[done])) ++done;
+    for (std::size_t i = done; i < nevents; ++i) events[i - done] = events[i];
+    nevents -= done;
+  };
   auto behind_event = [&](std::uintptr_t addr) {
     for (std::size_t i = 0; i < nevents; ++i)
       if (events[i].covers(addr)) return true;
@@ -202,10 +211,7 @@ void UffdTracker::run_handler() {
     if (rc < 0 && errno != EINTR) return;
     if (fds[1].revents & POLLIN) return;
     // Older work first: pending events in order, then pending faults.
-    std::size_t done_events = 0;
-    while (done_events < nevents && apply(events[done_events])) ++done_events;
-    for (std::size_t i = done_events; i < nevents; ++i) events[i - done_events] = events[i];
-    nevents -= done_events;
+    apply_pending();
     std::size_t kept = 0;
     for (std::size_t i = 0; i < npending; ++i) {
       PendingFault& p = pending[i];
@@ -232,10 +238,7 @@ void UffdTracker::run_handler() {
         }
         while (behind_event(addr) || !handle_fault(addr, write, wp, tid)) {
           ::poll(nullptr, 0, 1);
-          while (nevents > 0 && apply(events[0])) {
-            for (std::size_t j = 1; j < nevents; ++j) events[j - 1] = events[j];
-            --nevents;
-          }
+          apply_pending();
         }
         continue;
       }
@@ -253,13 +256,11 @@ void UffdTracker::run_handler() {
         continue;
       }
       if (nevents == 0 && apply(e)) continue;
-      if (nevents < kPending) {
-        events[nevents++] = e;
-      } else {
-        while (!apply(events[0])) ::poll(nullptr, 0, 1);  // full: the oldest must go first
-        for (std::size_t j = 1; j < nevents; ++j) events[j - 1] = events[j];
-        events[nevents - 1] = e;
+      while (nevents == kPending) {  // full: the oldest must go first
+        ::poll(nullptr, 0, 1);
+        apply_pending();
       }
+      events[nevents++] = e;
     }
   }
 }
