@@ -37,7 +37,8 @@ TEST(FramePool, AllocatesUpToCapacityAndReuses) {
 // the end of chunk 0 into a neighbour's memory (found by the kernel tests as a corrupted malloc
 // header). Each frame must receive exactly its own page.
 TEST(SimDevice, CopiesAcrossChunkBoundariesPageByPage) {
-  device::sim::SimDevice dev(0, 4 * 512 * kPage, 1, nullptr);
+  core::FaultInjector off;
+  device::sim::SimDevice dev(0, 4 * 512 * kPage, 1, nullptr, &off);
   std::vector<std::uint32_t> all(1024);
   ASSERT_EQ(dev.alloc_frames(1024, all.data()), 1024u);
   std::uint32_t frames[4] = {510, 511, 512, 513};

@@ -61,6 +61,29 @@ enum class Tracking {
 };
 const char* to_string(Tracking tracking) noexcept;
 
+// Fault injection, to test what hetmm does when things fail. Off by default (every rate 0);
+// each rate is the probability that one occurrence of the event fails or stalls. What each
+// failure ends in (a retry, a fallback, or a clean Error; never lost or stale data) is listed
+// in docs/RELIABILITY.md. The draws come from `seed`, but thread timing makes runs differ.
+struct FaultInjection {
+  std::uint64_t seed = 1;
+  double frame_alloc = 0;      // a device frame allocation gets nothing, as if memory were full
+  double copy = 0;             // a copy-engine transfer (into or out of device frames) fails
+  double uffd_ioctl = 0;       // a userfaultfd ioctl (register, write-protect, copy, zero page)
+                               // fails with EAGAIN or ENOMEM
+  double service_delay = 0;    // the fault service thread sleeps before serving a batch
+  double worker_stall = 0;     // a device worker sleeps before a TLB-missing access
+  unsigned max_delay_us = 200;  // longest injected sleep
+};
+
+// How many faults were injected, by kind.
+struct InjectedFaults {
+  std::uint64_t frame_alloc = 0, copy = 0, uffd_ioctl = 0, service_delay = 0, worker_stall = 0;
+  std::uint64_t total() const {
+    return frame_alloc + copy + uffd_ioctl + service_delay + worker_stall;
+  }
+};
+
 struct Options {
   std::size_t devices = 1;                  // software devices
   std::size_t device_memory = 256u << 20;   // bytes of device memory per device
@@ -70,6 +93,7 @@ struct Options {
   // must. Faults raised inside the kernel (read(2) into a migrated buffer) then fail with
   // EFAULT instead of being served. Useful to test what unprivileged users get.
   bool userfaultfd_user_mode_only = false;
+  FaultInjection inject;  // testing aid; see FaultInjection
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -246,6 +270,9 @@ class Runtime {
 
   // Where the page holding addr lives now.
   Location location(const void* addr) const;
+
+  // Faults injected so far (Options::inject).
+  InjectedFaults injected_faults() const;
 
  private:
   std::unique_ptr<detail::RuntimeImpl> impl_;

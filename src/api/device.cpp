@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <new>
 
 namespace hetmm {
 
@@ -19,13 +20,34 @@ namespace {
 // buffer happens after the state lock is dropped, so that buffer may itself be on a device.
 class Bounce {
  public:
-  explicit Bounce(std::size_t len) : len_(os::page_up(len)), p_(os::map_runtime_memory(len_)) {}
-  ~Bounce() { os::unmap_runtime_memory(p_, len_); }
+  // A length the host cannot stage is out_of_memory, as the dmirror ioctls' bounce vmalloc
+  // failing is ENOMEM (not a std::bad_alloc escaping the API).
+  Bounce(detail::RuntimeImpl* rt, const char* what, std::size_t index, const void* addr,
+         std::size_t len)
+      : rt_(rt), len_(os::page_up(len)), p_(map(what, index, addr, len)) {}
+  ~Bounce() {
+    // The staging pages sit next to the program's memory, so a fault round's fault-ahead may
+    // have mapped them in place on a device. Tear that down as the munmap hook would: a stale
+    // PTE would outlive the mapping and meet whatever is mapped there next (a write into a
+    // read-only mapping reused the address then failed as `fault`, not `permission`).
+    auto a = reinterpret_cast<std::uintptr_t>(p_);
+    rt_->mirror().before_unmap(a, a + len_);
+    os::unmap_runtime_memory(p_, len_);
+  }
   Bounce(const Bounce&) = delete;
   Bounce& operator=(const Bounce&) = delete;
   void* get() const { return p_; }
 
  private:
+  void* map(const char* what, std::size_t index, const void* addr, std::size_t len) {
+    try {
+      return os::map_runtime_memory(len_);
+    } catch (const std::bad_alloc&) {
+      throw Error(Errc::out_of_memory,
+                  describe(what, index, addr, len) + ": no host memory to stage the transfer");
+    }
+  }
+  detail::RuntimeImpl* rt_;
   std::size_t len_;
   void* p_;
 };
@@ -93,7 +115,7 @@ AccessResult Device::read(const void* addr, void* out, std::size_t len) {
   check_range("read", index_, addr, len);
   if (out == nullptr)
     throw Error(Errc::invalid_argument, describe("read", index_, addr, len) + ": null output buffer");
-  Bounce bounce(len);
+  Bounce bounce(rt_, "read", index_, addr, len);
   AccessResult r = device_access(rt_, index_, "read", addr, bounce.get(), len, false);
   std::memcpy(out, bounce.get(), len);  // may fault a page of `out` home: no lock is held
   return r;
@@ -104,7 +126,7 @@ AccessResult Device::write(void* addr, const void* in, std::size_t len) {
   check_range("write", index_, addr, len);
   if (in == nullptr)
     throw Error(Errc::invalid_argument, describe("write", index_, addr, len) + ": null input buffer");
-  Bounce bounce(len);
+  Bounce bounce(rt_, "write", index_, addr, len);
   std::memcpy(bounce.get(), in, len);
   return device_access(rt_, index_, "write", addr, bounce.get(), len, true);
 }
@@ -138,7 +160,14 @@ std::vector<PageState> Device::snapshot(const void* addr, std::size_t len) {
   check_range("snapshot", index_, addr, len);
   auto a = reinterpret_cast<std::uintptr_t>(addr);
   std::size_t n = pages_of(addr, len);
-  std::vector<PageState> out(n);
+  std::vector<PageState> out;
+  try {
+    out.resize(n);
+  } catch (const std::bad_alloc&) {
+    throw Error(Errc::out_of_memory, describe("snapshot", index_, addr, len) +
+                                         ": no host memory for " + std::to_string(n) +
+                                         " page states");
+  }
   rt_->mirror().snapshot(os::page_down(a), n, out.data());
   return out;
 }

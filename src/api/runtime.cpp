@@ -20,6 +20,11 @@ std::string describe(const char* what, std::size_t device, const void* addr, std
   return buf;
 }
 
+// The end of the address space any process can map (5-level paging: 57-bit addresses).
+constexpr std::uintptr_t kAddressLimit = std::uintptr_t{1} << 57;
+constexpr unsigned kMaxWorkers = 1024;
+constexpr std::size_t kMaxDeviceMemory = std::size_t{1} << 44;
+
 void check_range(const char* what, std::size_t device, const void* addr, std::size_t len) {
   auto a = reinterpret_cast<std::uintptr_t>(addr);
   if (addr == nullptr)
@@ -28,6 +33,11 @@ void check_range(const char* what, std::size_t device, const void* addr, std::si
     throw Error(Errc::invalid_argument, describe(what, device, addr, len) + ": zero length");
   if (a + len < a || os::page_up(a + len) < a + len)
     throw Error(Errc::invalid_argument, describe(what, device, addr, len) + ": range wraps");
+  // The mirror's block table and the device page tables index 57-bit addresses: a higher one
+  // would alias a user page (and no process can map one anyway).
+  if (os::page_up(a + len) > kAddressLimit)
+    throw Error(Errc::invalid_argument,
+                describe(what, device, addr, len) + ": range ends beyond the user address space");
   if (tls_worker != nullptr)
     throw Error(Errc::invalid_argument,
                 describe(what, device, addr, len) + ": not callable from inside a kernel");
@@ -37,13 +47,29 @@ RuntimeImpl::RuntimeImpl(const Options& options) : options_(options) {
   if (options.devices == 0 || options.devices > 32)
     throw Error(Errc::invalid_argument,
                 "Options::devices must be 1..32, got " + std::to_string(options.devices));
+  // Each worker is a thread with its own stack and TLB: a huge count would exhaust the process
+  // (or spin for hours creating them) before failing.
+  if (options.workers > kMaxWorkers)
+    throw Error(Errc::invalid_argument, "Options::workers must be 0.." +
+                                            std::to_string(kMaxWorkers) + ", got " +
+                                            std::to_string(options.workers));
+  // Device frames are numbered with 32 bits (FramePool): at most 2^32 frames of 4 KiB.
+  if (options.device_memory > kMaxDeviceMemory)
+    throw Error(Errc::invalid_argument, "Options::device_memory must be at most 16 TiB, got " +
+                                            std::to_string(options.device_memory));
+  if (options.tracking != Tracking::automatic && options.tracking != Tracking::userfaultfd &&
+      options.tracking != Tracking::mprotect)
+    throw Error(Errc::invalid_argument,
+                "Options::tracking is not a Tracking value: " +
+                    std::to_string(static_cast<int>(options.tracking)));
   if (options.device_memory % os::kPageSize != 0)
     throw Error(Errc::invalid_argument, "Options::device_memory must be a multiple of 4096, got " +
                                             std::to_string(options.device_memory));
+  injector_ = std::make_unique<core::FaultInjector>(options.inject);
   core::HostTracker* tracker = nullptr;
   if (options.tracking != Tracking::mprotect) {
     std::string why;
-    uffd_.reset(host::UffdTracker::open(options.userfaultfd_user_mode_only, &why));
+    uffd_.reset(host::UffdTracker::open(options.userfaultfd_user_mode_only, injector_.get(), &why));
     if (uffd_) {
       tracking_ = Tracking::userfaultfd;
       tracker = uffd_.get();
@@ -67,7 +93,8 @@ RuntimeImpl::RuntimeImpl(const Options& options) : options_(options) {
   mirror_ = std::make_unique<core::Mirror>(tracker, options.devices);
   for (std::size_t i = 0; i < options.devices; ++i) {
     devices_.push_back(std::make_unique<device::sim::SimDevice>(i, options.device_memory,
-                                                                options.workers, mirror_.get()));
+                                                                options.workers, mirror_.get(),
+                                                                injector_.get()));
     mirror_->attach(i, devices_.back().get());
   }
   for (auto& d : devices_) d->start();
@@ -139,6 +166,10 @@ void RuntimeImpl::check_usable(const char* what) const {
 void* RuntimeImpl::allocate(std::size_t len) {
   check_usable("allocate");
   if (len == 0) throw Error(Errc::invalid_argument, "allocate: zero length");
+  // Harmless in itself, but every API call from a kernel is refused (docs/API.md): one rule.
+  if (tls_worker != nullptr)
+    throw Error(Errc::invalid_argument, "allocate of " + std::to_string(len) +
+                                            " bytes: not callable from inside a kernel");
   if (len > (std::size_t{1} << 46))
     throw Error(Errc::invalid_argument, "allocate: " + std::to_string(len) + " bytes is too large");
   std::size_t size = os::page_up(len);
@@ -166,6 +197,10 @@ void* RuntimeImpl::allocate(std::size_t len) {
 void RuntimeImpl::deallocate(void* p) {
   if (p == nullptr) return;
   check_usable("deallocate");
+  // Unmapping takes the state lock, which workers never take (core/mirror.hpp).
+  if (tls_worker != nullptr)
+    throw Error(Errc::invalid_argument, describe("deallocate", ~std::size_t{0}, p, 0) +
+                                            ": not callable from inside a kernel");
   auto base = reinterpret_cast<std::uintptr_t>(p);
   std::size_t size;
   {
@@ -209,8 +244,21 @@ bool Runtime::hooks_active() const { return host::hooks_interposed(); }
 std::string Runtime::kernel_features() const { return impl_->kernel_features(); }
 void* Runtime::allocate(std::size_t len) { return impl_->allocate(len); }
 void Runtime::deallocate(void* p) { impl_->deallocate(p); }
+InjectedFaults Runtime::injected_faults() const { return impl_->injector().counts(); }
+
 Location Runtime::location(const void* addr) const {
-  return impl_->mirror().location(reinterpret_cast<std::uintptr_t>(addr));
+  auto a = reinterpret_cast<std::uintptr_t>(addr);
+  auto fail = [addr](const char* why) {
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "location of the page at %p: %s", addr, why);
+    return Error(Errc::invalid_argument, buf);
+  };
+  if (addr == nullptr) throw fail("null address");
+  // Beyond the block table's 57 bits an address would alias a user page's state.
+  if (a >= detail::kAddressLimit) throw fail("beyond the user address space");
+  // The lookup takes the state lock, which workers never take (core/mirror.hpp).
+  if (detail::tls_worker != nullptr) throw fail("not callable from inside a kernel");
+  return impl_->mirror().location(a);
 }
 
 }  // namespace hetmm

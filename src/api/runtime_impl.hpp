@@ -4,6 +4,8 @@
 
 #include "os/arena.hpp"
 
+#include "core/fault_injector.hpp"
+#include "core/lock_order.hpp"
 #include "core/mirror.hpp"
 #include "device/sim/sim_device.hpp"
 #include "host/mprotect_tracker.hpp"
@@ -32,12 +34,14 @@ class RuntimeImpl : public os::RuntimeAllocated {
   Tracking tracking() const { return tracking_; }
   const std::string& reason() const { return reason_; }
   std::string kernel_features() const;
+  core::FaultInjector& injector() { return *injector_; }
 
   void* allocate(std::size_t len);
   void deallocate(void* p);
 
  private:
   Options options_;
+  std::unique_ptr<core::FaultInjector> injector_;  // before everything that uses it
   Tracking tracking_ = Tracking::mprotect;
   std::string reason_;
   std::unique_ptr<host::UffdTracker> uffd_;
@@ -46,7 +50,7 @@ class RuntimeImpl : public os::RuntimeAllocated {
   std::vector<std::unique_ptr<device::sim::SimDevice>> devices_;
   host::Registered registered_;
   bool registered_ok_ = false;
-  std::mutex alloc_mutex_;
+  core::lock_order::RankedMutex<core::lock_order::Rank::alloc> alloc_mutex_;
   std::map<std::uintptr_t, std::size_t> allocations_;  // base -> mapped length
 };
 

@@ -27,14 +27,21 @@ class HostTracker {
   virtual void thaw(std::uintptr_t start, std::size_t len, int prot) = 0;
   // Drop the CPU's copy: the next CPU touch faults into hetmm.
   virtual int revoke(std::uintptr_t start, std::size_t len) = 0;
-  // Install len bytes from src at start and give the CPU access with prot. Returns 0 or -errno;
-  // -ESTALE, -ENOENT or -EEXIST mean the memory is no longer what hetmm revoked (unmapped or
-  // replaced behind its back): the device copy is stale and must be dropped, not written.
-  virtual int restore(std::uintptr_t start, const void* src, std::size_t len, int prot) = 0;
+  // Install len bytes from src at start and give the CPU access with prot. Returns 0 or -errno.
+  // Pages unmapped, replaced or populated behind hetmm's back are skipped, never overwritten:
+  // their device copy is stale and is dropped. -ESTALE: the whole rest is gone. Whatever it
+  // returns, *settled is the length from start that is done with (home, or skipped): on a
+  // transient failure (EAGAIN, ENOMEM) only the rest stays on the device.
+  virtual int restore(std::uintptr_t start, const void* src, std::size_t len, int prot,
+                      std::size_t* settled) = 0;
   virtual void discard(std::uintptr_t start, std::size_t len, int prot) = 0;
   // After restore and the bookkeeping that follows it: let threads waiting on the range retry.
   // (A thread must not see its page home before the mirror says so.)
   virtual void settle(std::uintptr_t start, std::size_t len) = 0;
+  // [start, start+len) holds no revoked page any more and is about to be remapped: drop what
+  // prepare() did to it. (userfaultfd registration splits VMAs, and mremap refuses a range
+  // that spans several: a buffer hetmm once migrated must stay remappable.)
+  virtual void forget(std::uintptr_t start, std::size_t len) = 0;
   // Whether a write into a revoked page from inside the kernel (read(2)) is served.
   virtual bool serves_kernel_faults() const = 0;
 };

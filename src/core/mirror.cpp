@@ -65,6 +65,20 @@ bool query(std::uintptr_t start, std::uintptr_t end, os::VmaList& out) {
 // the optimistic part by count and then fall back to reading the map under the lock.
 constexpr int kOptimisticTries = 4;
 
+// A failed copy-engine transfer (only ever injected on the sim device, whose copies are
+// memcpy) is tried again a few times before the caller falls back.
+constexpr int kCopyTries = 4;
+template <class Copy>
+bool copy_with_retry(Copy copy) {
+  for (int i = 0; i < kCopyTries; ++i)
+    if (copy()) return true;
+  return false;
+}
+
+// Passes of bring_home_fully: each retries what transient failures left behind; a page that
+// fails this many times in a row stays on its device (still revoked, never lost).
+constexpr int kHomePasses = 16;
+
 }  // namespace
 
 Mirror::Mirror(HostTracker* tracker, std::size_t device_count)
@@ -215,8 +229,13 @@ void Mirror::resolve_locked(std::size_t device, const FaultRange& r, FaultOutcom
   // Pages in another device's memory come home first (the kernel's migrate_to_ram for a
   // device-private page of another owner), then everything is mapped in place or locally.
   bring_home_range(r.start, stop, -1, static_cast<int>(device));
-  for (std::uintptr_t page = r.start; page < stop; page += kPageSize)
+  for (std::uintptr_t page = r.start; page < stop; page += kPageSize) {
+    std::int8_t owner = owner_of(page);
+    // Still on another device after a transient failure: left unmapped, so the device faults
+    // on it again and the next round retries.
+    if (owner != kSystem && owner != static_cast<std::int8_t>(device)) continue;
     map_on_device(device, page, effective_prot(os::find_vma(vmas, page), page));
+  }
   // Fault ahead: map the neighbours that need no data movement and no error.
   if (o.error == 0) {
     for (std::uintptr_t page = lo; page < hi; page += kPageSize) {
@@ -300,9 +319,9 @@ std::size_t Mirror::migrate_to_device(std::size_t device, std::uintptr_t start, 
   for (std::uintptr_t page = start; page < end && !oom; page += kPageSize) {
     std::int8_t owner = owner_of(page);
     if (owner != kSystem && owner != static_cast<std::int8_t>(device)) {
-      std::size_t m = move_between_devices(device, page);
+      int m = move_between_devices(device, page);
       if (m == 0) oom = true;
-      moved += m;
+      if (m > 0) moved += static_cast<std::size_t>(m);
     }
   }
   // System to device: runs of consecutive system pages of one migratable VMA within a block.
@@ -329,6 +348,12 @@ std::size_t Mirror::migrate_to_device(std::size_t device, std::uintptr_t start, 
   std::size_t readable = 0;
   for (std::uintptr_t page = start; page < end; page += kPageSize) {
     int prot = effective_prot(os::find_vma(vmas.list, page), page);
+    // A page left in another device's memory (no frame here, or a failed copy) is not
+    // mapped: an in-place mapping of a revoked page would have a worker fault on the CPU side
+    // while an invalidation holding the state lock waits for it. Found by fault injection:
+    // Injected.EverythingAtOnce.
+    std::int8_t owner = owner_of(page);
+    if (owner != kSystem && owner != static_cast<std::int8_t>(device)) continue;
     if (prot >= 0 && (prot & PROT_READ)) {
       map_on_device(device, page, prot);
       ++readable;
@@ -381,7 +406,9 @@ std::size_t Mirror::migrate_run_in(std::size_t device, std::uintptr_t start, std
       ++run;
     }
     if (has_data) {
-      if (!dev->copy_to_frames(frames_ + k, run, reinterpret_cast<void*>(start + k * kPageSize)))
+      // A failed copy leaves the run in system memory, where the device maps it in place.
+      auto* from = reinterpret_cast<void*>(start + k * kPageSize);
+      if (!copy_with_retry([&] { return dev->copy_to_frames(frames_ + k, run, from); }))
         return abort(true);
     } else {
       dev->zero_frames(frames_ + k, run);
@@ -406,7 +433,7 @@ std::size_t Mirror::migrate_run_in(std::size_t device, std::uintptr_t start, std
   return n;
 }
 
-std::size_t Mirror::move_between_devices(std::size_t device, std::uintptr_t page) {
+int Mirror::move_between_devices(std::size_t device, std::uintptr_t page) {
   VaBlock* b = get_block(page);
   std::size_t i = os::page_index_in_block(page);
   int from = b->owner[i];
@@ -414,8 +441,13 @@ std::size_t Mirror::move_between_devices(std::size_t device, std::uintptr_t page
   if (devices_[device]->alloc_frames(1, &frame) != 1) return 0;
   lock_.begin_invalidate();
   devices_[from]->invalidate(page, page + kPageSize);
-  devices_[from]->copy_from_frames(staging_, &b->frame[i], 1);
-  devices_[device]->copy_to_frames(&frame, 1, staging_);
+  if (!copy_with_retry([&] { return devices_[from]->copy_from_frames(staging_, &b->frame[i], 1); }) ||
+      !copy_with_retry([&] { return devices_[device]->copy_to_frames(&frame, 1, staging_); })) {
+    // Fallback: the page comes home, and the system-to-device pass that follows moves it.
+    devices_[device]->free_frame(frame);
+    bring_home_run(page, page + kPageSize, from, nullptr);
+    return -1;
+  }
   devices_[from]->free_frame(b->frame[i]);
   b->owner[i] = static_cast<std::int8_t>(device);
   b->frame[i] = frame;
@@ -423,7 +455,8 @@ std::size_t Mirror::move_between_devices(std::size_t device, std::uintptr_t page
   return 1;
 }
 
-std::size_t Mirror::bring_home_run(std::uintptr_t start, std::uintptr_t end, int owner) {
+std::size_t Mirror::bring_home_run(std::uintptr_t start, std::uintptr_t end, int owner,
+                                   std::size_t* left) {
   VaBlock* b = get_block(start);
   std::size_t i0 = os::page_index_in_block(start);
   std::size_t n = (end - start) / kPageSize;
@@ -436,28 +469,33 @@ std::size_t Mirror::bring_home_run(std::uintptr_t start, std::uintptr_t end, int
   for (std::size_t k = 1; k < n && src != nullptr; ++k)
     if (dev->frame_host_address(frames_[k]) != first + k * kPageSize) src = nullptr;
   if (src == nullptr) {
-    dev->copy_from_frames(staging_, frames_, n);
+    // A copy-engine failure leaves the pages where they are, still revoked: nothing is lost,
+    // and the next CPU touch or bring-home tries again.
+    if (!copy_with_retry([&] { return dev->copy_from_frames(staging_, frames_, n); })) {
+      if (left) *left += n;
+      return 0;
+    }
     src = staging_;
   }
   std::size_t moved = 0;
   for (std::size_t k = 0; k < n;) {
     std::size_t run = 1;
     while (k + run < n && b->prot[i0 + k + run] == b->prot[i0 + k]) ++run;
+    std::size_t settled = 0;
     int rc = tracker_->restore(start + k * kPageSize, src + k * kPageSize, run * kPageSize,
-                               b->prot[i0 + k]);
-    bool gone = rc == -ESTALE || rc == -ENOENT || rc == -EEXIST;
-    if (rc == 0 || gone) {
-      for (std::size_t j = k; j < k + run; ++j) {
-        dev->free_frame(frames_[j]);
-        b->owner[i0 + j] = kSystem;
-        b->flags[i0 + j].store(0, std::memory_order_release);
-      }
-      b->resident -= static_cast<std::uint32_t>(run);
-      if (rc == 0) moved += run;
-      tracker_->settle(start + k * kPageSize, run * kPageSize);
+                               b->prot[i0 + k], &settled);
+    // Pages up to `settled` are home (or were unmapped behind our back: their device copy is
+    // stale and dropped). The rest, after a transient failure, stay on the device, revoked.
+    std::size_t done = std::min(run, settled / kPageSize);
+    for (std::size_t j = k; j < k + done; ++j) {
+      dev->free_frame(frames_[j]);
+      b->owner[i0 + j] = kSystem;
+      b->flags[i0 + j].store(0, std::memory_order_release);
     }
-    // On failure the data stays in device memory, still revoked: nothing is lost, and the
-    // next CPU touch or bring-home tries again.
+    b->resident -= static_cast<std::uint32_t>(done);
+    if (rc != -ENOENT && rc != -ESTALE) moved += done;
+    if (done > 0) tracker_->settle(start + k * kPageSize, done * kPageSize);
+    if (left) *left += run - done;
     k += run;
   }
   counters_[owner].pages_to_system.fetch_add(moved, std::memory_order_relaxed);
@@ -467,7 +505,8 @@ std::size_t Mirror::bring_home_run(std::uintptr_t start, std::uintptr_t end, int
   return moved;
 }
 
-std::size_t Mirror::bring_home_range(std::uintptr_t start, std::uintptr_t end, int only, int skip) {
+std::size_t Mirror::bring_home_range(std::uintptr_t start, std::uintptr_t end, int only, int skip,
+                                     std::size_t* left) {
   std::size_t moved = 0;
   for (std::uintptr_t block = os::block_down(start); block < end; block += os::kBlockSize) {
     VaBlock* b = find_block(block);
@@ -481,7 +520,7 @@ std::size_t Mirror::bring_home_range(std::uintptr_t start, std::uintptr_t end, i
       }
       std::uintptr_t run_end = page + kPageSize;
       while (run_end < hi && b->owner[os::page_index_in_block(run_end)] == owner) run_end += kPageSize;
-      moved += bring_home_run(page, run_end, owner);
+      moved += bring_home_run(page, run_end, owner, left);
       page = run_end;
     }
   }
@@ -492,14 +531,25 @@ std::size_t Mirror::migrate_to_system(std::size_t device, std::uintptr_t start, 
                                       Status* status) {
   (void)status;
   Locked lock(lock_);
-  return bring_home_range(start, end, static_cast<int>(device), -1);
+  return bring_home_fully(start, end, static_cast<int>(device), -1);
+}
+
+std::size_t Mirror::bring_home_fully(std::uintptr_t start, std::uintptr_t end, int only,
+                                     int skip) {
+  std::size_t moved = 0;
+  for (int pass = 0; pass < kHomePasses; ++pass) {
+    std::size_t left = 0;
+    moved += bring_home_range(start, end, only, skip, &left);
+    if (left == 0) break;
+  }
+  return moved;
 }
 
 void Mirror::release_device(std::size_t device) {
   Locked lock(lock_);
   std::uint32_t bit = 1u << device;
   blocks_.for_each([&](VaBlock& b) {
-    if (b.resident > 0) bring_home_range(b.base, b.base + os::kBlockSize, static_cast<int>(device), -1);
+    if (b.resident > 0) bring_home_fully(b.base, b.base + os::kBlockSize, static_cast<int>(device), -1);
     if (b.mapped_devices & bit) {
       devices_[device]->invalidate(b.base, b.base + os::kBlockSize);
       b.mapped_devices &= ~bit;
@@ -516,7 +566,7 @@ void Mirror::bring_all_home() {
 
 void Mirror::bring_all_home_locked() {
   blocks_.for_each([&](VaBlock& b) {
-    if (b.resident > 0) bring_home_range(b.base, b.base + os::kBlockSize, -1, -1);
+    if (b.resident > 0) bring_home_fully(b.base, b.base + os::kBlockSize, -1, -1);
   });
 }
 
@@ -602,13 +652,13 @@ CpuFault Mirror::cpu_fault(std::uintptr_t addr, bool write, bool try_only) {
   while (hi < g1 && b->owner[os::page_index_in_block(hi)] == owner &&
          b->prot[os::page_index_in_block(hi)] == prot)
     hi += kPageSize;
-  bring_home_run(lo, hi, owner);
+  bring_home_run(lo, hi, owner, nullptr);  // what a transient failure leaves faults again
   counters_[owner].cpu_faults.fetch_add(1, std::memory_order_relaxed);
   return CpuFault::served;
 }
 
 void Mirror::lock_for_fork() {
-  lock_.lock();
+  lock_.lock_nested();  // fork's prepare takes every runtime's state lock
   bring_all_home_locked();
 }
 
@@ -680,8 +730,16 @@ int Mirror::protect(std::uintptr_t start, std::uintptr_t end, int prot) {
 
 void Mirror::before_remap(std::uintptr_t start, std::uintptr_t end) {
   Locked lock(lock_);
-  bring_home_range(start, end, -1, -1);
+  std::size_t left = 0;
+  for (int pass = 0; pass < kHomePasses; ++pass) {
+    left = 0;
+    bring_home_range(start, end, -1, -1, &left);
+    if (left == 0) break;
+  }
   invalidate_all(start, end);
+  // Found by the differential tester: a range once migrated stayed registered with
+  // userfaultfd in pieces, and mremap of it failed with EFAULT where plain memory succeeds.
+  if (left == 0) tracker_->forget(start, end - start);
 }
 
 bool Mirror::on_unmap_event(std::uintptr_t start, std::uintptr_t end, std::uint64_t stamp,

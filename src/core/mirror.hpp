@@ -6,8 +6,10 @@
 // invalidation before CPU-side changes, and the CPU fault-back of revoked pages.
 //
 // Locking: one state lock (StateLock) guards all block state, device page tables and frame
-// pools. Lock order: state lock -> device launch lock is never taken; the fault-buffer lock is
-// a leaf taken without the state lock. Workers never take the state lock. See
+// pools. Lock order (core/lock_order.hpp, checked in debug builds): launch < alloc < state <
+// uffd_own_removes < fault_buffer < arena. Under the state lock only the runtime memory pool and
+// the userfaultfd own-REMOVE list are taken; the launch lock is never taken inside it, and the
+// fault-buffer lock is a leaf taken without it. Workers never take the state lock. See
 // docs/ARCHITECTURE.md for the whole picture.
 #pragma once
 
@@ -114,17 +116,25 @@ class Mirror final : public device::FaultResolver, public os::RuntimeAllocated {
   VaBlock* find_block(std::uintptr_t addr) const { return blocks_.find(addr >> os::kBlockShift); }
   VaBlock* get_block(std::uintptr_t addr);
   void invalidate_all(std::uintptr_t start, std::uintptr_t end);  // every device, seq++
-  // Pages [start, end) all owned by `owner`: data home, frames freed. Returns pages moved.
-  std::size_t bring_home_run(std::uintptr_t start, std::uintptr_t end, int owner);
+  // Pages [start, end) all owned by `owner`: data home, frames freed. Returns pages moved; a
+  // transient failure (copy engine, EAGAIN/ENOMEM) leaves pages on the device, revoked, and
+  // adds them to *left.
+  std::size_t bring_home_run(std::uintptr_t start, std::uintptr_t end, int owner,
+                             std::size_t* left);
   // Brings home pages in [start, end) owned by `only` (any device if < 0), except `skip`.
-  std::size_t bring_home_range(std::uintptr_t start, std::uintptr_t end, int only, int skip);
+  std::size_t bring_home_range(std::uintptr_t start, std::uintptr_t end, int only, int skip,
+                               std::size_t* left = nullptr);
+  // The same, retrying what transient failures left behind, for callers that need every page
+  // home (release, fork, mremap, ~Runtime).
+  std::size_t bring_home_fully(std::uintptr_t start, std::uintptr_t end, int only, int skip);
   // Drops device-resident data in [start, end) (pages born before `stamp`).
   void drop_range(std::uintptr_t start, std::uintptr_t end, bool make_accessible,
                   std::uint64_t stamp);
   // Moves one run of system pages (one VMA) into device memory. Returns pages moved.
   std::size_t migrate_run_in(std::size_t device, std::uintptr_t start, std::uintptr_t end,
                              const os::Vma& vma, bool* out_of_memory);
-  std::size_t move_between_devices(std::size_t device, std::uintptr_t page);
+  // 1: moved; 0: no free frame; -1: the copy failed (the page came home instead).
+  int move_between_devices(std::size_t device, std::uintptr_t page);
   void map_on_device(std::size_t device, std::uintptr_t page, int prot);
   // Reads the memory map for [start, end) consistently with the state (the read_begin /
   // read_retry loop) and returns with the state lock held; false (lock not held) if

@@ -4,7 +4,12 @@
 //
 // Rule: no malloc, no exception construction and no touch of possibly-revoked user memory
 // while holding it (a thread in malloc may be the one faulting on a revoked page).
+//
+// Its place in the lock order (core/lock_order.hpp): rank `state`. Only the runtime memory
+// pool and the userfaultfd own-REMOVE list may be taken inside it.
 #pragma once
+
+#include "core/lock_order.hpp"
 
 #include <atomic>
 #include <cstdint>
@@ -21,6 +26,13 @@ class StateLock {
     mutex_.lock();
     owner_.store(current_tid(), std::memory_order_relaxed);
   }
+  // For fork's prepare handler only: it holds every runtime's state lock at once, taking them
+  // in registry slot order (the one exception to "no two locks of one rank").
+  void lock_nested() {
+    mutex_.lock_nested();
+    owner_.store(current_tid(), std::memory_order_relaxed);
+  }
+  // Never blocks, so never checked against the lock order (the hold is still recorded).
   bool try_lock() {
     if (!mutex_.try_lock()) return false;
     owner_.store(current_tid(), std::memory_order_relaxed);
@@ -50,7 +62,7 @@ class StateLock {
   bool held_by_me() const { return owner() == current_tid(); }
 
  private:
-  std::mutex mutex_;
+  lock_order::RankedMutex<lock_order::Rank::state> mutex_;
   std::atomic<pid_t> owner_{0};
   std::atomic<std::uint64_t> seq_{0};
 };

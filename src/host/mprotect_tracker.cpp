@@ -62,10 +62,16 @@ int write_home(int mem_fd, std::uintptr_t start, const char* src, std::size_t le
 }
 }  // namespace
 
-int MprotectTracker::restore(std::uintptr_t start, const void* src, std::size_t len, int prot) {
+int MprotectTracker::restore(std::uintptr_t start, const void* src, std::size_t len, int prot,
+                             std::size_t* settled) {
   auto* s = static_cast<const char*>(src);
   std::uintptr_t end = start + len;
-  if (maps_fd_ < 0) return write_home(mem_fd_, start, s, len, prot);
+  *settled = 0;
+  if (maps_fd_ < 0) {
+    int r = write_home(mem_fd_, start, s, len, prot);
+    if (r == 0) *settled = len;
+    return r;
+  }
   // Write home only the parts that are still the PROT_NONE anonymous memory we revoked; parts
   // unmapped or replaced behind our back are skipped (their device copy is stale).
   for (std::uintptr_t a = start; a < end;) {
@@ -74,7 +80,11 @@ int MprotectTracker::restore(std::uintptr_t start, const void* src, std::size_t 
     q.query_flags = 0x10;  // PROCMAP_QUERY_COVERING_OR_NEXT_VMA
     q.query_addr = a;
     long rc = os::sys_ioctl(maps_fd_, PROCMAP_QUERY, &q);
-    if (rc == -ENOTTY || rc == -EINVAL) return write_home(mem_fd_, a, s + (a - start), end - a, prot);
+    if (rc == -ENOTTY || rc == -EINVAL) {
+      int r = write_home(mem_fd_, a, s + (a - start), end - a, prot);
+      if (r == 0) *settled = len;
+      return r;
+    }
     if (rc < 0 || q.vma_start >= end) break;  // nothing mapped in the rest of the range
     if (q.vma_start > a) a = q.vma_start;
     std::uintptr_t seg_end = q.vma_end < end ? q.vma_end : end;
@@ -83,7 +93,9 @@ int MprotectTracker::restore(std::uintptr_t start, const void* src, std::size_t 
       if (r < 0) return r;
     }
     a = seg_end;
+    *settled = a - start;
   }
+  *settled = len;
   return 0;
 }
 

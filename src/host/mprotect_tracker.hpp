@@ -36,8 +36,10 @@ class MprotectTracker final : public core::HostTracker, public os::RuntimeAlloca
   int freeze(std::uintptr_t start, std::size_t len) override;
   void thaw(std::uintptr_t start, std::size_t len, int prot) override;
   int revoke(std::uintptr_t start, std::size_t len) override;
-  int restore(std::uintptr_t start, const void* src, std::size_t len, int prot) override;
+  int restore(std::uintptr_t start, const void* src, std::size_t len, int prot,
+              std::size_t* settled) override;
   void discard(std::uintptr_t start, std::size_t len, int prot) override;
+  void forget(std::uintptr_t, std::size_t) override {}  // restores merged the VMAs already
   void settle(std::uintptr_t, std::size_t) override {}  // waiters retake the state lock
   bool serves_kernel_faults() const override { return false; }
 

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <poll.h>
+#include <sched.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -40,7 +41,8 @@ struct PendingEvent {
 };
 }  // namespace
 
-UffdTracker* UffdTracker::open(bool force_user_mode_only, std::string* why) {
+UffdTracker* UffdTracker::open(bool force_user_mode_only, core::FaultInjector* injector,
+                               std::string* why) {
   os::UffdOpen u = os::uffd_open(force_user_mode_only, kWanted);
   if (u.fd < 0) {
     *why = std::string("userfaultfd refused: ") + std::strerror(u.error);
@@ -51,11 +53,11 @@ UffdTracker* UffdTracker::open(bool force_user_mode_only, std::string* why) {
     *why = "userfaultfd lacks write-protect or thread-id support on this kernel";
     return nullptr;
   }
-  return new UffdTracker(u.fd, u.user_mode_only, u.features);
+  return new UffdTracker(u.fd, u.user_mode_only, u.features, injector);
 }
 
-UffdTracker::UffdTracker(int fd, bool umo, std::uint64_t features)
-    : fd_(fd), user_mode_only_(umo), features_(features) {
+UffdTracker::UffdTracker(int fd, bool umo, std::uint64_t features, core::FaultInjector* injector)
+    : fd_(fd), user_mode_only_(umo), features_(features), injector_(injector) {
   stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   zero_page_ = os::map_runtime_memory(os::kPageSize);
 }
@@ -89,10 +91,12 @@ int UffdTracker::prepare(std::uintptr_t start, std::size_t len, const os::Vma&) 
   // program's request: an allocator's internal mapping whose munmap, raised from our own
   // handler thread, would then wait for an UNMAP event only that thread can read. Neighbouring
   // registered runs merge back into one VMA anyway.
+  if (int e = injected()) return e;  // the migration is abandoned: pages stay in system memory
   return os::uffd_register(fd_, start, len, true);
 }
 
 int UffdTracker::freeze(std::uintptr_t start, std::size_t len) {
+  if (int e = injected()) return e;  // as for prepare
   return os::uffd_writeprotect(fd_, start, len, true, false);
 }
 
@@ -126,21 +130,57 @@ bool UffdTracker::take_own_remove(std::uintptr_t start, std::uintptr_t end) {
   return false;
 }
 
-int UffdTracker::restore(std::uintptr_t start, const void* src, std::size_t len, int) {
+int UffdTracker::restore(std::uintptr_t start, const void* src, std::size_t len, int,
+                         std::size_t* settled) {
+  // EAGAIN: the mm is changing (an UNMAP/REMAP event is queued); ENOMEM: no page could be
+  // allocated. Both pass; but the event may be one only our handler thread reads, and this
+  // may be that thread, so the retries are bounded: after them the rest of the pages stay on
+  // the device, still revoked, and the caller tries again later (a CPU fault is simply raised
+  // again).
+  constexpr int kRetries = 64;
   auto* s = static_cast<const char*>(src);
-  for (std::size_t done = 0; done < len;) {
-    long n = os::uffd_copy(fd_, start + done, s + done, len - done, /*dontwake=*/true);
-    if (n == -EAGAIN) continue;  // the mm is changing under us: retry
-    if (n == -EEXIST) {
-      // A page is already there: only possible if it was populated behind our back. Skip it,
-      // but never overwrite data the program may have written.
-      os::uffd_wake(fd_, start + done, os::kPageSize);
-      return -EEXIST;
+  int retries = 0;
+  std::size_t done = 0;
+  int rc = 0;
+  // UFFDIO_COPY refuses (ENOENT) a range that spans two VMAs, even two registered ones, and a
+  // run of pages can (runs registered apart that did not merge). So ENOENT for several pages
+  // means: go page by page; for one page it means that page is no longer ours.
+  bool page_by_page = false;
+  while (done < len) {
+    std::size_t want = page_by_page ? os::kPageSize : len - done;
+    long n = injected();
+    if (n == 0) n = os::uffd_copy(fd_, start + done, s + done, want, /*dontwake=*/true);
+    if (n > 0) {
+      done += static_cast<std::size_t>(n);
+      continue;
     }
-    if (n <= 0) return n < 0 ? static_cast<int>(n) : -EIO;
-    done += static_cast<std::size_t>(n);
+    if ((n == -EAGAIN || n == -ENOMEM) && ++retries < kRetries) {
+      if (retries > 8) ::sched_yield();
+      continue;
+    }
+    if (n == -ENOENT && want > os::kPageSize) {
+      page_by_page = true;
+      continue;
+    }
+    if (n == -EEXIST || n == -ENOENT) {
+      // EEXIST: populated behind our back, keep what the program has there. ENOENT: unmapped
+      // or replaced behind our back. Either way this page's device copy is stale.
+      if (n == -EEXIST) os::uffd_wake(fd_, start + done, os::kPageSize);
+      done += os::kPageSize;
+      continue;
+    }
+    rc = n < 0 ? static_cast<int>(n) : -EIO;
+    if (rc == -ESTALE) done = len;  // the mm is gone: nothing left to restore into
+    break;
   }
-  return 0;
+  *settled = done;
+  return rc;
+}
+
+void UffdTracker::forget(std::uintptr_t start, std::size_t len) {
+  // Unregistering merges the VMAs back with their neighbours. Errors (a hole in the range,
+  // nothing registered) leave nothing to undo.
+  os::uffd_unregister(fd_, start, len);
 }
 
 void UffdTracker::settle(std::uintptr_t start, std::size_t len) { os::uffd_wake(fd_, start, len); }
@@ -149,9 +189,13 @@ void UffdTracker::handler_main(void* self) { static_cast<UffdTracker*>(self)->ru
 
 void UffdTracker::zero_fill(std::uintptr_t page, bool write) {
   // Untouched memory in a registered window: what the kernel would have given, a zero page.
-  long rc = write ? os::uffd_copy(fd_, page, zero_page_, os::kPageSize, false)
-                  : os::uffd_zeropage(fd_, page, os::kPageSize, false);
-  if (rc < 0) os::uffd_wake(fd_, page, os::kPageSize);  // EEXIST: populated meanwhile
+  // On failure the thread is woken and faults again: EEXIST (populated meanwhile) is served,
+  // EAGAIN/ENOMEM are retried by that next fault.
+  long rc = injected();
+  if (rc == 0)
+    rc = write ? os::uffd_copy(fd_, page, zero_page_, os::kPageSize, false)
+               : os::uffd_zeropage(fd_, page, os::kPageSize, false);
+  if (rc < 0) os::uffd_wake(fd_, page, os::kPageSize);
 }
 
 bool UffdTracker::handle_fault(std::uintptr_t addr, bool write, bool wp, pid_t tid) {
@@ -200,7 +244,12 @@ void UffdTracker::run_handler() {
     for (std::size_t i = done; i < nevents; ++i) events[i - done] = events[i];
     nevents -= done;
   };
-  auto behind_event = [&](std::uintptr_t addr) {
+  // A fault waits behind a pending event on its address, except the state-lock holder's own:
+  // the event needs the lock it holds. (Found by the differential tester: a device read
+  // holding the lock faulted in place on a page whose REMOVE event was pending. What the
+  // holder gets is what the kernel would give for memory just dropped: zeros.)
+  auto behind_event = [&](std::uintptr_t addr, pid_t tid) {
+    if (tid != 0 && tid == mirror_->state_lock().owner()) return false;
     for (std::size_t i = 0; i < nevents; ++i)
       if (events[i].covers(addr)) return true;
     return false;
@@ -215,7 +264,7 @@ void UffdTracker::run_handler() {
     std::size_t kept = 0;
     for (std::size_t i = 0; i < npending; ++i) {
       PendingFault& p = pending[i];
-      if (behind_event(p.addr) || !handle_fault(p.addr, p.write, p.wp, p.tid)) pending[kept++] = p;
+      if (behind_event(p.addr, p.tid) || !handle_fault(p.addr, p.write, p.wp, p.tid)) pending[kept++] = p;
     }
     npending = kept;
     if (!(fds[0].revents & POLLIN)) continue;
@@ -231,12 +280,12 @@ void UffdTracker::run_handler() {
         bool write = (m.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE) != 0;
         bool wp = (m.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) != 0;
         auto tid = static_cast<pid_t>(m.arg.pagefault.feat.ptid);
-        if (!behind_event(addr) && handle_fault(addr, write, wp, tid)) continue;
+        if (!behind_event(addr, tid) && handle_fault(addr, write, wp, tid)) continue;
         if (npending < kPending) {
           pending[npending++] = PendingFault{addr, write, wp, tid};
           continue;
         }
-        while (behind_event(addr) || !handle_fault(addr, write, wp, tid)) {
+        while (behind_event(addr, tid) || !handle_fault(addr, write, wp, tid)) {
           ::poll(nullptr, 0, 1);
           apply_pending();
         }

@@ -16,7 +16,9 @@
 
 #include "os/arena.hpp"
 
+#include "core/fault_injector.hpp"
 #include "core/host_tracker.hpp"
+#include "core/lock_order.hpp"
 #include "core/mirror.hpp"
 #include "os/os_thread.hpp"
 
@@ -30,7 +32,8 @@ namespace hetmm::host {
 class UffdTracker final : public core::HostTracker, public os::RuntimeAllocated {
  public:
   // Opens the fd. On failure returns nullptr and explains in *why.
-  static UffdTracker* open(bool force_user_mode_only, std::string* why);
+  static UffdTracker* open(bool force_user_mode_only, core::FaultInjector* injector,
+                           std::string* why);
   ~UffdTracker() override;
 
   void start(core::Mirror* mirror);
@@ -44,13 +47,19 @@ class UffdTracker final : public core::HostTracker, public os::RuntimeAllocated 
   int freeze(std::uintptr_t start, std::size_t len) override;
   void thaw(std::uintptr_t start, std::size_t len, int prot) override;
   int revoke(std::uintptr_t start, std::size_t len) override;
-  int restore(std::uintptr_t start, const void* src, std::size_t len, int prot) override;
+  int restore(std::uintptr_t start, const void* src, std::size_t len, int prot,
+              std::size_t* settled) override;
   void discard(std::uintptr_t, std::size_t, int) override {}
+  void forget(std::uintptr_t start, std::size_t len) override;
   void settle(std::uintptr_t start, std::size_t len) override;
   bool serves_kernel_faults() const override { return !user_mode_only_; }
 
  private:
-  UffdTracker(int fd, bool umo, std::uint64_t features);
+  UffdTracker(int fd, bool umo, std::uint64_t features, core::FaultInjector* injector);
+  // An injected ioctl failure (-EAGAIN or -ENOMEM), or 0.
+  int injected() {
+    return injector_->fire(core::FaultInjector::uffd_ioctl) ? -injector_->ioctl_errno() : 0;
+  }
   static void handler_main(void* self);
   void run_handler();
   // Returns false if the fault must be retried later (state lock busy).
@@ -64,7 +73,8 @@ class UffdTracker final : public core::HostTracker, public os::RuntimeAllocated 
     std::uintptr_t start, end;
   };
   static constexpr std::size_t kOwnRemoves = 64;
-  std::mutex own_mutex_;  // leaf lock: revocations (under the state lock) and the handler
+  // Leaf lock (order: uffd_own_removes): revocations (under the state lock) and the handler.
+  core::lock_order::RankedMutex<core::lock_order::Rank::uffd_own_removes> own_mutex_;
   OwnRemove own_[kOwnRemoves];
   std::size_t own_count_ = 0;
 
@@ -73,6 +83,7 @@ class UffdTracker final : public core::HostTracker, public os::RuntimeAllocated 
   bool user_mode_only_;
   std::uint64_t features_;
   core::Mirror* mirror_ = nullptr;
+  core::FaultInjector* injector_;
   os::OsThread handler_;
   void* zero_page_;
 };

@@ -1,5 +1,6 @@
 #include "os/arena.hpp"
 
+#include "core/lock_order.hpp"
 #include "os/page.hpp"
 #include "os/syscalls.hpp"
 
@@ -38,7 +39,7 @@ class LockedPool final : public std::pmr::memory_resource {
   bool do_is_equal(const std::pmr::memory_resource& other) const noexcept override {
     return this == &other;
   }
-  std::mutex mutex_;
+  core::lock_order::RankedMutex<core::lock_order::Rank::arena> mutex_;  // lock order: arena
   std::pmr::unsynchronized_pool_resource pool_;
 };
 }  // namespace

@@ -1,4 +1,6 @@
 // The hetmm command: `hetmm info` and `hetmm demo`.
+#include "commands.hpp"
+
 #include <hetmm/hetmm.hpp>
 
 #include <CLI/CLI.hpp>
@@ -34,6 +36,7 @@ hetmm::Tracking parse_tracking(const std::string& s) {
   if (s == "mprotect") return hetmm::Tracking::mprotect;
   return hetmm::Tracking::automatic;
 }
+
 
 int cmd_info(const hetmm::Options& opt) {
   hetmm::Runtime rt(opt);
@@ -187,12 +190,30 @@ int main(int argc, char** argv) {
   std::size_t size_mib = 48;
   demo->add_option("--size-mib", size_mib, "total size of the three arrays, MiB")
       ->check(CLI::Range(1, 8192));
+  auto* stress = app.add_subcommand(
+      "stress", "randomized differential test against a model of plain memory (docs/RELIABILITY.md)");
+  StressArgs sargs;
+  stress->add_option("--seed", sargs.seed, "first program's seed (each program: seed + k)");
+  stress->add_option("--seconds", sargs.seconds, "time budget")->check(CLI::PositiveNumber);
+  stress->add_option("--device-kib", sargs.device_kib,
+                     "device memory per device, KiB (small: the slots oversubscribe it)")
+      ->check(CLI::Range(4, 1 << 22));
+  stress->add_option("--threads", sargs.threads, "CPU threads running each step")
+      ->check(CLI::Range(1, 16));
+  stress->add_option("--steps", sargs.steps, "steps per program")->check(CLI::Range(1, 100000));
+  stress->add_option("--inject", sargs.inject,
+                     "fault-injection rate for every kind (frame allocation, copy, userfaultfd "
+                     "ioctl, service delay, worker stall)")
+      ->check(CLI::Range(0.0, 0.5));
+  stress->add_flag("--no-fork", sargs.no_fork, "leave fork out of the operations");
   CLI11_PARSE(app, argc, argv);
+  if (!app.get_option("--devices")->count()) sargs.default_devices = true;
   opt.tracking = parse_tracking(tracking);
   opt.device_memory = device_mib << 20;
   try {
     if (*info) return cmd_info(opt);
     if (*demo) return cmd_demo(opt, size_mib);
+    if (*stress) return cmd_stress(opt, sargs);
   } catch (const hetmm::Error& e) {
     std::fprintf(stderr, "hetmm: %s\n", e.what());
     return 2;

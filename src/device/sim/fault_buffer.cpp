@@ -13,8 +13,8 @@ FaultBuffer::FaultBuffer() {
 FaultBuffer::~FaultBuffer() { os::unmap_runtime_memory(ring_, kCapacity * sizeof(FaultRequest*)); }
 
 void FaultBuffer::post(FaultRequest* r) {
-  std::unique_lock lock(mutex_);
-  not_full_.wait(lock, [&] { return count_ < kCapacity || stopping_; });
+  core::lock_order::UniqueLock lock(mutex_);
+  not_full_.wait(lock.get(), [&] { return count_ < kCapacity || stopping_; });
   if (stopping_) {
     lock.unlock();
     r->error = static_cast<int>(Errc::device_lost) + 1;
@@ -29,8 +29,8 @@ void FaultBuffer::post(FaultRequest* r) {
 }
 
 std::size_t FaultBuffer::drain(FaultRequest** out, std::size_t max) {
-  std::unique_lock lock(mutex_);
-  not_empty_.wait(lock, [&] { return count_ > 0 || stopping_; });
+  core::lock_order::UniqueLock lock(mutex_);
+  not_empty_.wait(lock.get(), [&] { return count_ > 0 || stopping_; });
   std::size_t n = 0;
   while (n < max && count_ > 0) {
     out[n++] = ring_[head_];

@@ -6,6 +6,8 @@
 // the mirror, then completes each request ("replay"). Requests live in runtime memory.
 #pragma once
 
+#include "core/lock_order.hpp"
+
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
@@ -62,7 +64,8 @@ class FaultBuffer {
   void restart();
 
  private:
-  std::mutex mutex_;
+  // Lock order: a leaf, taken with no other lock held (core/lock_order.hpp).
+  core::lock_order::RankedMutex<core::lock_order::Rank::fault_buffer> mutex_;
   std::condition_variable not_empty_;
   std::condition_variable not_full_;
   FaultRequest** ring_;

@@ -18,8 +18,8 @@ namespace hetmm::device::sim {
 using detail::WorkerContext;
 
 SimDevice::SimDevice(std::size_t index, std::size_t memory_bytes, unsigned workers,
-                     FaultResolver* resolver)
-    : index_(index), resolver_(resolver), pool_(memory_bytes) {
+                     FaultResolver* resolver, core::FaultInjector* injector)
+    : index_(index), resolver_(resolver), injector_(injector), pool_(memory_bytes) {
   if (workers == 0) workers = std::max(1u, std::thread::hardware_concurrency());
   nworkers_ = workers;
   workers_ = static_cast<WorkerContext**>(
@@ -85,6 +85,7 @@ std::size_t contiguous_run(const std::uint32_t* frames, std::size_t n) {
 }  // namespace
 
 bool SimDevice::copy_to_frames(const std::uint32_t* frames, std::size_t n, const void* src) {
+  if (injector_->fire(core::FaultInjector::copy)) return false;
   auto* s = static_cast<const std::byte*>(src);
   for (std::size_t i = 0; i < n;) {
     std::size_t run = contiguous_run(frames + i, n - i);
@@ -96,6 +97,7 @@ bool SimDevice::copy_to_frames(const std::uint32_t* frames, std::size_t n, const
 }
 
 bool SimDevice::copy_from_frames(void* dst, const std::uint32_t* frames, std::size_t n) {
+  if (injector_->fire(core::FaultInjector::copy)) return false;
   auto* d = static_cast<std::byte*>(dst);
   for (std::size_t i = 0; i < n;) {
     std::size_t run = contiguous_run(frames + i, n - i);
@@ -140,6 +142,7 @@ void SimDevice::run_service() {
   for (;;) {
     std::size_t n = faults_.drain(batch, FaultBuffer::kMaxBatch);
     if (n == 0) return;
+    injector_->maybe_stall(core::FaultInjector::service_delay);
     serve_batch(batch, n);
   }
 }
@@ -215,8 +218,8 @@ void SimDevice::launch(std::size_t threads, std::unique_ptr<detail::KernelBase> 
 }
 
 void SimDevice::synchronize() {
-  std::unique_lock lock(launch_mutex_);
-  idle_cv_.wait(lock, [&] { return queue_.empty(); });
+  core::lock_order::UniqueLock lock(launch_mutex_);
+  idle_cv_.wait(lock.get(), [&] { return queue_.empty(); });
   if (pending_error_) {
     std::exception_ptr e = pending_error_;
     pending_error_ = nullptr;
@@ -241,8 +244,8 @@ void SimDevice::run_worker(WorkerContext* w) {
   for (;;) {
     Launch* l;
     {
-      std::unique_lock lock(launch_mutex_);
-      launch_cv_.wait(lock, [&] {
+      core::lock_order::UniqueLock lock(launch_mutex_);
+      launch_cv_.wait(lock.get(), [&] {
         return stopping_ || (!queue_.empty() && launch_generation_ != done_generation);
       });
       if (stopping_) break;

@@ -5,6 +5,8 @@
 
 #include "os/arena.hpp"
 
+#include "core/fault_injector.hpp"
+#include "core/lock_order.hpp"
 #include "device/device_backend.hpp"
 #include "device/sim/fault_buffer.hpp"
 #include "device/sim/frame_pool.hpp"
@@ -33,7 +35,7 @@ struct AtomicStats {
 class SimDevice final : public DeviceBackend, public os::RuntimeAllocated {
  public:
   SimDevice(std::size_t index, std::size_t memory_bytes, unsigned workers,
-            FaultResolver* resolver);
+            FaultResolver* resolver, core::FaultInjector* injector);
   ~SimDevice() override;
 
   void start();
@@ -42,7 +44,10 @@ class SimDevice final : public DeviceBackend, public os::RuntimeAllocated {
 
   // DeviceBackend
   std::size_t index() const override { return index_; }
-  std::size_t alloc_frames(std::size_t n, std::uint32_t* out) override { return pool_.alloc(n, out); }
+  std::size_t alloc_frames(std::size_t n, std::uint32_t* out) override {
+    if (injector_->fire(core::FaultInjector::frame_alloc)) return 0;
+    return pool_.alloc(n, out);
+  }
   void free_frame(std::uint32_t frame) override { pool_.free(frame); }
   std::size_t capacity_bytes() const override { return pool_.capacity_bytes(); }
   std::size_t used_bytes() const override { return pool_.used_bytes(); }
@@ -64,6 +69,7 @@ class SimDevice final : public DeviceBackend, public os::RuntimeAllocated {
   bool on_worker_thread() const;
 
   DeviceStats stats() const;
+  core::FaultInjector& injector() { return *injector_; }
   AtomicStats& counters() { return stats_; }
   std::uint64_t epoch() const { return epoch_.load(std::memory_order_acquire); }
   const std::atomic<std::uint64_t>& epoch_ref() const { return epoch_; }
@@ -85,6 +91,7 @@ class SimDevice final : public DeviceBackend, public os::RuntimeAllocated {
 
   std::size_t index_;
   FaultResolver* resolver_;
+  core::FaultInjector* injector_;
   FramePool pool_;
   PageTable pt_;
   FaultBuffer faults_;
@@ -95,7 +102,7 @@ class SimDevice final : public DeviceBackend, public os::RuntimeAllocated {
   AtomicStats stats_;
 
   // Launch queue: kernels run in order, one at a time, on all workers.
-  std::mutex launch_mutex_;
+  core::lock_order::RankedMutex<core::lock_order::Rank::launch> launch_mutex_;  // lock order: launch
   std::condition_variable launch_cv_;   // workers wait for work
   std::condition_variable idle_cv_;     // synchronize waits for an empty queue
   std::deque<Launch*> queue_;

@@ -12,6 +12,15 @@
 // After the wait no worker can use a translation made before the PTEs were cleared, so the
 // frame may be reused or the CPU-side change may proceed. A worker waiting on a fault, or
 // blocked in a CPU page fault on a raw pointer, has active == 0 and never delays a shootdown.
+//
+// Only accesses to device frames (local PTEs) stay inside the protocol. An in-place access
+// (a PTE that points at the process page itself) clears `active` once it has its
+// translation and then touches the page through the CPU MMU, exactly like a CPU thread: the
+// CPU side keeps it coherent (a write-protected or revoked page faults into hetmm, a page
+// unmapped meanwhile fails the recoverable access and the worker faults again). It must not
+// hold up a shootdown: it may block in a userfaultfd fault that only the handler thread
+// serves, and the handler may itself be the invalidator (bringing a page home for a CPU
+// fault) — a deadlock the differential tester found (`hetmm stress --seed 290`).
 #pragma once
 
 #include "device/sim/fault_buffer.hpp"

@@ -74,6 +74,8 @@ std::byte* translate(WorkerContext* w, std::uintptr_t va, bool write, bool* loca
       bump(w->tlb_hits);
     } else {
       bump(w->tlb_misses);
+      // An injected stall here holds up TLB shootdowns too, as a slow worker would.
+      w->device->injector().maybe_stall(core::FaultInjector::worker_stall);
       std::uint64_t p = w->device->get_pte(va);
       if ((p & pte::kValid) && (!write || (p & pte::kWrite))) {
         t.vpn = vpn;
@@ -136,9 +138,16 @@ void access_page(WorkerContext* w, std::uintptr_t va, bool write, const char* wh
     bool local = false;
     std::byte* h = translate(w, va, write, &local, what, n);
     int rc = 0;
-    if (local) on_local(h);
-    else rc = in_place(h);
-    leave(w);
+    if (local) {
+      on_local(h);
+      leave(w);
+    } else {
+      // An in-place access is a CPU access: it leaves the shootdown protocol before it starts
+      // (see worker.hpp), since it may block in a CPU page fault that only the userfaultfd
+      // handler serves, and the handler may be the invalidator waiting for this worker.
+      leave(w);
+      rc = in_place(h);
+    }
     if (rc == 0) return;
     drop_tlb_entry(w, va);
     if (attempt == 2) raise(static_cast<int>(Errc::fault) + 1, what, va, n, "the CPU MMU refused the access");
