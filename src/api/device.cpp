@@ -160,6 +160,13 @@ std::vector<PageState> Device::snapshot(const void* addr, std::size_t len) {
   check_range("snapshot", index_, addr, len);
   auto a = reinterpret_cast<std::uintptr_t>(addr);
   std::size_t n = pages_of(addr, len);
+  // Beyond 2^32 pages (16 TiB of addresses, 64 GiB of answers) nobody can hold the answer;
+  // saying so beats asking the allocator (sanitizer allocators abort instead of throwing).
+  constexpr std::size_t kMaxSnapshotPages = std::size_t{1} << 32;
+  if (n > kMaxSnapshotPages)
+    throw Error(Errc::out_of_memory, describe("snapshot", index_, addr, len) + ": " +
+                                         std::to_string(n) + " pages is more than a snapshot "
+                                         "can hold (2^32)");
   std::vector<PageState> out;
   try {
     out.resize(n);

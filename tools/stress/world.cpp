@@ -124,7 +124,15 @@ void World::map_slot(SlotModel& s, SlotKind kind, std::size_t pages) {
 }
 
 void World::unmap_slot(SlotModel& s) {
-  if (s.addr != nullptr) ::munmap(s.addr, s.length());
+  // Pages lost to another mapping (kForeign) are not the slot's to unmap any more: that
+  // mapping may be another slot's. (A false divergence found this: a renew unmapped a page of
+  // a slot that had been mapped into an old hole of the renewed one.)
+  for (std::size_t p = 0; s.addr != nullptr && p < s.pages;) {
+    std::size_t q = p;
+    while (q < s.pages && s.prot[q] != kForeign) ++q;
+    if (q > p) ::munmap(s.addr + p * kPage, (q - p) * kPage);
+    p = q + 1;
+  }
   if (s.fd >= 0) ::close(s.fd);
   s.addr = nullptr;
   s.fd = -1;
