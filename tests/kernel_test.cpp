@@ -2,6 +2,8 @@
 #include "test_support.hpp"
 
 #include <atomic>
+#include <memory>
+#include <mutex>
 #include <numeric>
 #include <stdexcept>
 #include <thread>
@@ -205,6 +207,40 @@ TEST_P(Kernels, CpuAndDeviceHammerTheSamePagesWhileTheyMigrate) {
     std::uint64_t want = (i % 37 == 0) ? cpu_rounds + kernel_rounds : 0;
     ASSERT_EQ(c[i], want) << "counter " << i;
   }
+}
+
+// Regression (lock-order review): a finished kernel was destroyed under the device's launch
+// lock, so a kernel whose captures' destructor waits for a lock that a launching thread holds
+// deadlocked. Destructors now run outside it (and synchronize still waits for them).
+TEST(KernelLifetime, DestructorRunsOutsideTheLaunchLock) {
+  Options o;
+  o.workers = 1;
+  Runtime rt(o);
+  auto& dev = rt.device(0);
+  std::mutex m;
+  std::atomic<bool> entered{false}, destroyed{false};
+  struct Guard {
+    Guard(std::mutex* mm, std::atomic<bool>* e, std::atomic<bool>* d)
+        : m(mm), entered(e), destroyed(d) {}
+    std::mutex* m;
+    std::atomic<bool>* entered;
+    std::atomic<bool>* destroyed;
+    ~Guard() {
+      entered->store(true);
+      std::lock_guard lock(*m);
+      destroyed->store(true);
+    }
+  };
+  std::unique_lock hold(m);
+  {
+    auto g = std::make_shared<Guard>(&m, &entered, &destroyed);
+    dev.launch(1, [g](Thread&) {});
+  }  // the kernel holds the last reference
+  while (!entered.load()) std::this_thread::yield();
+  dev.launch(1, [](Thread&) {});  // needs the launch lock while the destructor waits for m
+  hold.unlock();
+  dev.synchronize();
+  EXPECT_TRUE(destroyed.load());
 }
 
 }  // namespace

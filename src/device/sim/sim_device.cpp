@@ -57,14 +57,19 @@ void SimDevice::stop() {
   for (unsigned i = 0; i < nworkers_; ++i) workers_[i]->thread.join();
   faults_.stop();
   service_.join();
-  // Kernels that never ran are dropped; their launchers learn it at synchronize.
+  // Kernels that never ran are dropped (their destructors run without the lock); their
+  // launchers learn it at synchronize.
+  std::deque<Launch*> dropped;
+  {
+    std::lock_guard lock(launch_mutex_);
+    dropped.swap(queue_);
+    if (!dropped.empty() && !pending_error_)
+      pending_error_ = std::make_exception_ptr(Error(
+          Errc::device_lost, "device " + std::to_string(index_) + " stopped with kernels queued"));
+    started_ = false;
+  }
+  for (Launch* l : dropped) delete l;
   std::lock_guard lock(launch_mutex_);
-  for (Launch* l : queue_) delete l;
-  if (!queue_.empty() && !pending_error_)
-    pending_error_ = std::make_exception_ptr(
-        Error(Errc::device_lost, "device " + std::to_string(index_) + " stopped with kernels queued"));
-  queue_.clear();
-  started_ = false;
   idle_cv_.notify_all();
 }
 
@@ -219,7 +224,7 @@ void SimDevice::launch(std::size_t threads, std::unique_ptr<detail::KernelBase> 
 
 void SimDevice::synchronize() {
   core::lock_order::UniqueLock lock(launch_mutex_);
-  idle_cv_.wait(lock.get(), [&] { return queue_.empty(); });
+  idle_cv_.wait(lock.get(), [&] { return queue_.empty() && destroying_ == 0; });
   if (pending_error_) {
     std::exception_ptr e = pending_error_;
     pending_error_ = nullptr;
@@ -271,14 +276,25 @@ void SimDevice::run_worker(WorkerContext* w) {
         l->abort.store(true, std::memory_order_relaxed);
       }
     }
-    std::lock_guard lock(launch_mutex_);
-    if (--l->workers_left == 0) {
-      if (l->error && !pending_error_) pending_error_ = l->error;
-      queue_.pop_front();
-      delete l;
-      stats_.kernels.fetch_add(1, std::memory_order_relaxed);
-      if (!queue_.empty()) ++launch_generation_;
-      launch_cv_.notify_all();
+    Launch* finished = nullptr;
+    {
+      std::lock_guard lock(launch_mutex_);
+      if (--l->workers_left == 0) {
+        if (l->error && !pending_error_) pending_error_ = l->error;
+        queue_.pop_front();
+        finished = l;
+        ++destroying_;
+        stats_.kernels.fetch_add(1, std::memory_order_relaxed);
+        if (!queue_.empty()) ++launch_generation_;
+        launch_cv_.notify_all();
+      }
+    }
+    if (finished != nullptr) {
+      // The kernel's destructor is the program's code: it runs without the launch lock (it
+      // may launch, synchronize or fault); synchronize waits for it all the same.
+      delete finished;
+      std::lock_guard lock(launch_mutex_);
+      --destroying_;
       idle_cv_.notify_all();
     }
   }

@@ -107,6 +107,7 @@ class SimDevice final : public DeviceBackend, public os::RuntimeAllocated {
   std::condition_variable idle_cv_;     // synchronize waits for an empty queue
   std::deque<Launch*> queue_;
   std::uint64_t launch_generation_ = 0;  // bumped when the head launch changes
+  unsigned destroying_ = 0;  // finished kernels whose destructors are running
   std::exception_ptr pending_error_;
   bool stopping_ = false;
   bool started_ = false;
