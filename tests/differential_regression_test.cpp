@@ -36,13 +36,14 @@ TEST_P(Regression, BringingHomeARunAcrossTwoRegistrationsKeepsItsData) {
 // remaps; now hetmm unregisters before the remap.
 TEST_P(Regression, MremapAfterPartialMigration) {
   Runtime rt(options());
-  void* p = ::mmap(nullptr, 5 * kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void* p = ::mmap(nullptr, 8 * kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   ASSERT_NE(p, MAP_FAILED);
-  fill_pattern(p, 5 * kPage, 3);
+  fill_pattern(p, 8 * kPage, 3);
   rt.device(0).migrate_to_device(static_cast<std::byte*>(p) + 0x4038, 0x1cb0);
-  void* q = ::mremap(p, 5 * kPage, 13 * kPage, MREMAP_MAYMOVE);
+  rt.device(0).migrate_to_system(p, 8 * kPage);
+  void* q = ::mremap(p, 8 * kPage, 13 * kPage, MREMAP_MAYMOVE);
   ASSERT_NE(q, MAP_FAILED) << std::strerror(errno);
-  EXPECT_TRUE(check_pattern(q, 5 * kPage, 3));
+  EXPECT_TRUE(check_pattern(q, 8 * kPage, 3));
   ::munmap(q, 13 * kPage);
 }
 

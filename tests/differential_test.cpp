@@ -39,6 +39,26 @@ TEST_P(Differential, RandomProgramsMatchTheModelUnderFaultInjection) {
   run(2000, 3, inject);
 }
 
+// The programs that found bugs, replayed (their thread timing is not: these are the programs,
+// the regression tests that pin each bug down deterministically are in
+// differential_regression_test.cpp where one could be written).
+//  - seed 189: the userfaultfd handler kept a fault of the state-lock holder (a device read in
+//    place) behind a pending REMOVE event that needed that lock: deadlock.
+//  - seed 290: the handler, bringing a page home for a CPU fault, waited in a TLB shootdown for a
+//    worker whose in-place access was blocked in a fault only the handler serves: deadlock.
+//  - seeds 2, 16: see differential_regression_test.cpp.
+TEST_P(Differential, ProgramsThatFoundBugs) {
+  for (std::uint64_t seed : {2, 16, 189, 290}) {
+    stress::Config c;
+    c.seed = seed;
+    c.seconds = 0;  // one program
+    c.tracking = GetParam();
+    c.stuck_seconds = 60;
+    stress::Report r = stress::run(c);
+    EXPECT_EQ(r.divergences, 0u) << stress::format(r, c);
+  }
+}
+
 HETMM_BOTH_MODES(Differential);
 
 }  // namespace

@@ -1,5 +1,7 @@
 #include "os/proc_maps.hpp"
 
+#include <cstring>
+
 #include "os/syscalls.hpp"
 
 #include <cerrno>
@@ -82,6 +84,12 @@ void query_vmas(std::uintptr_t start, std::uintptr_t end, VmaList& out) {
       while (p < nl && *p == ' ') ++p;
       bool named_file = p < nl && *p == '/';
       v.special = p < nl && *p == '[' && (nl - p >= 3) && p[1] == 'v';  // [vdso] [vvar] [vsyscall]
+      // hetmm's own memory (os/syscalls.cpp): devices never map it. It is unmapped with raw
+      // system calls that no hook or event sees, so a device mapping of it could go stale.
+      static constexpr char kRuntime[] = "/memfd:hetmm-runtime";
+      if (nl - p >= static_cast<long>(sizeof kRuntime - 1) &&
+          std::memcmp(p, kRuntime, sizeof kRuntime - 1) == 0)
+        v.special = true;
       v.anonymous = inode == 0 && !named_file;
       if (v.end > start && v.start < end) out.push_back(v);
       consumed = static_cast<std::size_t>(nl - buf) + (nl < limit ? 1 : 0);

@@ -19,7 +19,8 @@ struct Vma {
   bool exec = false;
   bool shared = false;     // MAP_SHARED (including shared anonymous memory)
   bool anonymous = false;  // no file behind it (heap, stack, anonymous mmap)
-  bool special = false;    // [vdso], [vvar], [vsyscall]: never migrated or written
+  bool special = false;    // [vdso], [vvar], [vsyscall], hetmm's own memory: never mapped on a
+                           // device, migrated or written
   int prot() const;
   // Only private anonymous memory migrates into device memory, as in the kernel.
   bool migratable() const { return anonymous && !shared && !special && read; }

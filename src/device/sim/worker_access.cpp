@@ -134,6 +134,10 @@ int safe_store(void* dst, const void* in, std::size_t n) {
 template <class Local, class InPlace>
 void access_page(WorkerContext* w, std::uintptr_t va, bool write, const char* what,
                  std::size_t n, Local&& on_local, InPlace&& in_place) {
+  // User addresses have at most 57 bits; the page table's index would alias a higher one to a
+  // lower page, so it is refused here (found by the bad-input sweep).
+  if (va >> 57)
+    raise(static_cast<int>(Errc::fault) + 1, what, va, n, "beyond the user address space");
   for (int attempt = 0;; ++attempt) {
     bool local = false;
     std::byte* h = translate(w, va, write, &local, what, n);
