@@ -1,11 +1,14 @@
-# Quick start: `make demo` runs the demo, `make test` runs every test (normal, ASan+UBSan, TSan).
+# Quick start: `make demo` runs the demo, `make test` runs every test (normal, ASan+UBSan, TSan)
+# and a short libFuzzer run (`make fuzz`).
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 30
 JOBS       ?= $(shell nproc)
 CMAKE_GEN  ?= -G "Unix Makefiles"
 
-.PHONY: all deps build build-asan build-tsan demo test test-main test-asan test-tsan install clean info
+.PHONY: all deps build build-asan build-tsan build-fuzz demo test test-main test-asan test-tsan fuzz install clean info
 
 all: build
 
@@ -24,13 +27,19 @@ build-tsan: deps
 	cmake -S . -B $(TSAN_BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHETMM_SANITIZE=thread -DHETMM_BUILD_TOOLS=OFF
 	cmake --build $(TSAN_BUILD) -j$(JOBS)
 
+# The libFuzzer target (clang 14, -fsanitize=fuzzer,address,undefined), tests and tools left out.
+build-fuzz: deps
+	cmake -S . -B $(FUZZ_BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHETMM_FUZZ=ON \
+	  -DCMAKE_CXX_COMPILER=clang++-14 -DCMAKE_ASM_COMPILER=clang++-14
+	cmake --build $(FUZZ_BUILD) -j$(JOBS)
+
 demo: build
 	$(BUILD)/hetmm demo
 
 info: build
 	$(BUILD)/hetmm info
 
-test: test-main test-asan test-tsan
+test: test-main test-asan test-tsan fuzz
 
 test-main: build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) --timeout 300
@@ -47,8 +56,20 @@ test-tsan: build-tsan
 	cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1 \
 	  ctest --output-on-failure -j$(JOBS) --timeout 600
 
+# Fuzzes hetmm's API for FUZZ_SECONDS (HETMM_FUZZ_TRACKING=mprotect|userfaultfd picks the
+# tracking mode). The seeds in fuzz/corpus are only read: new inputs go to a fresh
+# $(FUZZ_BUILD)/corpus, crash inputs to $(FUZZ_BUILD)/artifacts/. Leak checking is off as in
+# test-asan; the fuzzer checks device memory is returned after every input itself.
+fuzz: build-fuzz
+	rm -rf $(FUZZ_BUILD)/corpus && mkdir -p $(FUZZ_BUILD)/corpus $(FUZZ_BUILD)/artifacts
+	cd $(FUZZ_BUILD) && ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ./hetmm_api_fuzzer -max_total_time=$(FUZZ_SECONDS) -timeout=20 -rss_limit_mb=4096 \
+	    -detect_leaks=0 -print_final_stats=1 -artifact_prefix=artifacts/ \
+	    corpus $(CURDIR)/fuzz/corpus
+
 install: build
 	cmake --install $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD)

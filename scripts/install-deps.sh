@@ -15,6 +15,10 @@ command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 ls /usr/lib/gcc/x86_64-linux-gnu/*/libasan.so >/dev/null 2>&1 || need+=(libasan8)
 ls /usr/lib/gcc/x86_64-linux-gnu/*/libubsan.so >/dev/null 2>&1 || need+=(libubsan1)
 ls /usr/lib/gcc/x86_64-linux-gnu/*/libtsan.so >/dev/null 2>&1 || need+=(libtsan2)
+# `make fuzz`: clang 14 and its libFuzzer runtime (a separate package in Debian 12).
+command -v clang++-14 >/dev/null 2>&1 || need+=(clang-14)
+ls /usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 ||
+  need+=(libclang-rt-14-dev)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
