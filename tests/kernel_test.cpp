@@ -232,10 +232,8 @@ TEST(KernelLifetime, DestructorRunsOutsideTheLaunchLock) {
     }
   };
   std::unique_lock hold(m);
-  {
-    auto g = std::make_shared<Guard>(&m, &entered, &destroyed);
-    dev.launch(1, [g](Thread&) {});
-  }  // the kernel holds the last reference
+  // The kernel holds the only reference from the start (else the last one could be ours).
+  dev.launch(1, [g = std::make_shared<Guard>(&m, &entered, &destroyed)](Thread&) {});
   while (!entered.load()) std::this_thread::yield();
   dev.launch(1, [](Thread&) {});  // needs the launch lock while the destructor waits for m
   hold.unlock();

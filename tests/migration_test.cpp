@@ -120,11 +120,20 @@ TEST_P(Migration, OutOfDeviceMemory) {
   fill_pattern(m.get(), 32 * kPage, 13);
   AccessResult r = rt.device(0).migrate_to_device(m.get(), 32 * kPage);
   EXPECT_EQ(r.pages, 32u);  // every page stays readable through the device
-  EXPECT_EQ(rt.device(0).memory_used(), 16 * kPage);
-  Mapping more(4 * kPage);
-  EXPECT_EQ(error_of([&] { rt.device(0).migrate_to_device(more.get(), 4 * kPage); }),
+  EXPECT_EQ(rt.device(0).memory_used(), 16 * kPage);  // a request never evicts itself
+  // The same request again: everything resident is its own, nothing can move.
+  EXPECT_EQ(error_of([&] { rt.device(0).migrate_to_device(m.get(), 32 * kPage); }),
             Errc::out_of_memory);
+  EXPECT_EQ(rt.device(0).stats().pages_evicted, 0u);
+  // Another range makes room by evicting (one 64 KiB granule: 16 pages).
+  Mapping more(4 * kPage);
+  fill_pattern(more.get(), 4 * kPage, 14);
+  rt.device(0).migrate_to_device(more.get(), 4 * kPage);
+  EXPECT_EQ(rt.device(0).memory_used(), 4 * kPage);
+  EXPECT_EQ(rt.device(0).stats().pages_evicted, 16u);
+  EXPECT_TRUE(rt.location(more.get()) == Location::device(0));
   EXPECT_TRUE(check_pattern(m.get(), 32 * kPage, 13));
+  EXPECT_TRUE(check_pattern(more.get(), 4 * kPage, 14));
 }
 
 TEST_P(Migration, TwoDevicesPullPagesFromEachOther) {

@@ -61,6 +61,13 @@ enum class Tracking {
 };
 const char* to_string(Tracking tracking) noexcept;
 
+// Migration policies. `hetmm` is the default; `uvm` follows the NVIDIA driver's documented
+// defaults, as the peer to compare with. Today they differ in eviction: when a device runs out
+// of memory, `uvm` evicts 2 MiB blocks in the order they were allocated, `hetmm` the least
+// recently used (migrated or faulted on) first.
+enum class PolicyProfile { hetmm, uvm };
+const char* to_string(PolicyProfile profile) noexcept;
+
 // Fault injection, to test what hetmm does when things fail. Off by default (every rate 0);
 // each rate is the probability that one occurrence of the event fails or stalls. What each
 // failure ends in (a retry, a fallback, or a clean Error; never lost or stale data) is listed
@@ -93,6 +100,7 @@ struct Options {
   // must. Faults raised inside the kernel (read(2) into a migrated buffer) then fail with
   // EFAULT instead of being served. Useful to test what unprivileged users get.
   bool userfaultfd_user_mode_only = false;
+  PolicyProfile policy = PolicyProfile::hetmm;
   FaultInjection inject;  // testing aid; see FaultInjection
 };
 
@@ -138,6 +146,7 @@ struct DeviceStats {
   std::uint64_t pages_to_device = 0;     // pages migrated into this device's memory
   std::uint64_t pages_to_system = 0;     // pages migrated from this device to system memory
   std::uint64_t cpu_faults = 0;          // CPU touches that brought a page home from here
+  std::uint64_t pages_evicted = 0;       // pages sent home to make room for others
   std::uint64_t invalidations = 0;       // PTE ranges torn down (each with a TLB shootdown)
   std::uint64_t kernels = 0;             // kernels completed
   std::uint64_t tlb_hits = 0;

@@ -207,6 +207,7 @@ DeviceStats Device::stats() const {
   s.pages_to_device = c.pages_to_device.load();
   s.pages_to_system = c.pages_to_system.load();
   s.cpu_faults = c.cpu_faults.load();
+  s.pages_evicted = c.pages_evicted.load();
   return s;
 }
 

@@ -25,6 +25,14 @@ const char* to_string(Tracking tracking) noexcept {
   return "unknown";
 }
 
+const char* to_string(PolicyProfile profile) noexcept {
+  switch (profile) {
+    case PolicyProfile::hetmm: return "hetmm";
+    case PolicyProfile::uvm: return "uvm";
+  }
+  return "unknown";
+}
+
 Error::Error(Errc code, const std::string& message)
     : std::runtime_error(message + " [" + to_string(code) + "]"), code_(code) {}
 

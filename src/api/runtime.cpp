@@ -90,7 +90,7 @@ RuntimeImpl::RuntimeImpl(const Options& options) : options_(options) {
     if (reason_.empty()) reason_ = "mprotect requested";
     reason_ += " (system calls that touch device-resident pages fail with EFAULT)";
   }
-  mirror_ = std::make_unique<core::Mirror>(tracker, options.devices);
+  mirror_ = std::make_unique<core::Mirror>(tracker, options.devices, options.policy);
   for (std::size_t i = 0; i < options.devices; ++i) {
     devices_.push_back(std::make_unique<device::sim::SimDevice>(i, options.device_memory,
                                                                 options.workers, mirror_.get(),

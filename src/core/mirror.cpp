@@ -81,8 +81,8 @@ constexpr int kHomePasses = 16;
 
 }  // namespace
 
-Mirror::Mirror(HostTracker* tracker, std::size_t device_count)
-    : tracker_(tracker), ndevices_(device_count) {
+Mirror::Mirror(HostTracker* tracker, std::size_t device_count, PolicyProfile policy)
+    : tracker_(tracker), ndevices_(device_count), policy_(policy) {
   counters_ = static_cast<MirrorCounters*>(os::runtime_memory()->allocate(
       sizeof(MirrorCounters) * (device_count ? device_count : 1), alignof(MirrorCounters)));
   for (std::size_t i = 0; i < device_count; ++i) new (&counters_[i]) MirrorCounters();
@@ -141,6 +141,7 @@ void Mirror::map_on_device(std::size_t device, std::uintptr_t page, int prot) {
   bool writable = (prot & PROT_WRITE) != 0;
   std::uint64_t entry;
   if (b->owner[i] == static_cast<std::int8_t>(device)) {
+    b->used[device] = ++use_clock_;
     auto* host = devices_[device]->frame_host_address(b->frame[i]);
     entry = device::pte::make(reinterpret_cast<std::uintptr_t>(host), writable, true);
   } else {
@@ -315,6 +316,9 @@ std::size_t Mirror::migrate_to_device(std::size_t device, std::uintptr_t start, 
   }
   bool oom = false;
   std::size_t moved = 0;
+  // Eviction makes room for this request, never at its own expense.
+  keep_start_ = start;
+  keep_end_ = end;
   // Device to device: one page at a time (frames of two pools rarely line up).
   for (std::uintptr_t page = start; page < end && !oom; page += kPageSize) {
     std::int8_t owner = owner_of(page);
@@ -338,6 +342,7 @@ std::size_t Mirror::migrate_to_device(std::size_t device, std::uintptr_t start, 
     moved += migrate_run_in(device, page, run_end, *vma, &oom);
     page = run_end;
   }
+  keep_start_ = keep_end_ = 0;
 #ifndef NDEBUG
   check_accounting("migrate_to_device");
 #endif
@@ -366,6 +371,7 @@ std::size_t Mirror::migrate_run_in(std::size_t device, std::uintptr_t start, std
                                    const os::Vma& vma, bool* out_of_memory) {
   device::DeviceBackend* dev = devices_[device];
   std::size_t n = (end - start) / kPageSize;
+  reserve_frames(device, n);
   std::size_t got = dev->alloc_frames(n, frames_);
   if (got < n) {
     *out_of_memory = true;
@@ -418,6 +424,10 @@ std::size_t Mirror::migrate_run_in(std::size_t device, std::uintptr_t start, std
   // 4. Revoke the CPU copy. The next CPU touch faults into cpu_fault().
   if (tracker_->revoke(start, len) < 0) return abort(true);
   std::uint64_t birth = clock_.load(std::memory_order_acquire);
+  bool had_pages = false;
+  for (std::size_t i = 0; i < os::kPagesPerBlock && !had_pages; ++i)
+    had_pages = b->owner[i] == static_cast<std::int8_t>(device);
+  note_arrival(b, device, had_pages);
   for (std::size_t k = 0; k < n; ++k) {
     b->owner[i0 + k] = static_cast<std::int8_t>(device);
     b->frame[i0 + k] = frames_[k];
@@ -438,6 +448,7 @@ int Mirror::move_between_devices(std::size_t device, std::uintptr_t page) {
   std::size_t i = os::page_index_in_block(page);
   int from = b->owner[i];
   std::uint32_t frame = 0;
+  reserve_frames(device, 1);
   if (devices_[device]->alloc_frames(1, &frame) != 1) return 0;
   lock_.begin_invalidate();
   devices_[from]->invalidate(page, page + kPageSize);
@@ -449,6 +460,10 @@ int Mirror::move_between_devices(std::size_t device, std::uintptr_t page) {
     return -1;
   }
   devices_[from]->free_frame(b->frame[i]);
+  bool had_pages = false;
+  for (std::size_t j = 0; j < os::kPagesPerBlock && !had_pages; ++j)
+    had_pages = b->owner[j] == static_cast<std::int8_t>(device);
+  note_arrival(b, device, had_pages);
   b->owner[i] = static_cast<std::int8_t>(device);
   b->frame[i] = frame;
   counters_[device].pages_to_device.fetch_add(1, std::memory_order_relaxed);

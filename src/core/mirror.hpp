@@ -33,7 +33,8 @@ namespace hetmm::core {
 
 // Counters the mirror keeps per device (merged into DeviceStats by the API layer).
 struct MirrorCounters {
-  std::atomic<std::uint64_t> pages_to_device{0}, pages_to_system{0}, cpu_faults{0};
+  std::atomic<std::uint64_t> pages_to_device{0}, pages_to_system{0}, cpu_faults{0},
+      pages_evicted{0};
 };
 
 // The outcome of an operation, recorded under the lock and turned into an exception after it.
@@ -54,7 +55,7 @@ enum class CpuFault { not_ours, served, busy };
 
 class Mirror final : public device::FaultResolver, public os::RuntimeAllocated {
  public:
-  Mirror(HostTracker* tracker, std::size_t device_count);
+  Mirror(HostTracker* tracker, std::size_t device_count, PolicyProfile policy);
   ~Mirror() override;
 
   void attach(std::size_t index, device::DeviceBackend* device);
@@ -136,6 +137,14 @@ class Mirror final : public device::FaultResolver, public os::RuntimeAllocated {
   // 1: moved; 0: no free frame; -1: the copy failed (the page came home instead).
   int move_between_devices(std::size_t device, std::uintptr_t page);
   void map_on_device(std::size_t device, std::uintptr_t page, int prot);
+  // Makes room for `pages` frames on `device`: brings home the device's pages of the blocks the
+  // policy ranks first (src/policy/eviction.hpp), never pages in [keep_start_, keep_end_) (the
+  // request being served). Returns the frames it freed. (src/core/eviction.cpp)
+  std::size_t evict(std::size_t device, std::size_t pages);
+  // Makes sure `device` has n free frames, evicting when it has fewer (as far as it can).
+  void reserve_frames(std::size_t device, std::size_t n);
+  // A migration put pages of block b on device; had_pages: the block had some there before.
+  void note_arrival(VaBlock* b, std::size_t device, bool had_pages);
   // Reads the memory map for [start, end) consistently with the state (the read_begin /
   // read_retry loop) and returns with the state lock held; false (lock not held) if
   // /proc/self/maps cannot be read.
@@ -162,6 +171,9 @@ class Mirror final : public device::FaultResolver, public os::RuntimeAllocated {
   StateLock lock_;
   RadixTable<VaBlock> blocks_;
   std::atomic<std::uint64_t> clock_{1};
+  PolicyProfile policy_;
+  std::uint64_t use_clock_ = 0;   // orders blocks for eviction; under the state lock
+  std::uintptr_t keep_start_ = 0, keep_end_ = 0;  // never evicted (the request in progress)
   std::byte* staging_;  // 2 MiB of runtime memory for copies that need a contiguous buffer
   std::uint32_t* frames_;  // scratch frame list, kPagesPerBlock entries
   std::uint8_t* bits_;     // scratch page bits, kPagesPerBlock entries

@@ -20,6 +20,7 @@
 namespace hetmm::core {
 
 inline constexpr std::int8_t kSystem = -1;
+inline constexpr std::size_t kMaxDevices = 32;
 
 enum PageFlag : std::uint8_t {
   kRevoked = 1,    // CPU copy revoked; data lives in owner's device memory
@@ -38,6 +39,11 @@ struct VaBlock {
   std::uint64_t birth[os::kPagesPerBlock] = {};   // event stamp when the page left system memory
   std::uint32_t mapped_devices = 0;
   std::uint32_t resident = 0;  // pages owned by some device
+  // Eviction order (src/policy/eviction.hpp), per device, from the mirror's use clock: when the
+  // block last got its first page on the device (the driver's allocation order), and when the
+  // device last migrated or faulted on it (recency). Written under the state lock.
+  std::uint64_t arrived[kMaxDevices] = {};
+  std::uint64_t used[kMaxDevices] = {};
 
   std::uintptr_t page_addr(std::size_t i) const { return base + i * os::kPageSize; }
 };

@@ -1,0 +1,74 @@
+// Eviction: making room on a device that is out of frames, in the order the policy chooses.
+//
+// Under the state lock, like every residency change. The victim search walks the blocks that
+// hold device pages (one pass per victim block): cheap next to the copies it saves, and
+// bounded by the number of resident blocks (device memory / 2 MiB).
+#include "core/mirror.hpp"
+#include "policy/eviction.hpp"
+
+#include <algorithm>
+
+namespace hetmm::core {
+
+void Mirror::note_arrival(VaBlock* b, std::size_t device, bool had_pages) {
+  if (!had_pages) b->arrived[device] = ++use_clock_;
+  b->used[device] = ++use_clock_;
+}
+
+void Mirror::reserve_frames(std::size_t device, std::size_t n) {
+  device::DeviceBackend* dev = devices_[device];
+  std::size_t free = (dev->capacity_bytes() - dev->used_bytes()) / os::kPageSize;
+  if (free < n) evict(device, n - free);
+}
+
+std::size_t Mirror::evict(std::size_t device, std::size_t pages) {
+  auto d = static_cast<std::int8_t>(device);
+  device::DeviceBackend* dev = devices_[device];
+  auto kept = [&](std::uintptr_t page) { return page >= keep_start_ && page < keep_end_; };
+  std::size_t freed = 0;
+  while (freed < pages) {
+    VaBlock* victim = nullptr;
+    std::uint64_t best = ~std::uint64_t{0};
+    blocks_.for_each([&](VaBlock& b) {
+      if (b.resident == 0) return;
+      std::uint64_t key = policy::eviction_key(policy_, b, device);
+      if (key >= best) return;
+      for (std::size_t i = 0; i < os::kPagesPerBlock; ++i) {
+        if (b.owner[i] == d && !kept(b.page_addr(i))) {
+          victim = &b;
+          best = key;
+          return;
+        }
+      }
+    });
+    if (victim == nullptr) break;  // everything left is the request's own
+    std::size_t before = dev->used_bytes();
+    std::uintptr_t lo = victim->base, hi = lo + os::kBlockSize;
+    if (policy::evicts_whole_blocks(policy_) == false) {
+      // Only what is needed, in 64 KiB granules: the rest of the block stays useful.
+      std::size_t want = (pages - freed + 15) / 16 * 16, seen = 0;
+      std::uintptr_t limit = lo;
+      while (limit < hi && seen < want) {
+        std::size_t i = os::page_index_in_block(limit);
+        if (victim->owner[i] == d && !kept(limit)) ++seen;
+        limit += os::kPageSize;
+      }
+      hi = limit;
+    }
+    std::uintptr_t cut_lo = std::clamp(keep_start_, lo, hi), cut_hi = std::clamp(keep_end_, lo, hi);
+    if (cut_lo < cut_hi) {
+      bring_home_range(lo, cut_lo, d, -1);
+      bring_home_range(cut_hi, hi, d, -1);
+    } else {
+      bring_home_range(lo, hi, d, -1);
+    }
+    std::size_t after = dev->used_bytes();
+    if (after >= before) break;  // nothing came home (transient failures): try again later
+    std::size_t n = (before - after) / os::kPageSize;
+    freed += n;
+    counters_[device].pages_evicted.fetch_add(n, std::memory_order_relaxed);
+  }
+  return freed;
+}
+
+}  // namespace hetmm::core
