@@ -18,30 +18,25 @@ namespace {
 
 // Staging memory for device reads and writes, in runtime memory: the copy into the program's
 // buffer happens after the state lock is dropped, so that buffer may itself be on a device.
+// Devices never map runtime memory (os/proc_maps.cpp marks it special), so nothing needs
+// tearing down when it goes. Small buffers come from the runtime's one-slot cache: a fresh
+// mapping per call costs an mmap and an munmap with its TLB-flush IPIs.
 class Bounce {
  public:
   // A length the host cannot stage is out_of_memory, as the dmirror ioctls' bounce vmalloc
   // failing is ENOMEM (not a std::bad_alloc escaping the API).
   Bounce(detail::RuntimeImpl* rt, const char* what, std::size_t index, const void* addr,
          std::size_t len)
-      : rt_(rt), len_(os::page_up(len)), p_(map(what, index, addr, len)) {}
-  ~Bounce() {
-    // The staging pages sit next to the program's memory, so a fault round's fault-ahead may
-    // have mapped them in place on a device. Tear that down as the munmap hook would: a stale
-    // PTE would outlive the mapping and meet whatever is mapped there next (a write into a
-    // read-only mapping reused the address then failed as `fault`, not `permission`).
-    auto a = reinterpret_cast<std::uintptr_t>(p_);
-    rt_->mirror().before_unmap(a, a + len_);
-    os::unmap_runtime_memory(p_, len_);
-  }
+      : rt_(rt), len_(os::page_up(len)), p_(take(what, index, addr, len)) {}
+  ~Bounce() { rt_->give_staging(p_, len_); }
   Bounce(const Bounce&) = delete;
   Bounce& operator=(const Bounce&) = delete;
   void* get() const { return p_; }
 
  private:
-  void* map(const char* what, std::size_t index, const void* addr, std::size_t len) {
+  void* take(const char* what, std::size_t index, const void* addr, std::size_t len) {
     try {
-      return os::map_runtime_memory(len_);
+      return rt_->take_staging(len_);
     } catch (const std::bad_alloc&) {
       throw Error(Errc::out_of_memory,
                   describe(what, index, addr, len) + ": no host memory to stage the transfer");

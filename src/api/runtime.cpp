@@ -110,6 +110,7 @@ RuntimeImpl::RuntimeImpl(const Options& options) : options_(options) {
 }
 
 RuntimeImpl::~RuntimeImpl() {
+  if (void* p = staging_cache_.exchange(nullptr)) os::unmap_runtime_memory(p, kStagingCached);
   if (registered_.orphaned.load()) {
     // A forked child: the threads belong to the parent. Forget them without joining.
     for (auto& d : devices_) d->abandon_threads();
@@ -155,6 +156,23 @@ std::string RuntimeImpl::kernel_features() const {
   }
   line("PAGEMAP_SCAN (zero page, THP in snapshots)", os::pagemap_scan_supported() ? "yes" : "no");
   return out;
+}
+
+void* RuntimeImpl::take_staging(std::size_t len) {
+  if (len <= kStagingCached) {
+    if (void* p = staging_cache_.exchange(nullptr, std::memory_order_acquire)) return p;
+    return os::map_runtime_memory(kStagingCached);
+  }
+  return os::map_runtime_memory(len);
+}
+
+void RuntimeImpl::give_staging(void* p, std::size_t len) {
+  if (len > kStagingCached) {
+    os::unmap_runtime_memory(p, len);
+    return;
+  }
+  if (void* old = staging_cache_.exchange(p, std::memory_order_acq_rel))
+    os::unmap_runtime_memory(old, kStagingCached);
 }
 
 void RuntimeImpl::check_usable(const char* what) const {

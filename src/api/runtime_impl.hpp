@@ -14,6 +14,7 @@
 
 #include <hetmm/hetmm.hpp>
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -36,6 +37,12 @@ class RuntimeImpl : public os::RuntimeAllocated {
   std::string kernel_features() const;
   core::FaultInjector& injector() { return *injector_; }
 
+  // Staging buffers for Device::read/write (runtime memory, page-rounded lengths). Buffers up
+  // to kStagingCached bytes are kept in a one-slot cache between calls; lock-free.
+  static constexpr std::size_t kStagingCached = 256 * 1024;
+  void* take_staging(std::size_t len);
+  void give_staging(void* p, std::size_t len);
+
   void* allocate(std::size_t len);
   void deallocate(void* p);
 
@@ -50,6 +57,7 @@ class RuntimeImpl : public os::RuntimeAllocated {
   std::vector<std::unique_ptr<device::sim::SimDevice>> devices_;
   host::Registered registered_;
   bool registered_ok_ = false;
+  std::atomic<void*> staging_cache_{nullptr};  // kStagingCached bytes, or null
   core::lock_order::RankedMutex<core::lock_order::Rank::alloc> alloc_mutex_;
   std::map<std::uintptr_t, std::size_t> allocations_;  // base -> mapped length
 };
