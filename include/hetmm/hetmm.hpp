@@ -61,6 +61,22 @@ enum class Tracking {
 };
 const char* to_string(Tracking tracking) noexcept;
 
+// A device's link to system memory, for *modeled* time: on this machine device memory is system
+// RAM, so wall time cannot show what a real link costs. The model (docs/PERFORMANCE.md, with its
+// numbers' sources): every migrated run (either way) costs latency + bytes / bandwidth; every
+// device fault batch costs fault_us; kernel accesses in place cost bytes / bandwidth, accesses
+// to device memory bytes / local_bandwidth. A rate of 0 costs nothing.
+struct LinkProfile {
+  double bandwidth_gbs = 0;        // host <-> device, GB/s (10^9 bytes per second)
+  double latency_us = 0;           // per transfer (one migrated run)
+  double fault_us = 0;             // per device fault batch (service and replay)
+  double local_bandwidth_gbs = 0;  // device memory, GB/s
+  static LinkProfile none() { return {}; }
+  static LinkProfile pcie4() { return {25, 1, 30, 1600}; }
+  static LinkProfile pcie5() { return {50, 1, 30, 3350}; }
+  static LinkProfile nvlink_c2c() { return {375, 0.5, 30, 3400}; }
+};
+
 // Migration policies. `hetmm` is the default; `uvm` follows the NVIDIA driver's documented
 // defaults, as the peer to compare with. Today they differ in eviction: when a device runs out
 // of memory, `uvm` evicts 2 MiB blocks in the order they were allocated, `hetmm` the least
@@ -101,6 +117,7 @@ struct Options {
   // EFAULT instead of being served. Useful to test what unprivileged users get.
   bool userfaultfd_user_mode_only = false;
   PolicyProfile policy = PolicyProfile::hetmm;
+  LinkProfile link;  // every device's link, for DeviceStats::modeled_seconds
   FaultInjection inject;  // testing aid; see FaultInjection
 };
 
@@ -147,6 +164,11 @@ struct DeviceStats {
   std::uint64_t pages_to_system = 0;     // pages migrated from this device to system memory
   std::uint64_t cpu_faults = 0;          // CPU touches that brought a page home from here
   std::uint64_t pages_evicted = 0;       // pages sent home to make room for others
+  std::uint64_t link_transfers = 0;      // migrated runs, both ways (device to device included)
+  std::uint64_t link_bytes = 0;          // bytes those runs moved
+  std::uint64_t in_place_bytes = 0;      // bytes kernels accessed in system memory, in place
+  std::uint64_t local_bytes = 0;         // bytes kernels accessed in device memory
+  double modeled_seconds = 0;            // the link model's time for all of the above
   std::uint64_t invalidations = 0;       // PTE ranges torn down (each with a TLB shootdown)
   std::uint64_t kernels = 0;             // kernels completed
   std::uint64_t tlb_hits = 0;

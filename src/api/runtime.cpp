@@ -47,6 +47,11 @@ RuntimeImpl::RuntimeImpl(const Options& options) : options_(options) {
   if (options.devices == 0 || options.devices > 32)
     throw Error(Errc::invalid_argument,
                 "Options::devices must be 1..32, got " + std::to_string(options.devices));
+  for (double v : {options.link.bandwidth_gbs, options.link.latency_us, options.link.fault_us,
+                   options.link.local_bandwidth_gbs})
+    if (!(v >= 0) || v > 1e12)
+      throw Error(Errc::invalid_argument,
+                  "Options::link: every rate and cost must be a finite number >= 0");
   // Each worker is a thread with its own stack and TLB: a huge count would exhaust the process
   // (or spin for hours creating them) before failing.
   if (options.workers > kMaxWorkers)

@@ -36,6 +36,7 @@ class RuntimeImpl : public os::RuntimeAllocated {
   const std::string& reason() const { return reason_; }
   std::string kernel_features() const;
   core::FaultInjector& injector() { return *injector_; }
+  const LinkProfile& link() const { return options_.link; }
 
   // Staging buffers for Device::read/write (runtime memory, page-rounded lengths). Buffers up
   // to kStagingCached bytes are kept in a one-slot cache between calls; lock-free.

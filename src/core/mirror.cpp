@@ -437,6 +437,8 @@ std::size_t Mirror::migrate_run_in(std::size_t device, std::uintptr_t start, std
   }
   b->resident += static_cast<std::uint32_t>(n);
   counters_[device].pages_to_device.fetch_add(n, std::memory_order_relaxed);
+  counters_[device].link_transfers.fetch_add(1, std::memory_order_relaxed);
+  counters_[device].link_bytes.fetch_add(n * kPageSize, std::memory_order_relaxed);
 #ifndef NDEBUG
   check_block(*b);
 #endif
@@ -467,6 +469,8 @@ int Mirror::move_between_devices(std::size_t device, std::uintptr_t page) {
   b->owner[i] = static_cast<std::int8_t>(device);
   b->frame[i] = frame;
   counters_[device].pages_to_device.fetch_add(1, std::memory_order_relaxed);
+  counters_[device].link_transfers.fetch_add(1, std::memory_order_relaxed);
+  counters_[device].link_bytes.fetch_add(kPageSize, std::memory_order_relaxed);
   return 1;
 }
 
@@ -509,6 +513,10 @@ std::size_t Mirror::bring_home_run(std::uintptr_t start, std::uintptr_t end, int
     }
     b->resident -= static_cast<std::uint32_t>(done);
     if (rc != -ENOENT && rc != -ESTALE) moved += done;
+    if (done > 0) {
+      counters_[owner].link_transfers.fetch_add(1, std::memory_order_relaxed);
+      counters_[owner].link_bytes.fetch_add(done * kPageSize, std::memory_order_relaxed);
+    }
     if (done > 0) tracker_->settle(start + k * kPageSize, done * kPageSize);
     if (left) *left += run - done;
     k += run;

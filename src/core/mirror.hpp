@@ -34,7 +34,7 @@ namespace hetmm::core {
 // Counters the mirror keeps per device (merged into DeviceStats by the API layer).
 struct MirrorCounters {
   std::atomic<std::uint64_t> pages_to_device{0}, pages_to_system{0}, cpu_faults{0},
-      pages_evicted{0};
+      pages_evicted{0}, link_transfers{0}, link_bytes{0};
 };
 
 // The outcome of an operation, recorded under the lock and turned into an exception after it.

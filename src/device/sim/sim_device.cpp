@@ -314,6 +314,8 @@ DeviceStats SimDevice::stats() const {
   for (unsigned i = 0; i < nworkers_; ++i) {
     s.tlb_hits += __atomic_load_n(&workers_[i]->tlb_hits, __ATOMIC_RELAXED);
     s.tlb_misses += __atomic_load_n(&workers_[i]->tlb_misses, __ATOMIC_RELAXED);
+    s.local_bytes += __atomic_load_n(&workers_[i]->local_bytes, __ATOMIC_RELAXED);
+    s.in_place_bytes += __atomic_load_n(&workers_[i]->in_place_bytes, __ATOMIC_RELAXED);
   }
   return s;
 }

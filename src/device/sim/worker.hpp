@@ -52,6 +52,8 @@ struct WorkerContext {
   TlbEntry tlb[kTlbEntries];
   std::uint64_t tlb_hits = 0;
   std::uint64_t tlb_misses = 0;
+  std::uint64_t local_bytes = 0;     // accessed in device frames (for the link model)
+  std::uint64_t in_place_bytes = 0;  // accessed in system memory, in place
   device::sim::FaultRequest request;
   os::OsThread thread;
 

@@ -145,12 +145,14 @@ void access_page(WorkerContext* w, std::uintptr_t va, bool write, const char* wh
     if (local) {
       on_local(h);
       leave(w);
+      __atomic_store_n(&w->local_bytes, w->local_bytes + n, __ATOMIC_RELAXED);
     } else {
       // An in-place access is a CPU access: it leaves the shootdown protocol before it starts
       // (see worker.hpp), since it may block in a CPU page fault that only the userfaultfd
       // handler serves, and the handler may be the invalidator waiting for this worker.
       leave(w);
       rc = in_place(h);
+      if (rc == 0) __atomic_store_n(&w->in_place_bytes, w->in_place_bytes + n, __ATOMIC_RELAXED);
     }
     if (rc == 0) return;
     drop_tlb_entry(w, va);
