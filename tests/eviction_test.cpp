@@ -104,3 +104,31 @@ HETMM_BOTH_MODES(Eviction);
 
 }  // namespace
 }  // namespace hetmm::test
+
+namespace hetmm::test {
+namespace {
+
+using Prefetch = Tracked;
+
+TEST_P(Prefetch, ToADeviceAndBackHome) {
+  Runtime rt(options(2));
+  Mapping m(32 * kPage);
+  fill_pattern(m.get(), m.size(), 60);
+  EXPECT_EQ(rt.prefetch(m.get(), 16 * kPage, Location::device(0)).pages, 16u);
+  EXPECT_EQ(rt.prefetch(m.get() + 16 * kPage, 16 * kPage, Location::device(1)).pages, 16u);
+  EXPECT_TRUE(rt.location(m.get()) == Location::device(0));
+  EXPECT_TRUE(rt.location(m.get() + 16 * kPage) == Location::device(1));
+  // Home from both devices at once.
+  EXPECT_EQ(rt.prefetch(m.get(), m.size(), Location::system()).pages, 32u);
+  EXPECT_EQ(rt.device(0).memory_used() + rt.device(1).memory_used(), 0u);
+  EXPECT_TRUE(check_pattern(m.get(), m.size(), 60));
+  EXPECT_EQ(error_of([&] { rt.prefetch(m.get(), m.size(), Location::device(2)); }),
+            Errc::invalid_argument);
+  EXPECT_EQ(error_of([&] { rt.prefetch(m.get(), 0, Location::system()); }),
+            Errc::invalid_argument);
+}
+
+HETMM_BOTH_MODES(Prefetch);
+
+}  // namespace
+}  // namespace hetmm::test

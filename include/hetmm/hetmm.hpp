@@ -302,6 +302,11 @@ class Runtime {
   // Where the page holding addr lives now.
   Location location(const void* addr) const;
 
+  // Moves [addr, addr+len) to `to` ahead of use (cudaMemPrefetchAsync, but synchronous): a
+  // device: Device::migrate_to_device, evicting other pages if it must; the system: every
+  // device's pages of the range come home. Same errors as those calls.
+  AccessResult prefetch(const void* addr, std::size_t len, Location to);
+
   // Faults injected so far (Options::inject).
   InjectedFaults injected_faults() const;
 

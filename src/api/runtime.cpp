@@ -267,6 +267,13 @@ bool Runtime::hooks_active() const { return host::hooks_interposed(); }
 std::string Runtime::kernel_features() const { return impl_->kernel_features(); }
 void* Runtime::allocate(std::size_t len) { return impl_->allocate(len); }
 void Runtime::deallocate(void* p) { impl_->deallocate(p); }
+AccessResult Runtime::prefetch(const void* addr, std::size_t len, Location to) {
+  if (!to.is_system()) return device(to.device_index()).migrate_to_device(addr, len);
+  AccessResult total;
+  for (auto& d : devices_) total.pages += d->migrate_to_system(addr, len).pages;
+  return total;
+}
+
 InjectedFaults Runtime::injected_faults() const { return impl_->injector().counts(); }
 
 Location Runtime::location(const void* addr) const {
