@@ -125,12 +125,15 @@ TEST_P(Migration, OutOfDeviceMemory) {
   EXPECT_EQ(error_of([&] { rt.device(0).migrate_to_device(m.get(), 32 * kPage); }),
             Errc::out_of_memory);
   EXPECT_EQ(rt.device(0).stats().pages_evicted, 0u);
-  // Another range makes room by evicting (one 64 KiB granule: 16 pages).
+  // Another range makes room by evicting: a 64 KiB granule (16 pages) of the victim block, or
+  // fewer if the block holds fewer of m's pages (m may straddle two blocks), but at least 4.
   Mapping more(4 * kPage);
   fill_pattern(more.get(), 4 * kPage, 14);
   rt.device(0).migrate_to_device(more.get(), 4 * kPage);
-  EXPECT_EQ(rt.device(0).memory_used(), 4 * kPage);
-  EXPECT_EQ(rt.device(0).stats().pages_evicted, 16u);
+  std::uint64_t evicted = rt.device(0).stats().pages_evicted;
+  EXPECT_GE(evicted, 4u);
+  EXPECT_LE(evicted, 16u);
+  EXPECT_EQ(rt.device(0).memory_used(), (16 - evicted + 4) * kPage);
   EXPECT_TRUE(rt.location(more.get()) == Location::device(0));
   EXPECT_TRUE(check_pattern(m.get(), 32 * kPage, 13));
   EXPECT_TRUE(check_pattern(more.get(), 4 * kPage, 14));
