@@ -80,10 +80,8 @@ TEST_P(Scenario, PartialMunmapOfDeviceResidentRangeKeepsSurvivors) {
 TEST_P(Scenario, MremapOfDeviceResidentRangeKeepsEveryByte) {
   Runtime rt(options());
   const std::size_t n = 32;
-  auto* p = static_cast<std::byte*>(
-      mmap(nullptr, n * kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-  fill_pattern(p, n * kPage, 71);
-  rt.device(0).migrate_to_device(p, n * kPage);
+  std::byte* p = mmap_filled_on_device(rt.device(0), n * kPage, 71);
+  ASSERT_NE(p, nullptr);
   // Grow and move.
   auto* q = static_cast<std::byte*>(mremap(p, n * kPage, 4 * n * kPage, MREMAP_MAYMOVE));
   ASSERT_NE(q, MAP_FAILED);
@@ -279,10 +277,8 @@ TEST(Events, UnhookedDontneedDropsDeviceResidentData) {
 TEST(Events, RawMremapSyscallMovesDeviceState) {
   Runtime rt(userfaultfd_options());
   const std::size_t n = 16;
-  auto* p = static_cast<std::byte*>(
-      mmap(nullptr, n * kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-  fill_pattern(p, n * kPage, 29);
-  rt.device(0).migrate_to_device(p, n * kPage);
+  std::byte* p = mmap_filled_on_device(rt.device(0), n * kPage, 29);
+  ASSERT_NE(p, nullptr);
   auto* q = reinterpret_cast<std::byte*>(
       syscall(SYS_mremap, p, n * kPage, 2 * n * kPage, MREMAP_MAYMOVE));
   ASSERT_NE(q, MAP_FAILED);

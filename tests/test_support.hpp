@@ -101,6 +101,17 @@ inline void fill_and_migrate(Device& dev, const Mapping& m, std::uint32_t seed) 
   dev.migrate_to_device(m.get(), m.size());
 }
 
+// A bare anonymous mapping (the test unmaps or remaps it itself), filled with the pattern of
+// seed and migrated to the device.
+inline std::byte* mmap_filled_on_device(Device& dev, std::size_t len, std::uint32_t seed) {
+  auto* p = static_cast<std::byte*>(
+      ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  if (p == MAP_FAILED) return nullptr;
+  fill_pattern(p, len, seed);
+  dev.migrate_to_device(p, len);
+  return p;
+}
+
 // userfaultfd events are handled just after the call that raised them: wait (at most 5 s) for
 // the device's memory use to reach `bytes`, and return what it is.
 inline std::size_t wait_for_used(Device& dev, std::size_t bytes) {

@@ -10,7 +10,11 @@
 
 namespace hetmm::core {
 
-void Mirror::note_arrival(VaBlock* b, std::size_t device, bool had_pages) {
+void Mirror::note_arrival(VaBlock* b, std::size_t device) {
+  // The block's allocation-order stamp restarts when it had no page on the device before.
+  bool had_pages = false;
+  for (std::size_t i = 0; i < os::kPagesPerBlock && !had_pages; ++i)
+    had_pages = b->owner[i] == static_cast<std::int8_t>(device);
   if (!had_pages) b->arrived[device] = ++use_clock_;
   b->used[device] = ++use_clock_;
 }

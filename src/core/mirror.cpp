@@ -134,10 +134,15 @@ int Mirror::effective_prot(const os::Vma* vma, std::uintptr_t page) const {
   return vma->prot();
 }
 
-void Mirror::map_on_device(std::size_t device, std::uintptr_t page, int prot) {
+bool Mirror::map_on_device(std::size_t device, std::uintptr_t page, int prot) {
   // Writable whenever the page may be written, whatever the fault asked: saves a second fault.
   VaBlock* b = get_block(page);
   std::size_t i = os::page_index_in_block(page);
+  // A page in another device's memory (left there by a full device, a failed copy or a
+  // transient failure) is never mapped: an in-place mapping of a revoked page would have a
+  // worker fault on the CPU side while an invalidation holding the state lock waits for it
+  // (found by fault injection: Injected.EverythingAtOnce). The device faults on it again.
+  if (b->owner[i] != kSystem && b->owner[i] != static_cast<std::int8_t>(device)) return false;
   bool writable = (prot & PROT_WRITE) != 0;
   std::uint64_t entry;
   if (b->owner[i] == static_cast<std::int8_t>(device)) {
@@ -145,11 +150,11 @@ void Mirror::map_on_device(std::size_t device, std::uintptr_t page, int prot) {
     auto* host = devices_[device]->frame_host_address(b->frame[i]);
     entry = device::pte::make(reinterpret_cast<std::uintptr_t>(host), writable, true);
   } else {
-    assert(b->owner[i] == kSystem);
     entry = device::pte::make(page, writable, false);
   }
   devices_[device]->set_pte(page, entry);
   b->mapped_devices |= 1u << device;
+  return true;
 }
 
 bool Mirror::lock_with_map(std::uintptr_t start, std::uintptr_t end, os::VmaList& vmas) {
@@ -230,13 +235,8 @@ void Mirror::resolve_locked(std::size_t device, const FaultRange& r, FaultOutcom
   // Pages in another device's memory come home first (the kernel's migrate_to_ram for a
   // device-private page of another owner), then everything is mapped in place or locally.
   bring_home_range(r.start, stop, -1, static_cast<int>(device));
-  for (std::uintptr_t page = r.start; page < stop; page += kPageSize) {
-    std::int8_t owner = owner_of(page);
-    // Still on another device after a transient failure: left unmapped, so the device faults
-    // on it again and the next round retries.
-    if (owner != kSystem && owner != static_cast<std::int8_t>(device)) continue;
+  for (std::uintptr_t page = r.start; page < stop; page += kPageSize)
     map_on_device(device, page, effective_prot(os::find_vma(vmas, page), page));
-  }
   // Fault ahead: map the neighbours that need no data movement and no error.
   if (o.error == 0) {
     for (std::uintptr_t page = lo; page < hi; page += kPageSize) {
@@ -246,8 +246,6 @@ void Mirror::resolve_locked(std::size_t device, const FaultRange& r, FaultOutcom
       }
       int prot = effective_prot(os::find_vma(vmas, page), page);
       if (prot < 0 || !(prot & PROT_READ)) continue;
-      std::int8_t owner = owner_of(page);
-      if (owner != kSystem && owner != static_cast<std::int8_t>(device)) continue;
       if (devices_[device]->get_pte(page) & device::pte::kValid) continue;
       map_on_device(device, page, prot);
     }
@@ -353,16 +351,7 @@ std::size_t Mirror::migrate_to_device(std::size_t device, std::uintptr_t start, 
   std::size_t readable = 0;
   for (std::uintptr_t page = start; page < end; page += kPageSize) {
     int prot = effective_prot(os::find_vma(vmas.list, page), page);
-    // A page left in another device's memory (no frame here, or a failed copy) is not
-    // mapped: an in-place mapping of a revoked page would have a worker fault on the CPU side
-    // while an invalidation holding the state lock waits for it. Found by fault injection:
-    // Injected.EverythingAtOnce.
-    std::int8_t owner = owner_of(page);
-    if (owner != kSystem && owner != static_cast<std::int8_t>(device)) continue;
-    if (prot >= 0 && (prot & PROT_READ)) {
-      map_on_device(device, page, prot);
-      ++readable;
-    }
+    if (prot >= 0 && (prot & PROT_READ) && map_on_device(device, page, prot)) ++readable;
   }
   return readable;
 }
@@ -424,10 +413,7 @@ std::size_t Mirror::migrate_run_in(std::size_t device, std::uintptr_t start, std
   // 4. Revoke the CPU copy. The next CPU touch faults into cpu_fault().
   if (tracker_->revoke(start, len) < 0) return abort(true);
   std::uint64_t birth = clock_.load(std::memory_order_acquire);
-  bool had_pages = false;
-  for (std::size_t i = 0; i < os::kPagesPerBlock && !had_pages; ++i)
-    had_pages = b->owner[i] == static_cast<std::int8_t>(device);
-  note_arrival(b, device, had_pages);
+  note_arrival(b, device);
   for (std::size_t k = 0; k < n; ++k) {
     b->owner[i0 + k] = static_cast<std::int8_t>(device);
     b->frame[i0 + k] = frames_[k];
@@ -462,10 +448,7 @@ int Mirror::move_between_devices(std::size_t device, std::uintptr_t page) {
     return -1;
   }
   devices_[from]->free_frame(b->frame[i]);
-  bool had_pages = false;
-  for (std::size_t j = 0; j < os::kPagesPerBlock && !had_pages; ++j)
-    had_pages = b->owner[j] == static_cast<std::int8_t>(device);
-  note_arrival(b, device, had_pages);
+  note_arrival(b, device);
   b->owner[i] = static_cast<std::int8_t>(device);
   b->frame[i] = frame;
   counters_[device].pages_to_device.fetch_add(1, std::memory_order_relaxed);
@@ -558,13 +541,14 @@ std::size_t Mirror::migrate_to_system(std::size_t device, std::uintptr_t start, 
 }
 
 std::size_t Mirror::bring_home_fully(std::uintptr_t start, std::uintptr_t end, int only,
-                                     int skip) {
-  std::size_t moved = 0;
+                                     int skip, std::size_t* left) {
+  std::size_t moved = 0, still = 0;
   for (int pass = 0; pass < kHomePasses; ++pass) {
-    std::size_t left = 0;
-    moved += bring_home_range(start, end, only, skip, &left);
-    if (left == 0) break;
+    still = 0;
+    moved += bring_home_range(start, end, only, skip, &still);
+    if (still == 0) break;
   }
+  if (left) *left = still;
   return moved;
 }
 
@@ -754,11 +738,7 @@ int Mirror::protect(std::uintptr_t start, std::uintptr_t end, int prot) {
 void Mirror::before_remap(std::uintptr_t start, std::uintptr_t end) {
   Locked lock(lock_);
   std::size_t left = 0;
-  for (int pass = 0; pass < kHomePasses; ++pass) {
-    left = 0;
-    bring_home_range(start, end, -1, -1, &left);
-    if (left == 0) break;
-  }
+  bring_home_fully(start, end, -1, -1, &left);
   invalidate_all(start, end);
   // Found by the differential tester: a range once migrated stayed registered with
   // userfaultfd in pieces, and mremap of it failed with EFAULT where plain memory succeeds.

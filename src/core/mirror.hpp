@@ -127,7 +127,8 @@ class Mirror final : public device::FaultResolver, public os::RuntimeAllocated {
                                std::size_t* left = nullptr);
   // The same, retrying what transient failures left behind, for callers that need every page
   // home (release, fork, mremap, ~Runtime).
-  std::size_t bring_home_fully(std::uintptr_t start, std::uintptr_t end, int only, int skip);
+  std::size_t bring_home_fully(std::uintptr_t start, std::uintptr_t end, int only, int skip,
+                               std::size_t* left = nullptr);
   // Drops device-resident data in [start, end) (pages born before `stamp`).
   void drop_range(std::uintptr_t start, std::uintptr_t end, bool make_accessible,
                   std::uint64_t stamp);
@@ -136,15 +137,17 @@ class Mirror final : public device::FaultResolver, public os::RuntimeAllocated {
                              const os::Vma& vma, bool* out_of_memory);
   // 1: moved; 0: no free frame; -1: the copy failed (the page came home instead).
   int move_between_devices(std::size_t device, std::uintptr_t page);
-  void map_on_device(std::size_t device, std::uintptr_t page, int prot);
+  // Maps one page on the device (locally or in place). Returns false, mapping nothing, when the
+  // page is in another device's memory.
+  bool map_on_device(std::size_t device, std::uintptr_t page, int prot);
   // Makes room for `pages` frames on `device`: brings home the device's pages of the blocks the
   // policy ranks first (src/policy/eviction.hpp), never pages in [keep_start_, keep_end_) (the
   // request being served). Returns the frames it freed. (src/core/eviction.cpp)
   std::size_t evict(std::size_t device, std::size_t pages);
   // Makes sure `device` has n free frames, evicting when it has fewer (as far as it can).
   void reserve_frames(std::size_t device, std::size_t n);
-  // A migration put pages of block b on device; had_pages: the block had some there before.
-  void note_arrival(VaBlock* b, std::size_t device, bool had_pages);
+  // A migration is about to put pages of block b on device (before their owner is set).
+  void note_arrival(VaBlock* b, std::size_t device);
   // Reads the memory map for [start, end) consistently with the state (the read_begin /
   // read_retry loop) and returns with the state lock held; false (lock not held) if
   // /proc/self/maps cannot be read.

@@ -132,12 +132,14 @@ std::string format(const Program& p) {
 
 std::optional<Divergence> run_generated(Runtime& rt, Chooser& chooser, const Shape& shape,
                                         std::size_t steps, bool oom_possible, ThreadPool& pool,
-                                        Program* recorded, Counters& counters) {
+                                        Program* recorded, Counters& counters,
+                                        const std::function<void(std::size_t, const Step&)>& before_step) {
   recorded->slots = initial_slots(chooser, shape);
   recorded->steps.clear();
   World world(rt, recorded->slots, oom_possible, shape.fork);
   for (std::size_t i = 0; i < steps && !chooser.exhausted(); ++i) {
     recorded->steps.push_back(next_step(chooser, world.model(), shape));
+    if (before_step) before_step(i, recorded->steps.back());
     if (auto d = world.run(recorded->steps.back(), i, pool, counters)) return d;
   }
   return world.check_all(recorded->steps.size());
@@ -179,20 +181,14 @@ Report run(const Config& config) {
     program.seed = config.seed + k;
     SeededChooser chooser(program.seed);
     Counters counters;
-    std::optional<Divergence> d;
-    {
-      // Record as we go, so that a stuck step can be named by the watchdog.
-      program.slots = initial_slots(chooser, shape);
-      World world(rt, program.slots, oom_possible, shape.fork);
-      for (std::size_t i = 0; i < config.steps_per_program && !d; ++i) {
-        program.steps.push_back(next_step(chooser, world.model(), shape));
-        where = "seed " + std::to_string(program.seed) + " step " + std::to_string(i) + ": " +
-                describe(program.steps.back());
-        d = world.run(program.steps.back(), i, pool, counters);
-        watchdog.tick();
-      }
-      if (!d) d = world.check_all(program.steps.size());
-    }
+    // The watchdog names the step in progress if it gets stuck.
+    std::optional<Divergence> d = run_generated(
+        rt, chooser, shape, config.steps_per_program, oom_possible, pool, &program, counters,
+        [&](std::size_t i, const Step& step) {
+          watchdog.tick();
+          where = "seed " + std::to_string(program.seed) + " step " + std::to_string(i) + ": " +
+                  describe(step);
+        });
     report.counters.add(counters);
     ++report.programs;
     std::size_t used = settle_device_memory(rt);

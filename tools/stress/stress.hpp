@@ -59,10 +59,12 @@ struct Program {
 std::string format(const Program& program);
 
 // Generates and runs one program (steps from `chooser`, until it is exhausted or `steps`
-// ran), recording it. Returns the first divergence.
-std::optional<Divergence> run_generated(Runtime& rt, Chooser& chooser, const Shape& shape,
-                                        std::size_t steps, bool oom_possible, ThreadPool& pool,
-                                        Program* recorded, Counters& counters);
+// ran), recording it. Returns the first divergence. before_step, if set, sees each step just
+// before it runs.
+std::optional<Divergence> run_generated(
+    Runtime& rt, Chooser& chooser, const Shape& shape, std::size_t steps, bool oom_possible,
+    ThreadPool& pool, Program* recorded, Counters& counters,
+    const std::function<void(std::size_t, const Step&)>& before_step = {});
 // Replays a recorded program.
 std::optional<Divergence> replay(Runtime& rt, const Program& program, bool oom_possible,
                                  ThreadPool& pool, Counters& counters);
