@@ -77,11 +77,34 @@ struct LinkProfile {
   static LinkProfile nvlink_c2c() { return {375, 0.5, 30, 3400}; }
 };
 
-// Migration policies. `hetmm` is the default; `uvm` follows the NVIDIA driver's documented
-// defaults, as the peer to compare with. Today they differ in eviction: when a device runs out
-// of memory, `uvm` evicts 2 MiB blocks in the order they were allocated, `hetmm` the least
-// recently used (migrated or faulted on) first.
-enum class PolicyProfile { hetmm, uvm };
+// Migration policies: what a device fault does with the pages it needs, what leaves a full
+// device first, and how thrashing is handled (docs/POLICIES.md has each one's rules).
+//  hetmm     the default. Device faults migrate pages in 64 KiB granules while the device has
+//            room, with stream/stride prefetch across blocks; a full device evicts the least
+//            recently used blocks that are cold, and when the working set does not fit
+//            (thrashing) the rest is accessed in place instead of paging it round; hot
+//            in-place blocks migrate (access counting); read-mostly pages are duplicated.
+//  uvm       the NVIDIA driver's documented defaults, as the peer to beat: migrate on fault with
+//            the density prefetcher (51% per 2 MiB block, 64 KiB growth), allocation-order
+//            eviction of 2 MiB blocks, thrashing throttle then pin (uvm_perf_* parameters).
+//  in_place  device faults map system memory in place and never migrate (the kernel's HMM
+//            with dmirror); pages move only on request (migrate, prefetch).
+enum class PolicyProfile { hetmm, uvm, in_place };
+
+// The NVIDIA driver's tunables that the policies follow, under the driver's module-parameter
+// names and with its defaults (../shared/docs/uvm-policies.md §1.3-1.4). The thrashing
+// detector serves both uvm and hetmm. Note: kernel launches and faults on the software device
+// are slower than a GPU's, so fewer ping-pongs fall within the 500 us lapse than on hardware.
+struct UvmParameters {
+  unsigned uvm_perf_prefetch_threshold = 51;       // % of a tree node resident or faulted
+  unsigned uvm_perf_prefetch_min_faults = 1;       // faults on a block before prefetching
+  unsigned uvm_perf_thrashing_threshold = 3;       // close migrations in a row: thrashing
+  unsigned uvm_perf_thrashing_pin_threshold = 10;  // throttling periods before a pin
+  unsigned uvm_perf_thrashing_lapse_usec = 500;    // "close"
+  unsigned uvm_perf_thrashing_nap = 1;             // x lapse: one throttling period
+  unsigned uvm_perf_thrashing_epoch = 2000;        // x lapse: quiet time that resets a page
+  unsigned uvm_perf_thrashing_pin = 300;           // x lapse: how long a pin lasts
+};
 const char* to_string(PolicyProfile profile) noexcept;
 
 // Fault injection, to test what hetmm does when things fail. Off by default (every rate 0);
@@ -116,8 +139,16 @@ struct Options {
   // must. Faults raised inside the kernel (read(2) into a migrated buffer) then fail with
   // EFAULT instead of being served. Useful to test what unprivileged users get.
   bool userfaultfd_user_mode_only = false;
-  PolicyProfile policy = PolicyProfile::hetmm;
+  PolicyProfile policy = PolicyProfile::hetmm;  // default for ranges without set_policy
+  UvmParameters uvm;  // the driver tunables the policies follow
   LinkProfile link;  // every device's link, for DeviceStats::modeled_seconds
+  // Fail fast instead of degrading: when a device's working set (the bytes its page table maps,
+  // in device memory or in place) would exceed this many times its memory, the device fault or
+  // migration that would cross it fails with Errc::out_of_memory naming the figures. 0 = never.
+  double max_oversubscription = 0;
+  // Telemetry: how many events (see Event) the runtime keeps until take_events(); 0 = none are
+  // recorded. Older events are dropped (and counted) when the buffer is full.
+  std::size_t event_capacity = 0;
   FaultInjection inject;  // testing aid; see FaultInjection
 };
 
@@ -168,11 +199,78 @@ struct DeviceStats {
   std::uint64_t link_bytes = 0;          // bytes those runs moved
   std::uint64_t in_place_bytes = 0;      // bytes kernels accessed in system memory, in place
   std::uint64_t local_bytes = 0;         // bytes kernels accessed in device memory
+  double throttle_seconds = 0;           // thrashing naps a policy imposed (uvm's throttle)
   double modeled_seconds = 0;            // the link model's time for all of the above
   std::uint64_t invalidations = 0;       // PTE ranges torn down (each with a TLB shootdown)
   std::uint64_t kernels = 0;             // kernels completed
   std::uint64_t tlb_hits = 0;
   std::uint64_t tlb_misses = 0;
+};
+
+// Advice about how a range will be used (cudaMemAdvise and more). Advice is kept per page, is
+// lost when the pages are unmapped, and never changes what a program reads.
+enum class Advice : std::uint8_t {
+  read_mostly,         // device reads get their own copy; the system copy stays valid (writes
+                       // collapse the copies)
+  preferred_location,  // `where` is where the pages should live; faults elsewhere map them in
+                       // place rather than move them away from it
+  accessed_by,         // device `where` maps the pages wherever they are and never moves them
+                       // on its faults
+  streaming,           // used once: such pages leave a full device first and are never
+                       // duplicated
+  write_only,          // the device overwrites the pages before reading them: migration to a
+                       // device does not copy their data (the device sees zeros until written)
+  discard,             // (an action) the contents may be dropped now: device copies are freed
+                       // without write-back and the pages read as zeros afterwards
+};
+const char* to_string(Advice advice) noexcept;
+
+// Telemetry: one structured event per decision, with its reason (Options::event_capacity).
+enum class EventKind : std::uint8_t {
+  fault,       // a device fault batch was served (addr/bytes: the span it covered)
+  migrate,     // pages moved (from -> to)
+  evict,       // pages sent home to make room
+  prefetch,    // pages moved ahead of use
+  duplicate,   // a read-only copy made on a device
+  pin,         // pages kept where they are and mapped in place (thrashing)
+  cpu_fault,   // a CPU touch brought pages home
+  invalidate,  // device mappings torn down for a CPU-side change
+};
+enum class EventReason : std::uint8_t {
+  device_fault,      // a kernel touched the pages
+  cpu_fault,         // a CPU thread touched the pages
+  request,           // an API call (migrate, prefetch, release, read/write)
+  density_prefetch,  // uvm's tree prefetcher
+  stream_prefetch,   // hetmm's stream/stride prefetcher
+  access_counter,    // hot in-place pages
+  eviction,          // room for other pages
+  thrashing,         // the working set does not fit / pages ping-pong
+  advice,            // Runtime::advise
+  host_change,       // munmap, mprotect, madvise, mremap, fork
+};
+const char* to_string(EventKind kind) noexcept;
+const char* to_string(EventReason reason) noexcept;
+
+struct Event {
+  std::uint64_t time_ns = 0;  // CLOCK_MONOTONIC
+  EventKind kind = EventKind::fault;
+  EventReason reason = EventReason::device_fault;
+  std::int16_t device = -1;   // the device concerned, -1 for none
+  Location from, to;          // for moves; system otherwise
+  std::uintptr_t addr = 0;    // first byte
+  std::uint64_t bytes = 0;
+};
+
+// Counters of a range of pages (per allocation: pass its bounds), summed over its 2 MiB blocks,
+// and where its pages are now.
+struct RangeStats {
+  std::uint64_t device_faults = 0;    // device fault records that touched the blocks
+  std::uint64_t pages_to_device = 0;  // pages moved into device memory (any device)
+  std::uint64_t pages_to_system = 0;  // pages brought home (CPU faults, requests, eviction)
+  std::uint64_t pages_evicted = 0;
+  std::uint64_t cpu_faults = 0;
+  std::uint64_t pages_in_system = 0;  // residency now, pages of the range itself
+  std::vector<std::uint64_t> pages_on_device;  // per device
 };
 
 class Thread;
@@ -186,6 +284,25 @@ struct WorkerContext;
 void thread_load(WorkerContext* ctx, const void* p, void* out, std::size_t n);
 void thread_store(WorkerContext* ctx, void* p, const void* in, std::size_t n);
 std::uint64_t thread_atomic_add(WorkerContext* ctx, void* p, std::uint64_t v, std::size_t n);
+
+struct SpanCursor;
+void span_end(SpanCursor& c) noexcept;
+// A read_span/write_span in progress. span_next ends the previous piece's access (storing it,
+// for write spans of in-place pages) and returns the next piece, or nullptr at the end.
+struct SpanCursor {
+  WorkerContext* ctx;
+  const void* next;
+  std::size_t left;  // bytes
+  bool write;
+  std::size_t piece_bytes = 0;
+  void* pending = nullptr;   // in-place write piece to store back at the next call
+  void* bounce = nullptr;    // where an in-place piece was copied
+  bool holding = false;      // inside a local access (the translation is held)
+  ~SpanCursor() {
+    if (holding || pending != nullptr) span_end(*this);
+  }
+};
+const void* span_next(SpanCursor& c);
 
 struct KernelBase {
   virtual ~KernelBase() = default;
@@ -225,6 +342,31 @@ class Thread {
                   "Thread::atomic_add needs an integral T");
     return static_cast<T>(detail::thread_atomic_add(
         ctx_, p, static_cast<std::uint64_t>(value), sizeof(T)));
+  }
+
+  // The span fast path: visits the n elements at p in pieces that never cross a page, with one
+  // translation per page instead of one per access. read_span calls f(const T* piece,
+  // std::size_t count) with the data; write_span calls f(T* piece, std::size_t count), which
+  // must fill the piece (its prior contents are unspecified), and stores it. f runs while the
+  // device holds the page's translation: it must be short and must not block, launch, call the
+  // runtime or use this Thread's other accesses. p must be aligned for T. Errors as load/store.
+  template <class T, class F>
+  void read_span(const T* p, std::size_t n, F&& f) {
+    static_assert(std::is_trivially_copyable_v<T> && (sizeof(T) & (sizeof(T) - 1)) == 0 &&
+                      sizeof(T) <= 4096,
+                  "read_span needs a trivially copyable T whose size is a power of two");
+    detail::SpanCursor c{ctx_, p, n * sizeof(T), false};
+    while (const void* piece = detail::span_next(c))
+      f(static_cast<const T*>(piece), c.piece_bytes / sizeof(T));
+  }
+  template <class T, class F>
+  void write_span(T* p, std::size_t n, F&& f) {
+    static_assert(std::is_trivially_copyable_v<T> && (sizeof(T) & (sizeof(T) - 1)) == 0 &&
+                      sizeof(T) <= 4096,
+                  "write_span needs a trivially copyable T whose size is a power of two");
+    detail::SpanCursor c{ctx_, p, n * sizeof(T), true};
+    while (void* piece = const_cast<void*>(detail::span_next(c)))
+      f(static_cast<T*>(piece), c.piece_bytes / sizeof(T));
   }
 
   Thread(detail::WorkerContext* ctx, std::size_t id, std::size_t count)
@@ -306,6 +448,20 @@ class Runtime {
   // device: Device::migrate_to_device, evicting other pages if it must; the system: every
   // device's pages of the range come home. Same errors as those calls.
   AccessResult prefetch(const void* addr, std::size_t len, Location to);
+
+  // Advice for [addr, addr+len) (see Advice); `where` names the location for
+  // preferred_location and the device for accessed_by. unadvise removes it.
+  void advise(const void* addr, std::size_t len, Advice advice, Location where = Location());
+  void unadvise(const void* addr, std::size_t len, Advice advice, Location where = Location());
+  // The policy for device faults on [addr, addr+len), instead of Options::policy.
+  void set_policy(const void* addr, std::size_t len, PolicyProfile policy);
+
+  // Telemetry. The residency map: one Location per page of [addr, addr+len), never faulting.
+  std::vector<Location> residency(const void* addr, std::size_t len) const;
+  RangeStats range_stats(const void* addr, std::size_t len) const;
+  // Events recorded since the last call, oldest first (Options::event_capacity).
+  std::vector<Event> take_events();
+  std::uint64_t events_dropped() const;  // lost because the buffer was full
 
   // Faults injected so far (Options::inject).
   InjectedFaults injected_faults() const;

@@ -59,6 +59,19 @@ std::string page_reason(Errc code, std::uintptr_t page) {
   return buf;
 }
 
+// Options::max_oversubscription refused the request: say so with the figures.
+std::string over_limit_reason(detail::RuntimeImpl* rt, std::size_t index, std::uintptr_t page) {
+  char buf[256];
+  std::snprintf(buf, sizeof buf,
+                ": page 0x%lx would take device %zu's working set past "
+                "Options::max_oversubscription (%zu bytes mapped, limit %zu bytes, device "
+                "memory %zu bytes)",
+                static_cast<unsigned long>(page), index,
+                rt->device(index).mapped_pages() * os::kPageSize,
+                rt->mirror().mapping_limit() * os::kPageSize, rt->device(index).capacity_bytes());
+  return buf;
+}
+
 std::size_t pages_of(const void* addr, std::size_t len) {
   auto a = reinterpret_cast<std::uintptr_t>(addr);
   return (os::page_up(a + len) - os::page_down(a)) / os::kPageSize;
@@ -94,6 +107,9 @@ AccessResult device_access(detail::RuntimeImpl* rt, std::size_t index, const cha
     dev.counters().fault_rounds.fetch_add(1, std::memory_order_relaxed);
     if (req->error != 0) {
       auto code = static_cast<Errc>(req->error - 1);
+      if (req->over_limit)
+        throw Error(code, describe(what, index, addr, len) +
+                              over_limit_reason(rt, index, req->error_addr));
       throw Error(code, describe(what, index, addr, len) + page_reason(code, req->error_addr));
     }
   }
@@ -136,6 +152,8 @@ AccessResult migrate(detail::RuntimeImpl* rt, std::size_t index, const char* wha
   auto a = reinterpret_cast<std::uintptr_t>(addr);
   core::Status st;
   std::size_t pages = (rt->mirror().*fn)(index, os::page_down(a), os::page_up(a + len), &st);
+  if (st.failed && st.over_limit)
+    throw Error(st.code, describe(what, index, addr, len) + over_limit_reason(rt, index, st.addr));
   if (st.failed)
     throw Error(st.code, describe(what, index, addr, len) + page_reason(st.code, st.addr));
   return AccessResult{pages, 0};
@@ -179,6 +197,7 @@ void Device::launch_erased(std::size_t threads, std::unique_ptr<detail::KernelBa
   if (detail::tls_worker != nullptr)
     throw Error(Errc::invalid_argument, "launch: not callable from inside a kernel");
   if (threads == 0) return;
+  rt_->mirror().before_launch(index_);
   rt_->device(index_).launch(threads, std::move(kernel));
 }
 
@@ -205,6 +224,7 @@ DeviceStats Device::stats() const {
   s.pages_evicted = c.pages_evicted.load();
   s.link_transfers = c.link_transfers.load();
   s.link_bytes = c.link_bytes.load();
+  s.throttle_seconds = static_cast<double>(c.throttle_ns.load()) * 1e-9;
   // The link model (LinkProfile): applied when asked, so the hot paths only count.
   const LinkProfile& l = rt_->link();
   auto over = [](double bytes, double gbs) { return gbs > 0 ? bytes / (gbs * 1e9) : 0.0; };
@@ -212,7 +232,8 @@ DeviceStats Device::stats() const {
                       over(static_cast<double>(s.link_bytes), l.bandwidth_gbs) +
                       static_cast<double>(s.fault_batches) * l.fault_us * 1e-6 +
                       over(static_cast<double>(s.in_place_bytes), l.bandwidth_gbs) +
-                      over(static_cast<double>(s.local_bytes), l.local_bandwidth_gbs);
+                      over(static_cast<double>(s.local_bytes), l.local_bandwidth_gbs) +
+                      s.throttle_seconds;
   return s;
 }
 

@@ -29,6 +29,49 @@ const char* to_string(PolicyProfile profile) noexcept {
   switch (profile) {
     case PolicyProfile::hetmm: return "hetmm";
     case PolicyProfile::uvm: return "uvm";
+    case PolicyProfile::in_place: return "in_place";
+  }
+  return "unknown";
+}
+
+const char* to_string(Advice advice) noexcept {
+  switch (advice) {
+    case Advice::read_mostly: return "read_mostly";
+    case Advice::preferred_location: return "preferred_location";
+    case Advice::accessed_by: return "accessed_by";
+    case Advice::streaming: return "streaming";
+    case Advice::write_only: return "write_only";
+    case Advice::discard: return "discard";
+  }
+  return "unknown";
+}
+
+const char* to_string(EventKind kind) noexcept {
+  switch (kind) {
+    case EventKind::fault: return "fault";
+    case EventKind::migrate: return "migrate";
+    case EventKind::evict: return "evict";
+    case EventKind::prefetch: return "prefetch";
+    case EventKind::duplicate: return "duplicate";
+    case EventKind::pin: return "pin";
+    case EventKind::cpu_fault: return "cpu_fault";
+    case EventKind::invalidate: return "invalidate";
+  }
+  return "unknown";
+}
+
+const char* to_string(EventReason reason) noexcept {
+  switch (reason) {
+    case EventReason::device_fault: return "device_fault";
+    case EventReason::cpu_fault: return "cpu_fault";
+    case EventReason::request: return "request";
+    case EventReason::density_prefetch: return "density_prefetch";
+    case EventReason::stream_prefetch: return "stream_prefetch";
+    case EventReason::access_counter: return "access_counter";
+    case EventReason::eviction: return "eviction";
+    case EventReason::thrashing: return "thrashing";
+    case EventReason::advice: return "advice";
+    case EventReason::host_change: return "host_change";
   }
   return "unknown";
 }

@@ -5,6 +5,7 @@
 #include "os/uffd.hpp"
 #include "os/syscalls.hpp"
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 #include <sys/mman.h>
@@ -52,6 +53,28 @@ RuntimeImpl::RuntimeImpl(const Options& options) : options_(options) {
     if (!(v >= 0) || v > 1e12)
       throw Error(Errc::invalid_argument,
                   "Options::link: every rate and cost must be a finite number >= 0");
+  const UvmParameters& u = options.uvm;
+  auto check_param = [](const char* name, unsigned v, unsigned lo, unsigned hi) {
+    if (v < lo || v > hi)
+      throw Error(Errc::invalid_argument, std::string("Options::uvm.") + name + " must be " +
+                                              std::to_string(lo) + ".." + std::to_string(hi) +
+                                              " (the driver's range), got " + std::to_string(v));
+  };
+  check_param("uvm_perf_prefetch_threshold", u.uvm_perf_prefetch_threshold, 1, 100);
+  check_param("uvm_perf_prefetch_min_faults", u.uvm_perf_prefetch_min_faults, 1, 20);
+  check_param("uvm_perf_thrashing_threshold", u.uvm_perf_thrashing_threshold, 1, 7);
+  check_param("uvm_perf_thrashing_pin_threshold", u.uvm_perf_thrashing_pin_threshold, 1, 255);
+  check_param("uvm_perf_thrashing_lapse_usec", u.uvm_perf_thrashing_lapse_usec, 1, 1000000);
+  check_param("uvm_perf_thrashing_nap", u.uvm_perf_thrashing_nap, 1, 100);
+  check_param("uvm_perf_thrashing_epoch", u.uvm_perf_thrashing_epoch, 1, 100000);
+  check_param("uvm_perf_thrashing_pin", u.uvm_perf_thrashing_pin, 0, 100000);
+  if (options.policy != PolicyProfile::hetmm && options.policy != PolicyProfile::uvm &&
+      options.policy != PolicyProfile::in_place)
+    throw Error(Errc::invalid_argument, "Options::policy is not a PolicyProfile value: " +
+                                            std::to_string(static_cast<int>(options.policy)));
+  if (!(options.max_oversubscription >= 0) || options.max_oversubscription > 1e6)
+    throw Error(Errc::invalid_argument,
+                "Options::max_oversubscription must be 0 (off) or a factor like 1.5");
   // Each worker is a thread with its own stack and TLB: a huge count would exhaust the process
   // (or spin for hours creating them) before failing.
   if (options.workers > kMaxWorkers)
@@ -70,7 +93,14 @@ RuntimeImpl::RuntimeImpl(const Options& options) : options_(options) {
   if (options.device_memory % os::kPageSize != 0)
     throw Error(Errc::invalid_argument, "Options::device_memory must be a multiple of 4096, got " +
                                             std::to_string(options.device_memory));
+  if (options.event_capacity > telemetry::EventLog::kMaxCapacity)
+    throw Error(Errc::invalid_argument,
+                "Options::event_capacity must be at most " +
+                    std::to_string(telemetry::EventLog::kMaxCapacity) + " events, got " +
+                    std::to_string(options.event_capacity));
   injector_ = std::make_unique<core::FaultInjector>(options.inject);
+  if (options.event_capacity != 0)
+    events_ = std::make_unique<telemetry::EventLog>(options.event_capacity);
   core::HostTracker* tracker = nullptr;
   if (options.tracking != Tracking::mprotect) {
     std::string why;
@@ -95,11 +125,18 @@ RuntimeImpl::RuntimeImpl(const Options& options) : options_(options) {
     if (reason_.empty()) reason_ = "mprotect requested";
     reason_ += " (system calls that touch device-resident pages fail with EFAULT)";
   }
-  mirror_ = std::make_unique<core::Mirror>(tracker, options.devices, options.policy);
+  mirror_ = std::make_unique<core::Mirror>(tracker, options.devices, options.policy,
+                                          options.uvm);
+  mirror_->set_event_log(events_.get());
+  if (options.max_oversubscription > 0)
+    mirror_->set_mapping_limit(std::max<std::size_t>(
+        1, static_cast<std::size_t>(options.max_oversubscription *
+                                    static_cast<double>(options.device_memory / os::kPageSize))));
   for (std::size_t i = 0; i < options.devices; ++i) {
     devices_.push_back(std::make_unique<device::sim::SimDevice>(i, options.device_memory,
                                                                 options.workers, mirror_.get(),
                                                                 injector_.get()));
+    devices_.back()->set_event_log(events_.get());
     mirror_->attach(i, devices_.back().get());
   }
   for (auto& d : devices_) d->start();

@@ -11,6 +11,7 @@
 #include "host/mprotect_tracker.hpp"
 #include "host/registry.hpp"
 #include "host/uffd_tracker.hpp"
+#include "telemetry/event_log.hpp"
 
 #include <hetmm/hetmm.hpp>
 
@@ -37,6 +38,9 @@ class RuntimeImpl : public os::RuntimeAllocated {
   std::string kernel_features() const;
   core::FaultInjector& injector() { return *injector_; }
   const LinkProfile& link() const { return options_.link; }
+  // Null when Options::event_capacity is 0, so that a recording site costs one branch:
+  //   if (auto* log = rt.events()) log->record(...);
+  telemetry::EventLog* events() const { return events_.get(); }
 
   // Staging buffers for Device::read/write (runtime memory, page-rounded lengths). Buffers up
   // to kStagingCached bytes are kept in a one-slot cache between calls; lock-free.
@@ -50,6 +54,7 @@ class RuntimeImpl : public os::RuntimeAllocated {
  private:
   Options options_;
   std::unique_ptr<core::FaultInjector> injector_;  // before everything that uses it
+  std::unique_ptr<telemetry::EventLog> events_;    // likewise: the mirror and devices record
   Tracking tracking_ = Tracking::mprotect;
   std::string reason_;
   std::unique_ptr<host::UffdTracker> uffd_;

@@ -4,13 +4,14 @@
 // hold device pages (one pass per victim block): cheap next to the copies it saves, and
 // bounded by the number of resident blocks (device memory / 2 MiB).
 #include "core/mirror.hpp"
-#include "policy/eviction.hpp"
+#include "policy/policy.hpp"
 
 #include <algorithm>
 
 namespace hetmm::core {
 
 void Mirror::note_arrival(VaBlock* b, std::size_t device) {
+  b->arrived_epoch[device] = devices_[device]->access_epoch();
   // The block's allocation-order stamp restarts when it had no page on the device before.
   bool had_pages = false;
   for (std::size_t i = 0; i < os::kPagesPerBlock && !had_pages; ++i)
@@ -29,13 +30,18 @@ std::size_t Mirror::evict(std::size_t device, std::size_t pages) {
   auto d = static_cast<std::int8_t>(device);
   device::DeviceBackend* dev = devices_[device];
   auto kept = [&](std::uintptr_t page) { return page >= keep_start_ && page < keep_end_; };
+  // The runtime's policy orders victims (per-range policies choose what faults do, not what
+  // leaves the device's memory).
+  const policy::Policy& pol = *policies_[static_cast<std::size_t>(default_profile_)];
+  ReasonScope why(this, EventReason::eviction);
   std::size_t freed = 0;
   while (freed < pages) {
     VaBlock* victim = nullptr;
     std::uint64_t best = ~std::uint64_t{0};
     blocks_.for_each([&](VaBlock& b) {
       if (b.resident == 0) return;
-      std::uint64_t key = policy::eviction_key(policy_, b, device);
+      if (fault_eviction_ && !cold(b, device)) return;
+      std::uint64_t key = pol.eviction_key(b, device, devices_[device]->touched_epoch(b.base));
       if (key >= best) return;
       for (std::size_t i = 0; i < os::kPagesPerBlock; ++i) {
         if (b.owner[i] == d && !kept(b.page_addr(i))) {
@@ -48,7 +54,7 @@ std::size_t Mirror::evict(std::size_t device, std::size_t pages) {
     if (victim == nullptr) break;  // everything left is the request's own
     std::size_t before = dev->used_bytes();
     std::uintptr_t lo = victim->base, hi = lo + os::kBlockSize;
-    if (policy::evicts_whole_blocks(policy_) == false) {
+    if (!pol.evicts_whole_blocks()) {
       // Only what is needed, in 64 KiB granules: the rest of the block stays useful.
       std::size_t want = (pages - freed + 15) / 16 * 16, seen = 0;
       std::uintptr_t limit = lo;
@@ -70,6 +76,7 @@ std::size_t Mirror::evict(std::size_t device, std::size_t pages) {
     if (after >= before) break;  // nothing came home (transient failures): try again later
     std::size_t n = (before - after) / os::kPageSize;
     freed += n;
+    victim->pages_evicted += n;
     counters_[device].pages_evicted.fetch_add(n, std::memory_order_relaxed);
   }
   return freed;

@@ -13,6 +13,7 @@ const char* name(Rank r) {
     case Rank::uffd_own_removes: return "uffd_own_removes (userfaultfd own REMOVE list)";
     case Rank::fault_buffer: return "fault_buffer (sim device fault buffer)";
     case Rank::arena: return "arena (runtime memory pool)";
+    case Rank::telemetry: return "telemetry (event log consumer)";
   }
   return "unknown";
 }

@@ -16,12 +16,15 @@
 //                       (per device)
 //   6     arena         the runtime memory pool   nothing
 //                       (os/arena.cpp, process-wide)
+//   7     telemetry     EventLog::take_mutex_     nothing; it serialises take() only (record()
+//                       (per runtime)             takes no lock), and take() touches nothing
+//                                                 but runtime memory under it
 //
 // Evidence for the edges: the mirror allocates blocks and page-table leaves from runtime memory
 // (arena) and a userfaultfd revocation announces its REMOVE (uffd_own_removes) with the state
 // lock held; a thread holding alloc or launch may fault on a revoked page, and under mprotect
 // tracking the SIGSEGV handler takes the state lock in that thread. Nothing is ever taken under
-// uffd_own_removes, fault_buffer or arena.
+// uffd_own_removes, fault_buffer, arena or telemetry.
 //
 // Two locks of the same rank never nest, with one exception: fork's prepare handler takes the
 // state lock of every live runtime, in registry slot order (StateLock::lock_nested).
@@ -45,6 +48,7 @@ enum class Rank : unsigned char {
   uffd_own_removes,
   fault_buffer,
   arena,
+  telemetry,
 };
 
 const char* name(Rank r);

@@ -1,4 +1,6 @@
 #include "core/mirror.hpp"
+#include "core/mirror_internal.hpp"
+#include "telemetry/event_log.hpp"
 
 #include "os/arena.hpp"
 #include "os/page.hpp"
@@ -20,6 +22,10 @@ namespace hetmm::core {
 using device::FaultOutcome;
 using device::FaultRange;
 using os::kPageSize;
+using detail::encode;
+using detail::Locked;
+using detail::query;
+using detail::Vmas;
 
 pid_t current_tid() {
   static thread_local pid_t tid __attribute__((tls_model("initial-exec"))) = 0;
@@ -28,38 +34,6 @@ pid_t current_tid() {
 }
 
 namespace {
-
-// Holds the state lock for a scope (the StateLock rule: no allocation while it is held).
-class Locked {
- public:
-  enum Adopt { adopt };
-  explicit Locked(StateLock& l) : l_(l) { l_.lock(); }
-  Locked(StateLock& l, Adopt) : l_(l) {}
-  ~Locked() { l_.unlock(); }
-  Locked(const Locked&) = delete;
-  Locked& operator=(const Locked&) = delete;
-
- private:
-  StateLock& l_;
-};
-
-int encode(Errc c) { return static_cast<int>(c) + 1; }
-
-// A VMA list in runtime memory, reused by one caller.
-struct Vmas {
-  os::VmaList list{std::pmr::polymorphic_allocator<os::Vma>(os::runtime_memory())};
-};
-
-// /proc/self/maps could not be read (fd exhaustion): report the range as unusable.
-bool query(std::uintptr_t start, std::uintptr_t end, os::VmaList& out) {
-  try {
-    os::query_vmas(start, end, out);
-    return true;
-  } catch (const std::system_error&) {
-    out.clear();
-    return false;
-  }
-}
 
 // hmm_range_fault callers bound their retry loop by time (HMM_RANGE_DEFAULT_TIMEOUT); we bound
 // the optimistic part by count and then fall back to reading the map under the lock.
@@ -81,8 +55,12 @@ constexpr int kHomePasses = 16;
 
 }  // namespace
 
-Mirror::Mirror(HostTracker* tracker, std::size_t device_count, PolicyProfile policy)
-    : tracker_(tracker), ndevices_(device_count), policy_(policy) {
+Mirror::Mirror(HostTracker* tracker, std::size_t device_count, PolicyProfile policy,
+               const UvmParameters& params)
+    : tracker_(tracker), ndevices_(device_count), default_profile_(policy),
+      thrashing_params_(params) {
+  for (auto p : {PolicyProfile::hetmm, PolicyProfile::uvm, PolicyProfile::in_place})
+    policies_[static_cast<std::size_t>(p)] = policy::make_policy(p, params);
   counters_ = static_cast<MirrorCounters*>(os::runtime_memory()->allocate(
       sizeof(MirrorCounters) * (device_count ? device_count : 1), alignof(MirrorCounters)));
   for (std::size_t i = 0; i < device_count; ++i) new (&counters_[i]) MirrorCounters();
@@ -93,6 +71,7 @@ Mirror::Mirror(HostTracker* tracker, std::size_t device_count, PolicyProfile pol
 }
 
 Mirror::~Mirror() {
+  for (auto* p : policies_) policy::destroy_policy(p);
   os::unmap_runtime_memory(staging_, os::kBlockSize);
   os::unmap_runtime_memory(frames_, os::kPagesPerBlock * sizeof(std::uint32_t));
   os::unmap_runtime_memory(bits_, os::kPagesPerBlock);
@@ -102,6 +81,15 @@ Mirror::~Mirror() {
 }
 
 void Mirror::attach(std::size_t index, device::DeviceBackend* device) { devices_[index] = device; }
+
+void Mirror::emit(EventKind kind, EventReason reason, int device, int from, int to,
+                  std::uintptr_t addr, std::uint64_t bytes) const {
+  if (event_log_ == nullptr) return;
+  auto where = [](int d) {
+    return d < 0 ? Location::system() : Location::device(static_cast<std::size_t>(d));
+  };
+  event_log_->record(kind, reason, device, where(from), where(to), addr, bytes);
+}
 
 VaBlock* Mirror::get_block(std::uintptr_t addr) {
   return blocks_.get_or_create(addr >> os::kBlockShift,
@@ -182,76 +170,6 @@ bool Mirror::acquire(bool try_only) {
   return lock_.try_lock();
 }
 
-// ---------------------------------------------------------------------------------------------
-// Device faults: the analogue of hmm_range_fault inside the read_begin/read_retry loop.
-// ---------------------------------------------------------------------------------------------
-namespace {
-std::uintptr_t window_start(const FaultRange& r) {
-  return r.ahead_start != 0 ? std::min(r.ahead_start, r.start) : r.start;
-}
-std::uintptr_t window_end(const FaultRange& r) {
-  return r.ahead_end != 0 ? std::max(r.ahead_end, r.end) : r.end;
-}
-}  // namespace
-
-void Mirror::resolve(std::size_t device, const FaultRange* ranges, FaultOutcome* outcomes,
-                     std::size_t n) {
-  if (n == 0) return;
-  // One read of the memory map and one hold of the state lock serve the whole batch.
-  std::uintptr_t lo = window_start(ranges[0]), hi = window_end(ranges[0]);
-  for (std::size_t k = 1; k < n; ++k) {
-    lo = std::min(lo, window_start(ranges[k]));
-    hi = std::max(hi, window_end(ranges[k]));
-  }
-  Vmas vmas;
-  if (!lock_with_map(lo, hi, vmas.list)) {
-    for (std::size_t k = 0; k < n; ++k) {
-      outcomes[k].error = encode(Errc::fault);
-      outcomes[k].error_addr = ranges[k].start;
-    }
-    return;
-  }
-  Locked lock(lock_, Locked::adopt);
-  for (std::size_t k = 0; k < n; ++k) resolve_locked(device, ranges[k], outcomes[k], vmas.list);
-}
-
-void Mirror::resolve_locked(std::size_t device, const FaultRange& r, FaultOutcome& o,
-                            const os::VmaList& vmas) {
-  std::uintptr_t lo = window_start(r), hi = window_end(r);
-  std::uintptr_t stop = r.end;
-  for (std::uintptr_t page = r.start; page < r.end; page += kPageSize) {
-    int prot = effective_prot(os::find_vma(vmas, page), page);
-    if (prot < 0 || !(prot & PROT_READ)) {
-      o.error = encode(Errc::fault);
-    } else if (r.write && !(prot & PROT_WRITE)) {
-      o.error = encode(Errc::permission);
-    } else {
-      continue;
-    }
-    o.error_addr = page;
-    stop = page;
-    break;
-  }
-  // Pages in another device's memory come home first (the kernel's migrate_to_ram for a
-  // device-private page of another owner), then everything is mapped in place or locally.
-  bring_home_range(r.start, stop, -1, static_cast<int>(device));
-  for (std::uintptr_t page = r.start; page < stop; page += kPageSize)
-    map_on_device(device, page, effective_prot(os::find_vma(vmas, page), page));
-  // Fault ahead: map the neighbours that need no data movement and no error.
-  if (o.error == 0) {
-    for (std::uintptr_t page = lo; page < hi; page += kPageSize) {
-      if (page == r.start) {
-        page = r.end - kPageSize;
-        continue;
-      }
-      int prot = effective_prot(os::find_vma(vmas, page), page);
-      if (prot < 0 || !(prot & PROT_READ)) continue;
-      if (devices_[device]->get_pte(page) & device::pte::kValid) continue;
-      map_on_device(device, page, prot);
-    }
-  }
-}
-
 bool Mirror::device_copy(std::size_t device, std::uintptr_t addr, std::size_t len, void* bounce,
                          bool write, std::uintptr_t* missing, Status* status) {
   Locked lock(lock_);
@@ -311,6 +229,16 @@ std::size_t Mirror::migrate_to_device(std::size_t device, std::uintptr_t start, 
   if (eligible == 0 && already == 0) {
     status->fail(Errc::not_found, start);
     return 0;
+  }
+  if (mapping_limit_ != 0) {
+    std::size_t more = 0;
+    for (std::uintptr_t page = start; page < end; page += kPageSize)
+      more += !(devices_[device]->get_pte(page) & device::pte::kValid);
+    if (over_limit(device, more)) {
+      status->fail(Errc::out_of_memory, start);
+      status->over_limit = true;
+      return 0;
+    }
   }
   bool oom = false;
   std::size_t moved = 0;
@@ -391,12 +319,16 @@ std::size_t Mirror::migrate_run_in(std::size_t device, std::uintptr_t start, std
   if (tracker_->prepare(start, len, vma) < 0) return abort(false);
   if (tracker_->freeze(start, len) < 0) return abort(true);
   os::query_pages(start, n, bits_);
+  // Pages advised write_only are not read either: the device overwrites them.
+  auto has_data_at = [&](std::size_t k) {
+    return (bits_[k] & (os::kPagePresent | os::kPageSwapped)) && !(bits_[k] & os::kPageZero) &&
+           !(b->advice[i0 + k] & kAdviseWriteOnly);
+  };
   for (std::size_t k = 0; k < n;) {
-    bool has_data = (bits_[k] & (os::kPagePresent | os::kPageSwapped)) && !(bits_[k] & os::kPageZero);
+    bool has_data = has_data_at(k);
     std::size_t run = 1;
     while (k + run < n) {
-      bool hd = (bits_[k + run] & (os::kPagePresent | os::kPageSwapped)) &&
-                !(bits_[k + run] & os::kPageZero);
+      bool hd = has_data_at(k + run);
       if (hd != has_data) break;
       ++run;
     }
@@ -422,6 +354,10 @@ std::size_t Mirror::migrate_run_in(std::size_t device, std::uintptr_t start, std
     b->flags[i0 + k].store(kRevoked, std::memory_order_release);
   }
   b->resident += static_cast<std::uint32_t>(n);
+  bool ahead = move_reason_ == EventReason::density_prefetch ||
+               move_reason_ == EventReason::stream_prefetch;
+  emit(ahead ? EventKind::prefetch : EventKind::migrate, move_reason_, static_cast<int>(device),
+       kSystem, static_cast<int>(device), start, n * kPageSize);
   counters_[device].pages_to_device.fetch_add(n, std::memory_order_relaxed);
   counters_[device].link_transfers.fetch_add(1, std::memory_order_relaxed);
   counters_[device].link_bytes.fetch_add(n * kPageSize, std::memory_order_relaxed);
@@ -451,6 +387,8 @@ int Mirror::move_between_devices(std::size_t device, std::uintptr_t page) {
   note_arrival(b, device);
   b->owner[i] = static_cast<std::int8_t>(device);
   b->frame[i] = frame;
+  emit(EventKind::migrate, move_reason_, static_cast<int>(device), from, static_cast<int>(device),
+       page, kPageSize);
   counters_[device].pages_to_device.fetch_add(1, std::memory_order_relaxed);
   counters_[device].link_transfers.fetch_add(1, std::memory_order_relaxed);
   counters_[device].link_bytes.fetch_add(kPageSize, std::memory_order_relaxed);
@@ -497,6 +435,10 @@ std::size_t Mirror::bring_home_run(std::uintptr_t start, std::uintptr_t end, int
     b->resident -= static_cast<std::uint32_t>(done);
     if (rc != -ENOENT && rc != -ESTALE) moved += done;
     if (done > 0) {
+      EventKind kind = move_reason_ == EventReason::eviction    ? EventKind::evict
+                       : move_reason_ == EventReason::cpu_fault ? EventKind::cpu_fault
+                                                                : EventKind::migrate;
+      emit(kind, move_reason_, owner, owner, kSystem, start + k * kPageSize, done * kPageSize);
       counters_[owner].link_transfers.fetch_add(1, std::memory_order_relaxed);
       counters_[owner].link_bytes.fetch_add(done * kPageSize, std::memory_order_relaxed);
     }
@@ -505,6 +447,7 @@ std::size_t Mirror::bring_home_run(std::uintptr_t start, std::uintptr_t end, int
     k += run;
   }
   counters_[owner].pages_to_system.fetch_add(moved, std::memory_order_relaxed);
+  b->pages_out += moved;
 #ifndef NDEBUG
   check_block(*b);
 #endif
@@ -659,13 +602,20 @@ CpuFault Mirror::cpu_fault(std::uintptr_t addr, bool write, bool try_only) {
   while (hi < g1 && b->owner[os::page_index_in_block(hi)] == owner &&
          b->prot[os::page_index_in_block(hi)] == prot)
     hi += kPageSize;
+  ReasonScope why(this, EventReason::cpu_fault);
   bring_home_run(lo, hi, owner, nullptr);  // what a transient failure leaves faults again
   counters_[owner].cpu_faults.fetch_add(1, std::memory_order_relaxed);
+  ++b->cpu_faults;
+  // A CPU fault-back is a migration event for thrashing detection (pages ping-ponging
+  // between a kernel and CPU threads).
+  policy::note_migration(*b, os::page_index_in_block(lo), (hi - lo) / kPageSize,
+                         policy::monotonic_ns(), thrashing_params_);
   return CpuFault::served;
 }
 
 void Mirror::lock_for_fork() {
   lock_.lock_nested();  // fork's prepare takes every runtime's state lock
+  ReasonScope why(this, EventReason::host_change);
   bring_all_home_locked();
 }
 
@@ -692,18 +642,25 @@ void Mirror::drop_range(std::uintptr_t start, std::uintptr_t end, bool make_acce
 
 void Mirror::before_unmap(std::uintptr_t start, std::uintptr_t end) {
   Locked lock(lock_);
+  ReasonScope why(this, EventReason::host_change);
+  emit(EventKind::invalidate, EventReason::host_change, -1, kSystem, kSystem, start, end - start);
   invalidate_all(start, end);
   drop_range(start, end, false, ~std::uint64_t{0});
+  clear_advice(start, end);
 }
 
 void Mirror::before_discard(std::uintptr_t start, std::uintptr_t end) {
   Locked lock(lock_);
+  ReasonScope why(this, EventReason::host_change);
+  emit(EventKind::invalidate, EventReason::host_change, -1, kSystem, kSystem, start, end - start);
   invalidate_all(start, end);
   drop_range(start, end, true, ~std::uint64_t{0});
 }
 
 int Mirror::protect(std::uintptr_t start, std::uintptr_t end, int prot) {
   Locked lock(lock_);
+  ReasonScope why(this, EventReason::host_change);
+  emit(EventKind::invalidate, EventReason::host_change, -1, kSystem, kSystem, start, end - start);
   // Device mappings go first; they come back through faults with the new rights.
   invalidate_all(start, end);
   bool keep_revoked = tracker_->mode() == Tracking::mprotect;
@@ -737,6 +694,8 @@ int Mirror::protect(std::uintptr_t start, std::uintptr_t end, int prot) {
 
 void Mirror::before_remap(std::uintptr_t start, std::uintptr_t end) {
   Locked lock(lock_);
+  ReasonScope why(this, EventReason::host_change);
+  emit(EventKind::invalidate, EventReason::host_change, -1, kSystem, kSystem, start, end - start);
   std::size_t left = 0;
   bring_home_fully(start, end, -1, -1, &left);
   invalidate_all(start, end);
@@ -751,6 +710,7 @@ bool Mirror::on_unmap_event(std::uintptr_t start, std::uintptr_t end, std::uint6
   Locked lock(lock_, Locked::adopt);
   invalidate_all(start, end);
   drop_range(start, end, false, stamp);
+  clear_advice(start, end);
   return true;
 }
 

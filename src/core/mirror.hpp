@@ -21,6 +21,8 @@
 #include "core/va_block.hpp"
 #include "device/device_backend.hpp"
 #include "os/proc_maps.hpp"
+#include "policy/policy.hpp"
+#include "policy/thrashing.hpp"
 
 #include <hetmm/hetmm.hpp>
 
@@ -29,18 +31,24 @@
 #include <cstdint>
 #include <vector>
 
+namespace hetmm::telemetry {
+class EventLog;
+}
+
 namespace hetmm::core {
 
 // Counters the mirror keeps per device (merged into DeviceStats by the API layer).
 struct MirrorCounters {
   std::atomic<std::uint64_t> pages_to_device{0}, pages_to_system{0}, cpu_faults{0},
       pages_evicted{0}, link_transfers{0}, link_bytes{0};
+  std::atomic<std::uint64_t> throttle_ns{0};  // thrashing naps the policy imposed (modeled)
 };
 
 // The outcome of an operation, recorded under the lock and turned into an exception after it.
 struct Status {
   Errc code = Errc::invalid_argument;
   bool failed = false;
+  bool over_limit = false;  // out_of_memory: Options::max_oversubscription
   std::uintptr_t addr = 0;
   void fail(Errc c, std::uintptr_t a) {
     if (!failed) {
@@ -55,18 +63,28 @@ enum class CpuFault { not_ours, served, busy };
 
 class Mirror final : public device::FaultResolver, public os::RuntimeAllocated {
  public:
-  Mirror(HostTracker* tracker, std::size_t device_count, PolicyProfile policy);
+  Mirror(HostTracker* tracker, std::size_t device_count, PolicyProfile policy,
+         const UvmParameters& params);
   ~Mirror() override;
 
   void attach(std::size_t index, device::DeviceBackend* device);
   MirrorCounters& counters(std::size_t device) { return counters_[device]; }
   StateLock& state_lock() { return lock_; }
+  // Options::max_oversubscription: a device maps at most this many pages (0 = no limit).
+  void set_mapping_limit(std::size_t pages) { mapping_limit_ = pages; }
+  std::size_t mapping_limit() const { return mapping_limit_; }
+  // Telemetry (null when off): record with `if (auto* log = event_log()) log->record(...)`.
+  // record() is lock-free and async-signal-safe, so it may be called anywhere, lock held or not.
+  void set_event_log(telemetry::EventLog* log) { event_log_ = log; }
+  telemetry::EventLog* event_log() const { return event_log_; }
 
   // ---- interval-notifier sequence ----------------------------------------------------------
   std::uint64_t read_begin() const { return lock_.read_begin(); }
   bool read_retry(std::uint64_t seq) const { return lock_.read_retry(seq); }
 
   // ---- device side -------------------------------------------------------------------------
+  // A kernel is about to start on the device: revisit pinned blocks (device_fault.cpp).
+  void before_launch(std::size_t device);
   void resolve(std::size_t device, const device::FaultRange* ranges,
                device::FaultOutcome* outcomes, std::size_t n) override;
 
@@ -82,6 +100,12 @@ class Mirror final : public device::FaultResolver, public os::RuntimeAllocated {
   std::size_t migrate_to_system(std::size_t device, std::uintptr_t start, std::uintptr_t end,
                                 Status* status);
   void snapshot(std::uintptr_t start, std::size_t npages, PageState* out);
+  // Advice and queries (src/core/advice.cpp). `where`: kSystem or a device index.
+  void advise(std::uintptr_t start, std::uintptr_t end, Advice advice, int where, bool set,
+              Status* status);
+  void set_policy(std::uintptr_t start, std::uintptr_t end, PolicyProfile profile);
+  void residency(std::uintptr_t start, std::size_t npages, Location* out);
+  void range_stats(std::uintptr_t start, std::uintptr_t end, RangeStats& out);
   void release_device(std::size_t device);
   void bring_all_home();
   Location location(std::uintptr_t addr);
@@ -141,7 +165,7 @@ class Mirror final : public device::FaultResolver, public os::RuntimeAllocated {
   // page is in another device's memory.
   bool map_on_device(std::size_t device, std::uintptr_t page, int prot);
   // Makes room for `pages` frames on `device`: brings home the device's pages of the blocks the
-  // policy ranks first (src/policy/eviction.hpp), never pages in [keep_start_, keep_end_) (the
+  // policy ranks first (src/policy/policy.hpp), never pages in [keep_start_, keep_end_) (the
   // request being served). Returns the frames it freed. (src/core/eviction.cpp)
   std::size_t evict(std::size_t device, std::size_t pages);
   // Makes sure `device` has n free frames, evicting when it has fewer (as far as it can).
@@ -158,23 +182,66 @@ class Mirror final : public device::FaultResolver, public os::RuntimeAllocated {
     return b ? b->owner[os::page_index_in_block(page)] : kSystem;
   }
   void bring_all_home_locked();
+  // Advice and pins of unmapped pages go with them.
+  void clear_advice(std::uintptr_t start, std::uintptr_t end);
   int effective_prot(const os::Vma* vma, std::uintptr_t page) const;
   // One range of a batch; the caller holds the state lock and read the map for the batch.
   void resolve_locked(std::size_t device, const device::FaultRange& r,
                       device::FaultOutcome& o, const os::VmaList& vmas);
+  // On-demand migration for a kernel's faults on [start, end) (src/core/device_fault.cpp).
+  void migrate_for_fault(std::size_t device, std::uintptr_t start, std::uintptr_t end,
+                         bool write, const os::VmaList& vmas);
+  // Moves the system pages of b in m to the device, run by run. Returns pages moved.
+  // Runs made only of `prefetch` pages are recorded with `prefetch_reason`.
+  std::size_t migrate_mask(std::size_t device, VaBlock* b, const policy::PageMask& m,
+                           const os::VmaList& vmas, bool* oom,
+                           const policy::PageMask* prefetch = nullptr,
+                           EventReason prefetch_reason = EventReason::density_prefetch);
+  // Fault-ahead: may this neighbour be mapped in place now (false: it may still migrate)?
+  bool maps_ahead_in_place(std::size_t device, std::uintptr_t page, const os::Vma* vma) const;
+  policy::Policy& policy_for(const VaBlock* b, std::size_t i) const;
+  // Private anonymous memory that is not a thread's stack (os/proc_maps.hpp).
+  bool migrates_on_fault(const os::Vma& vma) const;
+  // Not used by the device in its current or previous access epoch.
+  bool cold(const VaBlock& b, std::size_t device) const;
 #ifndef NDEBUG
   void check_block(const VaBlock& b) const;
   void check_accounting(const char* where) const;
 #endif
 
   HostTracker* tracker_;
+  telemetry::EventLog* event_log_ = nullptr;
+  // Why pages are moving, for the event stream: set for a scope by the operation that moves
+  // them (ReasonScope), read where the copies happen. Under the state lock.
+  EventReason move_reason_ = EventReason::request;
+  class ReasonScope {
+   public:
+    ReasonScope(Mirror* m, EventReason r) : m_(m), saved_(m->move_reason_) { m->move_reason_ = r; }
+    ~ReasonScope() { m_->move_reason_ = saved_; }
+    ReasonScope(const ReasonScope&) = delete;
+    ReasonScope& operator=(const ReasonScope&) = delete;
+
+   private:
+    Mirror* m_;
+    EventReason saved_;
+  };
+  void emit(EventKind kind, EventReason reason, int device, int from, int to,
+            std::uintptr_t addr, std::uint64_t bytes) const;  // set before any thread can use the mirror
   std::size_t ndevices_;
   device::DeviceBackend* devices_[32] = {};
   MirrorCounters* counters_;
   StateLock lock_;
   RadixTable<VaBlock> blocks_;
   std::atomic<std::uint64_t> clock_{1};
-  PolicyProfile policy_;
+  PolicyProfile default_profile_;
+  policy::Policy* policies_[3] = {};  // by PolicyProfile
+  policy::ThrashingParams thrashing_params_;
+  bool fault_eviction_ = false;
+  std::size_t mapping_limit_ = 0;
+  // Would mapping `more` pages take the device past the limit?
+  bool over_limit(std::size_t device, std::size_t more) const {
+    return mapping_limit_ != 0 && devices_[device]->mapped_pages() + more > mapping_limit_;
+  }  // evicting for a device fault: cold blocks only
   std::uint64_t use_clock_ = 0;   // orders blocks for eviction; under the state lock
   std::uintptr_t keep_start_ = 0, keep_end_ = 0;  // never evicted (the request in progress)
   std::byte* staging_;  // 2 MiB of runtime memory for copies that need a contiguous buffer

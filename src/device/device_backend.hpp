@@ -25,6 +25,7 @@ struct FaultRange {
   std::uintptr_t start = 0;  // must be served (errors are reported for these pages)
   std::uintptr_t end = 0;
   bool write = false;
+  bool kernel = false;  // raised by a kernel (policies may migrate), not an API call
   // Fault-ahead window around [start, end): pages here are mapped too when that is cheap and
   // harmless (in place, or already local), never moved and never an error. 0 = none.
   std::uintptr_t ahead_start = 0;
@@ -33,6 +34,7 @@ struct FaultRange {
 struct FaultOutcome {
   int error = 0;                 // 0, or a hetmm::Errc value + 1
   std::uintptr_t error_addr = 0;  // first page that failed
+  bool over_limit = false;        // out_of_memory: Options::max_oversubscription
 };
 
 class FaultResolver {
@@ -66,8 +68,17 @@ class DeviceBackend {
   // MMU. Callers hold the mirror's state lock.
   virtual void set_pte(std::uintptr_t va, std::uint64_t entry) = 0;
   virtual std::uint64_t get_pte(std::uintptr_t va) const = 0;
+  virtual std::size_t mapped_pages() const = 0;  // valid PTEs
   // Clears PTEs in [start, end) and returns only when no worker can still use them.
   virtual void invalidate(std::uintptr_t start, std::uintptr_t end) = 0;
+
+  // Access epochs, for policies that tell cold blocks from warm ones: the epoch advances when
+  // a kernel starts (and when asked), and the page table records per 2 MiB block the last
+  // epoch in which a worker walked it (every TLB is flushed when the epoch advances, so a
+  // block in use is walked at least once per epoch).
+  virtual std::uint32_t access_epoch() const = 0;
+  virtual std::uint32_t touched_epoch(std::uintptr_t va) const = 0;
+  virtual void advance_access_epoch() = 0;
 };
 
 }  // namespace hetmm::device

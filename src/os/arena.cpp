@@ -4,7 +4,9 @@
 #include "os/page.hpp"
 #include "os/syscalls.hpp"
 
+#include <cstddef>
 #include <mutex>
+#include <new>
 
 namespace hetmm::os {
 
@@ -46,8 +48,14 @@ class LockedPool final : public std::pmr::memory_resource {
 
 std::pmr::memory_resource* runtime_memory() {
   // Leaked on purpose: runtime state may be released from atexit handlers and thread exits.
-  static MmapResource* upstream = new MmapResource();
-  static LockedPool* pool = new LockedPool(upstream);
+  // The two objects live in runtime memory themselves: the fault paths call through them, and
+  // the program's heap (where `new` would put them) is memory a device may migrate.
+  static LockedPool* pool = [] {
+    void* mem = map_runtime_memory(page_up(sizeof(MmapResource) + sizeof(LockedPool) + 64));
+    auto* upstream = new (mem) MmapResource();
+    void* at = static_cast<std::byte*>(mem) + ((sizeof(MmapResource) + 63) & ~std::size_t{63});
+    return new (at) LockedPool(upstream);
+  }();
   return pool;
 }
 

@@ -44,6 +44,8 @@ void query_vmas(std::uintptr_t start, std::uintptr_t end, VmaList& out) {
   char buf[8192];
   std::size_t have = 0;
   bool eof = false;
+  std::uintptr_t guard_start = 0, guard_end = 0;  // the last PROT_NONE private anonymous mapping
+  std::uintptr_t library_end = 0;                 // end of the last mapping of a .so file
   while (!eof || have > 0) {
     if (!eof) {
       ssize_t n = ::read(fd, buf + have, sizeof buf - have);
@@ -91,6 +93,21 @@ void query_vmas(std::uintptr_t start, std::uintptr_t end, VmaList& out) {
           std::memcmp(p, kRuntime, sizeof kRuntime - 1) == 0)
         v.special = true;
       v.anonymous = inode == 0 && !named_file;
+      static constexpr char kStack[] = "[stack";
+      v.main_stack = nl - p >= 6 && std::memcmp(p, kStack, 6) == 0;
+      if (v.anonymous && !v.shared && guard_end == v.start && guard_end != 0) v.guard_below = guard_start;
+      v.library_data = v.anonymous && library_end == v.start && library_end != 0;
+      if (named_file) {
+        const char* so = p;
+        while (so + 3 <= nl && !(so[0] == '.' && so[1] == 's' && so[2] == 'o')) ++so;
+        library_end = so + 3 <= nl ? v.end : 0;
+      } else if (!v.library_data) {
+        library_end = 0;
+      }
+      if (v.anonymous && !v.shared && !v.read && !v.write && !v.exec) {
+        guard_start = v.start;
+        guard_end = v.end;
+      }
       if (v.end > start && v.start < end) out.push_back(v);
       consumed = static_cast<std::size_t>(nl - buf) + (nl < limit ? 1 : 0);
       if (nl == limit) break;

@@ -21,9 +21,20 @@ struct Vma {
   bool anonymous = false;  // no file behind it (heap, stack, anonymous mmap)
   bool special = false;    // [vdso], [vvar], [vsyscall], hetmm's own memory: never mapped on a
                            // device, migrated or written
+  // Stacks, which device faults never migrate (a thread touching a revoked page of its stack
+  // while it holds the mirror's lock, or with no room left to take SIGSEGV, cannot get it
+  // back). `main_stack`: [stack]. `guard_below`: the start of a PROT_NONE private anonymous
+  // mapping right below this one (how glibc lays out thread stacks) or 0; the mirror tells a
+  // real guard from pages it revoked itself.
+  bool main_stack = false;
+  std::uintptr_t guard_below = 0;
+  // A shared library's .bss (anonymous memory right after a mapping of a .so file): libc's and
+  // the loader's state, which the runtime itself uses under its lock. Never migrated on faults.
+  bool library_data = false;
   int prot() const;
   // Only private anonymous memory migrates into device memory, as in the kernel.
   bool migratable() const { return anonymous && !shared && !special && read; }
+
 };
 
 using VmaList = std::pmr::vector<Vma>;

@@ -1,7 +1,8 @@
-// The hetmm command: `hetmm info` and `hetmm demo`.
+// The hetmm command: `hetmm info`, `hetmm demo`, and the subcommands of commands.hpp.
 #include "commands.hpp"
 
 #include <hetmm/hetmm.hpp>
+#include <hetmm/trace.hpp>
 
 #include <CLI/CLI.hpp>
 
@@ -93,12 +94,13 @@ void print_rows(const std::vector<Row>& rows) {
               "cpu flt: CPU touches that brought pages home)\n");
 }
 
-int cmd_demo(hetmm::Options opt, std::size_t size_mib) {
+int cmd_demo(hetmm::Options opt, std::size_t size_mib, const std::string& trace_path) {
   // Three arrays of size_mib / 3 each; device memory sized to hold them.
   std::size_t n = size_mib * (1u << 20) / 3 / sizeof(float);
   if (n == 0) n = 1024;
   std::size_t bytes = n * sizeof(float);
   if (opt.device_memory < 3 * bytes + (8u << 20)) opt.device_memory = ((3 * bytes >> 20) + 8) << 20;
+  if (!trace_path.empty()) opt.event_capacity = 1 << 20;
   hetmm::Runtime rt(opt);
   auto& dev = rt.device(0);
   std::printf("hetmm demo: c[i] = 2*a[i] + b[i] over ordinary std::vector memory\n");
@@ -169,6 +171,23 @@ int cmd_demo(hetmm::Options opt, std::size_t size_mib) {
               static_cast<unsigned long long>(s.tlb_misses),
               static_cast<unsigned long long>(s.fault_batches), dev.memory_used());
   std::printf("result %s (checksum %.0f)\n", ok ? "verified" : "WRONG", sum);
+  if (!trace_path.empty()) {
+    std::vector<hetmm::Event> events = rt.take_events();
+    hetmm::TraceInfo info{"hetmm demo", {}, rt.events_dropped()};
+    for (std::size_t i = 0; i < rt.device_count(); ++i)
+      info.device_memory.push_back(rt.device(i).memory_capacity());
+    std::ofstream out(trace_path, std::ios::binary | std::ios::trunc);
+    if (out) hetmm::write_chrome_trace(out, events, info);
+    out.close();
+    if (!out) {
+      std::fprintf(stderr, "hetmm demo: cannot write the trace to %s\n", trace_path.c_str());
+      return 2;
+    }
+    std::printf("trace: %zu events (%llu dropped) written to %s (open it in ui.perfetto.dev, or "
+                "run `hetmm trace %s`)\n",
+                events.size(), static_cast<unsigned long long>(info.events_dropped),
+                trace_path.c_str(), trace_path.c_str());
+  }
   return ok ? 0 : 1;
 }
 
@@ -190,6 +209,15 @@ int main(int argc, char** argv) {
   std::size_t size_mib = 48;
   demo->add_option("--size-mib", size_mib, "total size of the three arrays, MiB")
       ->check(CLI::Range(1, 8192));
+  std::string demo_trace;
+  demo->add_option("--trace", demo_trace,
+                   "record events and write them to this file as a Chrome trace (Perfetto)");
+  auto* trace = app.add_subcommand(
+      "trace", "render a Chrome trace written by hetmm as an SVG timeline and residency heatmap");
+  std::string trace_file, trace_out;
+  trace->add_option("FILE", trace_file, "the trace (JSON), e.g. from `hetmm demo --trace FILE`")
+      ->required();
+  trace->add_option("-o,--output", trace_out, "the SVG to write (default: FILE with .svg)");
   auto* stress = app.add_subcommand(
       "stress", "randomized differential test against a model of plain memory (docs/RELIABILITY.md)");
   StressArgs sargs;
@@ -206,14 +234,41 @@ int main(int argc, char** argv) {
                      "ioctl, service delay, worker stall)")
       ->check(CLI::Range(0.0, 0.5));
   stress->add_flag("--no-fork", sargs.no_fork, "leave fork out of the operations");
+  auto* bench = app.add_subcommand(
+      "bench", "workloads x modes x working-set factors on modeled and wall time, verified, and "
+               "the micro-costs (docs/PERFORMANCE.md)");
+  BenchArgs bargs;
+  bench->add_flag("--quick", bargs.quick, "small sizes (8 MiB device, 128 MiB micro sweep)");
+  bench->add_flag("--json", bargs.json, "print one JSON object on stdout (the table goes to stderr)");
+  bench->add_option("--svg", bargs.svg, "write a chart of modeled time to this file");
+  bench->add_option("--workloads", bargs.workloads, "comma-separated subset of: " + CLI::detail::join(bench_workloads(), ","))
+      ->delimiter(',')
+      ->check(CLI::IsMember(bench_workloads()));
+  bench->add_option("--modes", bargs.modes, "comma-separated subset of: " + CLI::detail::join(bench_modes(), ","))
+      ->delimiter(',')
+      ->check(CLI::IsMember(bench_modes()));
+  bench->add_option("--factors", bargs.factors,
+                    "working set over device memory, comma-separated (default 0.5,1,1.5,2,4)")
+      ->delimiter(',')
+      ->check(CLI::Range(0.01, 64.0));
+  bench->add_option("--device-mib", bargs.device_mib, "device memory, MiB (default 64; --quick 8)")
+      ->check(CLI::Range(1, 1 << 20));
+  bench->add_option("--link", bargs.link, "link model for modeled time")
+      ->check(CLI::IsMember({"none", "pcie4", "pcie5", "nvlink-c2c"}));
+  bench->add_option("--seed", bargs.seed, "seed of the generated data");
+  bench->add_flag("--no-micro", bargs.no_micro, "skip the micro-cost ratios");
+  bench->add_flag("--no-spans", bargs.no_spans,
+                  "kernels use one Thread::load/store per element instead of read_span/write_span");
   CLI11_PARSE(app, argc, argv);
   if (!app.get_option("--devices")->count()) sargs.default_devices = true;
   opt.tracking = parse_tracking(tracking);
   opt.device_memory = device_mib << 20;
   try {
     if (*info) return cmd_info(opt);
-    if (*demo) return cmd_demo(opt, size_mib);
+    if (*demo) return cmd_demo(opt, size_mib, demo_trace);
+    if (*trace) return cmd_trace(trace_file, trace_out);
     if (*stress) return cmd_stress(opt, sargs);
+    if (*bench) return cmd_bench(opt, bargs);
   } catch (const hetmm::Error& e) {
     std::fprintf(stderr, "hetmm: %s\n", e.what());
     return 2;

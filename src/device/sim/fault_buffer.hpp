@@ -20,16 +20,20 @@ struct FaultRequest {
   std::uintptr_t start = 0;  // page-aligned
   std::uintptr_t end = 0;
   bool write = false;
+  bool kernel = false;  // a worker's fault (policies may migrate), not an API call's
   int error = 0;  // filled by the service: 0 or Errc + 1
   std::uintptr_t error_addr = 0;
+  bool over_limit = false;  // out_of_memory because of Options::max_oversubscription
   std::atomic<std::uint32_t> done{0};
 
-  void reset(std::uintptr_t s, std::uintptr_t e, bool w) {
+  void reset(std::uintptr_t s, std::uintptr_t e, bool w, bool from_kernel = false) {
     start = s;
     end = e;
     write = w;
+    kernel = from_kernel;
     error = 0;
     error_addr = 0;
+    over_limit = false;
     done.store(0, std::memory_order_relaxed);
   }
   // Spin briefly (a ring round trip is ~1 us), then sleep on a futex.

@@ -19,10 +19,26 @@ class PageTable {
     if (l == nullptr) return 0;
     return l->pte[os::page_index_in_block(va)].load(std::memory_order_acquire);
   }
+  // A worker's walk: also records that the block was used in `epoch`.
+  std::uint64_t walk(std::uintptr_t va, std::uint32_t epoch) const {
+    Leaf* l = table_.find(va >> os::kBlockShift);
+    if (l == nullptr) return 0;
+    if (l->touched.load(std::memory_order_relaxed) != epoch)
+      l->touched.store(epoch, std::memory_order_relaxed);
+    return l->pte[os::page_index_in_block(va)].load(std::memory_order_acquire);
+  }
+  std::uint32_t touched(std::uintptr_t va) const {
+    Leaf* l = table_.find(va >> os::kBlockShift);
+    return l == nullptr ? 0 : l->touched.load(std::memory_order_relaxed);
+  }
   void set(std::uintptr_t va, std::uint64_t entry) {
     Leaf* l = table_.get_or_create(va >> os::kBlockShift, [] { return os::arena_new<Leaf>(); });
-    l->pte[os::page_index_in_block(va)].store(entry, std::memory_order_release);
+    std::uint64_t old = l->pte[os::page_index_in_block(va)].exchange(entry, std::memory_order_acq_rel);
+    if ((old & pte::kValid) != (entry & pte::kValid))
+      valid_.fetch_add((entry & pte::kValid) ? 1 : -1, std::memory_order_relaxed);
   }
+  // Valid entries: the device's working set in pages (Options::max_oversubscription).
+  std::size_t valid() const { return static_cast<std::size_t>(valid_.load(std::memory_order_relaxed)); }
   // Returns the number of valid entries cleared.
   std::size_t clear(std::uintptr_t start, std::uintptr_t end) {
     std::size_t n = 0;
@@ -36,6 +52,7 @@ class PageTable {
           if (e.load(std::memory_order_relaxed) & pte::kValid) {
             e.store(0, std::memory_order_release);
             ++n;
+            valid_.fetch_sub(1, std::memory_order_relaxed);
           }
         }
       }
@@ -47,8 +64,10 @@ class PageTable {
  private:
   struct Leaf {
     std::atomic<std::uint64_t> pte[os::kPagesPerBlock] = {};
+    std::atomic<std::uint32_t> touched{0};  // access epoch of the last walk
   };
   core::RadixTable<Leaf> table_;
+  std::atomic<std::int64_t> valid_{0};  // written under the mirror's state lock
 };
 
 }  // namespace hetmm::device::sim

@@ -3,6 +3,7 @@
 #include "os/page.hpp"
 #include "os/safe_access.hpp"
 #include "os/syscalls.hpp"
+#include "telemetry/event_log.hpp"
 
 #include <algorithm>
 #include <cstring>
@@ -132,6 +133,13 @@ void SimDevice::invalidate(std::uintptr_t start, std::uintptr_t end) {
   }
 }
 
+void SimDevice::advance_access_epoch() {
+  access_epoch_.fetch_add(1, std::memory_order_relaxed);
+  // A shootdown epoch with nothing cleared: every worker flushes its TLB at its next access,
+  // so blocks in use are walked (and marked) again in the new epoch.
+  epoch_.fetch_add(1, std::memory_order_seq_cst);
+}
+
 void SimDevice::fault_and_wait(FaultRequest* r) {
   faults_.post(r);
   r->wait();
@@ -155,20 +163,28 @@ void SimDevice::run_service() {
 void SimDevice::serve_batch(FaultRequest** reqs, std::size_t n) {
   stats_.fault_batches.fetch_add(1, std::memory_order_relaxed);
   stats_.faults.fetch_add(n, std::memory_order_relaxed);
-  // Sort by access then address; coalesce overlapping or adjacent requests of the same access.
+  // Sort by address; coalesce requests for the same pages keeping the most intrusive access
+  // (write), and adjacent or overlapping requests of the same access. A read request merged
+  // into a write range that fails with `permission` is resolved again on its own below.
   std::sort(reqs, reqs + n, [](const FaultRequest* a, const FaultRequest* b) {
-    if (a->write != b->write) return a->write < b->write;
-    return a->start < b->start;
+    if (a->start != b->start) return a->start < b->start;
+    return a->write > b->write;
   });
   FaultRange ranges[FaultBuffer::kMaxBatch];
   FaultOutcome outcomes[FaultBuffer::kMaxBatch];
   std::size_t owner[FaultBuffer::kMaxBatch];  // range of each request
   std::size_t nr = 0;
   for (std::size_t i = 0; i < n; ++i) {
-    if (nr > 0 && ranges[nr - 1].write == reqs[i]->write && reqs[i]->start <= ranges[nr - 1].end) {
-      ranges[nr - 1].end = std::max(ranges[nr - 1].end, reqs[i]->end);
+    FaultRequest* q = reqs[i];
+    FaultRange* last = nr > 0 ? &ranges[nr - 1] : nullptr;
+    bool same_pages = last != nullptr && q->start >= last->start && q->end <= last->end &&
+                      (last->write || !q->write);
+    bool adjacent = last != nullptr && last->write == q->write && q->start <= last->end;
+    if (same_pages || adjacent) {
+      last->end = std::max(last->end, q->end);
+      last->kernel = last->kernel && q->kernel;
     } else {
-      ranges[nr] = FaultRange{reqs[i]->start, reqs[i]->end, reqs[i]->write, 0, 0};
+      ranges[nr] = FaultRange{q->start, q->end, q->write, q->kernel, 0, 0};
       outcomes[nr] = FaultOutcome{};
       ++nr;
     }
@@ -180,22 +196,35 @@ void SimDevice::serve_batch(FaultRequest** reqs, std::size_t n) {
     ranges[k].ahead_start = os::block_down(ranges[k].start);
     ranges[k].ahead_end = os::block_up(ranges[k].end);
   }
+  // Recorded before resolving, so that the moves this batch causes follow it in the log.
+  if (telemetry::EventLog* log = events_) {
+    std::uintptr_t lo = ranges[0].start, hi = ranges[0].end;
+    for (std::size_t k = 1; k < nr; ++k) {
+      lo = std::min(lo, ranges[k].start);
+      hi = std::max(hi, ranges[k].end);
+    }
+    log->record(EventKind::fault, EventReason::device_fault, static_cast<int>(index_),
+                Location::system(), Location::system(), lo, hi - lo);
+  }
   resolver_->resolve(index_, ranges, outcomes, nr);
   // A range stops at its first error: requests before it are served, the one that contains it
   // fails, and the ones after it are resolved again on their own.
   for (std::size_t i = 0; i < n; ++i) {
     FaultRequest* r = reqs[i];
     const FaultOutcome& o = outcomes[owner[i]];
+    bool merged_read = !r->write && ranges[owner[i]].write;
     if (o.error != 0 && o.error_addr < r->end) {
-      if (o.error_addr >= r->start) {
+      if (o.error_addr >= r->start && !merged_read) {
         r->error = o.error;
         r->error_addr = o.error_addr;
+        r->over_limit = o.over_limit;
       } else {
-        FaultRange single{r->start, r->end, r->write};
+        FaultRange single{r->start, r->end, r->write, r->kernel};
         FaultOutcome out{};
         resolver_->resolve(index_, &single, &out, 1);
         r->error = out.error;
         r->error_addr = out.error_addr;
+        r->over_limit = out.over_limit;
       }
     }
     r->complete();
@@ -216,7 +245,10 @@ void SimDevice::launch(std::size_t threads, std::unique_ptr<detail::KernelBase> 
       delete l;
       throw Error(Errc::device_lost, "device " + std::to_string(index_) + " is not running");
     }
-    if (queue_.empty()) ++launch_generation_;
+    if (queue_.empty()) {
+      ++launch_generation_;
+      advance_access_epoch();  // a kernel starts
+    }
     queue_.push_back(l);
   }
   launch_cv_.notify_all();
@@ -285,7 +317,10 @@ void SimDevice::run_worker(WorkerContext* w) {
         finished = l;
         ++destroying_;
         stats_.kernels.fetch_add(1, std::memory_order_relaxed);
-        if (!queue_.empty()) ++launch_generation_;
+        if (!queue_.empty()) {
+          ++launch_generation_;
+          advance_access_epoch();  // the next kernel starts
+        }
         launch_cv_.notify_all();
       }
     }

@@ -25,6 +25,10 @@
 #include <memory>
 #include <mutex>
 
+namespace hetmm::telemetry {
+class EventLog;
+}
+
 namespace hetmm::device::sim {
 
 struct AtomicStats {
@@ -41,6 +45,8 @@ class SimDevice final : public DeviceBackend, public os::RuntimeAllocated {
   void start();
   void stop();
   void abandon_threads();  // in a forked child: the threads do not exist
+  // Telemetry: fault batches are recorded there (null: off). Set before start().
+  void set_event_log(telemetry::EventLog* log) { events_ = log; }
 
   // DeviceBackend
   std::size_t index() const override { return index_; }
@@ -58,7 +64,17 @@ class SimDevice final : public DeviceBackend, public os::RuntimeAllocated {
   void zero_frames(const std::uint32_t* frames, std::size_t n) override;
   void set_pte(std::uintptr_t va, std::uint64_t entry) override { pt_.set(va, entry); }
   std::uint64_t get_pte(std::uintptr_t va) const override { return pt_.get(va); }
+  std::size_t mapped_pages() const override { return pt_.valid(); }
   void invalidate(std::uintptr_t start, std::uintptr_t end) override;
+  std::uint32_t access_epoch() const override {
+    return access_epoch_.load(std::memory_order_relaxed);
+  }
+  std::uint32_t touched_epoch(std::uintptr_t va) const override { return pt_.touched(va); }
+  void advance_access_epoch() override;
+  // A worker's page-table walk on a TLB miss (records the block's use in this epoch).
+  std::uint64_t walk(std::uintptr_t va) const {
+    return pt_.walk(va, access_epoch_.load(std::memory_order_relaxed));
+  }
 
   // Fault source: posts a request and waits for the service thread to complete it.
   void fault_and_wait(FaultRequest* r);
@@ -92,10 +108,12 @@ class SimDevice final : public DeviceBackend, public os::RuntimeAllocated {
   std::size_t index_;
   FaultResolver* resolver_;
   core::FaultInjector* injector_;
+  telemetry::EventLog* events_ = nullptr;
   FramePool pool_;
   PageTable pt_;
   FaultBuffer faults_;
   alignas(64) std::atomic<std::uint64_t> epoch_{1};
+  std::atomic<std::uint32_t> access_epoch_{1};
   detail::WorkerContext** workers_;
   unsigned nworkers_;
   os::OsThread service_;

@@ -56,6 +56,9 @@ struct WorkerContext {
   std::uint64_t in_place_bytes = 0;  // accessed in system memory, in place
   device::sim::FaultRequest request;
   os::OsThread thread;
+  // Where read_span/write_span pieces of in-place pages are copied (they are process memory,
+  // which may be unmapped under the kernel: only recoverable instructions touch it).
+  alignas(64) std::byte span_bounce[4096];
 
   static std::size_t slot(std::uint64_t vpn) {
     // Low bits alone make large aligned arrays collide; fold higher bits in.

@@ -41,10 +41,12 @@ void device_fault(WorkerContext* w, std::uintptr_t va, bool write, const char* w
                   std::size_t n) {
   FaultRequest& r = w->request;
   std::uintptr_t page = os::page_down(va);
-  r.reset(page, page + os::kPageSize, write);
+  r.reset(page, page + os::kPageSize, write, true);
   w->device->fault_and_wait(&r);
   if (r.error != 0) {
-    const char* why = r.error - 1 == static_cast<int>(Errc::permission)
+    const char* why = r.over_limit ? "the device's working set would exceed "
+                                     "Options::max_oversubscription times its memory"
+                      : r.error - 1 == static_cast<int>(Errc::permission)
                           ? "no write access"
                           : "no mapping with the needed access";
     raise(r.error, what, va, n, why);
@@ -76,7 +78,7 @@ std::byte* translate(WorkerContext* w, std::uintptr_t va, bool write, bool* loca
       bump(w->tlb_misses);
       // An injected stall here holds up TLB shootdowns too, as a slow worker would.
       w->device->injector().maybe_stall(core::FaultInjector::worker_stall);
-      std::uint64_t p = w->device->get_pte(va);
+      std::uint64_t p = w->device->walk(va);
       if ((p & pte::kValid) && (!write || (p & pte::kWrite))) {
         t.vpn = vpn;
         t.pte = p;
@@ -225,6 +227,61 @@ std::uint64_t thread_atomic_add(WorkerContext* w, void* p, std::uint64_t v, std:
       });
   if (n < 8) old &= (std::uint64_t{1} << (8 * n)) - 1;
   return old;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The span fast path: one translation per page. A local piece is handed to the kernel in the
+// device frame itself, with the access held open (active set) until the next call, so a
+// shootdown waits for the kernel's callback exactly as it waits for one load. An in-place
+// piece goes through the worker's bounce buffer with recoverable copies, as load/store do.
+// ---------------------------------------------------------------------------------------------
+const void* span_next(SpanCursor& c) {
+  WorkerContext* w = require(c.ctx);
+  if (c.holding) {
+    leave(w);
+    c.holding = false;
+  }
+  if (c.pending != nullptr) {
+    void* dst = c.pending;
+    c.pending = nullptr;
+    thread_store(w, dst, w->span_bounce, c.piece_bytes);
+  }
+  if (c.left == 0) return nullptr;
+  auto va = reinterpret_cast<std::uintptr_t>(c.next);
+  std::size_t n = std::min(c.left, os::kPageSize - (va & (os::kPageSize - 1)));
+  const char* what = c.write ? "write_span" : "read_span";
+  if (va >> 57)
+    raise(static_cast<int>(Errc::fault) + 1, what, va, n, "beyond the user address space");
+  c.next = reinterpret_cast<const std::byte*>(c.next) + n;
+  c.left -= n;
+  c.piece_bytes = n;
+  bool local = false;
+  std::byte* h = translate(w, va, c.write, &local, what, n);
+  if (local) {
+    c.holding = true;
+    __atomic_store_n(&w->local_bytes, w->local_bytes + n, __ATOMIC_RELAXED);
+    return h;
+  }
+  leave(w);
+  if (c.write) {
+    c.pending = reinterpret_cast<void*>(va);
+    return w->span_bounce;
+  }
+  if (hetmm_safe_copy(w->span_bounce, h, n) != 0) {
+    // The mapping changed under the kernel: the ordinary path faults and reports the error.
+    drop_tlb_entry(w, va);
+    thread_load(w, reinterpret_cast<const void*>(va), w->span_bounce, n);
+    return w->span_bounce;
+  }
+  __atomic_store_n(&w->in_place_bytes, w->in_place_bytes + n, __ATOMIC_RELAXED);
+  return w->span_bounce;
+}
+
+void span_end(SpanCursor& c) noexcept {
+  // The callback threw: the access ends here and a half-filled write piece is not stored.
+  if (c.holding && c.ctx != nullptr) leave(c.ctx);
+  c.holding = false;
+  c.pending = nullptr;
 }
 
 }  // namespace hetmm::detail

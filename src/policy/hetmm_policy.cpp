@@ -1,0 +1,69 @@
+#include "policy/hetmm_policy.hpp"
+
+#include <algorithm>
+#include <cstdlib>
+
+
+namespace hetmm::policy {
+
+void HetmmPolicy::plan(const FaultView& v, FaultPlan& out) {
+  // Streaming (use-once) and thrashing pages are accessed in place: migrating them costs the
+  // same link traffic once and evicts something useful.
+  PageMask stay;
+  for (std::size_t i = 0; i < os::kPagesPerBlock; ++i)
+    if (v.block->advice[i] & core::kAdviseStreaming) stay[i] = true;
+  FaultView view = v;
+  view.movable &= ~stay & ~v.thrashing;
+  view.faulted &= view.movable;
+  if (view.faulted.none()) return;
+
+  Stream& s = streams_[v.device];
+  std::uintptr_t block = v.block->base;
+  constexpr std::uintptr_t kB = os::kBlockSize;
+  if (s.run >= 0 && block > s.last_block && block <= std::max(s.reach, s.last_block) + kB) {
+    s.run = s.run + 1;
+  } else if (s.run <= 0 && block < s.last_block &&
+             block + kB >= std::min(s.reach, s.last_block)) {
+    s.run = s.run - 1;
+  } else if (block != s.last_block) {
+    s.run = 0;
+    s.reach = block;
+  }
+  s.last_block = block;
+  if (s.reach == 0) s.reach = block;
+  int ahead = 0;
+  if (s.run >= kStreamRun || s.run <= -kStreamRun) {
+    int steps = std::min(std::abs(s.run), 3);
+    ahead = std::min(2 << (steps - 1), kMaxAhead);
+  }
+
+  if (v.first_touch && v.preferred_here) {
+    out.migrate = view.movable & ~v.resident;
+  } else if (ahead > 0) {
+    // A stream: everything of this block from the fault on, in its direction.
+    std::size_t first = os::kPagesPerBlock, last = 0;
+    for (std::size_t i = 0; i < os::kPagesPerBlock; ++i)
+      if (view.faulted[i]) {
+        first = std::min(first, i);
+        last = i;
+      }
+    out.migrate = density_prefetch(view, params_);
+    if (s.run > 0) {
+      for (std::size_t i = first; i < os::kPagesPerBlock; ++i) out.migrate[i] = view.movable[i];
+      out.ahead_blocks = ahead;
+      s.reach = block + static_cast<std::uintptr_t>(ahead) * kB;
+    } else {
+      for (std::size_t i = 0; i <= last; ++i) out.migrate[i] = view.movable[i];
+      out.ahead_blocks = -ahead;
+      s.reach = block - std::min(block, static_cast<std::uintptr_t>(ahead) * kB);
+    }
+    out.migrate &= ~v.resident;
+    out.prefetch_reason = EventReason::stream_prefetch;
+  } else {
+    out.migrate = density_prefetch(view, params_);
+    out.prefetch_reason = EventReason::density_prefetch;
+  }
+  out.prefetch = out.migrate & ~view.faulted;
+}
+
+}  // namespace hetmm::policy

@@ -1,0 +1,434 @@
+// The migration policies: uvm's documented behaviours (density prefetch, allocation-order
+// eviction, thrashing throttle and pin), hetmm's (stream prefetch, cold-only eviction, pin in
+// place when the working set does not fit), in_place, per-range policies and advice.
+#include "policy/density_prefetch.hpp"
+#include "policy/thrashing.hpp"
+#include "test_support.hpp"
+
+#include <numeric>
+
+namespace hetmm::test {
+namespace {
+
+using policy::FaultView;
+using policy::PageMask;
+
+constexpr std::size_t kBlock = 2u << 20;
+
+// A mapping whose start is 2 MiB aligned, so that tests can reason about blocks.
+class BlockMapping {
+ public:
+  explicit BlockMapping(std::size_t len) : raw_(len + kBlock) {
+    auto a = reinterpret_cast<std::uintptr_t>(raw_.get());
+    p_ = reinterpret_cast<std::byte*>((a + kBlock - 1) & ~(kBlock - 1));
+  }
+  std::byte* get() const { return p_; }
+  template <class T>
+  T* as() const {
+    return reinterpret_cast<T*>(p_);
+  }
+
+ private:
+  Mapping raw_;
+  std::byte* p_;
+};
+
+// ---- density prefetch: the driver's tree, on its own --------------------------------------
+FaultView view_with(std::initializer_list<std::size_t> faulted) {
+  static core::VaBlock block(0);
+  FaultView v;
+  v.block = &block;
+  v.movable.set();
+  for (std::size_t p : faulted) v.faulted[p] = true;
+  return v;
+}
+
+std::size_t count_range(const PageMask& m, std::size_t lo, std::size_t hi) {
+  std::size_t n = 0;
+  for (std::size_t i = lo; i < hi; ++i) n += m[i];
+  return n;
+}
+
+TEST(DensityPrefetch, OneFaultBringsItsBigPageOnly) {
+  PageMask m = policy::density_prefetch(view_with({5}), {});
+  EXPECT_EQ(m.count(), 16u);
+  EXPECT_EQ(count_range(m, 0, 16), 16u);
+}
+
+TEST(DensityPrefetch, HalfANodeIsNotEnoughButMoreThan51PercentIs) {
+  // Pages 0 and 16: the 128 KiB node is full, its 256 KiB parent exactly half: not taken.
+  PageMask two = policy::density_prefetch(view_with({0, 16}), {});
+  EXPECT_EQ(two.count(), 32u);
+  // Three big pages of a 256 KiB node: 75% > 51%, the whole node comes.
+  PageMask three = policy::density_prefetch(view_with({0, 16, 32}), {});
+  EXPECT_EQ(three.count(), 64u);
+  EXPECT_EQ(count_range(three, 0, 64), 64u);
+}
+
+TEST(DensityPrefetch, ResidentPagesCountTowardsTheThreshold) {
+  FaultView v = view_with({300});
+  for (std::size_t i = 256; i < 300; ++i) v.resident[i] = true;  // 44 pages already there
+  for (std::size_t i = 320; i < 420; ++i) v.resident[i] = true;  // and 100 more
+  PageMask m = policy::density_prefetch(v, {});
+  // 48 (256..303 with the big page 288..303) + 100 = 148 of the 256-page node 256..511:
+  // 57.8% > 51%: the whole node but what is resident.
+  EXPECT_EQ(count_range(m, 256, 512), 256u - 44u - 100u);
+  EXPECT_EQ(count_range(m, 0, 256), 0u);
+}
+
+TEST(DensityPrefetch, ThresholdIsAParameter) {
+  policy::DensityParams strict;
+  strict.uvm_perf_prefetch_threshold = 90;
+  EXPECT_EQ(policy::density_prefetch(view_with({0, 16, 32}), strict).count(), 48u);
+}
+
+TEST(DensityPrefetch, NeverTakesThrashingOrUnmovablePages) {
+  FaultView v = view_with({0, 16, 32});
+  for (std::size_t i = 48; i < 64; ++i) v.thrashing[i] = true;
+  v.movable[40] = false;
+  PageMask m = policy::density_prefetch(v, {});
+  EXPECT_EQ(count_range(m, 48, 64), 0u);
+  EXPECT_FALSE(m[40]);
+}
+
+// ---- thrashing detector ----------------------------------------------------------------------
+TEST(ThrashingDetector, CloseMigrationsFlagAPageSpacedOnesDoNot) {
+  auto b = std::make_unique<core::VaBlock>(0);
+  policy::ThrashingParams p;
+  std::uint64_t t = 1'000'000'000;
+  for (int k = 0; k < 4; ++k) policy::note_migration(*b, 7, 1, t + k * 100'000, p);  // 100 us
+  EXPECT_TRUE(policy::thrashing(*b, 7, t + 400'000, p));
+  for (int k = 0; k < 4; ++k) policy::note_migration(*b, 9, 1, t + k * 1'000'000, p);  // 1 ms
+  EXPECT_FALSE(policy::thrashing(*b, 9, t + 4'000'000, p));
+  // A quiet epoch (2000 x lapse = 1 s) resets the page.
+  EXPECT_FALSE(policy::thrashing(*b, 7, t + 2'000'000'000, p));
+}
+
+// ---- the profiles, end to end ------------------------------------------------------------------
+class Policies : public Tracked {
+ protected:
+  Options with(PolicyProfile p, std::size_t memory = 64u << 20) const {
+    Options o = options(1, memory);
+    o.policy = p;
+    return o;
+  }
+  static std::size_t on_device(Runtime& rt, const void* p, std::size_t len) {
+    auto r = rt.residency(p, len);
+    return static_cast<std::size_t>(
+        std::count_if(r.begin(), r.end(), [](Location l) { return !l.is_system(); }));
+  }
+  static void sweep_add(Device& dev, std::uint64_t* p, std::size_t n, std::uint64_t add) {
+    dev.launch(1, [=](Thread& t) {
+      for (std::size_t i = 0; i < n; ++i) t.store(p + i, t.load(p + i) + add);
+    });
+    dev.synchronize();
+  }
+};
+
+TEST_P(Policies, InPlaceNeverMigratesOnFaults) {
+  Runtime rt(with(PolicyProfile::in_place));
+  BlockMapping m(kBlock);
+  auto* p = m.as<std::uint64_t>();
+  sweep_add(rt.device(0), p, kBlock / 8, 1);
+  EXPECT_EQ(on_device(rt, p, kBlock), 0u);
+  EXPECT_EQ(rt.device(0).stats().pages_to_device, 0u);
+  EXPECT_EQ(p[12345], 1u);
+}
+
+TEST_P(Policies, UvmFirstFaultMigratesOneBigPage) {
+  Runtime rt(with(PolicyProfile::uvm));
+  BlockMapping m(kBlock);
+  auto* p = m.as<std::uint64_t>();
+  p[100 * kPage / 8] = 41;  // page 100: big page 96..111
+  rt.device(0).launch(1, [p](Thread& t) { t.store(p + 100 * kPage / 8, t.load(p + 100 * kPage / 8) + 1); });
+  rt.device(0).synchronize();
+  auto r = rt.residency(p, kBlock);
+  for (std::size_t i = 0; i < 512; ++i)
+    EXPECT_EQ(!r[i].is_system(), i >= 96 && i < 112) << "page " << i;
+  EXPECT_EQ(p[100 * kPage / 8], 42u);  // the CPU touch brings it home
+}
+
+TEST_P(Policies, UvmSequentialSweepFillsTheBlockInAFewFaults) {
+  Runtime rt(with(PolicyProfile::uvm));
+  BlockMapping m(kBlock);
+  auto* p = m.as<std::uint64_t>();
+  Device& dev = rt.device(0);
+  dev.launch(1, [p](Thread& t) {
+    for (std::size_t i = 0; i < kBlock / 8; i += kPage / 8) t.store(p + i, std::uint64_t{i});
+  });
+  dev.synchronize();
+  EXPECT_EQ(on_device(rt, p, kBlock), 512u);
+  // Density growth: 64 KiB, 128, 256, 512 KiB, 1 MiB, 2 MiB: a handful of faults, not 512.
+  EXPECT_LE(dev.stats().faults, 12u);
+  for (std::size_t i = 0; i < kBlock / 8; i += kPage / 8) ASSERT_EQ(p[i], i);
+}
+
+TEST_P(Policies, HetmmStreamPrefetchRunsAheadOfASweep) {
+  std::uint64_t faults[2];
+  for (int k = 0; k < 2; ++k) {
+    Runtime rt(with(k == 0 ? PolicyProfile::uvm : PolicyProfile::hetmm));
+    BlockMapping m(8 * kBlock);
+    auto* p = m.as<std::uint64_t>();
+    sweep_add(rt.device(0), p, 8 * kBlock / 8, 3);
+    EXPECT_EQ(on_device(rt, p, 8 * kBlock), 8u * 512u);
+    faults[k] = rt.device(0).stats().faults;
+    for (std::size_t i = 0; i < 8 * kBlock / 8; i += 997) ASSERT_EQ(p[i], 3u);
+  }
+  EXPECT_LT(faults[1] * 2, faults[0]) << "uvm " << faults[0] << " hetmm " << faults[1];
+}
+
+TEST_P(Policies, OversubscribedSweepsEvictUnderUvmAndPinInPlaceUnderHetmm) {
+  // Four passes over 4 blocks with room for one: uvm pages every block in and out on each
+  // pass; hetmm keeps what it has and reads the rest in place.
+  std::uint64_t evicted[2], link[2];
+  for (int k = 0; k < 2; ++k) {
+    Runtime rt(with(k == 0 ? PolicyProfile::uvm : PolicyProfile::hetmm, kBlock));
+    BlockMapping m(4 * kBlock);
+    auto* p = m.as<std::uint64_t>();
+    for (int pass = 0; pass < 4; ++pass) sweep_add(rt.device(0), p, 4 * kBlock / 8, 1);
+    DeviceStats s = rt.device(0).stats();
+    evicted[k] = s.pages_evicted;
+    link[k] = s.link_bytes;
+    for (std::size_t i = 0; i < 4 * kBlock / 8; i += 101) ASSERT_EQ(p[i], 4u) << i;
+  }
+  EXPECT_GT(evicted[0], 3u * 512u);
+  EXPECT_EQ(evicted[1], 0u);
+  EXPECT_LT(link[1], link[0]);
+}
+
+TEST_P(Policies, HetmmEvictsColdBlocksForANewPhase) {
+  // Phase one uses A, phase two uses B (each as big as the device): A is cold by then.
+  Runtime rt(with(PolicyProfile::hetmm, kBlock));
+  BlockMapping a(kBlock), b(kBlock);
+  for (int pass = 0; pass < 2; ++pass) sweep_add(rt.device(0), a.as<std::uint64_t>(), kBlock / 8, 1);
+  EXPECT_EQ(on_device(rt, a.get(), kBlock), 512u);
+  for (int pass = 0; pass < 3; ++pass) sweep_add(rt.device(0), b.as<std::uint64_t>(), kBlock / 8, 1);
+  EXPECT_EQ(on_device(rt, b.get(), kBlock), 512u);
+  EXPECT_EQ(on_device(rt, a.get(), kBlock), 0u);
+  EXPECT_EQ(a.as<std::uint64_t>()[7], 2u);
+  EXPECT_EQ(b.as<std::uint64_t>()[7], 3u);
+}
+
+TEST_P(Policies, PerRangePolicyOverridesTheDefault) {
+  Runtime rt(with(PolicyProfile::hetmm));
+  BlockMapping m(2 * kBlock);
+  auto* p = m.as<std::uint64_t>();
+  rt.set_policy(p, kBlock, PolicyProfile::in_place);
+  sweep_add(rt.device(0), p, 2 * kBlock / 8, 1);
+  EXPECT_EQ(on_device(rt, p, kBlock), 0u);
+  EXPECT_EQ(on_device(rt, m.get() + kBlock, kBlock), 512u);
+}
+
+TEST_P(Policies, AccessedByAndPreferredLocationKeepPagesWhereTheyAre) {
+  Runtime rt(with(PolicyProfile::uvm));
+  BlockMapping m(2 * kBlock);
+  auto* p = m.as<std::uint64_t>();
+  rt.advise(p, kBlock, Advice::accessed_by, Location::device(0));
+  rt.advise(m.get() + kBlock, kBlock, Advice::preferred_location, Location::system());
+  sweep_add(rt.device(0), p, 2 * kBlock / 8, 1);
+  EXPECT_EQ(on_device(rt, p, 2 * kBlock), 0u);
+  rt.unadvise(p, kBlock, Advice::accessed_by, Location::device(0));
+  sweep_add(rt.device(0), p, kBlock / 8, 1);
+  EXPECT_EQ(on_device(rt, p, kBlock), 512u);
+  EXPECT_EQ(p[3], 2u);
+}
+
+TEST_P(Policies, StreamingPagesAreReadInPlaceUnderHetmm) {
+  Runtime rt(with(PolicyProfile::hetmm));
+  BlockMapping m(kBlock);
+  auto* p = m.as<std::uint64_t>();
+  rt.advise(p, kBlock, Advice::streaming);
+  sweep_add(rt.device(0), p, kBlock / 8, 5);
+  EXPECT_EQ(on_device(rt, p, kBlock), 0u);
+  EXPECT_EQ(p[77], 5u);
+}
+
+TEST_P(Policies, WriteOnlyPagesMoveWithoutTheirDataAndDiscardDropsDeviceCopies) {
+  Runtime rt(with(PolicyProfile::in_place));
+  Mapping m(8 * kPage);
+  auto* p = m.as<std::uint32_t>();
+  std::fill(p, p + 8 * kPage / 4, 7u);
+  rt.advise(p, 4 * kPage, Advice::write_only);
+  rt.device(0).migrate_to_device(p, 8 * kPage);
+  std::uint32_t seen[2] = {};
+  std::uint32_t* out = seen;
+  rt.device(0).launch(1, [p, out](Thread& t) {
+    out[0] = t.load(p);                  // write_only: not copied
+    out[1] = t.load(p + 4 * kPage / 4);  // copied
+  });
+  rt.device(0).synchronize();
+  EXPECT_EQ(seen[0], 0u);
+  EXPECT_EQ(seen[1], 7u);
+  rt.advise(p, 8 * kPage, Advice::discard);
+  EXPECT_EQ(rt.device(0).memory_used(), 0u);
+  EXPECT_EQ(p[4 * kPage / 4], 0u);  // discarded device copy: reads as zeros
+}
+
+TEST_P(Policies, RangeStatsCountWhatHappenedToTheRange) {
+  Runtime rt(with(PolicyProfile::hetmm));
+  BlockMapping m(kBlock);
+  auto* p = m.as<std::uint64_t>();
+  sweep_add(rt.device(0), p, kBlock / 8, 1);
+  RangeStats s = rt.range_stats(p, kBlock);
+  EXPECT_GT(s.device_faults, 0u);
+  EXPECT_EQ(s.pages_to_device, 512u);
+  ASSERT_EQ(s.pages_on_device.size(), 1u);
+  EXPECT_EQ(s.pages_on_device[0], 512u);
+  EXPECT_EQ(p[0], 1u);  // CPU fault-back of a 64 KiB granule
+  s = rt.range_stats(p, kBlock);
+  EXPECT_EQ(s.cpu_faults, 1u);
+  EXPECT_EQ(s.pages_to_system, 16u);
+  EXPECT_EQ(s.pages_in_system, 16u);
+}
+
+TEST_P(Policies, KernelsTouchingAStackVariableLeaveTheStackAlone) {
+  for (auto profile : {PolicyProfile::uvm, PolicyProfile::hetmm}) {
+    Runtime rt(with(profile));
+    std::uint64_t local = 5;
+    std::uint64_t* lp = &local;
+    rt.device(0).launch(64, [lp](Thread& t) { t.atomic_add(lp, std::uint64_t{1}); });
+    rt.device(0).synchronize();
+    EXPECT_EQ(local, 69u);
+    EXPECT_TRUE(rt.location(&local).is_system());
+  }
+}
+
+TEST_P(Policies, PingPongBetweenCpuAndDeviceEndsPinnedInPlace) {
+  for (auto profile : {PolicyProfile::uvm, PolicyProfile::hetmm}) {
+    Options o = with(profile);
+    // A round trip here (launch, fault, CPU fault-back) takes about a millisecond, twice the
+    // driver's lapse; on a GPU it is tens of microseconds.
+    o.uvm.uvm_perf_thrashing_lapse_usec = 50000;
+    Runtime rt(o);
+    BlockMapping m(kBlock);
+    auto* p = m.as<std::uint64_t>();
+    Device& dev = rt.device(0);
+    for (int round = 0; round < 30; ++round) {
+      dev.launch(1, [p](Thread& t) { t.store(p, t.load(p) + 1); });
+      dev.synchronize();
+      p[0] += 1;  // the CPU takes it back
+    }
+    EXPECT_EQ(p[0], 60u);
+    // Pages migrated at most until the detector fired (3 close events), plus uvm's
+    // throttling periods before its pin.
+    DeviceStats s = dev.stats();
+    EXPECT_LT(s.pages_to_device, 30u * 16u)
+        << to_string(profile) << " to device " << s.pages_to_device << " cpu faults "
+        << s.cpu_faults << " throttle " << s.throttle_seconds;
+    if (profile == PolicyProfile::uvm) {
+      EXPECT_GT(s.throttle_seconds, 0.0);
+    }
+  }
+}
+
+TEST_P(Policies, AdviceErrorsNameTheRange) {
+  Runtime rt(with(PolicyProfile::hetmm));
+  Mapping m(4 * kPage);
+  ::munmap(m.get() + kPage, kPage);
+  EXPECT_EQ(error_of([&] { rt.advise(m.get(), 4 * kPage, Advice::read_mostly); }), Errc::fault);
+  EXPECT_EQ(error_of([&] { rt.unadvise(m.get(), kPage, Advice::discard); }), Errc::invalid_argument);
+  EXPECT_EQ(error_of([&] { rt.advise(m.get(), kPage, Advice::accessed_by); }), Errc::invalid_argument);
+  EXPECT_EQ(error_of([&] { rt.advise(m.get(), kPage, Advice::preferred_location, Location::device(3)); }),
+            Errc::invalid_argument);
+  EXPECT_EQ(error_of([&] { rt.advise(nullptr, kPage, Advice::streaming); }), Errc::invalid_argument);
+  EXPECT_EQ(error_of([&] { rt.advise(m.get(), 0, Advice::streaming); }), Errc::invalid_argument);
+  EXPECT_EQ(error_of([&] { rt.set_policy(m.get(), kPage, static_cast<PolicyProfile>(9)); }),
+            Errc::invalid_argument);
+  try {
+    rt.advise(m.get(), 4 * kPage, Advice::streaming);
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("16384 bytes"), std::string::npos) << e.what();
+  }
+}
+
+TEST_P(Policies, FailFastBeyondTheOversubscriptionFactor) {
+  Options o = with(PolicyProfile::hetmm, kBlock);
+  o.max_oversubscription = 1.5;  // at most 3 MiB mapped
+  Runtime rt(o);
+  BlockMapping m(4 * kBlock);
+  auto* p = m.as<std::uint64_t>();
+  Device& dev = rt.device(0);
+  sweep_add(dev, p, kBlock / 8 + kBlock / 16, 1);  // 1.5 blocks: fits
+  try {
+    sweep_add(dev, p, 2 * kBlock / 8, 1);
+    ADD_FAILURE() << "expected out_of_memory";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::out_of_memory);
+    EXPECT_NE(std::string(e.what()).find("max_oversubscription"), std::string::npos) << e.what();
+  }
+  try {
+    dev.migrate_to_device(m.get() + 2 * kBlock, 2 * kBlock);
+    ADD_FAILURE() << "expected out_of_memory";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::out_of_memory);
+    EXPECT_NE(std::string(e.what()).find("limit 3145728 bytes"), std::string::npos) << e.what();
+  }
+  // Nothing was lost: what ran before the limit is there.
+  EXPECT_EQ(p[0], 2u);
+  EXPECT_EQ(error_of([&] {
+              Options bad = with(PolicyProfile::hetmm);
+              bad.max_oversubscription = -1;
+              Runtime r(bad);
+            }),
+            Errc::invalid_argument);
+  EXPECT_EQ(error_of([&] {
+              Options bad = with(PolicyProfile::uvm);
+              bad.uvm.uvm_perf_prefetch_threshold = 0;
+              Runtime r(bad);
+            }),
+            Errc::invalid_argument);
+}
+
+// ---- the span fast path ------------------------------------------------------------------------
+TEST_P(Policies, SpansReadAndWriteLocalAndInPlacePages) {
+  for (auto profile : {PolicyProfile::in_place, PolicyProfile::hetmm}) {
+    Runtime rt(with(profile));
+    const std::size_t n = 3 * kPage / 4 + 100;  // pieces cross pages
+    Mapping m(4 * kPage);
+    auto* p = m.as<std::uint32_t>() + 7;
+    for (std::size_t i = 0; i < n; ++i) p[i] = static_cast<std::uint32_t>(i);
+    if (profile == PolicyProfile::in_place) rt.device(0).migrate_to_device(m.get(), kPage);
+    std::uint64_t sum = 0;
+    std::uint64_t* out = &sum;
+    Device& dev = rt.device(0);
+    dev.launch(1, [p, n, out](Thread& t) {
+      std::uint64_t s = 0;
+      t.read_span(p, n, [&](const std::uint32_t* piece, std::size_t count) {
+        for (std::size_t i = 0; i < count; ++i) s += piece[i];
+      });
+      *out = s;
+      std::size_t at = 0;
+      t.write_span(p, n, [&](std::uint32_t* piece, std::size_t count) {
+        for (std::size_t i = 0; i < count; ++i) piece[i] = static_cast<std::uint32_t>(2 * (at + i));
+        at += count;
+      });
+    });
+    dev.synchronize();
+    EXPECT_EQ(sum, std::uint64_t{n} * (n - 1) / 2);
+    for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(p[i], 2 * i) << i << " " << to_string(profile);
+  }
+}
+
+TEST_P(Policies, SpanOverAHoleFailsAtSynchronize) {
+  Runtime rt(with(PolicyProfile::hetmm));
+  Mapping m(3 * kPage);
+  ::munmap(m.get() + kPage, kPage);
+  auto* p = m.as<std::uint64_t>();
+  rt.device(0).launch(1, [p](Thread& t) {
+    t.read_span(p, 3 * kPage / 8, [](const std::uint64_t*, std::size_t) {});
+  });
+  EXPECT_EQ(error_of([&] { rt.device(0).synchronize(); }), Errc::fault);
+  rt.device(0).launch(1, [p](Thread& t) {
+    t.read_span(p, kPage / 8, [](const std::uint64_t*, std::size_t) { throw 5; });
+  });
+  EXPECT_ANY_THROW(rt.device(0).synchronize());
+  // The worker left its access: a shootdown does not wait forever.
+  rt.device(0).migrate_to_device(m.get(), kPage);
+  EXPECT_FALSE(rt.location(m.get()).is_system());
+}
+
+HETMM_BOTH_MODES(Policies);
+
+}  // namespace
+}  // namespace hetmm::test
