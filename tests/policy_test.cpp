@@ -6,6 +6,8 @@
 #include "test_support.hpp"
 
 #include <numeric>
+#include <sys/wait.h>
+#include <unistd.h>
 
 namespace hetmm::test {
 namespace {
@@ -378,6 +380,100 @@ TEST_P(Policies, FailFastBeyondTheOversubscriptionFactor) {
               Runtime r(bad);
             }),
             Errc::invalid_argument);
+}
+
+// ---- read duplication ------------------------------------------------------------------------
+TEST_P(Policies, ReadMostlyPagesAreCopiedAndAWriteDropsTheCopies) {
+  Runtime rt(with(PolicyProfile::hetmm));
+  BlockMapping m(kBlock);
+  auto* p = m.as<std::uint64_t>();
+  for (std::size_t i = 0; i < kBlock / 8; ++i) p[i] = i;
+  rt.advise(p, kBlock, Advice::read_mostly);
+  Device& dev = rt.device(0);
+  std::uint64_t sum = 0;
+  std::uint64_t* out = &sum;
+  auto read_all = [&] {
+    dev.launch(1, [p, out](Thread& t) {
+      std::uint64_t s = 0;
+      for (std::size_t i = 0; i < kBlock / 8; ++i) s += t.load(p + i);
+      *out = s;
+    });
+    dev.synchronize();
+  };
+  read_all();
+  const std::uint64_t n = kBlock / 8;
+  EXPECT_EQ(sum, n * (n - 1) / 2);
+  EXPECT_EQ(dev.memory_used(), kBlock);              // a copy of every page
+  EXPECT_EQ(on_device(rt, p, kBlock), 0u);            // the data's home is still system memory
+  EXPECT_EQ(p[5], 5u);                                // CPU reads need no fault
+  EXPECT_EQ(dev.stats().cpu_faults, 0u);
+  p[5] = 1000;                                        // a write drops the copies of its granule
+  EXPECT_EQ(dev.memory_used(), kBlock - 64 * 1024);
+  read_all();
+  EXPECT_EQ(sum, n * (n - 1) / 2 - 5 + 1000);
+  // A device write drops them too.
+  dev.launch(1, [p](Thread& t) { t.store(p + 100 * kPage / 8, std::uint64_t{7}); });
+  dev.synchronize();
+  EXPECT_EQ(p[100 * kPage / 8], 7u);
+  // munmap of copied pages gives their frames back.
+  rt.device(0).release();
+  EXPECT_EQ(dev.memory_used(), 0u);
+  EXPECT_EQ(p[6], 6u);
+}
+
+TEST_P(Policies, EvictedCopiesCostNoTransfer) {
+  Runtime rt(with(PolicyProfile::hetmm, kBlock));
+  BlockMapping a(kBlock), b(kBlock);
+  rt.advise(a.get(), kBlock, Advice::read_mostly);
+  rt.advise(b.get(), kBlock, Advice::read_mostly);
+  std::fill(a.as<std::uint64_t>(), a.as<std::uint64_t>() + kBlock / 8, 3u);
+  std::fill(b.as<std::uint64_t>(), b.as<std::uint64_t>() + kBlock / 8, 4u);
+  Device& dev = rt.device(0);
+  std::uint64_t sums[2] = {};
+  std::uint64_t* out = sums;
+  for (int phase = 0; phase < 2; ++phase) {
+    for (int pass = 0; pass < 3; ++pass) {
+      auto* p = (phase == 0 ? a : b).as<std::uint64_t>();
+      dev.launch(1, [p, out, phase](Thread& t) {
+        std::uint64_t s = 0;
+        for (std::size_t i = 0; i < kBlock / 8; ++i) s += t.load(p + i);
+        out[phase] = s;
+      });
+      dev.synchronize();
+    }
+  }
+  EXPECT_EQ(sums[0], 3u * kBlock / 8);
+  EXPECT_EQ(sums[1], 4u * kBlock / 8);
+  DeviceStats s = dev.stats();
+  EXPECT_GT(s.pages_evicted, 0u);
+  EXPECT_EQ(s.pages_to_system, 0u);  // clean copies were dropped, not written back
+  EXPECT_EQ(s.link_bytes, 2 * kBlock);
+}
+
+TEST_P(Policies, CopiesSurviveMprotectForkAndMunmap) {
+  Runtime rt(with(PolicyProfile::hetmm));
+  Mapping m(64 * kPage);
+  auto* p = m.as<std::uint32_t>();
+  std::fill(p, p + 64 * kPage / 4, 9u);
+  rt.advise(p, 64 * kPage, Advice::read_mostly);
+  Device& dev = rt.device(0);
+  dev.launch(64, [p](Thread& t) { (void)t.load(p + t.id() * kPage / 4); });
+  dev.synchronize();
+  EXPECT_GT(dev.memory_used(), 0u);
+  ASSERT_EQ(::mprotect(p, 16 * kPage, PROT_READ), 0);
+  EXPECT_EQ(p[0], 9u);
+  ASSERT_EQ(::mprotect(p, 16 * kPage, PROT_READ | PROT_WRITE), 0);
+  p[0] = 10;  // writable again, and the write lands
+  pid_t child = ::fork();
+  if (child == 0) _exit(p[0] == 10 && p[20 * kPage / 4] == 9 ? 0 : 1);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  p[30 * kPage / 4] = 11;
+  EXPECT_EQ(p[30 * kPage / 4], 11u);
+  ::munmap(p, 64 * kPage);
+  m.forget();
+  EXPECT_EQ(wait_for_used(dev, 0), 0u);
 }
 
 // ---- the span fast path ------------------------------------------------------------------------

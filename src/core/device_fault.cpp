@@ -54,6 +54,19 @@ void Mirror::resolve(std::size_t device, const FaultRange* ranges, FaultOutcome*
     return;
   }
   Locked lock(lock_, Locked::adopt);
+  // Writes drop read-only copies first (I5). Under mprotect tracking that changes the
+  // protection of the pages, so the map is read again (under the lock, as lock_with_map does
+  // when it cannot get a stable read).
+  std::size_t collapsed = 0;
+  for (std::size_t k = 0; k < n; ++k)
+    if (ranges[k].write) collapsed += collapse_range(ranges[k].start, ranges[k].end, -1);
+  if (collapsed > 0 && tracker_->mode() == Tracking::mprotect && !detail::query(lo, hi, vmas.list)) {
+    for (std::size_t k = 0; k < n; ++k) {
+      outcomes[k].error = encode(Errc::fault);
+      outcomes[k].error_addr = ranges[k].start;
+    }
+    return;
+  }
   for (std::size_t k = 0; k < n; ++k) resolve_locked(device, ranges[k], outcomes[k], vmas.list);
 }
 
@@ -125,6 +138,7 @@ bool Mirror::maps_ahead_in_place(std::size_t device, std::uintptr_t page,
   VaBlock* b = find_block(page);
   std::size_t i = os::page_index_in_block(page);
   if (b != nullptr && b->owner[i] != kSystem) return true;  // local, or refused by map_on_device
+  if (b != nullptr && b->dup[i] != kSystem) return true;    // a copy here, or in place
   if (!policy_for(b, i).migrates_on_fault()) return true;
   if (vma == nullptr || !migrates_on_fault(*vma)) return true;  // it can only be in place
   if (b == nullptr) return false;
@@ -179,9 +193,10 @@ void Mirror::migrate_for_fault(std::size_t device, std::uintptr_t start, std::ui
     for (std::uintptr_t page = lo; page < hi; page += kPageSize) v.faulted[os::page_index_in_block(page)] = true;
     for (std::size_t i = 0; i < os::kPagesPerBlock; ++i) {
       std::uintptr_t page = b->page_addr(i);
-      v.resident[i] = b->owner[i] == d;
+      v.resident[i] = b->owner[i] == d || b->dup[i] == d;
       v.thrashing[i] = policy::thrashing(*b, i, now, thrashing_params_);
       if (b->owner[i] != kSystem) continue;  // another device's pages are never taken by faults
+      if (b->dup[i] != kSystem) continue;    // copied already (here, or read in place)
       if (b->accessed_by[i] & bit) continue;
       if (b->preferred[i] != kNoPreference && b->preferred[i] != d) continue;
       const os::Vma* vma = os::find_vma(vmas, page);
@@ -228,8 +243,25 @@ void Mirror::migrate_for_fault(std::size_t device, std::uintptr_t start, std::ui
       continue;
     }
     bool oom = false;
+    // Read faults on read-mostly pages copy them instead (read duplication).
+    policy::PageMask copy;
+    if (!write)
+      for (std::size_t i = 0; i < os::kPagesPerBlock; ++i)
+        copy[i] = want[i] && (b->advice[i] & kAdviseReadMostly) && !(b->advice[i] & kAdviseStreaming);
     policy::PageMask prefetch_only = plan.prefetch;
-    std::size_t moved = migrate_mask(device, b, want, vmas, &oom, &prefetch_only, plan.prefetch_reason);
+    std::size_t moved = migrate_mask(device, b, want & ~copy, vmas, &oom, &prefetch_only,
+                                     plan.prefetch_reason);
+    for (std::size_t i = 0; i < os::kPagesPerBlock && !oom;) {
+      if (!copy[i]) {
+        ++i;
+        continue;
+      }
+      const os::Vma* vma = os::find_vma(vmas, b->page_addr(i));
+      std::size_t j = i + 1;
+      while (j < os::kPagesPerBlock && copy[j] && b->page_addr(j) < vma->end) ++j;
+      moved += duplicate_run(device, b->page_addr(i), b->page_addr(j), *vma, &oom);
+      i = j;
+    }
     b->pages_in += moved;
     // Stream prefetch: whole blocks ahead, only into free or cold memory.
     for (int k = 1; k <= std::abs(plan.ahead_blocks) && !oom; ++k) {
@@ -307,9 +339,9 @@ void Mirror::before_launch(std::size_t device) {
   if (!any_pinned) return;
   std::size_t room = (dev->capacity_bytes() - dev->used_bytes()) / kPageSize;
   blocks_.for_each([&](VaBlock& b) {
-    if (b.resident == 0) return;
+    if (b.resident == 0 && b.duplicated == 0) return;
     if (std::max(dev->touched_epoch(b.base), b.arrived_epoch[device]) >= last) return;
-    for (std::size_t i = 0; i < os::kPagesPerBlock; ++i) room += b.owner[i] == d;
+    for (std::size_t i = 0; i < os::kPagesPerBlock; ++i) room += b.owner[i] == d || b.dup[i] == d;
   });
   blocks_.for_each([&](VaBlock& b) {
     if (!(b.pinned & bit) || room < os::kPagesPerBlock) return;

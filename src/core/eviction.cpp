@@ -39,12 +39,12 @@ std::size_t Mirror::evict(std::size_t device, std::size_t pages) {
     VaBlock* victim = nullptr;
     std::uint64_t best = ~std::uint64_t{0};
     blocks_.for_each([&](VaBlock& b) {
-      if (b.resident == 0) return;
+      if (b.resident == 0 && b.duplicated == 0) return;
       if (fault_eviction_ && !cold(b, device)) return;
       std::uint64_t key = pol.eviction_key(b, device, devices_[device]->touched_epoch(b.base));
       if (key >= best) return;
       for (std::size_t i = 0; i < os::kPagesPerBlock; ++i) {
-        if (b.owner[i] == d && !kept(b.page_addr(i))) {
+        if ((b.owner[i] == d || b.dup[i] == d) && !kept(b.page_addr(i))) {
           victim = &b;
           best = key;
           return;
@@ -60,16 +60,20 @@ std::size_t Mirror::evict(std::size_t device, std::size_t pages) {
       std::uintptr_t limit = lo;
       while (limit < hi && seen < want) {
         std::size_t i = os::page_index_in_block(limit);
-        if (victim->owner[i] == d && !kept(limit)) ++seen;
+        if ((victim->owner[i] == d || victim->dup[i] == d) && !kept(limit)) ++seen;
         limit += os::kPageSize;
       }
       hi = limit;
     }
     std::uintptr_t cut_lo = std::clamp(keep_start_, lo, hi), cut_hi = std::clamp(keep_end_, lo, hi);
+    // Clean copies first: dropping them costs no transfer (their system copy is valid).
     if (cut_lo < cut_hi) {
+      collapse_range(lo, cut_lo, d);
+      collapse_range(cut_hi, hi, d);
       bring_home_range(lo, cut_lo, d, -1);
       bring_home_range(cut_hi, hi, d, -1);
     } else {
+      collapse_range(lo, hi, d);
       bring_home_range(lo, hi, d, -1);
     }
     std::size_t after = dev->used_bytes();

@@ -100,7 +100,7 @@ bool Mirror::tracks(std::uintptr_t addr) const {
   VaBlock* b = find_block(addr);
   if (b == nullptr) return false;
   return (b->flags[os::page_index_in_block(addr)].load(std::memory_order_acquire) &
-          (kRevoked | kMigrating)) != 0;
+          (kRevoked | kMigrating | kDuplicated)) != 0;
 }
 
 void Mirror::invalidate_all(std::uintptr_t start, std::uintptr_t end) {
@@ -116,7 +116,8 @@ int Mirror::effective_prot(const os::Vma* vma, std::uintptr_t page) const {
   VaBlock* b = find_block(page);
   if (b != nullptr) {
     std::size_t i = os::page_index_in_block(page);
-    if (b->owner[i] != kSystem) return b->prot[i];
+    // Revoked pages, and copied pages (write-protected), keep what the program asked for here.
+    if (b->owner[i] != kSystem || b->dup[i] != kSystem) return b->prot[i];
   }
   if (vma == nullptr || vma->special) return -1;
   return vma->prot();
@@ -133,11 +134,20 @@ bool Mirror::map_on_device(std::size_t device, std::uintptr_t page, int prot) {
   if (b->owner[i] != kSystem && b->owner[i] != static_cast<std::int8_t>(device)) return false;
   bool writable = (prot & PROT_WRITE) != 0;
   std::uint64_t entry;
-  if (b->owner[i] == static_cast<std::int8_t>(device)) {
+  if (b->dup[i] == static_cast<std::int8_t>(device)) {
+    // The device's own read-only copy (I5): a write faults and drops it.
+    b->used[device] = ++use_clock_;
+    auto* host = devices_[device]->frame_host_address(b->frame[i]);
+    entry = device::pte::make(reinterpret_cast<std::uintptr_t>(host), false, true);
+  } else if (b->owner[i] == static_cast<std::int8_t>(device)) {
     b->used[device] = ++use_clock_;
     auto* host = devices_[device]->frame_host_address(b->frame[i]);
     entry = device::pte::make(reinterpret_cast<std::uintptr_t>(host), writable, true);
   } else {
+    // A page another device holds a copy of is write-protected (I5): mapped writable in
+    // place, a write through device_copy, under this lock, would wait on a fault that only
+    // this lock's holder can serve. Read-only, a write faults to the device and drops copies.
+    if (b->dup[i] != kSystem) writable = false;
     entry = device::pte::make(page, writable, false);
   }
   devices_[device]->set_pte(page, entry);
@@ -239,6 +249,13 @@ std::size_t Mirror::migrate_to_device(std::size_t device, std::uintptr_t start, 
       status->over_limit = true;
       return 0;
     }
+  }
+  // A page moves with its only copy. Dropping copies changes page protections under mprotect
+  // tracking: the map is then read again (under the lock, as lock_with_map may).
+  if (collapse_range(start, end, -1) > 0 && tracker_->mode() == Tracking::mprotect &&
+      !query(start, end, vmas.list)) {
+    status->fail(Errc::fault, start);
+    return 0;
   }
   bool oom = false;
   std::size_t moved = 0;
@@ -480,6 +497,7 @@ std::size_t Mirror::migrate_to_system(std::size_t device, std::uintptr_t start, 
                                       Status* status) {
   (void)status;
   Locked lock(lock_);
+  collapse_range(start, end, static_cast<int>(device));
   return bring_home_fully(start, end, static_cast<int>(device), -1);
 }
 
@@ -500,6 +518,7 @@ void Mirror::release_device(std::size_t device) {
   std::uint32_t bit = 1u << device;
   blocks_.for_each([&](VaBlock& b) {
     if (b.resident > 0) bring_home_fully(b.base, b.base + os::kBlockSize, static_cast<int>(device), -1);
+    if (b.duplicated > 0) collapse_range(b.base, b.base + os::kBlockSize, static_cast<int>(device));
     if (b.mapped_devices & bit) {
       devices_[device]->invalidate(b.base, b.base + os::kBlockSize);
       b.mapped_devices &= ~bit;
@@ -517,6 +536,7 @@ void Mirror::bring_all_home() {
 void Mirror::bring_all_home_locked() {
   blocks_.for_each([&](VaBlock& b) {
     if (b.resident > 0) bring_home_fully(b.base, b.base + os::kBlockSize, -1, -1);
+    if (b.duplicated > 0) collapse_range(b.base, b.base + os::kBlockSize, -1);
   });
 }
 
@@ -564,6 +584,8 @@ void Mirror::snapshot(std::uintptr_t start, std::size_t npages, PageState* out) 
       } else {
         s.readable = vma->read;
         s.writable = vma->write;
+        if (b != nullptr && b->dup[os::page_index_in_block(page)] != kSystem)
+          s.writable = b->prot[os::page_index_in_block(page)] & PROT_WRITE;
         s.error = !vma->read;
         bool populated = (bits[k] & (os::kPagePresent | os::kPageSwapped)) != 0;
         s.zero = s.readable && vma->anonymous && !vma->shared &&
@@ -582,11 +604,23 @@ CpuFault Mirror::cpu_fault(std::uintptr_t addr, bool write, bool try_only) {
   VaBlock* b = find_block(addr);
   if (b == nullptr) return CpuFault::not_ours;
   std::size_t i = os::page_index_in_block(addr);
-  if (!(b->flags[i].load(std::memory_order_acquire) & (kRevoked | kMigrating))) return CpuFault::not_ours;
+  if (!(b->flags[i].load(std::memory_order_acquire) & (kRevoked | kMigrating | kDuplicated)))
+    return CpuFault::not_ours;
   if (!acquire(try_only)) return CpuFault::busy;
   Locked lock(lock_, Locked::adopt);
   std::uint8_t f = b->flags[i].load(std::memory_order_acquire);
   int owner = b->owner[i];
+  if ((f & kDuplicated) && owner == kSystem) {
+    // A write to a read-duplicated page: the device copies of its granule go first (I5). A
+    // read faults only when the system page went away behind our back (MADV_DONTNEED without
+    // a REMOVE event): the copy is stale, it goes too, and the retry reads what Linux gives.
+    constexpr std::uintptr_t kGranule = 64 * 1024;
+    std::uintptr_t g0 = os::page_down(addr) & ~(kGranule - 1);
+    ReasonScope why(this, EventReason::cpu_fault);
+    collapse_range(g0, g0 + kGranule, -1);
+    ++b->cpu_faults;
+    return CpuFault::served;
+  }
   if (!(f & kRevoked) || owner == kSystem) return CpuFault::served;  // already home: retry
   int prot = b->prot[i];
   if (!(prot & PROT_READ) || (write && !(prot & PROT_WRITE))) return CpuFault::not_ours;
@@ -645,6 +679,7 @@ void Mirror::before_unmap(std::uintptr_t start, std::uintptr_t end) {
   ReasonScope why(this, EventReason::host_change);
   emit(EventKind::invalidate, EventReason::host_change, -1, kSystem, kSystem, start, end - start);
   invalidate_all(start, end);
+  collapse_range(start, end, -1, false);
   drop_range(start, end, false, ~std::uint64_t{0});
   clear_advice(start, end);
 }
@@ -654,6 +689,7 @@ void Mirror::before_discard(std::uintptr_t start, std::uintptr_t end) {
   ReasonScope why(this, EventReason::host_change);
   emit(EventKind::invalidate, EventReason::host_change, -1, kSystem, kSystem, start, end - start);
   invalidate_all(start, end);
+  collapse_range(start, end, -1);
   drop_range(start, end, true, ~std::uint64_t{0});
 }
 
@@ -661,8 +697,10 @@ int Mirror::protect(std::uintptr_t start, std::uintptr_t end, int prot) {
   Locked lock(lock_);
   ReasonScope why(this, EventReason::host_change);
   emit(EventKind::invalidate, EventReason::host_change, -1, kSystem, kSystem, start, end - start);
-  // Device mappings go first; they come back through faults with the new rights.
+  // Device mappings go first; they come back through faults with the new rights. Read-only
+  // copies go too: the new protection replaces their write protection.
   invalidate_all(start, end);
+  collapse_range(start, end, -1);
   bool keep_revoked = tracker_->mode() == Tracking::mprotect;
   int rc = 0;
   std::uintptr_t run = start;  // start of the pending run of pages to mprotect for real
@@ -698,6 +736,7 @@ void Mirror::before_remap(std::uintptr_t start, std::uintptr_t end) {
   emit(EventKind::invalidate, EventReason::host_change, -1, kSystem, kSystem, start, end - start);
   std::size_t left = 0;
   bring_home_fully(start, end, -1, -1, &left);
+  collapse_range(start, end, -1);
   invalidate_all(start, end);
   // Found by the differential tester: a range once migrated stayed registered with
   // userfaultfd in pieces, and mremap of it failed with EFAULT where plain memory succeeds.
@@ -709,6 +748,7 @@ bool Mirror::on_unmap_event(std::uintptr_t start, std::uintptr_t end, std::uint6
   if (!acquire(try_only)) return false;
   Locked lock(lock_, Locked::adopt);
   invalidate_all(start, end);
+  collapse_range(start, end, -1, false);
   drop_range(start, end, false, stamp);
   clear_advice(start, end);
   return true;
@@ -749,8 +789,10 @@ bool Mirror::on_remap_event(std::uintptr_t from, std::uintptr_t to, std::size_t 
 void Mirror::check_accounting(const char* where) const {
   std::size_t owned[32] = {};
   blocks_.for_each([&](VaBlock& b) {
-    for (std::size_t i = 0; i < os::kPagesPerBlock; ++i)
+    for (std::size_t i = 0; i < os::kPagesPerBlock; ++i) {
       if (b.owner[i] != kSystem) ++owned[b.owner[i]];
+      if (b.dup[i] != kSystem) ++owned[b.dup[i]];
+    }
   });
   for (std::size_t d = 0; d < ndevices_; ++d)
     if (owned[d] * kPageSize != devices_[d]->used_bytes()) {
@@ -767,8 +809,10 @@ void Mirror::check_block(const VaBlock& b) const {
     if (b.owner[i] != kSystem) {
       ++resident;
       assert(f == kRevoked && "I2: a device-resident page is revoked");
+      assert(b.dup[i] == kSystem && "I5: only system pages have copies");
     } else {
       assert((f & kRevoked) == 0 && "I1: a system page is not revoked");
+      assert(((f & kDuplicated) != 0) == (b.dup[i] != kSystem) && "I5: copies are flagged");
     }
   }
   assert(resident == b.resident);

@@ -164,6 +164,15 @@ class Mirror final : public device::FaultResolver, public os::RuntimeAllocated {
   // Maps one page on the device (locally or in place). Returns false, mapping nothing, when the
   // page is in another device's memory.
   bool map_on_device(std::size_t device, std::uintptr_t page, int prot);
+  // Read duplication (src/core/duplication.cpp): copies one run of system pages (one VMA)
+  // into the device, keeping the system copy valid and write-protected. Returns pages copied.
+  std::size_t duplicate_run(std::size_t device, std::uintptr_t start, std::uintptr_t end,
+                            const os::Vma& vma, bool* out_of_memory);
+  // Drops the read-only copies in [start, end) held by `only` (any device if < 0) and gives
+  // the CPU its write access back (unless thaw is false: the range is going away). Returns
+  // the copies dropped.
+  std::size_t collapse_range(std::uintptr_t start, std::uintptr_t end, int only,
+                             bool thaw = true);
   // Makes room for `pages` frames on `device`: brings home the device's pages of the blocks the
   // policy ranks first (src/policy/policy.hpp), never pages in [keep_start_, keep_end_) (the
   // request being served). Returns the frames it freed. (src/core/eviction.cpp)

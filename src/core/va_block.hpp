@@ -9,7 +9,12 @@
 //  I3  a device maps page i (valid PTE) only if it is the owner (local frame), or the owner is
 //      the system (in place). mapped_devices has bit d set whenever device d may have a PTE here.
 //  I4  flags[] are written under the state lock and read lock-free by the CPU fault paths,
-//      which take the lock only when they see kRevoked or kMigrating.
+//      which take the lock only when they see kRevoked, kMigrating or kDuplicated.
+//  I5  dup[i] == d (read duplication, Advice::read_mostly) => owner[i] == kSystem, flags[i] has
+//      kDuplicated, frame[i] is a frame of d holding a copy identical to the system page, and
+//      the CPU mapping is write-protected (userfaultfd WP or PROT_READ), so a CPU write faults
+//      into hetmm, which drops the copy first. Device d maps the copy read-only; every other
+//      device maps the system page in place.
 #pragma once
 
 #include "os/page.hpp"
@@ -33,12 +38,14 @@ inline constexpr std::int8_t kNoPreference = -2;
 enum PageFlag : std::uint8_t {
   kRevoked = 1,    // CPU copy revoked; data lives in owner's device memory
   kMigrating = 2,  // a migration holds this page: CPU writes wait for it
+  kDuplicated = 4,  // a device holds a read-only copy (I5): CPU writes drop it first
 };
 
 struct VaBlock {
   explicit VaBlock(std::uintptr_t b) : base(b) {
     for (auto& o : owner) o = kSystem;
     for (auto& p : preferred) p = kNoPreference;
+    for (auto& d : dup) d = kSystem;
   }
   std::uintptr_t base;
   std::atomic<std::uint8_t> flags[os::kPagesPerBlock] = {};
@@ -48,6 +55,8 @@ struct VaBlock {
   std::uint64_t birth[os::kPagesPerBlock] = {};   // event stamp when the page left system memory
   std::uint32_t mapped_devices = 0;
   std::uint32_t resident = 0;  // pages owned by some device
+  std::int8_t dup[os::kPagesPerBlock];  // device holding a read-only copy (I5), or kSystem
+  std::uint32_t duplicated = 0;          // pages with a copy
   // Eviction order (src/policy/policy.hpp), per device, from the mirror's use clock: when the
   // block last got its first page on the device (the driver's allocation order), and when the
   // device last migrated or faulted on it (recency). Written under the state lock.

@@ -10,7 +10,8 @@ const char* to_string(OpKind k) {
   static const char* const names[] = {
       "cpu_write",   "cpu_read", "dev_read", "dev_write", "kernel_update", "kernel_atomic",
       "kernel_bad",  "migrate_in", "migrate_out", "release", "mprotect", "munmap",
-      "renew",       "mremap",   "dontneed", "fork_check", "check"};
+      "renew",       "mremap",   "dontneed", "fork_check", "check",
+      "advise"};
   static_assert(sizeof names / sizeof names[0] == static_cast<std::size_t>(OpKind::kCount));
   return names[static_cast<std::size_t>(k)];
 }
@@ -39,6 +40,10 @@ std::string describe(const Op& op) {
       break;
     case OpKind::mremap:
       std::snprintf(buf, sizeof buf, "mremap slot=%u pages=%u", op.slot, op.arg);
+      break;
+    case OpKind::advise:
+      std::snprintf(buf, sizeof buf, "advise slot=%u off=0x%x len=0x%x which=%u dev=%u", op.slot,
+                    op.offset, op.length, op.arg, op.device);
       break;
     case OpKind::mprotect:
       std::snprintf(buf, sizeof buf, "mprotect slot=%u off=0x%x len=0x%x prot=%u", op.slot,
@@ -132,7 +137,7 @@ OpKind pick_kind_of_op(Chooser& c, const Model& m) {
       {OpKind::kernel_bad, 2},  {OpKind::migrate_in, 16},    {OpKind::migrate_out, 6},
       {OpKind::release, 2},     {OpKind::mprotect, 4},       {OpKind::munmap, 2},
       {OpKind::renew, 3},       {OpKind::mremap, 2},         {OpKind::dontneed, 3},
-      {OpKind::fork_check, 1},  {OpKind::check, 3}};
+      {OpKind::fork_check, 1},  {OpKind::check, 3},         {OpKind::advise, 4}};
   std::uint32_t total = 0;
   for (const W& w : weights) total += (w.k == OpKind::fork_check && !m.fork) ? 0 : w.w;
   std::uint32_t r = c.below(total);
@@ -177,6 +182,14 @@ Op make_op(Chooser& c, const Model& m, std::uint8_t slot) {
       }
       op.kind = OpKind::dev_write;
       pick_range(c, s, op, 4, true);
+      return op;
+    }
+    case OpKind::advise: {
+      pick_range(c, s, op, 4, false);
+      op.length = static_cast<std::uint32_t>(
+          (op.offset % kPage + op.length + kPage - 1) / kPage * kPage);
+      op.offset = op.offset / kPage * kPage;
+      op.arg = c.below(8);
       return op;
     }
     case OpKind::mprotect:

@@ -36,6 +36,8 @@ enum class OpKind : std::uint8_t {
   dontneed,       // madvise(MADV_DONTNEED)
   fork_check,     // fork(2); the child compares every readable byte with the model
   check,          // the CPU compares the whole slot (every readable page)
+  advise,         // Runtime::advise/unadvise/set_policy of pages (arg picks which): no data
+                  // changes, whatever the policy then does with them
   kCount
 };
 const char* to_string(OpKind kind);

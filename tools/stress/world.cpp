@@ -193,6 +193,11 @@ World::Expect World::expect(const Op& op) const {
     case OpKind::migrate_out:
       if (op.length == 0) e.only(Errc::invalid_argument);
       break;
+    case OpKind::advise:
+      // Holes fail the call (and it changes nothing); advice never changes data.
+      if (op.length == 0) e.only(Errc::invalid_argument);
+      else if (!all_mapped(s, op.offset, op.length)) e.allow(Errc::fault);
+      break;
     case OpKind::mprotect:
     case OpKind::dontneed:
       e.skip = !all_mapped(s, op.offset, op.length);
@@ -289,6 +294,20 @@ void World::execute(const Op& op, const Expect& e, Outcome& out) {
       case OpKind::release:
         dev.release();
         break;
+      case OpKind::advise: {
+        Location here = Location::device(op.device);
+        switch (op.arg) {
+          case 0: rt_.advise(p, op.length, Advice::read_mostly); break;
+          case 1: rt_.advise(p, op.length, Advice::streaming); break;
+          case 2: rt_.advise(p, op.length, Advice::preferred_location, Location::system()); break;
+          case 3: rt_.advise(p, op.length, Advice::preferred_location, here); break;
+          case 4: rt_.advise(p, op.length, Advice::accessed_by, here); break;
+          case 5: rt_.set_policy(p, op.length, static_cast<PolicyProfile>(op.seed % 3)); break;
+          case 6: rt_.unadvise(p, op.length, Advice::read_mostly); break;
+          default: rt_.unadvise(p, op.length, Advice::accessed_by, here); break;
+        }
+        break;
+      }
       case OpKind::mprotect:
         if (::mprotect(p, op.length, static_cast<int>(op.arg)) != 0)
           throw Error(Errc::fault, std::string("mprotect: ") + std::strerror(errno));
