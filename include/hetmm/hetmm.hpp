@@ -242,6 +242,7 @@ enum class EventReason : std::uint8_t {
   request,           // an API call (migrate, prefetch, release, read/write)
   density_prefetch,  // uvm's tree prefetcher
   stream_prefetch,   // hetmm's stream/stride prefetcher
+  block_prefetch,    // hetmm's whole-block fetch on a block's first fault
   access_counter,    // hot in-place pages
   eviction,          // room for other pages
   thrashing,         // the working set does not fit / pages ping-pong

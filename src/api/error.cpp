@@ -67,6 +67,7 @@ const char* to_string(EventReason reason) noexcept {
     case EventReason::request: return "request";
     case EventReason::density_prefetch: return "density_prefetch";
     case EventReason::stream_prefetch: return "stream_prefetch";
+    case EventReason::block_prefetch: return "block_prefetch";
     case EventReason::access_counter: return "access_counter";
     case EventReason::eviction: return "eviction";
     case EventReason::thrashing: return "thrashing";

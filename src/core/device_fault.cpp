@@ -58,8 +58,14 @@ void Mirror::resolve(std::size_t device, const FaultRange* ranges, FaultOutcome*
   // protection of the pages, so the map is read again (under the lock, as lock_with_map does
   // when it cannot get a stable read).
   std::size_t collapsed = 0;
-  for (std::size_t k = 0; k < n; ++k)
-    if (ranges[k].write) collapsed += collapse_range(ranges[k].start, ranges[k].end, -1);
+  for (std::size_t k = 0; k < n; ++k) {
+    if (!ranges[k].write) continue;
+    // A device that writes into a block it copied is updating it: all its copies of the
+    // block become the only copies at once (one fault per block, not per page).
+    if (upgrade_copies(device, os::block_down(ranges[k].start), os::block_up(ranges[k].end)) > 0)
+      upgraded_epoch_[device] = devices_[device]->access_epoch();
+    collapsed += collapse_range(ranges[k].start, ranges[k].end, -1);
+  }
   if (collapsed > 0 && tracker_->mode() == Tracking::mprotect && !detail::query(lo, hi, vmas.list)) {
     for (std::size_t k = 0; k < n; ++k) {
       outcomes[k].error = encode(Errc::fault);
@@ -229,7 +235,10 @@ void Mirror::migrate_for_fault(std::size_t device, std::uintptr_t start, std::ui
     auto free_pages = [&] { return (dev->capacity_bytes() - dev->used_bytes()) / kPageSize; };
     std::size_t need = want.count();
     if (free_pages() < need) evict(device, need - free_pages());
-    if (free_pages() < need) {
+    if (free_pages() < need && pol.pins_when_full()) {
+      // All or nothing: a block paged in piece by piece takes a fault per piece.
+      need = ~std::size_t{0};
+    } else if (free_pages() < need) {
       want &= ~plan.prefetch;
       need = want.count();
       plan.ahead_blocks = 0;
@@ -244,10 +253,18 @@ void Mirror::migrate_for_fault(std::size_t device, std::uintptr_t start, std::ui
     }
     bool oom = false;
     // Read faults on read-mostly pages copy them instead (read duplication).
+    // hetmm copies on every read fault: a page the device never writes then leaves its memory
+    // for free (the system copy is still valid), and a write turns the copy into the only
+    // one without moving data (upgrade_copies).
+    // Unless this kernel writes what it reads (it upgraded copies already): then a copy
+    // would cost a second fault per block for nothing.
     policy::PageMask copy;
+    bool writes_follow_reads = upgraded_epoch_[device] == dev->access_epoch();
     if (!write)
       for (std::size_t i = 0; i < os::kPagesPerBlock; ++i)
-        copy[i] = want[i] && (b->advice[i] & kAdviseReadMostly) && !(b->advice[i] & kAdviseStreaming);
+        copy[i] = want[i] && !(b->advice[i] & kAdviseStreaming) &&
+                  ((b->advice[i] & kAdviseReadMostly) ||
+                   (pol.duplicates_reads() && !writes_follow_reads));
     policy::PageMask prefetch_only = plan.prefetch;
     std::size_t moved = migrate_mask(device, b, want & ~copy, vmas, &oom, &prefetch_only,
                                      plan.prefetch_reason);

@@ -108,3 +108,54 @@ std::size_t Mirror::collapse_range(std::uintptr_t start, std::uintptr_t end, int
 }
 
 }  // namespace hetmm::core
+
+namespace hetmm::core {
+
+std::size_t Mirror::upgrade_copies(std::size_t device, std::uintptr_t start, std::uintptr_t end) {
+  // The device that holds the copy writes it: its copy becomes the only one (the driver's
+  // read-duplication rule for writes), without moving a byte: the CPU copy is revoked.
+  auto d = static_cast<std::int8_t>(device);
+  std::size_t upgraded = 0;
+  for (std::uintptr_t bs = os::block_down(start); bs < end; bs += os::kBlockSize) {
+    VaBlock* b = find_block(bs);
+    if (b == nullptr || b->duplicated == 0) continue;
+    std::uintptr_t lo = std::max(start, bs), hi = std::min(end, bs + os::kBlockSize);
+    for (std::uintptr_t page = lo; page < hi;) {
+      std::size_t i = os::page_index_in_block(page);
+      if (b->dup[i] != d) {
+        page += kPageSize;
+        continue;
+      }
+      std::uintptr_t run_end = page + kPageSize;
+      while (run_end < hi && b->dup[os::page_index_in_block(run_end)] == d) run_end += kPageSize;
+      std::size_t n = (run_end - page) / kPageSize;
+      // Other devices may read the system copy in place: they stop before it goes.
+      invalidate_all(page, run_end);
+      for (std::size_t k = i; k < i + n; ++k) b->flags[k].store(kMigrating, std::memory_order_release);
+      if (tracker_->revoke(page, run_end - page) < 0) {
+        // The copies stay copies; the write drops them (collapse) instead.
+        for (std::size_t k = i; k < i + n; ++k) b->flags[k].store(kDuplicated, std::memory_order_release);
+        collapse_range(page, run_end, d);
+        page = run_end;
+        continue;
+      }
+      std::uint64_t birth = clock_.load(std::memory_order_acquire);
+      for (std::size_t k = i; k < i + n; ++k) {
+        b->owner[k] = d;
+        b->dup[k] = kSystem;
+        b->birth[k] = birth;
+        b->flags[k].store(kRevoked, std::memory_order_release);
+      }
+      b->duplicated -= static_cast<std::uint32_t>(n);
+      b->resident += static_cast<std::uint32_t>(n);
+      upgraded += n;
+      page = run_end;
+    }
+#ifndef NDEBUG
+    check_block(*b);
+#endif
+  }
+  return upgraded;
+}
+
+}  // namespace hetmm::core

@@ -173,6 +173,9 @@ class Mirror final : public device::FaultResolver, public os::RuntimeAllocated {
   // the copies dropped.
   std::size_t collapse_range(std::uintptr_t start, std::uintptr_t end, int only,
                              bool thaw = true);
+  // The copies `device` holds in [start, end) become the only copies (a write by that device):
+  // the CPU copies are revoked, no data moves. Returns pages upgraded.
+  std::size_t upgrade_copies(std::size_t device, std::uintptr_t start, std::uintptr_t end);
   // Makes room for `pages` frames on `device`: brings home the device's pages of the blocks the
   // policy ranks first (src/policy/policy.hpp), never pages in [keep_start_, keep_end_) (the
   // request being served). Returns the frames it freed. (src/core/eviction.cpp)
@@ -246,6 +249,7 @@ class Mirror final : public device::FaultResolver, public os::RuntimeAllocated {
   policy::Policy* policies_[3] = {};  // by PolicyProfile
   policy::ThrashingParams thrashing_params_;
   bool fault_eviction_ = false;
+  std::uint32_t upgraded_epoch_[kMaxDevices] = {};  // last access epoch a device wrote its copies
   std::size_t mapping_limit_ = 0;
   // Would mapping `more` pages take the device past the limit?
   bool over_limit(std::size_t device, std::size_t more) const {

@@ -31,9 +31,10 @@ class HetmmPolicy final : public Policy {
     std::uint64_t epoch = std::max(touched, b.arrived_epoch[device]);
     return (epoch << 40) | (b.used[device] & ((std::uint64_t{1} << 40) - 1));
   }
-  bool evicts_whole_blocks() const override { return false; }
+  bool evicts_whole_blocks() const override { return true; }
   bool faults_evict_warm_blocks() const override { return false; }
   bool pins_when_full() const override { return true; }
+  bool duplicates_reads() const override { return true; }
 
   // A stream: faults on consecutive blocks in one direction (a block already fetched ahead
   // counts as the next one). After `kStreamRun` steps the rest of the block and blocks ahead

@@ -67,6 +67,8 @@ class Policy {
   // When a device fault finds no room for the pages it faulted on: pin the block in place
   // (true) or migrate what fits and map the rest in place (false).
   virtual bool pins_when_full() const = 0;
+  // Do read faults copy pages (keeping the system copy valid) rather than move them?
+  virtual bool duplicates_reads() const { return false; }
 };
 
 // One instance per profile per runtime (the stream detector keeps per-device state).
