@@ -8,7 +8,7 @@ FUZZ_SECONDS ?= 30
 JOBS       ?= $(shell nproc)
 CMAKE_GEN  ?= -G "Unix Makefiles"
 
-.PHONY: all deps build build-asan build-tsan build-fuzz demo test test-main test-asan test-tsan fuzz install clean info
+.PHONY: all deps build build-asan build-tsan build-fuzz demo test test-main test-asan test-tsan fuzz install clean info bench
 
 all: build
 
@@ -38,6 +38,11 @@ demo: build
 
 info: build
 	$(BUILD)/hetmm info
+
+# The workload benchmark of issue 4, quick sizes (a few minutes on 2 cores); not part of `test`.
+# The table and progress go to the terminal, the JSON and the chart to $(BUILD).
+bench: build
+	$(BUILD)/hetmm bench --quick --json --svg $(BUILD)/bench.svg > $(BUILD)/bench.json
 
 test: test-main test-asan test-tsan fuzz
 

@@ -9,18 +9,12 @@
 // the device MMU hit path (Thread::load) against a plain loop on the CPU.
 #include <hetmm/hetmm.hpp>
 
+#include "bare_uffd.hpp"
+
 #include <benchmark/benchmark.h>
 
-#include <atomic>
 #include <cstring>
-#include <fcntl.h>
-#include <linux/userfaultfd.h>
-#include <poll.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
-#include <thread>
-#include <unistd.h>
 #include <vector>
 
 namespace {
@@ -85,50 +79,19 @@ void CpuFaultBack(benchmark::State& state) {
 BENCHMARK(CpuFaultBack)->UseRealTime();
 
 // The same round trip with nothing of hetmm: a registered page, zapped, touched, served by a
-// handler thread with UFFDIO_COPY.
+// handler thread with UFFDIO_COPY (tools/bench/bare_uffd.hpp, shared with `hetmm bench`).
 void BareUffdRoundTrip(benchmark::State& state) {
-  long fd = ::syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) fd = ::syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | 1 /* USER_MODE_ONLY */);
-  if (fd < 0) {
-    state.SkipWithError("userfaultfd refused");
+  hetmm::bench::BareUffdPage page;
+  if (!page.ok()) {
+    state.SkipWithError(page.error().c_str());
     return;
   }
-  uffdio_api api{UFFD_API, 0, 0};
-  ::ioctl(static_cast<int>(fd), UFFDIO_API, &api);
-  auto* p = static_cast<volatile char*>(map(kPage));
-  uffdio_register reg{};
-  reg.range = {reinterpret_cast<std::uint64_t>(p), kPage};
-  reg.mode = UFFDIO_REGISTER_MODE_MISSING;
-  if (::ioctl(static_cast<int>(fd), UFFDIO_REGISTER, &reg) != 0) {
-    state.SkipWithError("UFFDIO_REGISTER failed");
-    return;
-  }
-  static char source[kPage] __attribute__((aligned(4096)));
-  std::atomic<bool> stop{false};
-  std::thread handler([&] {
-    while (!stop.load()) {
-      pollfd pfd{static_cast<int>(fd), POLLIN, 0};
-      if (::poll(&pfd, 1, 10) <= 0) continue;
-      uffd_msg msg;
-      if (::read(static_cast<int>(fd), &msg, sizeof msg) != sizeof msg) continue;
-      if (msg.event != UFFD_EVENT_PAGEFAULT) continue;
-      uffdio_copy c{};
-      c.dst = msg.arg.pagefault.address & ~(kPage - 1);
-      c.src = reinterpret_cast<std::uint64_t>(source);
-      c.len = kPage;
-      ::ioctl(static_cast<int>(fd), UFFDIO_COPY, &c);
-    }
-  });
   for (auto _ : state) {
     state.PauseTiming();
-    ::madvise(const_cast<char*>(p), kPage, MADV_DONTNEED);
+    page.zap();
     state.ResumeTiming();
-    p[0] = p[0] + 1;
+    page.touch();
   }
-  stop = true;
-  handler.join();
-  ::munmap(const_cast<char*>(p), kPage);
-  ::close(static_cast<int>(fd));
 }
 BENCHMARK(BareUffdRoundTrip)->UseRealTime();
 

@@ -1,10 +1,5 @@
 // `hetmm bench` (tools/bench/): every workload verifies in every mode, verification catches a
 // wrong result, a failing run becomes a result row, and the JSON and SVG outputs are well formed.
-#include "micro.hpp"
-#include "report.hpp"
-#include "runner.hpp"
-#include "workload.hpp"
-
 #include <gtest/gtest.h>
 
 #include <cctype>
@@ -14,6 +9,11 @@
 #include <set>
 #include <string>
 #include <vector>
+
+#include "micro.hpp"
+#include "report.hpp"
+#include "runner.hpp"
+#include "workload.hpp"
 
 namespace hetmm::bench {
 namespace {
@@ -260,9 +260,9 @@ TEST(Bench, JsonHasTheDocumentedShape) {
     ASSERT_EQ(j["results"].kind, Json::array);
     std::set<std::string> modes;
     for (const Json& r : j["results"].items) {
-      for (const char* k : {"workload", "mode", "factor", "wall_s", "modeled_s", "verified",
-                            "pages_to_device", "pages_to_system", "pages_evicted", "faults",
-                            "in_place_bytes", "local_bytes"})
+      for (const char* k :
+           {"workload", "mode", "factor", "wall_s", "modeled_s", "verified", "pages_to_device",
+            "pages_to_system", "pages_evicted", "faults", "in_place_bytes", "local_bytes"})
         EXPECT_TRUE(r.has(k)) << k;
       EXPECT_EQ(r["workload"].s, "triad");
       EXPECT_TRUE(r["verified"].b);
@@ -277,8 +277,8 @@ TEST(Bench, JsonHasTheDocumentedShape) {
       EXPECT_TRUE(j["summary"].has(k)) << k;
     EXPECT_TRUE(j["summary"]["all_verified"].b);
     if (micro) {
-      for (const char* k : {"migration_over_memcpy", "prefetch_over_memcpy", "cpu_faultback_over_uffd",
-                            "mmu_hit_over_raw", "span_over_raw"})
+      for (const char* k : {"migration_over_memcpy", "prefetch_over_memcpy",
+                            "cpu_faultback_over_uffd", "mmu_hit_over_raw", "span_over_raw"})
         EXPECT_TRUE(j["micro"].has(k)) << k;
       EXPECT_EQ(j["micro"]["mmu_hit_over_raw"].n, 2);
       EXPECT_EQ(j["micro"]["span_over_raw"].kind, Json::null);
@@ -321,16 +321,15 @@ TEST(Bench, MicroRatiosAreMeasured) {
   mc.sum_elements = 1u << 16;
   mc.reps = 1;
   Micro m = measure_micro(mc);
-  for (double r : {m.migration_over_memcpy, m.prefetch_over_memcpy, m.mmu_hit_over_raw,
-                   m.span_over_raw})
+  for (double r :
+       {m.migration_over_memcpy, m.prefetch_over_memcpy, m.mmu_hit_over_raw, m.span_over_raw})
     EXPECT_GT(r, 0);
   // The bare userfaultfd round trip needs userfaultfd; the note says why when it is refused.
   if (std::isnan(m.cpu_faultback_over_uffd))
     EXPECT_FALSE(m.notes.empty());
   else
     EXPECT_GT(m.cpu_faultback_over_uffd, 0);
-  for (const std::string& n : m.notes)
-    EXPECT_EQ(n.find("sum is wrong"), std::string::npos) << n;
+  for (const std::string& n : m.notes) EXPECT_EQ(n.find("sum is wrong"), std::string::npos) << n;
 }
 
 }  // namespace

@@ -107,6 +107,15 @@ TEST(ThrashingDetector, CloseMigrationsFlagAPageSpacedOnesDoNot) {
 }
 
 // ---- the profiles, end to end ------------------------------------------------------------------
+// Sanitizer builds migrate only the pages a kernel faulted on (core/device_fault.cpp).
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool kPrefetches = false;
+#else
+constexpr bool kPrefetches = true;
+#endif
+#define SKIP_WITHOUT_PREFETCH() \
+  if (!kPrefetches) GTEST_SKIP() << "sanitizer builds migrate only faulted pages"
+
 class Policies : public Tracked {
  protected:
   Options with(PolicyProfile p, std::size_t memory = 64u << 20) const {
@@ -138,6 +147,7 @@ TEST_P(Policies, InPlaceNeverMigratesOnFaults) {
 }
 
 TEST_P(Policies, UvmFirstFaultMigratesOneBigPage) {
+  SKIP_WITHOUT_PREFETCH();
   Runtime rt(with(PolicyProfile::uvm));
   BlockMapping m(kBlock);
   auto* p = m.as<std::uint64_t>();
@@ -151,6 +161,7 @@ TEST_P(Policies, UvmFirstFaultMigratesOneBigPage) {
 }
 
 TEST_P(Policies, UvmSequentialSweepFillsTheBlockInAFewFaults) {
+  SKIP_WITHOUT_PREFETCH();
   Runtime rt(with(PolicyProfile::uvm));
   BlockMapping m(kBlock);
   auto* p = m.as<std::uint64_t>();
@@ -166,6 +177,7 @@ TEST_P(Policies, UvmSequentialSweepFillsTheBlockInAFewFaults) {
 }
 
 TEST_P(Policies, HetmmStreamPrefetchRunsAheadOfASweep) {
+  SKIP_WITHOUT_PREFETCH();
   std::uint64_t faults[2];
   for (int k = 0; k < 2; ++k) {
     Runtime rt(with(k == 0 ? PolicyProfile::uvm : PolicyProfile::hetmm));
@@ -180,6 +192,7 @@ TEST_P(Policies, HetmmStreamPrefetchRunsAheadOfASweep) {
 }
 
 TEST_P(Policies, OversubscribedSweepsEvictUnderUvmAndPinInPlaceUnderHetmm) {
+  SKIP_WITHOUT_PREFETCH();
   // Four passes over 4 blocks with room for one: uvm pages every block in and out on each
   // pass; hetmm keeps what it has and reads the rest in place.
   std::uint64_t evicted[2], link[2];
@@ -199,6 +212,7 @@ TEST_P(Policies, OversubscribedSweepsEvictUnderUvmAndPinInPlaceUnderHetmm) {
 }
 
 TEST_P(Policies, HetmmEvictsColdBlocksForANewPhase) {
+  SKIP_WITHOUT_PREFETCH();
   // Phase one uses A, phase two uses B (each as big as the device): A is cold by then.
   Runtime rt(with(PolicyProfile::hetmm, kBlock));
   BlockMapping a(kBlock), b(kBlock);
@@ -212,6 +226,7 @@ TEST_P(Policies, HetmmEvictsColdBlocksForANewPhase) {
 }
 
 TEST_P(Policies, PerRangePolicyOverridesTheDefault) {
+  SKIP_WITHOUT_PREFETCH();
   Runtime rt(with(PolicyProfile::hetmm));
   BlockMapping m(2 * kBlock);
   auto* p = m.as<std::uint64_t>();
@@ -222,6 +237,7 @@ TEST_P(Policies, PerRangePolicyOverridesTheDefault) {
 }
 
 TEST_P(Policies, AccessedByAndPreferredLocationKeepPagesWhereTheyAre) {
+  SKIP_WITHOUT_PREFETCH();
   Runtime rt(with(PolicyProfile::uvm));
   BlockMapping m(2 * kBlock);
   auto* p = m.as<std::uint64_t>();
@@ -267,6 +283,7 @@ TEST_P(Policies, WriteOnlyPagesMoveWithoutTheirDataAndDiscardDropsDeviceCopies) 
 }
 
 TEST_P(Policies, RangeStatsCountWhatHappenedToTheRange) {
+  SKIP_WITHOUT_PREFETCH();
   Runtime rt(with(PolicyProfile::hetmm));
   BlockMapping m(kBlock);
   auto* p = m.as<std::uint64_t>();
@@ -296,6 +313,7 @@ TEST_P(Policies, KernelsTouchingAStackVariableLeaveTheStackAlone) {
 }
 
 TEST_P(Policies, PingPongBetweenCpuAndDeviceEndsPinnedInPlace) {
+  SKIP_WITHOUT_PREFETCH();
   for (auto profile : {PolicyProfile::uvm, PolicyProfile::hetmm}) {
     Options o = with(profile);
     // A round trip here (launch, fault, CPU fault-back) takes about a millisecond, twice the
@@ -348,6 +366,7 @@ TEST_P(Policies, AdviceErrorsNameTheRange) {
 }
 
 TEST_P(Policies, FailFastBeyondTheOversubscriptionFactor) {
+  SKIP_WITHOUT_PREFETCH();
   Options o = with(PolicyProfile::hetmm, kBlock);
   o.max_oversubscription = 1.5;  // at most 3 MiB mapped
   Runtime rt(o);
@@ -387,6 +406,7 @@ TEST_P(Policies, FailFastBeyondTheOversubscriptionFactor) {
 
 // ---- read duplication ------------------------------------------------------------------------
 TEST_P(Policies, ReadMostlyPagesAreCopiedAndAWriteDropsTheCopies) {
+  SKIP_WITHOUT_PREFETCH();
   Runtime rt(with(PolicyProfile::hetmm));
   BlockMapping m(kBlock);
   auto* p = m.as<std::uint64_t>();
@@ -425,6 +445,7 @@ TEST_P(Policies, ReadMostlyPagesAreCopiedAndAWriteDropsTheCopies) {
 }
 
 TEST_P(Policies, EvictedCopiesCostNoTransfer) {
+  SKIP_WITHOUT_PREFETCH();
   Runtime rt(with(PolicyProfile::hetmm, kBlock));
   BlockMapping a(kBlock), b(kBlock);
   rt.advise(a.get(), kBlock, Advice::read_mostly);

@@ -147,7 +147,7 @@ struct Options {
   // migration that would cross it fails with Errc::out_of_memory naming the figures. 0 = never.
   double max_oversubscription = 0;
   // Telemetry: how many events (see Event) the runtime keeps until take_events(); 0 = none are
-  // recorded. Older events are dropped (and counted) when the buffer is full.
+  // recorded. When the buffer is full, new events are dropped (and counted: events_dropped()).
   std::size_t event_capacity = 0;
   FaultInjection inject;  // testing aid; see FaultInjection
 };

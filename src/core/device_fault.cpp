@@ -21,6 +21,23 @@ using detail::Vmas;
 using os::kPageSize;
 
 namespace {
+// Sanitizer runtimes keep their own state in anonymous memory that the kernel merges with the
+// program's mappings, and touch it from hetmm's threads (the userfaultfd handler, the fault
+// service under the state lock). Prefetching a neighbour of a faulted page could migrate such
+// state and leave those threads waiting on a fault only they can serve. Sanitizer builds
+// therefore migrate only the pages a kernel faulted on (docs/POLICIES.md).
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool kFaultedPagesOnly = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+constexpr bool kFaultedPagesOnly = true;
+#else
+constexpr bool kFaultedPagesOnly = false;
+#endif
+#else
+constexpr bool kFaultedPagesOnly = false;
+#endif
+
 // Stream prefetch may reach this many blocks beyond a batch: the memory map is read for them.
 constexpr std::uintptr_t kPrefetchReach = 8 * os::kBlockSize;  // HetmmPolicy::kMaxAhead
 
@@ -223,6 +240,11 @@ void Mirror::migrate_for_fault(std::size_t device, std::uintptr_t start, std::ui
       emit(EventKind::pin, EventReason::thrashing, static_cast<int>(device), kSystem, kSystem, bs,
            os::kBlockSize);
       continue;
+    }
+    if (kFaultedPagesOnly) {
+      plan.migrate &= v.faulted;
+      plan.prefetch.reset();
+      plan.ahead_blocks = 0;
     }
     policy::PageMask want = plan.migrate & v.movable & ~v.resident;
     if (want.none()) continue;

@@ -91,7 +91,17 @@ void* map_runtime_memory(std::size_t len) {
   return p;
 }
 void unmap_runtime_memory(void* p, std::size_t len) {
-  if (p != nullptr) sys_munmap(p, len);
+  if (p == nullptr) return;
+#if defined(__SANITIZE_THREAD__)
+  // ThreadSanitizer keeps per-address state for atomics and clears it only in its munmap
+  // interceptor, which these raw system calls bypass: a later mapping at the same address would
+  // inherit stale state and trip its internal checks. Under TSan the range is emptied and kept
+  // reserved instead, so that no address is ever reused.
+  sys_madvise(p, len, MADV_DONTNEED);
+  sys_mprotect(p, len, PROT_NONE);
+#else
+  sys_munmap(p, len);
+#endif
 }
 
 }  // namespace hetmm::os

@@ -3,9 +3,8 @@
 // switch forms without changing what it computes.
 #pragma once
 
-#include <hetmm/hetmm.hpp>
-
 #include <cstddef>
+#include <hetmm/hetmm.hpp>
 
 namespace hetmm::bench {
 

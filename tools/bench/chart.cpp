@@ -1,10 +1,10 @@
 // The SVG chart, written by hand: one panel per factor, a group of bars per workload, a bar per
 // mode, on one log scale shared by every panel so that panels compare.
-#include "report.hpp"
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+
+#include "report.hpp"
 
 namespace hetmm::bench {
 namespace {
@@ -74,10 +74,12 @@ std::string format_svg(const Config& config, const Outcome& outcome) {
 
   std::string s;
   s += "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" + std::to_string(width) +
-       "\" height=\"" + std::to_string(height) + "\" font-family=\"sans-serif\" font-size=\"11\">\n";
+       "\" height=\"" + std::to_string(height) +
+       "\" font-family=\"sans-serif\" font-size=\"11\">\n";
   s += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
   s += "<text x=\"10\" y=\"20\" font-size=\"14\" font-weight=\"bold\">hetmm bench: " +
-       std::string(any_modeled ? "modeled time (link " + escape(config.link_name) + ")" : "wall time") +
+       std::string(any_modeled ? "modeled time (link " + escape(config.link_name) + ")"
+                               : "wall time") +
        ", log scale, lower is better</text>\n";
   s += "<text x=\"10\" y=\"36\">device memory " +
        fmt("%g", static_cast<double>(config.device_memory) / (1 << 20)) +
@@ -110,9 +112,9 @@ std::string format_svg(const Config& config, const Outcome& outcome) {
       for (std::size_t b = 0; b < bars; ++b) {
         Mode m = config.modes[b];
         int x = gx + static_cast<int>(b) * kBar;
-        auto it = std::find_if(outcome.results.begin(), outcome.results.end(), [&](const Result& r) {
-          return r.workload == w && r.factor == factor && r.mode == m;
-        });
+        auto it = std::find_if(
+            outcome.results.begin(), outcome.results.end(),
+            [&](const Result& r) { return r.workload == w && r.factor == factor && r.mode == m; });
         std::string cx = std::to_string(x + kBar / 2);
         if (it == outcome.results.end()) {
           s += "<text x=\"" + cx + "\" y=\"" + std::to_string(plot_top + kPlotHeight - 3) +
@@ -122,10 +124,10 @@ std::string format_svg(const Config& config, const Outcome& outcome) {
         double v = value(*it);
         double y = v > 0 ? y_of(v) : kPlotHeight;
         s += "<rect x=\"" + std::to_string(x + 1) + "\" y=\"" + fmt("%.1f", plot_top + y) +
-             "\" width=\"" + std::to_string(kBar - 2) + "\" height=\"" + fmt("%.1f", kPlotHeight - y) +
-             "\" fill=\"" + kColors[mode_index(m)] + "\"><title>" + escape(w) + " " + to_string(m) +
-             " factor " + fmt("%g", factor) + ": " + escape(seconds_label(v)) +
-             (it->verified ? "" : " (FAILED)") + "</title></rect>\n";
+             "\" width=\"" + std::to_string(kBar - 2) + "\" height=\"" +
+             fmt("%.1f", kPlotHeight - y) + "\" fill=\"" + kColors[mode_index(m)] + "\"><title>" +
+             escape(w) + " " + to_string(m) + " factor " + fmt("%g", factor) + ": " +
+             escape(seconds_label(v)) + (it->verified ? "" : " (FAILED)") + "</title></rect>\n";
         if (!it->verified)
           s += "<text x=\"" + cx + "\" y=\"" + fmt("%.1f", plot_top + y - 3) +
                "\" text-anchor=\"middle\" fill=\"#d62728\" font-weight=\"bold\">x</text>\n";

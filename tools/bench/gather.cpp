@@ -1,11 +1,11 @@
 // Embedding-bag gather: each bag sums K rows of a table picked from a Zipf(1.0) distribution
 // over hashed (randomly permuted) row ids, in several batches: a skewed, scattered read set.
+#include <algorithm>
+
 #include "access.hpp"
 #include "placement.hpp"
 #include "random.hpp"
 #include "workload.hpp"
-
-#include <algorithm>
 
 namespace hetmm::bench {
 namespace {
@@ -72,9 +72,9 @@ class Gather final : public Workload {
   bool verify() const override { return holds(array(2), expect_.data()); }
 
  private:
-  static constexpr std::size_t kDim = 64;    // floats per row
-  static constexpr std::size_t kBag = 32;    // lookups per bag
-  static constexpr std::size_t kBatches = 4;  // kernels
+  static constexpr std::size_t kDim = 64;           // floats per row
+  static constexpr std::size_t kBag = 32;           // lookups per bag
+  static constexpr std::size_t kBatches = 4;        // kernels
   static constexpr std::size_t kLookupsPerRow = 2;  // on average, over all batches
   std::size_t rows_ = 0, bags_ = 0;
   std::vector<float> expect_;

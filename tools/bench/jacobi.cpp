@@ -1,12 +1,12 @@
 // 2D Jacobi: a five-point stencil over an n x n grid, ping-ponging between two grids for many
 // iterations; both grids are swept every iteration, so what stays on the device pays off.
+#include <algorithm>
+#include <cmath>
+
 #include "access.hpp"
 #include "placement.hpp"
 #include "random.hpp"
 #include "workload.hpp"
-
-#include <algorithm>
-#include <cmath>
 
 namespace hetmm::bench {
 namespace {
@@ -16,20 +16,22 @@ class Jacobi final : public Workload {
   const char* name() const override { return "jacobi"; }
 
   void setup(std::size_t bytes, std::uint64_t seed) override {
-    n_ = std::max<std::size_t>(16, static_cast<std::size_t>(std::sqrt(bytes / (2.0 * sizeof(float)))));
+    n_ = std::max<std::size_t>(16,
+                               static_cast<std::size_t>(std::sqrt(bytes / (2.0 * sizeof(float)))));
     Rng rng(seed);
     std::vector<float> g(n_ * n_, 0.0f);
     for (std::size_t r = 1; r + 1 < n_; ++r)
       for (std::size_t c = 1; c + 1 < n_; ++c) g[r * n_ + c] = rng.uniform(0, 1);
-    for (std::size_t c = 0; c < n_; ++c) g[c] = 1.0f;                 // a hot top edge
-    for (std::size_t r = 0; r < n_; ++r) g[r * n_] = 0.5f;            // a warm left edge
+    for (std::size_t c = 0; c < n_; ++c) g[c] = 1.0f;       // a hot top edge
+    for (std::size_t r = 0; r < n_; ++r) g[r * n_] = 0.5f;  // a warm left edge
     add("grid_a", Role::inout, g.size() * sizeof(float)).set_init(g);
     add("grid_b", Role::input, g.size() * sizeof(float)).set_init(g);  // its edges are fixed too
     std::vector<float> other = g;
     for (int it = 0; it < kIterations; ++it) {
       std::vector<float>& src = it % 2 == 0 ? g : other;
       std::vector<float>& dst = it % 2 == 0 ? other : g;
-      for (std::size_t r = 1; r + 1 < n_; ++r) sweep_row(src.data() + (r - 1) * n_, dst.data() + r * n_, n_);
+      for (std::size_t r = 1; r + 1 < n_; ++r)
+        sweep_row(src.data() + (r - 1) * n_, dst.data() + r * n_, n_);
     }
     expect_ = std::move(g);  // an even number of iterations ends in grid_a
   }

@@ -1,13 +1,13 @@
 // A layer sweep, as in training a stack of dense layers on one sample: forward through L weight
 // arrays (x' = relu(W x)), then backward in reverse order (g = W^T (g' * relu'), with an SGD
 // update of W in the same pass). The layer used last going forward is the first going back.
+#include <algorithm>
+#include <cmath>
+
 #include "access.hpp"
 #include "placement.hpp"
 #include "random.hpp"
 #include "workload.hpp"
-
-#include <algorithm>
-#include <cmath>
 
 namespace hetmm::bench {
 namespace {
@@ -110,7 +110,8 @@ class Layers final : public Workload {
   }
 
   bool verify() const override {
-    if (!holds(array(0), expect_acts_.data()) || !holds(array(1), expect_grads_.data())) return false;
+    if (!holds(array(0), expect_acts_.data()) || !holds(array(1), expect_grads_.data()))
+      return false;
     for (std::size_t l = 0; l < kLayers; ++l)
       if (!holds(array(2 + l), expect_w_[l].data())) return false;
     return true;

@@ -3,13 +3,13 @@
 // them. One kernel per batch; each device thread owns a strip of kT output columns, so it
 // reads its kT rows of W once (contiguous) and the batch's A, tile by tile. W is reused by
 // every batch, A_b by every thread.
+#include <algorithm>
+#include <cmath>
+
 #include "access.hpp"
 #include "placement.hpp"
 #include "random.hpp"
 #include "workload.hpp"
-
-#include <algorithm>
-#include <cmath>
 
 namespace hetmm::bench {
 namespace {
@@ -52,7 +52,8 @@ class MatMul final : public Workload {
         std::size_t j0 = t.id() * kT;
         float acc[kM][kT] = {}, at[kM][kT], wt[kT][kT];
         for (std::size_t k0 = 0; k0 < n; k0 += kT) {
-          for (std::size_t jj = 0; jj < kT; ++jj) read_into(t, w + (j0 + jj) * n + k0, kT, spans, wt[jj]);
+          for (std::size_t jj = 0; jj < kT; ++jj)
+            read_into(t, w + (j0 + jj) * n + k0, kT, spans, wt[jj]);
           for (std::size_t i = 0; i < kM; ++i) read_into(t, a + i * n + k0, kT, spans, at[i]);
           for (std::size_t i = 0; i < kM; ++i)
             for (std::size_t jj = 0; jj < kT; ++jj) {
@@ -78,9 +79,9 @@ class MatMul final : public Workload {
   bool verify() const override { return holds(array(2), expect_.data()); }
 
  private:
-  static constexpr std::size_t kT = 16;        // tile edge
-  static constexpr std::size_t kM = 16;        // rows per batch
-  static constexpr std::size_t kBatches = 4;   // kernels, each reading all of W
+  static constexpr std::size_t kT = 16;       // tile edge
+  static constexpr std::size_t kM = 16;       // rows per batch
+  static constexpr std::size_t kBatches = 4;  // kernels, each reading all of W
   static constexpr std::size_t kRows = kM * kBatches;
   std::size_t n_ = 0;
   std::vector<float> expect_;

@@ -1,13 +1,14 @@
 #include "micro.hpp"
 
-#include "bare_uffd.hpp"
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <exception>
-#include <sys/mman.h>
+
+#include "bare_uffd.hpp"
 
 namespace hetmm::bench {
 namespace {
@@ -16,7 +17,9 @@ using Clock = std::chrono::steady_clock;
 constexpr std::size_t kPage = 4096;
 constexpr std::size_t kPagesPerThread = 16;  // consecutive pages per device thread of the sweep
 
-double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+double since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
 
 template <class F>
 double best_of(int reps, F&& f) {
@@ -127,11 +130,11 @@ void fault_round_trips(const MicroConfig& c, Micro& m) {
       m.notes.push_back("bare userfaultfd round trip not measured: " + bare.error());
     } else {
       m.bare_uffd_us = 1e6 * median_of(c.fault_samples, [&] {
-        bare.zap();
-        auto t0 = Clock::now();
-        bare.touch();
-        return since(t0);
-      });
+                         bare.zap();
+                         auto t0 = Clock::now();
+                         bare.touch();
+                         return since(t0);
+                       });
     }
   }
   Runtime rt(micro_options(c, 4u << 20));
@@ -140,14 +143,15 @@ void fault_round_trips(const MicroConfig& c, Micro& m) {
   page[0] = 1;
   bool resident = true;
   m.faultback_us = 1e6 * median_of(c.fault_samples, [&] {
-    dev.migrate_to_device(const_cast<char*>(page), kPage);
-    resident = resident && !rt.location(const_cast<char*>(page)).is_system();
-    auto t0 = Clock::now();
-    page[0] = static_cast<char>(page[0] + 1);
-    return since(t0);
-  });
+                     dev.migrate_to_device(const_cast<char*>(page), kPage);
+                     resident = resident && !rt.location(const_cast<char*>(page)).is_system();
+                     auto t0 = Clock::now();
+                     page[0] = static_cast<char>(page[0] + 1);
+                     return since(t0);
+                   });
   rt.deallocate(const_cast<char*>(page));
-  if (!resident) m.notes.push_back("the fault-back page was not always on the device before its touch");
+  if (!resident)
+    m.notes.push_back("the fault-back page was not always on the device before its touch");
   m.cpu_faultback_over_uffd = m.faultback_us / m.bare_uffd_us;
 }
 
@@ -188,7 +192,8 @@ void hit_paths(const MicroConfig& c, Micro& m) {
   });
   double span = kernel([v, n](Thread& t) {
     std::uint64_t s = 0;
-    t.read_span(v, n, [&s](const std::uint32_t* piece, std::size_t k) { s += sum_plain(piece, k); });
+    t.read_span(v, n,
+                [&s](const std::uint32_t* piece, std::size_t k) { s += sum_plain(piece, k); });
     return s;
   });
   if (sum != 3 * n) m.notes.push_back("the read_span sum is wrong");

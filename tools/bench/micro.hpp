@@ -2,9 +2,8 @@
 // measured in the same run (the machines are shared: only same-run ratios compare).
 #pragma once
 
-#include <hetmm/hetmm.hpp>
-
 #include <cstddef>
+#include <hetmm/hetmm.hpp>
 #include <limits>
 #include <string>
 #include <vector>
@@ -12,10 +11,10 @@
 namespace hetmm::bench {
 
 struct MicroConfig {
-  std::size_t sweep_bytes = std::size_t{1} << 30;  // migration and prefetch
-  std::size_t fault_samples = 1000;                // CPU fault-back and bare userfaultfd
+  std::size_t sweep_bytes = std::size_t{1} << 30;   // migration and prefetch
+  std::size_t fault_samples = 1000;                 // CPU fault-back and bare userfaultfd
   std::size_t sum_elements = std::size_t{1} << 20;  // MMU hit path, 4-byte elements
-  int reps = 3;                                    // best of, for the bandwidths and sums
+  int reps = 3;                                     // best of, for the bandwidths and sums
   Tracking tracking = Tracking::automatic;
   unsigned workers = 2;
 };
@@ -40,7 +39,8 @@ struct Micro {
 
   std::size_t sweep_bytes = 0;
   double memcpy_gbs = kNotMeasured, migration_gbs = kNotMeasured, prefetch_gbs = kNotMeasured;
-  // Of the sweep's pages, the fraction the sweep moved to the device.
+  // Pages the sweep moved to the device over the sweep's pages (above 1 when some moved twice
+  // or the prefetcher reached past the array).
   double migrated_fraction = kNotMeasured;
   double faultback_us = kNotMeasured, bare_uffd_us = kNotMeasured;
   double load_ns = kNotMeasured, raw_load_ns = kNotMeasured, span_ns = kNotMeasured,

@@ -1,12 +1,12 @@
 // PageRank, pull form, on a generated power-law graph in CSR (in-edges by destination): each
 // iteration streams the edge array and reads the sources' contributions at random, skewed
 // toward popular vertices.
+#include <algorithm>
+
 #include "access.hpp"
 #include "placement.hpp"
 #include "random.hpp"
 #include "workload.hpp"
-
-#include <algorithm>
 
 namespace hetmm::bench {
 namespace {
@@ -57,7 +57,8 @@ class PageRank final : public Workload {
     add("row_ptr", Role::input, row.size() * 4).set_init(row);
     add("col", Role::input, col.size() * 4).set_init(col);
     add("inv_outdeg", Role::input, n_ * 4).set_init(inv);
-    add("rank", Role::inout, n_ * 4).set_init(std::vector<float>(n_, 1.0f / static_cast<float>(n_)));
+    add("rank", Role::inout, n_ * 4)
+        .set_init(std::vector<float>(n_, 1.0f / static_cast<float>(n_)));
     add("rank_next", Role::scratch, n_ * 4);
     add("contrib", Role::scratch, n_ * 4);
   }
@@ -117,7 +118,7 @@ class PageRank final : public Workload {
  private:
   float base() const { return (1.0f - kDamping) / static_cast<float>(n_); }
 
-  static constexpr std::size_t kDegree = 16;     // average in-degree
+  static constexpr std::size_t kDegree = 16;  // average in-degree
   static constexpr int kIterations = 6;
   static constexpr float kDamping = 0.85f;
   static constexpr std::size_t kChunk = 1024;    // vertices per thread, contributions

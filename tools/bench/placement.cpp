@@ -12,7 +12,8 @@ std::size_t planning_budget(std::size_t device_memory) {
   return (device_memory - device_memory / 16) / kGranule * kGranule;
 }
 
-void place_in_order(Runtime& rt, const std::vector<const Array*>& order, std::size_t device_memory) {
+void place_in_order(Runtime& rt, const std::vector<const Array*>& order,
+                    std::size_t device_memory) {
   std::size_t left = planning_budget(device_memory);
   const Location dev = Location::device(0);
   for (const Array* a : order) {
@@ -28,9 +29,10 @@ void place_in_order(Runtime& rt, const std::vector<const Array*>& order, std::si
 }
 
 void advise(Runtime& rt, const Array& a, Advice advice) {
-  rt.advise(a.live, a.bytes, advice, advice == Advice::preferred_location || advice == Advice::accessed_by
-                                         ? Location::device(0)
-                                         : Location());
+  rt.advise(a.live, a.bytes, advice,
+            advice == Advice::preferred_location || advice == Advice::accessed_by
+                ? Location::device(0)
+                : Location());
 }
 
 }  // namespace hetmm::bench

@@ -2,12 +2,11 @@
 // the device, the rest is read over the link where it is instead of being paged round.
 #pragma once
 
-#include "workload.hpp"
-
-#include <hetmm/hetmm.hpp>
-
 #include <cstddef>
+#include <hetmm/hetmm.hpp>
 #include <vector>
+
+#include "workload.hpp"
 
 namespace hetmm::bench {
 

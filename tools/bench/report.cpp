@@ -1,15 +1,16 @@
 // The table and the JSON object (the chart is in chart.cpp).
 #include "report.hpp"
 
-#include "json.hpp"
+#include <sys/utsname.h>
 
 #include <cmath>
 #include <cstdarg>
 #include <cstdio>
 #include <map>
-#include <sys/utsname.h>
 #include <thread>
 #include <tuple>
+
+#include "json.hpp"
 
 namespace hetmm::bench {
 namespace {
@@ -86,7 +87,8 @@ Summary summarize(const Outcome& outcome) {
 std::string format_table(const Config& config, const Outcome& outcome, const Summary& summary,
                          const std::optional<Micro>& micro) {
   std::string out;
-  appendf(out, "hetmm bench: device memory %.1f MiB, link %s (%g GB/s, %g us per transfer, %g us per "
+  appendf(out,
+          "hetmm bench: device memory %.1f MiB, link %s (%g GB/s, %g us per transfer, %g us per "
           "fault batch, local %g GB/s), %u workers, tracking %s\n\n",
           static_cast<double>(config.device_memory) / (1 << 20), config.link_name.c_str(),
           config.link.bandwidth_gbs, config.link.latency_us, config.link.fault_us,
@@ -110,8 +112,10 @@ std::string format_table(const Config& config, const Outcome& outcome, const Sum
   if (!outcome.skipped.empty())
     appendf(out, "(%zu explicit runs left out: the working set does not fit in device memory)\n",
             outcome.skipped.size());
-  appendf(out, "\nmodeled uvm / hetmm, geometric mean over factor >= 1.5 (%zu runs): %s (goal >= 1.5x)\n",
-          summary.uvm_hetmm_pairs, ratio_text(summary.uvm_over_hetmm_geomean).c_str());
+  appendf(
+      out,
+      "\nmodeled uvm / hetmm, geometric mean over factor >= 1.5 (%zu runs): %s (goal >= 1.5x)\n",
+      summary.uvm_hetmm_pairs, ratio_text(summary.uvm_over_hetmm_geomean).c_str());
   appendf(out, "modeled hetmm / in-place, worst: %s%s%s (goal <= 1.10x)\n",
           ratio_text(summary.worst_hetmm_over_in_place).c_str(),
           summary.worst_at.empty() ? "" : " at ", summary.worst_at.c_str());
@@ -122,20 +126,26 @@ std::string format_table(const Config& config, const Outcome& outcome, const Sum
     const Micro& x = *micro;
     appendf(out, "\nmicro-costs (same run; sweep of %.0f MiB)\n",
             static_cast<double>(x.sweep_bytes) / (1 << 20));
-    appendf(out, "  %-24s %8s  goal >= 0.5   fault-driven sweep %.2f GB/s (%.0f%% of pages moved) "
-            "vs memcpy %.2f GB/s\n", "migration_over_memcpy", ratio_text(x.migration_over_memcpy).c_str(),
-            x.migration_gbs, x.migrated_fraction * 100, x.memcpy_gbs);
+    appendf(out,
+            "  %-24s %8s  goal >= 0.5   fault-driven sweep %.2f GB/s (%.0f%% of pages moved) "
+            "vs memcpy %.2f GB/s\n",
+            "migration_over_memcpy", ratio_text(x.migration_over_memcpy).c_str(), x.migration_gbs,
+            x.migrated_fraction * 100, x.memcpy_gbs);
     appendf(out, "  %-24s %8s  goal >= 0.8   prefetch %.2f GB/s vs memcpy %.2f GB/s\n",
             "prefetch_over_memcpy", ratio_text(x.prefetch_over_memcpy).c_str(), x.prefetch_gbs,
             x.memcpy_gbs);
-    appendf(out, "  %-24s %8s  goal <= 1.5   CPU fault-back %.1f us vs bare userfaultfd %.1f us "
-            "(medians)\n", "cpu_faultback_over_uffd", ratio_text(x.cpu_faultback_over_uffd).c_str(),
+    appendf(out,
+            "  %-24s %8s  goal <= 1.5   CPU fault-back %.1f us vs bare userfaultfd %.1f us "
+            "(medians)\n",
+            "cpu_faultback_over_uffd", ratio_text(x.cpu_faultback_over_uffd).c_str(),
             x.faultback_us, x.bare_uffd_us);
-    appendf(out, "  %-24s %8s  goal <= 3     Thread::load %.2f ns vs raw loop %.2f ns per element\n",
+    appendf(out,
+            "  %-24s %8s  goal <= 3     Thread::load %.2f ns vs raw loop %.2f ns per element\n",
             "mmu_hit_over_raw", ratio_text(x.mmu_hit_over_raw).c_str(), x.load_ns, x.raw_load_ns);
-    appendf(out, "  %-24s %8s  goal <= 1.2   read_span %.3f ns vs the same loop on the CPU %.3f ns "
-            "per element\n", "span_over_raw", ratio_text(x.span_over_raw).c_str(), x.span_ns,
-            x.raw_sum_ns);
+    appendf(out,
+            "  %-24s %8s  goal <= 1.2   read_span %.3f ns vs the same loop on the CPU %.3f ns "
+            "per element\n",
+            "span_over_raw", ratio_text(x.span_over_raw).c_str(), x.span_ns, x.raw_sum_ns);
     for (const std::string& n : x.notes) appendf(out, "  note: %s\n", n.c_str());
   }
   appendf(out, "\n%.1f s\n", outcome.seconds);
@@ -153,7 +163,8 @@ std::string format_json(const Config& config, const Outcome& outcome, const Summ
   j.field("link", config.link_name);
   j.key("link_profile").begin_object(true);
   j.field("bandwidth_gbs", config.link.bandwidth_gbs).field("latency_us", config.link.latency_us);
-  j.field("fault_us", config.link.fault_us).field("local_bandwidth_gbs", config.link.local_bandwidth_gbs);
+  j.field("fault_us", config.link.fault_us)
+      .field("local_bandwidth_gbs", config.link.local_bandwidth_gbs);
   j.end_object();
   j.field("workers", std::uint64_t{config.workers});
   j.field("tracking", to_string(outcome.tracking));
@@ -175,7 +186,9 @@ std::string format_json(const Config& config, const Outcome& outcome, const Summ
   for (const Result& r : outcome.results) {
     j.begin_object(true);
     j.field("workload", r.workload).field("mode", to_string(r.mode)).field("factor", r.factor);
-    j.field("bytes", std::uint64_t{r.bytes}).field("wall_s", r.wall_s).field("modeled_s", r.modeled_s);
+    j.field("bytes", std::uint64_t{r.bytes})
+        .field("wall_s", r.wall_s)
+        .field("modeled_s", r.modeled_s);
     j.field("verified", r.verified);
     if (!r.error.empty()) j.field("error", r.error);
     const Counters& c = r.counters;
@@ -187,8 +200,9 @@ std::string format_json(const Config& config, const Outcome& outcome, const Summ
     j.end_object();
   }
   j.end_array();
-  j.field("skipped_runs", "explicit runs whose working set exceeds device memory are left out of "
-                          "results and listed in skipped");
+  j.field("skipped_runs",
+          "explicit runs whose working set exceeds device memory are left out of "
+          "results and listed in skipped");
   j.key("skipped").begin_array();
   for (const Skipped& s : outcome.skipped) {
     j.begin_object(true);

@@ -1,11 +1,11 @@
 // What `hetmm bench` prints: a table, one JSON object, an SVG chart.
 #pragma once
 
-#include "micro.hpp"
-#include "runner.hpp"
-
 #include <optional>
 #include <string>
+
+#include "micro.hpp"
+#include "runner.hpp"
 
 namespace hetmm::bench {
 
@@ -28,7 +28,7 @@ Summary summarize(const Outcome& outcome);
 std::string format_table(const Config& config, const Outcome& outcome, const Summary& summary,
                          const std::optional<Micro>& micro);
 std::string format_json(const Config& config, const Outcome& outcome, const Summary& summary,
-                         const std::optional<Micro>& micro);
+                        const std::optional<Micro>& micro);
 // Grouped bars of modeled time (wall time when the link model is off) per workload and mode,
 // one panel per factor, log scale.
 std::string format_svg(const Config& config, const Outcome& outcome);

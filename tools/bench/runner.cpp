@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <exception>
 
@@ -10,7 +11,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+double since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
 
 Counters delta(const DeviceStats& a, const DeviceStats& b) {
   Counters c;
@@ -118,7 +121,8 @@ Outcome run_all(const Config& config, const Progress& progress) {
         setup_error = e.what();
       }
       for (Mode mode : config.modes) {
-        std::string what = name + " x" + std::to_string(factor).substr(0, 4) + " " + to_string(mode);
+        char what[96];
+        std::snprintf(what, sizeof what, "%s x%g %s", name.c_str(), factor, to_string(mode));
         if (progress) progress(done, total, what);
         ++done;
         if (!setup_error.empty()) {
@@ -131,7 +135,8 @@ Outcome run_all(const Config& config, const Progress& progress) {
           continue;
         }
         if (mode == Mode::explicit_copy && w->footprint() > config.device_memory) {
-          out.skipped.push_back({name, mode, factor, "the working set does not fit in device memory"});
+          out.skipped.push_back(
+              {name, mode, factor, "the working set does not fit in device memory"});
           continue;
         }
         out.results.push_back(run_one(*w, mode, factor, config));

@@ -1,14 +1,13 @@
 // Runs workloads x modes x factors, one fresh runtime per run, and collects what each cost.
 #pragma once
 
-#include "workload.hpp"
-
-#include <hetmm/hetmm.hpp>
-
 #include <cstdint>
 #include <functional>
+#include <hetmm/hetmm.hpp>
 #include <string>
 #include <vector>
+
+#include "workload.hpp"
 
 namespace hetmm::bench {
 
@@ -22,7 +21,7 @@ struct Config {
   unsigned workers = 2;
   Tracking tracking = Tracking::automatic;
   std::uint64_t seed = 42;
-  bool spans = true;  // kernels sweep with read_span/write_span (else one load/store each)
+  bool spans = true;   // kernels sweep with read_span/write_span (else one load/store each)
   bool quick = false;  // informational: the preset the sizes came from
 };
 
@@ -41,7 +40,7 @@ struct Result {
   double wall_s = 0;      // the measured phase: hints/copies in, kernels, results home
   double modeled_s = 0;   // DeviceStats::modeled_seconds over the same phase
   bool verified = false;
-  std::string error;      // a hetmm::Error (or other exception) that ended the run
+  std::string error;  // a hetmm::Error (or other exception) that ended the run
   Counters counters;
 };
 
@@ -57,7 +56,7 @@ struct Outcome {
   std::vector<Result> results;
   std::vector<Skipped> skipped;
   Tracking tracking = Tracking::automatic;  // what the runtimes chose
-  double seconds = 0;
+  double seconds = 0;                       // the whole bench (the CLI adds the micro-costs)
 };
 
 // Called before each run with the runs done so far, the total, and what starts now.

@@ -1,10 +1,10 @@
 // STREAM triad, a = b + s*c, repeated: pure streaming, every byte touched once per repetition.
+#include <algorithm>
+
 #include "access.hpp"
 #include "placement.hpp"
 #include "random.hpp"
 #include "workload.hpp"
-
-#include <algorithm>
 
 namespace hetmm::bench {
 namespace {

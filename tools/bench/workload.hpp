@@ -2,11 +2,10 @@
 // device MMU in one of five modes, and checked against a plain CPU computation.
 #pragma once
 
-#include <hetmm/hetmm.hpp>
-
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <hetmm/hetmm.hpp>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -15,7 +14,7 @@
 namespace hetmm::bench {
 
 enum class Mode {
-  explicit_copy,    // in_place policy; inputs prefetched to the device, outputs home after
+  explicit_copy,    // in_place policy; every array prefetched to the device, outputs home after
   in_place,         // PolicyProfile::in_place: the device never migrates on its faults
   on_demand_uvm,    // PolicyProfile::uvm
   on_demand_hetmm,  // PolicyProfile::hetmm

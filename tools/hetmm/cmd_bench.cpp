@@ -1,12 +1,14 @@
 // `hetmm bench`: the workload benchmark (tools/bench/): a table, JSON, an SVG chart.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <optional>
+
 #include "commands.hpp"
 #include "micro.hpp"
 #include "report.hpp"
 #include "runner.hpp"
-
-#include <cstdio>
-#include <optional>
-#include <unistd.h>
 
 namespace {
 
@@ -60,6 +62,7 @@ int cmd_bench(const hetmm::Options& opt, const BenchArgs& args) {
   bool tty = ::isatty(STDERR_FILENO) != 0;
   Progress progress;
   if (tty) progress = draw_progress;
+  auto t0 = std::chrono::steady_clock::now();
   Outcome outcome = run_all(c, progress);
   std::optional<Micro> micro;
   if (!args.no_micro) {
@@ -74,6 +77,7 @@ int cmd_bench(const hetmm::Options& opt, const BenchArgs& args) {
     micro = measure_micro(mc);
   }
   if (tty) std::fprintf(stderr, "\r%*s\r", 80, "");
+  outcome.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   Summary summary = summarize(outcome);
   std::fputs(format_table(c, outcome, summary, micro).c_str(), args.json ? stderr : stdout);

@@ -239,12 +239,13 @@ int main(int argc, char** argv) {
                "the micro-costs (docs/PERFORMANCE.md)");
   BenchArgs bargs;
   bench->add_flag("--quick", bargs.quick, "small sizes (8 MiB device, 128 MiB micro sweep)");
-  bench->add_flag("--json", bargs.json, "print one JSON object on stdout (the table goes to stderr)");
+  bench->add_flag("--json", bargs.json,
+                  "print one JSON object on stdout (the table goes to stderr)");
   bench->add_option("--svg", bargs.svg, "write a chart of modeled time to this file");
-  bench->add_option("--workloads", bargs.workloads, "comma-separated subset of: " + CLI::detail::join(bench_workloads(), ","))
+  bench->add_option("--workloads", bargs.workloads, "comma-separated subset (default: all)")
       ->delimiter(',')
       ->check(CLI::IsMember(bench_workloads()));
-  bench->add_option("--modes", bargs.modes, "comma-separated subset of: " + CLI::detail::join(bench_modes(), ","))
+  bench->add_option("--modes", bargs.modes, "comma-separated subset (default: all)")
       ->delimiter(',')
       ->check(CLI::IsMember(bench_modes()));
   bench->add_option("--factors", bargs.factors,
