@@ -137,7 +137,7 @@ int cmd_demo(hetmm::Options opt, std::size_t size_mib, const std::string& trace_
     dev.migrate_to_device(a.data(), bytes);
     dev.migrate_to_device(b.data(), bytes);
   });
-  phase("kernel: c = 2a + b (c faults in)", 3 * bytes, [&] {
+  phase("kernel: c = 2a + b (c migrates in)", 3 * bytes, [&] {
     float* pa = a.data();
     float* pb = b.data();
     float* pc = c.data();
@@ -148,7 +148,7 @@ int cmd_demo(hetmm::Options opt, std::size_t size_mib, const std::string& trace_
     dev.synchronize();
   });
   double sum = 0;
-  phase("CPU reads c (in place: no faults)", bytes, [&] {
+  phase("CPU reads c (pages come home)", bytes, [&] {
     for (std::size_t i = 0; i < n; ++i) sum += c[i];
   });
   bool ok = true;
