@@ -206,6 +206,12 @@ void Mirror::migrate_for_fault(std::size_t device, std::uintptr_t start, std::ui
     // neighbours of a program's buffer may be a library's data or another thread's stack.
     const os::Vma* home = os::find_vma(vmas, lo);
     if (home == nullptr) continue;
+    // A system page of the faulting mapping has that mapping's protection: decided once here,
+    // not per page (this runs for every block of every fault batch).
+    bool home_moves = migrates_on_fault(*home) && (home->prot() & PROT_READ);
+    auto in_home = [&](std::uintptr_t page) {
+      return home_moves && page >= home->start && page < home->end;
+    };
     policy::FaultView v;
     v.device = device;
     v.block = b;
@@ -222,11 +228,7 @@ void Mirror::migrate_for_fault(std::size_t device, std::uintptr_t start, std::ui
       if (b->dup[i] != kSystem) continue;    // copied already (here, or read in place)
       if (b->accessed_by[i] & bit) continue;
       if (b->preferred[i] != kNoPreference && b->preferred[i] != d) continue;
-      const os::Vma* vma = os::find_vma(vmas, page);
-      if (vma != home || !migrates_on_fault(*vma)) continue;
-      int prot = effective_prot(vma, page);
-      if (prot < 0 || !(prot & PROT_READ)) continue;
-      v.movable[i] = true;
+      v.movable[i] = in_home(page);
     }
     policy::FaultPlan plan;
     pol.plan(v, plan);
@@ -313,11 +315,7 @@ void Mirror::migrate_for_fault(std::size_t device, std::uintptr_t start, std::ui
         if (next->owner[i] != kSystem || (next->accessed_by[i] & bit)) continue;
         if (next->preferred[i] != kNoPreference && next->preferred[i] != d) continue;
         if (next->advice[i] & kAdviseStreaming) continue;
-        const os::Vma* vma = os::find_vma(vmas, page);
-        if (vma != home || !migrates_on_fault(*vma)) continue;
-        int prot = effective_prot(vma, page);
-        if (prot < 0 || !(prot & PROT_READ)) continue;
-        m[i] = true;
+        m[i] = in_home(page);
       }
       if (m.none()) continue;
       keep_start_ = std::min(bs, nb);

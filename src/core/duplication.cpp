@@ -16,13 +16,8 @@ std::size_t Mirror::duplicate_run(std::size_t device, std::uintptr_t start, std:
                                   const os::Vma& vma, bool* out_of_memory) {
   device::DeviceBackend* dev = devices_[device];
   std::size_t n = (end - start) / kPageSize;
-  reserve_frames(device, n);
-  std::size_t got = dev->alloc_frames(n, frames_);
-  if (got < n) {
-    *out_of_memory = true;
-    n = got;
-    end = start + n * kPageSize;
-  }
+  n = take_frames(device, n, out_of_memory);
+  end = start + n * kPageSize;
   if (n == 0) return 0;
   VaBlock* b = get_block(start);
   std::size_t i0 = os::page_index_in_block(start);

@@ -20,6 +20,13 @@ void Mirror::note_arrival(VaBlock* b, std::size_t device) {
   b->used[device] = ++use_clock_;
 }
 
+std::size_t Mirror::take_frames(std::size_t device, std::size_t n, bool* out_of_memory) {
+  reserve_frames(device, n);
+  std::size_t got = devices_[device]->alloc_frames(n, frames_);
+  if (got < n) *out_of_memory = true;
+  return got;
+}
+
 void Mirror::reserve_frames(std::size_t device, std::size_t n) {
   device::DeviceBackend* dev = devices_[device];
   std::size_t free = (dev->capacity_bytes() - dev->used_bytes()) / os::kPageSize;

@@ -180,6 +180,8 @@ class Mirror final : public device::FaultResolver, public os::RuntimeAllocated {
   // policy ranks first (src/policy/policy.hpp), never pages in [keep_start_, keep_end_) (the
   // request being served). Returns the frames it freed. (src/core/eviction.cpp)
   std::size_t evict(std::size_t device, std::size_t pages);
+  // Up to n frames of `device` into frames_, evicting to make room; fewer sets *out_of_memory.
+  std::size_t take_frames(std::size_t device, std::size_t n, bool* out_of_memory);
   // Makes sure `device` has n free frames, evicting when it has fewer (as far as it can).
   void reserve_frames(std::size_t device, std::size_t n);
   // A migration is about to put pages of block b on device (before their owner is set).
