@@ -8,7 +8,8 @@ FUZZ_SECONDS ?= 30
 JOBS       ?= $(shell nproc)
 CMAKE_GEN  ?= -G "Unix Makefiles"
 
-.PHONY: all deps build build-asan build-tsan build-fuzz demo test test-main test-asan test-tsan fuzz install clean info bench
+.PHONY: all deps build build-asan build-tsan build-fuzz demo test test-main test-asan test-tsan fuzz install clean info bench \
+        bench-spirv
 
 all: build
 
@@ -24,12 +25,13 @@ build-asan: deps
 	cmake --build $(ASAN_BUILD) -j$(JOBS)
 
 build-tsan: deps
-	cmake -S . -B $(TSAN_BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHETMM_SANITIZE=thread -DHETMM_BUILD_TOOLS=OFF
+	cmake -S . -B $(TSAN_BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHETMM_SANITIZE=thread -DHETMM_BUILD_TOOLS=OFF \
+	  -DHETMM_SPIRV=OFF
 	cmake --build $(TSAN_BUILD) -j$(JOBS)
 
 # The libFuzzer target (clang 14, -fsanitize=fuzzer,address,undefined), tests and tools left out.
 build-fuzz: deps
-	cmake -S . -B $(FUZZ_BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHETMM_FUZZ=ON \
+	cmake -S . -B $(FUZZ_BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHETMM_FUZZ=ON -DHETMM_SPIRV=OFF \
 	  -DCMAKE_CXX_COMPILER=clang++-14 -DCMAKE_ASM_COMPILER=clang++-14
 	cmake --build $(FUZZ_BUILD) -j$(JOBS)
 
@@ -44,6 +46,11 @@ info: build
 bench: build
 	$(BUILD)/hetmm bench --quick --json --svg $(BUILD)/bench.svg > $(BUILD)/bench.json
 
+# The SPIR-V speed benchmark: the same OpenCL C kernels on PoCL and on hetmm (data in system
+# memory, MMU on, and a -mmu=off build for the MMU's own cost); about 2 minutes, not part of `test`.
+bench-spirv: build
+	$(BUILD)/hetmm_spirv_bench
+
 test: test-main test-asan test-tsan fuzz
 
 test-main: build
@@ -56,7 +63,9 @@ test-asan: build-asan
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -j$(JOBS) --timeout 600
 
-# ThreadSanitizer over the same suite (the library and the tests; the CLI is left out).
+# ThreadSanitizer over the same suite (the library and the tests; the CLI is left out). SPIR-V
+# kernels are left out too (HETMM_SPIRV=OFF): LLVM, PoCL and JIT-compiled code carry no TSan
+# instrumentation. Their worker protocol is the one the Thread API tests exercise here.
 test-tsan: build-tsan
 	cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1 \
 	  ctest --output-on-failure -j$(JOBS) --timeout 600

@@ -20,6 +20,18 @@ command -v clang++-14 >/dev/null 2>&1 || need+=(clang-14)
 ls /usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 ||
   need+=(libclang-rt-14-dev)
 
+# SPIR-V kernels (issue 5): LLVM 15 and the SPIR-V translator to compile them, SPIRV-Tools to
+# validate them, libclc for the math built-ins, PoCL (through the OpenCL ICD loader) to check them.
+[ -x /usr/bin/llvm-config-15 ] || need+=(llvm-15-dev)
+command -v clang-15 >/dev/null 2>&1 || need+=(clang-15)
+command -v llvm-spirv-15 >/dev/null 2>&1 || need+=(llvm-spirv-15)
+[ -f /usr/include/LLVMSPIRVLib/LLVMSPIRVLib.h ] || need+=(libllvmspirvlib-15-dev)
+[ -f /usr/include/spirv-tools/libspirv.hpp ] || need+=(spirv-tools)
+[ -f /usr/lib/clc/spirv64-mesa3d-.spv ] || need+=(libclc-15)
+[ -f /usr/include/CL/cl.h ] || need+=(opencl-headers)
+ls /usr/lib/x86_64-linux-gnu/libOpenCL.so >/dev/null 2>&1 || need+=(ocl-icd-opencl-dev)
+[ -f /etc/OpenCL/vendors/pocl.icd ] || need+=(pocl-opencl-icd)
+
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

@@ -25,6 +25,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "hetmm/program.hpp"
+
 namespace hetmm {
 
 // ---------------------------------------------------------------------------------------------
@@ -372,6 +374,7 @@ class Thread {
 
   Thread(detail::WorkerContext* ctx, std::size_t id, std::size_t count)
       : ctx_(ctx), id_(id), count_(count) {}
+  detail::WorkerContext* worker_context() const { return ctx_; }  // for hetmm's own launchers
 
  private:
   detail::WorkerContext* ctx_;
@@ -404,6 +407,21 @@ class Device {
   void launch(std::size_t threads, Kernel kernel) {
     launch_erased(threads, std::make_unique<detail::KernelImpl<Kernel>>(std::move(kernel)));
   }
+  // Runs a SPIR-V kernel over an NDRange, asynchronously: work-groups are spread over the
+  // device's workers. args: pointers (process addresses), scalars by value, LocalMemory for
+  // __local arguments; their count and sizes are checked against the kernel's signature
+  // (Error invalid_argument). local.x == 0 lets the runtime choose the work-group size; a
+  // global size that local does not divide gives a smaller last group (OpenCL 2.0).
+  template <class... Args>
+  void launch(const Program& program, std::string_view kernel, NDRange global, NDRange local,
+              Args... args) {
+    std::vector<detail::LaunchArg> packed;
+    packed.reserve(sizeof...(Args));
+    (packed.push_back(detail::make_launch_arg(args)), ...);
+    launch_program(program, kernel, global, local, std::move(packed));
+  }
+  void launch_program(const Program& program, std::string_view kernel, NDRange global,
+                      NDRange local, std::vector<detail::LaunchArg> args);
   void synchronize();  // waits for launched kernels; rethrows a kernel's error as hetmm::Error
   void release();      // every page home, device memory freed
 

@@ -92,6 +92,23 @@ void on_fault(int sig, siginfo_t* info, void* ucv) {
     errno = saved_errno;
     return;
   }
+  // (3) JIT-compiled kernel code touched process memory in place and the CPU MMU refused
+  //     (unmapped or protected under the kernel): the work-group driver reports a fault
+  //     (spirv/kernel_context.hpp, J3). Only set while JIT code runs, never in the runtime.
+  if (detail::WorkerContext* w = detail::tls_worker; w != nullptr && w->jit_recover != nullptr) {
+    w->jit_fault_addr = addr;
+    w->jit_fault_write = write;
+    sigjmp_buf* to = w->jit_recover;
+    w->jit_recover = nullptr;
+    errno = saved_errno;
+    // The driver's sigsetjmp does not save the mask (a syscall per work-group); the signal
+    // being handled is blocked here and must not stay blocked after the jump.
+    sigset_t unblock;
+    sigemptyset(&unblock);
+    sigaddset(&unblock, sig);
+    pthread_sigmask(SIG_UNBLOCK, &unblock, nullptr);
+    siglongjmp(*to, 2);
+  }
   errno = saved_errno;
   if (g_debug_faults) {
     char buf[128];

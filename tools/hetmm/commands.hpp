@@ -40,3 +40,21 @@ struct BenchArgs {
 int cmd_bench(const hetmm::Options& opt, const BenchArgs& args);
 std::vector<std::string> bench_workloads();  // the names --workloads accepts
 std::vector<std::string> bench_modes();      // the names --modes accepts
+
+// `hetmm run`: one SPIR-V / OpenCL C kernel on device 0 over buffers in process memory.
+struct RunArgs {
+  std::string file;             // .spv or .cl
+  std::string kernel;           // empty: list the kernels
+  std::string options;          // build options
+  std::string global, local;    // "X[,Y[,Z]]"; local empty: the runtime chooses
+  std::vector<std::string> args;    // --arg, one per kernel argument (syntax: run_arg_help())
+  std::vector<std::string> outs;    // --out N:PATH
+  std::vector<std::string> prints;  // --print N[:COUNT]
+  unsigned repeat = 1;
+  bool list = false;
+  std::string policy = "hetmm";  // hetmm, uvm, in_place
+  std::string link = "none";     // link model for modeled time
+};
+
+int cmd_run(const hetmm::Options& opt, const RunArgs& args);
+const char* run_arg_help();  // the --arg syntax, for --help

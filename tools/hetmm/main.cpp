@@ -260,6 +260,30 @@ int main(int argc, char** argv) {
   bench->add_flag("--no-micro", bargs.no_micro, "skip the micro-cost ratios");
   bench->add_flag("--no-spans", bargs.no_spans,
                   "kernels use one Thread::load/store per element instead of read_span/write_span");
+  auto* run = app.add_subcommand(
+      "run", "launch one SPIR-V / OpenCL C kernel on device 0 over buffers in process memory; "
+             "timing and MMU counters");
+  run->footer(run_arg_help());
+  run->fallthrough();  // the global options (--tracking, --workers, ...) may follow `run`
+  RunArgs rargs;
+  run->add_option("FILE", rargs.file, "the program: .spv (SPIR-V) or .cl (OpenCL C)")->required();
+  run->add_option("-k,--kernel", rargs.kernel, "the kernel to launch (without it: list them)");
+  run->add_flag("-l,--list", rargs.list, "list the kernels and their arguments, launch nothing");
+  run->add_option("--options", rargs.options, "build options, e.g. \"-DN=64 -cl-fast-relaxed-math\"");
+  run->add_option("-g,--global", rargs.global, "global size X[,Y[,Z]] in work-items");
+  run->add_option("--local", rargs.local, "work-group size X[,Y[,Z]] (default: the runtime's)");
+  run->add_option("-a,--arg", rargs.args, "a kernel argument (repeat, in order; see below)")
+      ->allow_extra_args(false);
+  run->add_option("--repeat", rargs.repeat, "launches (each synchronized and timed)")
+      ->check(CLI::Range(1u, 1000000u));
+  run->add_option("--out", rargs.outs, "N:PATH: write buffer argument N to a raw file")
+      ->allow_extra_args(false);
+  run->add_option("--print", rargs.prints, "N[:COUNT]: print the first elements of buffer N")
+      ->allow_extra_args(false);
+  run->add_option("--policy", rargs.policy, "migration policy: hetmm, uvm or in_place")
+      ->check(CLI::IsMember({"hetmm", "uvm", "in_place"}));
+  run->add_option("--link", rargs.link, "link model for modeled time (default none)")
+      ->check(CLI::IsMember({"none", "pcie4", "pcie5", "nvlink-c2c"}));
   CLI11_PARSE(app, argc, argv);
   if (!app.get_option("--devices")->count()) sargs.default_devices = true;
   opt.tracking = parse_tracking(tracking);
@@ -270,6 +294,7 @@ int main(int argc, char** argv) {
     if (*trace) return cmd_trace(trace_file, trace_out);
     if (*stress) return cmd_stress(opt, sargs);
     if (*bench) return cmd_bench(opt, bargs);
+    if (*run) return cmd_run(opt, rargs);
   } catch (const hetmm::Error& e) {
     std::fprintf(stderr, "hetmm: %s\n", e.what());
     return 2;

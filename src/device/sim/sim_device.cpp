@@ -34,7 +34,11 @@ SimDevice::SimDevice(std::size_t index, std::size_t memory_bytes, unsigned worke
 
 SimDevice::~SimDevice() {
   stop();
-  for (unsigned i = 0; i < nworkers_; ++i) os::arena_delete(workers_[i]);
+  for (unsigned i = 0; i < nworkers_; ++i) {
+    if (workers_[i]->jit_state_release != nullptr)
+      workers_[i]->jit_state_release(workers_[i]->jit_state);
+    os::arena_delete(workers_[i]);
+  }
   os::runtime_memory()->deallocate(workers_, sizeof(WorkerContext*) * nworkers_, alignof(void*));
 }
 

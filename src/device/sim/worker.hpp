@@ -27,6 +27,7 @@
 #include "os/os_thread.hpp"
 
 #include <atomic>
+#include <csetjmp>
 #include <cstddef>
 #include <cstdint>
 #include <sys/types.h>
@@ -56,6 +57,14 @@ struct WorkerContext {
   std::uint64_t in_place_bytes = 0;  // accessed in system memory, in place
   device::sim::FaultRequest request;
   os::OsThread thread;
+  // JIT-compiled kernels (src/spirv): per-worker resources (arena, fibers), released with the
+  // worker; and, while JIT code runs, where a fault it cannot survive jumps to (the SIGSEGV
+  // handler and the slow path use it; see spirv/kernel_context.hpp, J3).
+  void* jit_state = nullptr;
+  void (*jit_state_release)(void*) = nullptr;
+  sigjmp_buf* jit_recover = nullptr;
+  std::uintptr_t jit_fault_addr = 0;
+  bool jit_fault_write = false;
   // Where read_span/write_span pieces of in-place pages are copied (they are process memory,
   // which may be unmapped under the kernel: only recoverable instructions touch it).
   alignas(64) std::byte span_bounce[4096];
@@ -68,6 +77,14 @@ struct WorkerContext {
     for (auto& e : tlb) e.vpn = ~std::uint64_t{0};
   }
 };
+
+// A read-modify-write of n (4 or 8) bytes at p for JIT-compiled kernels: op is a
+// spirv::AtomicOp (| 0x100 for floating point), returns the old value. An in-place page is
+// operated on with a plain atomic instruction while w->jit_recover = recover, so a page
+// unmapped under the kernel ends in the SIGSEGV handler's jump, not in a crash.
+std::uint64_t thread_atomic_rmw(WorkerContext* w, void* p, unsigned op, std::size_t n,
+                                std::uint64_t operand, std::uint64_t expected,
+                                sigjmp_buf* recover);
 
 // The worker running on this thread, or nullptr. initial-exec TLS: readable in signal handlers.
 extern thread_local WorkerContext* tls_worker __attribute__((tls_model("initial-exec")));

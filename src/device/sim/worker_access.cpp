@@ -229,6 +229,87 @@ std::uint64_t thread_atomic_add(WorkerContext* w, void* p, std::uint64_t v, std:
   return old;
 }
 
+namespace {
+
+// The operations of spirv::AtomicOp, in its order.
+enum : unsigned { kXchg, kAdd, kSub, kAnd, kOr, kXor, kMax, kMin, kUMax, kUMin, kFAdd, kFSub, kCmpXchg };
+
+template <class U>
+U rmw_value(unsigned op, U old, U operand) {
+  using S = std::make_signed_t<U>;
+  switch (op & 0xff) {
+    case kXchg: return operand;
+    case kAdd: return old + operand;
+    case kSub: return old - operand;
+    case kAnd: return old & operand;
+    case kOr: return old | operand;
+    case kXor: return old ^ operand;
+    case kMax: return static_cast<S>(old) > static_cast<S>(operand) ? old : operand;
+    case kMin: return static_cast<S>(old) < static_cast<S>(operand) ? old : operand;
+    case kUMax: return old > operand ? old : operand;
+    case kUMin: return old < operand ? old : operand;
+    case kFAdd:
+    case kFSub: {
+      using F = std::conditional_t<sizeof(U) == 4, float, double>;
+      F a, b;
+      std::memcpy(&a, &old, sizeof a);
+      std::memcpy(&b, &operand, sizeof b);
+      F r = (op & 0xff) == kFAdd ? a + b : a - b;
+      U out;
+      std::memcpy(&out, &r, sizeof out);
+      return out;
+    }
+    default: return old;
+  }
+}
+
+// One atomic read-modify-write as a compare-exchange loop (every op the same way: the local
+// and in-place cases differ only in how they are entered).
+template <class U>
+U atomic_rmw(U* p, unsigned op, U operand, U expected) {
+  if ((op & 0xff) == kCmpXchg) {
+    U e = expected;
+    __atomic_compare_exchange_n(p, &e, operand, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+    return e;
+  }
+  U old = __atomic_load_n(p, __ATOMIC_RELAXED);
+  while (!__atomic_compare_exchange_n(p, &old, rmw_value(op, old, operand), true,
+                                      __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) {
+  }
+  return old;
+}
+
+std::uint64_t atomic_rmw_n(void* h, std::size_t n, unsigned op, std::uint64_t operand,
+                           std::uint64_t expected) {
+  if (n == 4)
+    return atomic_rmw(static_cast<std::uint32_t*>(h), op, static_cast<std::uint32_t>(operand),
+                      static_cast<std::uint32_t>(expected));
+  return atomic_rmw(static_cast<std::uint64_t*>(h), op, operand, expected);
+}
+
+}  // namespace
+
+std::uint64_t thread_atomic_rmw(WorkerContext* w, void* p, unsigned op, std::size_t n,
+                                std::uint64_t operand, std::uint64_t expected,
+                                sigjmp_buf* recover) {
+  require(w);
+  auto va = reinterpret_cast<std::uintptr_t>(p);
+  if ((n != 4 && n != 8) || (va & (n - 1)) != 0)
+    throw Error(Errc::invalid_argument, "device kernel: " + describe("atomic", va, n) +
+                                            ": address not aligned to the operand size");
+  std::uint64_t old = 0;
+  access_page(
+      w, va, true, "atomic", n,
+      [&](std::byte* h) { old = atomic_rmw_n(h, n, op, operand, expected); },
+      [&](std::byte* h) {
+        w->jit_recover = recover;
+        old = atomic_rmw_n(h, n, op, operand, expected);
+        w->jit_recover = nullptr;
+        return 0;
+      });
+  return old;
+}
+
 // ---------------------------------------------------------------------------------------------
 // The span fast path: one translation per page. A local piece is handed to the kernel in the
 // device frame itself, with the access held open (active set) until the next call, so a

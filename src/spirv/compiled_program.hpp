@@ -1,0 +1,50 @@
+// A compiled program: its kernels' signatures and the JIT'd work-group runners.
+#pragma once
+
+#include "hetmm/program.hpp"
+#include "spirv/kernel_context.hpp"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace hetmm::detail {
+
+class CompiledProgram {
+ public:
+  // void __hetmm_run_<k>(ctx, args, x0, x1, y0, y1, z0, z1): the kernel for every local id in
+  // [x0,x1) x [y0,y1) x [z0,z1) of the group described by ctx.
+  using RunFn = void (*)(spirv::KernelContext* ctx, void** args, std::uint64_t x0,
+                         std::uint64_t x1, std::uint64_t y0, std::uint64_t y1, std::uint64_t z0,
+                         std::uint64_t z1);
+  struct Kernel {
+    KernelInfo info;
+    RunFn run = nullptr;
+  };
+
+  std::string options;
+  bool mmu = true;
+  std::size_t static_local_bytes = 0;  // module-scope __local variables, first in the arena
+  std::size_t mmu_accesses = 0;        // accesses the MMU rewrite routed through the TLB
+  std::vector<Kernel> kernels;
+  std::shared_ptr<void> jit;           // owns the code
+
+  const Kernel* find(std::string_view name) const {
+    for (const Kernel& k : kernels)
+      if (k.info.name == name) return &k;
+    return nullptr;
+  }
+};
+
+}  // namespace hetmm::detail
+
+namespace hetmm::spirv {
+
+// SPIR-V words to a compiled program (validated, translated, rewritten, JIT-compiled).
+std::shared_ptr<const detail::CompiledProgram> compile_spirv(const std::uint32_t* words,
+                                                             std::size_t count,
+                                                             std::string_view options);
+// OpenCL C source to SPIR-V words with clang-15 and llvm-spirv-15.
+std::vector<std::uint32_t> opencl_c_to_spirv(std::string_view source, std::string_view options);
+
+}  // namespace hetmm::spirv

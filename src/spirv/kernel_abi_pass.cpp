@@ -1,0 +1,373 @@
+// The kernel ABI pass: turns OpenCL kernels into functions the work-group driver can call.
+//
+// Why hidden parameters rather than thread-locals or a context global: the same JIT code runs on
+// every worker at once, and work-items of a group run either as an IR loop (ids are loop
+// variables the optimiser sees) or as fibers (each with its own ids). Passing (ctx, lx, ly, lz)
+// down every call keeps ids in registers and lets LLVM fold get_global_id(0) into an add.
+#include "spirv/kernel_context.hpp"
+#include "spirv/passes.hpp"
+
+#include "hetmm/hetmm.hpp"
+
+#include <llvm/IR/Constants.h>
+#include <llvm/IR/IRBuilder.h>
+#include <llvm/IR/Instructions.h>
+#include <llvm/IR/Module.h>
+#include <llvm/IR/ReplaceConstant.h>
+
+#include <map>
+#include <set>
+
+namespace hetmm::spirv {
+namespace {
+
+using namespace llvm;
+
+struct Hidden {
+  Value* ctx;
+  Value* lid[3];
+};
+
+Hidden hidden_of(Function* f) {
+  unsigned n = f->arg_size();
+  return {f->getArg(n - 4), {f->getArg(n - 3), f->getArg(n - 2), f->getArg(n - 1)}};
+}
+
+Value* ctx_field_ptr(IRBuilder<>& b, Value* ctx, unsigned offset, Type* type) {
+  Value* p = b.CreateConstInBoundsGEP1_64(b.getInt8Ty(), ctx, offset);
+  return b.CreateBitCast(p, type->getPointerTo());
+}
+
+LoadInst* load_invariant(IRBuilder<>& b, Type* type, Value* ptr) {
+  LoadInst* l = b.CreateAlignedLoad(type, ptr, Align(8));
+  l->setMetadata(LLVMContext::MD_invariant_load, MDNode::get(b.getContext(), {}));
+  return l;
+}
+
+// ctx-><array at offset>[dim], or `fallback` for dim >= 3 (the OpenCL rule for out-of-range
+// dimensions: ids 0, sizes 1).
+Value* ctx_dim(IRBuilder<>& b, Value* ctx, unsigned offset, Value* dim, std::uint64_t fallback) {
+  Type* i64 = b.getInt64Ty();
+  if (auto* c = dyn_cast<ConstantInt>(dim)) {
+    std::uint64_t d = c->getZExtValue();
+    if (d >= 3) return ConstantInt::get(i64, fallback);
+    return load_invariant(b, i64, ctx_field_ptr(b, ctx, offset + 8 * unsigned(d), i64));
+  }
+  Value* d64 = b.CreateZExtOrTrunc(dim, i64);
+  Value* in_range = b.CreateICmpULT(d64, ConstantInt::get(i64, 3));
+  Value* idx = b.CreateSelect(in_range, d64, ConstantInt::get(i64, 0));
+  Value* base = ctx_field_ptr(b, ctx, offset, i64);
+  Value* v = load_invariant(b, i64, b.CreateInBoundsGEP(i64, base, idx));
+  return b.CreateSelect(in_range, v, ConstantInt::get(i64, fallback));
+}
+
+Value* local_id(IRBuilder<>& b, const Hidden& h, Value* dim) {
+  Type* i64 = b.getInt64Ty();
+  if (auto* c = dyn_cast<ConstantInt>(dim)) {
+    std::uint64_t d = c->getZExtValue();
+    return d < 3 ? h.lid[d] : ConstantInt::get(i64, 0);
+  }
+  Value* d64 = b.CreateZExtOrTrunc(dim, i64);
+  Value* v = b.CreateSelect(b.CreateICmpEQ(d64, ConstantInt::get(i64, 2)), h.lid[2],
+                            ConstantInt::get(i64, 0));
+  v = b.CreateSelect(b.CreateICmpEQ(d64, ConstantInt::get(i64, 1)), h.lid[1], v);
+  return b.CreateSelect(b.CreateICmpEQ(d64, ConstantInt::get(i64, 0)), h.lid[0], v);
+}
+
+// The value of a work-item built-in call, or nullptr when `name` is not one.
+Value* work_item_builtin(IRBuilder<>& b, const Hidden& h, StringRef name, CallInst* call) {
+  namespace o = ctx_offset;
+  Value* ctx = h.ctx;
+  Type* i64 = b.getInt64Ty();
+  auto arg = [&] { return call->getArgOperand(0); };
+  if (name == "_Z12get_local_idj") return local_id(b, h, arg());
+  if (name == "_Z12get_group_idj") return ctx_dim(b, ctx, o::group_id, arg(), 0);
+  if (name == "_Z14get_local_sizej") return ctx_dim(b, ctx, o::local_size, arg(), 1);
+  if (name == "_Z23get_enqueued_local_sizej")
+    return ctx_dim(b, ctx, o::enqueued_local_size, arg(), 1);
+  if (name == "_Z15get_global_sizej") return ctx_dim(b, ctx, o::global_size, arg(), 1);
+  if (name == "_Z14get_num_groupsj") return ctx_dim(b, ctx, o::num_groups, arg(), 1);
+  if (name == "_Z17get_global_offsetj") return ctx_dim(b, ctx, o::global_offset, arg(), 0);
+  if (name == "_Z12get_work_dimv")
+    return b.CreateTrunc(load_invariant(b, i64, ctx_field_ptr(b, ctx, o::work_dim, i64)),
+                         call->getType());
+  auto global_id = [&](Value* d) {
+    Value* g = b.CreateMul(ctx_dim(b, ctx, o::group_id, d, 0),
+                           ctx_dim(b, ctx, o::enqueued_local_size, d, 1));
+    return b.CreateAdd(b.CreateAdd(g, local_id(b, h, d)),
+                       ctx_dim(b, ctx, o::global_offset, d, 0));
+  };
+  if (name == "_Z13get_global_idj") return global_id(arg());
+  auto c = [&](unsigned d) { return b.getInt32(d); };
+  if (name == "_Z20get_global_linear_idv") {
+    // ((gz - oz) * sy + (gy - oy)) * sx + (gx - ox)
+    Value* v = nullptr;
+    for (int d = 2; d >= 0; --d) {
+      Value* rel = b.CreateSub(global_id(c(d)), ctx_dim(b, ctx, o::global_offset, c(d), 0));
+      v = v == nullptr ? rel
+                       : b.CreateAdd(b.CreateMul(v, ctx_dim(b, ctx, o::global_size, c(d), 1)), rel);
+    }
+    return v;
+  }
+  if (name == "_Z19get_local_linear_idv") {
+    Value* v = h.lid[2];
+    v = b.CreateAdd(b.CreateMul(v, ctx_dim(b, ctx, o::local_size, c(1), 1)), h.lid[1]);
+    return b.CreateAdd(b.CreateMul(v, ctx_dim(b, ctx, o::local_size, c(0), 1)), h.lid[0]);
+  }
+  return nullptr;
+}
+
+bool is_barrier(StringRef name) {
+  return name.startswith("_Z7barrierj") || name.startswith("_Z18work_group_barrierj");
+}
+
+// Functions that reach a barrier, directly or through calls.
+std::set<Function*> barrier_users(Module& m) {
+  std::set<Function*> users;
+  std::vector<Function*> work;
+  for (Function& f : m)
+    if (f.isDeclaration() && is_barrier(f.getName()))
+      for (User* u : f.users())
+        if (auto* call = dyn_cast<CallInst>(u)) work.push_back(call->getFunction());
+  while (!work.empty()) {
+    Function* f = work.back();
+    work.pop_back();
+    if (!users.insert(f).second) continue;
+    for (User* u : f->users())
+      if (auto* call = dyn_cast<CallInst>(u)) work.push_back(call->getFunction());
+  }
+  return users;
+}
+
+// The same function with (i8* ctx, i64 lx, i64 ly, i64 lz) appended; the body moves over.
+Function* with_hidden_params(Function* f) {
+  LLVMContext& c = f->getContext();
+  FunctionType* ft = f->getFunctionType();
+  std::vector<Type*> params(ft->param_begin(), ft->param_end());
+  Type* i64 = Type::getInt64Ty(c);
+  params.push_back(Type::getInt8PtrTy(c));
+  params.insert(params.end(), {i64, i64, i64});
+  auto* nft = FunctionType::get(ft->getReturnType(), params, ft->isVarArg());
+  Function* nf = Function::Create(nft, f->getLinkage(), f->getAddressSpace(), "", f->getParent());
+  nf->takeName(f);
+  nf->copyAttributesFrom(f);
+  nf->copyMetadata(f, 0);
+  nf->getBasicBlockList().splice(nf->begin(), f->getBasicBlockList());
+  for (unsigned i = 0; i < f->arg_size(); ++i) {
+    f->getArg(i)->replaceAllUsesWith(nf->getArg(i));
+    nf->getArg(i)->takeName(f->getArg(i));
+  }
+  unsigned n = nf->arg_size();
+  nf->getArg(n - 4)->setName("hetmm.ctx");
+  nf->getArg(n - 3)->setName("hetmm.lx");
+  nf->getArg(n - 2)->setName("hetmm.ly");
+  nf->getArg(n - 1)->setName("hetmm.lz");
+  nf->addParamAttr(n - 4, Attribute::NoAlias);
+  nf->addParamAttr(n - 4, Attribute::NoCapture);
+  return nf;
+}
+
+// Module-scope __local variables (OpenCL function-scope `__local` declarations) become slices
+// of the group's arena: each worker runs its own groups, so one global instance would be shared
+// by groups running at once.
+std::size_t lower_local_variables(Module& m) {
+  const DataLayout& dl = m.getDataLayout();
+  std::size_t offset = 0;
+  std::vector<GlobalVariable*> locals;
+  for (GlobalVariable& g : m.globals())
+    if (g.getAddressSpace() == 3 && !g.use_empty()) locals.push_back(&g);
+  for (GlobalVariable* g : locals) {
+    std::size_t align = std::max<std::size_t>(g->getAlign() ? g->getAlign()->value() : 16, 16);
+    offset = (offset + align - 1) / align * align;
+    std::size_t at = offset;
+    offset += dl.getTypeAllocSize(g->getValueType());
+    // Constant-expression users (GEPs into a local array) become instructions first.
+    for (bool again = true; again;) {
+      again = false;
+      for (User* u : make_early_inc_range(g->users())) {
+        auto* ce = dyn_cast<ConstantExpr>(u);
+        if (ce == nullptr) continue;
+        std::vector<Instruction*> insts;
+        for (User* cu : ce->users())
+          if (auto* i = dyn_cast<Instruction>(cu)) insts.push_back(i);
+        for (Instruction* i : insts) convertConstantExprsToInstructions(i, ce);
+        again = true;
+      }
+    }
+    for (Use& use : make_early_inc_range(g->uses())) {
+      auto* inst = dyn_cast<Instruction>(use.getUser());
+      if (inst == nullptr)
+        throw Error(Errc::invalid_argument,
+                    "SPIR-V module: __local variable " + g->getName().str() +
+                        " is used outside a function, which hetmm cannot place per work-group");
+      Instruction* where = inst;
+      if (auto* phi = dyn_cast<PHINode>(inst)) where = phi->getIncomingBlock(use)->getTerminator();
+      IRBuilder<> b(where);
+      Hidden h = hidden_of(inst->getFunction());
+      Value* base = load_invariant(b, b.getInt8PtrTy(),
+                                   ctx_field_ptr(b, h.ctx, ctx_offset::local_base, b.getInt8PtrTy()));
+      Value* p = b.CreateConstInBoundsGEP1_64(b.getInt8Ty(), base, at);
+      p = b.CreateAddrSpaceCast(p, b.getInt8PtrTy(3));
+      use.set(b.CreateBitCast(p, g->getType()));
+    }
+    g->eraseFromParent();
+  }
+  return offset;
+}
+
+// void __hetmm_run_<k>(i8* ctx, i8** args, i64 x0, x1, y0, y1, z0, z1): calls the kernel for
+// every local id in the box. args[i] points at argument i's bytes (for pointers: the pointer).
+Function* make_runner(Module& m, Function* kernel, const std::string& name) {
+  LLVMContext& c = m.getContext();
+  Type* i64 = Type::getInt64Ty(c);
+  Type* i8p = Type::getInt8PtrTy(c);
+  auto* ft = FunctionType::get(Type::getVoidTy(c),
+                               {i8p, i8p->getPointerTo(), i64, i64, i64, i64, i64, i64}, false);
+  Function* run = Function::Create(ft, GlobalValue::ExternalLinkage, name, m);
+  run->addParamAttr(0, Attribute::NoAlias);
+  auto* entry = BasicBlock::Create(c, "entry", run);
+  IRBuilder<> b(entry);
+  Value* ctx = run->getArg(0);
+  Value* args = run->getArg(1);
+  unsigned nargs = kernel->arg_size() - kHiddenParams;
+  std::vector<Value*> values;
+  for (unsigned i = 0; i < nargs; ++i) {
+    Argument* param = kernel->getArg(i);
+    Type* t = param->getType();
+    Value* slot = b.CreateLoad(i8p, b.CreateConstInBoundsGEP1_64(i8p, args, i));
+    if (param->hasByValAttr()) {
+      values.push_back(b.CreateBitCast(slot, t));
+    } else if (t->isPointerTy()) {
+      Value* v = b.CreateLoad(i8p, b.CreateBitCast(slot, i8p->getPointerTo()));
+      unsigned as = t->getPointerAddressSpace();
+      if (as != 0) v = b.CreateAddrSpaceCast(v, Type::getInt8PtrTy(c, as));
+      values.push_back(b.CreateBitCast(v, t));
+    } else {
+      values.push_back(b.CreateAlignedLoad(t, b.CreateBitCast(slot, t->getPointerTo()), Align(1)));
+    }
+  }
+  // for z in [z0,z1) for y in [y0,y1) for x in [x0,x1): kernel(args..., ctx, x, y, z)
+  auto loop = [&](Value* lo, Value* hi, const char* label, auto&& body) {
+    BasicBlock* pre = b.GetInsertBlock();
+    auto* head = BasicBlock::Create(c, std::string(label) + ".head", run);
+    auto* inner = BasicBlock::Create(c, std::string(label) + ".body", run);
+    auto* done = BasicBlock::Create(c, std::string(label) + ".done", run);
+    b.CreateBr(head);
+    b.SetInsertPoint(head);
+    PHINode* iv = b.CreatePHI(i64, 2, label);
+    iv->addIncoming(lo, pre);
+    b.CreateCondBr(b.CreateICmpULT(iv, hi), inner, done);
+    b.SetInsertPoint(inner);
+    body(iv);
+    Value* next = b.CreateAdd(iv, ConstantInt::get(i64, 1), "", true, true);
+    iv->addIncoming(next, b.GetInsertBlock());
+    b.CreateBr(head);
+    b.SetInsertPoint(done);
+  };
+  loop(run->getArg(6), run->getArg(7), "z", [&](Value* z) {
+    loop(run->getArg(4), run->getArg(5), "y", [&](Value* y) {
+      loop(run->getArg(2), run->getArg(3), "x", [&](Value* x) {
+        std::vector<Value*> call_args = values;
+        call_args.insert(call_args.end(), {ctx, x, y, z});
+        CallInst* call = b.CreateCall(kernel, call_args);
+        call->setAttributes(kernel->getAttributes());
+      });
+    });
+  });
+  b.CreateRetVoid();
+  return run;
+}
+
+}  // namespace
+
+AbiResult apply_kernel_abi(Module& m, const std::vector<std::string>& kernel_names) {
+  LLVMContext& c = m.getContext();
+  AbiResult result;
+  std::set<Function*> with_barriers = barrier_users(m);
+  std::set<std::string> barrier_names;
+  for (Function* f : with_barriers) barrier_names.insert(f->getName().str());
+
+  // 1. Hidden parameters on every defined function; call sites pass their caller's along.
+  std::vector<std::pair<Function*, Function*>> moved;
+  for (Function& f : m)
+    if (!f.isDeclaration() && !f.isIntrinsic()) moved.push_back({&f, nullptr});
+  for (auto& [from, to] : moved) to = with_hidden_params(from);
+  for (auto& [from, to] : moved) {
+    for (User* u : make_early_inc_range(from->users())) {
+      auto* call = dyn_cast<CallInst>(u);
+      if (call == nullptr || call->getCalledOperand() != from)
+        throw Error(Errc::invalid_argument,
+                    "SPIR-V module: function " + to->getName().str() +
+                        " is used other than by a direct call (function pointers are not "
+                        "supported)");
+      Hidden h = hidden_of(call->getFunction());
+      std::vector<Value*> args(call->arg_begin(), call->arg_end());
+      args.insert(args.end(), {h.ctx, h.lid[0], h.lid[1], h.lid[2]});
+      IRBuilder<> b(call);
+      CallInst* nc = b.CreateCall(to, args);
+      nc->setAttributes(call->getAttributes());
+      nc->setCallingConv(call->getCallingConv());
+      nc->setDebugLoc(call->getDebugLoc());
+      nc->takeName(call);
+      call->replaceAllUsesWith(nc);
+      call->eraseFromParent();
+    }
+    from->replaceAllUsesWith(UndefValue::get(from->getType()));
+    from->eraseFromParent();
+  }
+
+  // 2. Work-item built-ins and barriers.
+  FunctionCallee barrier = m.getOrInsertFunction(
+      "hetmm_jit_barrier", FunctionType::get(Type::getVoidTy(c), {Type::getInt8PtrTy(c)}, false));
+  std::vector<Function*> declarations;
+  for (Function& f : m)
+    if (f.isDeclaration()) declarations.push_back(&f);
+  for (Function* decl : declarations) {
+    StringRef name = decl->getName();
+    bool barrier_call = is_barrier(name);
+    for (User* u : make_early_inc_range(decl->users())) {
+      auto* call = dyn_cast<CallInst>(u);
+      if (call == nullptr || call->getFunction()->arg_size() < kHiddenParams) continue;
+      Hidden h = hidden_of(call->getFunction());
+      IRBuilder<> b(call);
+      if (barrier_call) {
+        // Work-items of the group run as fibers on one thread; the fence orders their memory
+        // for the other threads that may read it (global memory is shared with the CPU).
+        b.CreateFence(AtomicOrdering::SequentiallyConsistent);
+        b.CreateCall(barrier, {h.ctx});
+        call->eraseFromParent();
+        continue;
+      }
+      Value* v = work_item_builtin(b, h, name, call);
+      if (v == nullptr) break;
+      if (v->getType() != call->getType()) v = b.CreateZExtOrTrunc(v, call->getType());
+      call->replaceAllUsesWith(v);
+      call->eraseFromParent();
+    }
+  }
+
+  // 3. __local variables.
+  result.static_local_bytes = lower_local_variables(m);
+
+  // 4. Runners, one per kernel; everything else is internal so that it inlines and folds.
+  for (const std::string& k : kernel_names) {
+    Function* f = m.getFunction(k);
+    if (f == nullptr) continue;
+    AbiKernel info;
+    info.name = k;
+    info.run_symbol = "__hetmm_run_" + k;
+    info.uses_barriers = barrier_names.count(k) != 0;
+    f->setLinkage(GlobalValue::InternalLinkage);
+    f->addFnAttr(Attribute::AlwaysInline);
+    make_runner(m, f, info.run_symbol);
+    result.kernels.push_back(std::move(info));
+  }
+  for (Function& f : m)
+    if (!f.isDeclaration() && !f.getName().startswith("__hetmm_run_"))
+      f.setLinkage(GlobalValue::InternalLinkage);
+  for (GlobalVariable& g : m.globals())
+    if (!g.isDeclaration()) g.setLinkage(GlobalValue::InternalLinkage);
+  return result;
+}
+
+}  // namespace hetmm::spirv

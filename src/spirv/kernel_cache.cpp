@@ -1,0 +1,152 @@
+#include "spirv/kernel_cache.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+namespace hetmm::spirv {
+namespace {
+
+constexpr const char* kMagic = "hetmm-program-cache 1";
+
+std::string cache_dir() {
+  if (const char* d = std::getenv("HETMM_CACHE_DIR"); d != nullptr && *d != '\0')
+    return std::strcmp(d, "off") == 0 ? std::string() : std::string(d);
+  if (const char* x = std::getenv("XDG_CACHE_HOME"); x != nullptr && *x != '\0')
+    return std::string(x) + "/hetmm";
+  if (const char* h = std::getenv("HOME"); h != nullptr && *h != '\0')
+    return std::string(h) + "/.cache/hetmm";
+  return {};
+}
+
+bool make_dirs(const std::string& path) {
+  for (std::size_t i = 1; i <= path.size(); ++i)
+    if (i == path.size() || path[i] == '/') {
+      std::string prefix = path.substr(0, i);
+      if (mkdir(prefix.c_str(), 0700) != 0 && errno != EEXIST) return false;
+    }
+  return true;
+}
+
+std::uint64_t fnv(const void* data, std::size_t n, std::uint64_t h = 1469598103934665603ull) {
+  auto* p = static_cast<const unsigned char*>(data);
+  for (std::size_t i = 0; i < n; ++i) {
+    h ^= p[i];
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+// Strings as <length>:<bytes>, so names with spaces or newlines survive.
+void put(std::ostream& out, const std::string& s) { out << s.size() << ':' << s << ' '; }
+bool get(std::istream& in, std::string& s) {
+  std::size_t n;
+  char colon;
+  if (!(in >> n >> colon) || colon != ':' || n > (1u << 20)) return false;
+  s.resize(n);
+  return static_cast<bool>(in.read(s.data(), static_cast<std::streamsize>(n)));
+}
+
+}  // namespace
+
+std::string cache_key(const std::uint32_t* words, std::size_t count, std::string_view options,
+                      std::string_view host_cpu) {
+  std::uint64_t h = fnv(words, count * 4);
+  // Two independent hashes of the module make an accidental collision vanishingly unlikely.
+  std::uint64_t h2 = fnv(words, count * 4, 0x9e3779b97f4a7c15ull);
+  std::string rest = std::string(options) + '\n' + std::string(host_cpu) + '\n' + kMagic +
+                     '\n' + __DATE__ + ' ' + __TIME__;  // a rebuilt hetmm may emit other code
+  std::uint64_t h3 = fnv(rest.data(), rest.size());
+  char buf[80];
+  std::snprintf(buf, sizeof buf, "%016llx%016llx-%016llx-%zu", static_cast<unsigned long long>(h),
+                static_cast<unsigned long long>(h2), static_cast<unsigned long long>(h3), count);
+  return buf;
+}
+
+bool cache_read(const std::string& key, detail::CompiledProgram& program, std::string& object) {
+  std::string dir = cache_dir();
+  if (dir.empty()) return false;
+  std::ifstream meta(dir + "/" + key + ".meta", std::ios::binary);
+  std::ifstream obj(dir + "/" + key + ".o", std::ios::binary);
+  if (!meta || !obj) return false;
+  std::string line;
+  if (!std::getline(meta, line) || line != kMagic) return false;
+  std::size_t nkernels = 0;
+  int mmu = 0;
+  if (!(meta >> program.static_local_bytes >> mmu >> program.mmu_accesses >> nkernels) ||
+      nkernels > 4096)
+    return false;
+  program.mmu = mmu != 0;
+  program.kernels.clear();
+  for (std::size_t k = 0; k < nkernels; ++k) {
+    detail::CompiledProgram::Kernel kernel;
+    KernelInfo& info = kernel.info;
+    std::size_t nargs = 0;
+    int barriers = 0;
+    if (!get(meta, info.name) ||
+        !(meta >> barriers >> info.required_local[0] >> info.required_local[1] >>
+          info.required_local[2] >> nargs) ||
+        nargs > 1024)
+      return false;
+    info.uses_barriers = barriers != 0;
+    for (std::size_t a = 0; a < nargs; ++a) {
+      KernelArgInfo arg;
+      int kind = 0;
+      if (!get(meta, arg.name) || !get(meta, arg.type_name) || !(meta >> kind >> arg.size) ||
+          kind < 0 || kind > static_cast<int>(ArgKind::value))
+        return false;
+      arg.kind = static_cast<ArgKind>(kind);
+      info.args.push_back(std::move(arg));
+    }
+    program.kernels.push_back(std::move(kernel));
+  }
+  std::ostringstream bytes;
+  bytes << obj.rdbuf();
+  object = bytes.str();
+  return !object.empty();
+}
+
+void cache_write(const std::string& key, const detail::CompiledProgram& program,
+                 std::string_view object) {
+  std::string dir = cache_dir();
+  if (dir.empty() || !make_dirs(dir)) return;  // a cache that cannot be written is no error
+  std::string tmp = dir + "/." + key + "." + std::to_string(getpid());
+  {
+    std::ofstream obj(tmp + ".o", std::ios::binary);
+    obj.write(object.data(), static_cast<std::streamsize>(object.size()));
+    std::ofstream meta(tmp + ".meta", std::ios::binary);
+    meta << kMagic << '\n'
+         << program.static_local_bytes << ' ' << (program.mmu ? 1 : 0) << ' '
+         << program.mmu_accesses << ' ' << program.kernels.size() << '\n';
+    for (const auto& k : program.kernels) {
+      put(meta, k.info.name);
+      meta << (k.info.uses_barriers ? 1 : 0) << ' ' << k.info.required_local[0] << ' '
+           << k.info.required_local[1] << ' ' << k.info.required_local[2] << ' '
+           << k.info.args.size() << '\n';
+      for (const auto& a : k.info.args) {
+        put(meta, a.name);
+        put(meta, a.type_name);
+        meta << static_cast<int>(a.kind) << ' ' << a.size << '\n';
+      }
+    }
+    if (!obj || !meta) {
+      unlink((tmp + ".o").c_str());
+      unlink((tmp + ".meta").c_str());
+      return;
+    }
+  }
+  // The object first: a reader that finds the .meta finds a complete .o.
+  if (std::rename((tmp + ".o").c_str(), (dir + "/" + key + ".o").c_str()) != 0 ||
+      std::rename((tmp + ".meta").c_str(), (dir + "/" + key + ".meta").c_str()) != 0) {
+    unlink((tmp + ".o").c_str());
+    unlink((tmp + ".meta").c_str());
+  }
+}
+
+}  // namespace hetmm::spirv

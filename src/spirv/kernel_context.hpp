@@ -1,0 +1,84 @@
+// What JIT-compiled kernel code sees of the device: the work-group context every kernel
+// function receives as a hidden argument, and the runtime entry points it calls.
+//
+// The layout is shared with the IR that kernel_abi_pass.cpp and mmu_pass.cpp emit: they read
+// fields at the byte offsets below (static_asserts keep both sides honest).
+//
+// Invariants of the JIT access protocol (see device/sim/worker.hpp for the worker's):
+//  J1. Kernel code touches a page directly only through a TLB entry of the current shootdown
+//      epoch. An in-place entry (system memory mapped in place) is used without holding
+//      `active`: the access is a CPU access, the CPU MMU keeps it coherent, and a stale entry at
+//      worst faults the page home or fails (unmapped: SIGSEGV, recovered below). A local entry
+//      (a device frame) is used only inside the shootdown protocol, exactly as worker.hpp
+//      describes: active = epoch (seq_cst), re-check the epoch, access, active = 0 (release).
+//  J2. Misses, page-straddling accesses and anything else go through the slow path
+//      (hetmm_jit_load/store/atomic), which runs the worker's full protocol.
+//  J3. Errors never unwind through JIT frames: the slow path and the SIGSEGV handler record the
+//      error in the WorkerContext and siglongjmp to the work-group driver (kernel_driver.cpp).
+#pragma once
+
+#include "device/sim/worker.hpp"
+
+#include <csetjmp>
+#include <cstddef>
+#include <cstdint>
+
+namespace hetmm::spirv {
+
+struct KernelContext {
+  detail::WorkerContext* worker;           // 0
+  const std::uint64_t* device_epoch;       // 8: the device's shootdown epoch
+  std::uint64_t* tlb_epoch;                // 16: the epoch the worker's TLB belongs to
+  detail::TlbEntry* tlb;                   // 24: WorkerContext::kTlbEntries entries
+  std::uint64_t group_id[3];               // 32
+  std::uint64_t local_size[3];             // 56: this group's (smaller for a last partial group)
+  std::uint64_t enqueued_local_size[3];    // 80
+  std::uint64_t global_size[3];            // 104
+  std::uint64_t num_groups[3];             // 128
+  std::uint64_t global_offset[3];          // 152
+  std::uint64_t work_dim;                  // 176
+  std::byte* local_base;                   // 184: this group's __local arena
+  std::uint64_t local_span;                // 192
+  std::uint64_t private_lo;                // 200: work-item stacks (generic pointers into them
+  std::uint64_t private_span;              // 208  are private memory, not device memory)
+  void* fibers;                            // 216: the group's fiber scheduler, or nullptr
+  std::atomic<std::uint64_t>* active;      // 224: the worker's shootdown-protocol word
+};
+
+namespace ctx_offset {
+inline constexpr unsigned worker = 0, device_epoch = 8, tlb_epoch = 16, tlb = 24, group_id = 32,
+                          local_size = 56, enqueued_local_size = 80, global_size = 104,
+                          num_groups = 128, global_offset = 152, work_dim = 176,
+                          local_base = 184, local_span = 192, private_lo = 200,
+                          private_span = 208, fibers = 216, active = 224;
+}
+static_assert(offsetof(KernelContext, group_id) == ctx_offset::group_id);
+static_assert(offsetof(KernelContext, local_size) == ctx_offset::local_size);
+static_assert(offsetof(KernelContext, enqueued_local_size) == ctx_offset::enqueued_local_size);
+static_assert(offsetof(KernelContext, global_size) == ctx_offset::global_size);
+static_assert(offsetof(KernelContext, num_groups) == ctx_offset::num_groups);
+static_assert(offsetof(KernelContext, global_offset) == ctx_offset::global_offset);
+static_assert(offsetof(KernelContext, work_dim) == ctx_offset::work_dim);
+static_assert(offsetof(KernelContext, local_base) == ctx_offset::local_base);
+static_assert(offsetof(KernelContext, private_lo) == ctx_offset::private_lo);
+static_assert(offsetof(KernelContext, fibers) == ctx_offset::fibers);
+static_assert(offsetof(KernelContext, active) == ctx_offset::active);
+static_assert(sizeof(detail::TlbEntry) == 16 && offsetof(detail::TlbEntry, pte) == 8);
+
+// Atomic operations of the slow path (the values are part of the IR contract).
+enum class AtomicOp : std::uint32_t {
+  xchg, add, sub, and_, or_, xor_, max, min, umax, umin, fadd, fsub, cmpxchg
+};
+
+// The runtime entry points kernel code calls (absolute symbols in the JIT).
+extern "C" {
+void hetmm_jit_load(KernelContext* ctx, std::uint64_t va, void* out, std::uint64_t n);
+void hetmm_jit_store(KernelContext* ctx, std::uint64_t va, const void* in, std::uint64_t n);
+// op | (float ? 0x100 : 0); returns the old value (cmpxchg: the old value; success is old ==
+// expected).
+std::uint64_t hetmm_jit_atomic(KernelContext* ctx, std::uint64_t va, std::uint32_t op,
+                               std::uint64_t n, std::uint64_t operand, std::uint64_t expected);
+void hetmm_jit_barrier(KernelContext* ctx);
+}
+
+}  // namespace hetmm::spirv

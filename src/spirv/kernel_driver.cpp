@@ -1,0 +1,424 @@
+// Running JIT-compiled kernels on the device's workers: a launch is one device "thread" per
+// work-group; each worker runs its groups as an IR loop over local ids or, for kernels with
+// barriers, as one fiber per work-item. Also the runtime entry points kernel code calls.
+//
+// Per-worker state (JitWorker) lives in runtime memory: the group's __local arena, the fiber
+// stacks, the context kernel code reads. Errors (J3 in kernel_context.hpp): the slow path and
+// the SIGSEGV handler siglongjmp to run_group, which turns them into hetmm::Error; the device
+// reports the first at synchronize().
+#include "spirv/compiled_program.hpp"
+#include "spirv/fiber.hpp"
+#include "spirv/kernel_context.hpp"
+
+#include "device/sim/sim_device.hpp"
+#include "os/arena.hpp"
+#include "os/syscalls.hpp"
+
+#include "hetmm/hetmm.hpp"
+
+#include <pthread.h>
+
+#include <cstdio>
+#include <cstring>
+#include <exception>
+
+namespace hetmm::spirv {
+namespace {
+
+constexpr std::size_t kMaxGroupItems = 1024;
+constexpr std::size_t kMaxLocalBytes = std::size_t{1} << 20;
+constexpr std::size_t kFiberStack = std::size_t{64} << 10;
+
+struct Fiber {
+  void* sp = nullptr;
+  std::uint64_t id[3] = {0, 0, 0};
+  bool done = false;
+};
+
+struct FiberGroup {
+  void* scheduler_sp = nullptr;
+  Fiber* current = nullptr;
+  detail::CompiledProgram::RunFn run = nullptr;
+  KernelContext* ctx = nullptr;
+  void** args = nullptr;
+};
+
+struct JitWorker {
+  KernelContext ctx{};
+  std::byte* arena = nullptr;  // kMaxLocalBytes
+  std::byte* stacks = nullptr;  // kMaxGroupItems fiber stacks, made on first use
+  Fiber* fibers = nullptr;
+  FiberGroup group;
+  std::uint64_t thread_stack_lo = 0, thread_stack_span = 0;
+  std::exception_ptr error;  // set by the slow path before it jumps
+  sigjmp_buf recover;
+};
+
+void release_jit_worker(void* p) {
+  auto* j = static_cast<JitWorker*>(p);
+  if (j->arena != nullptr) os::unmap_runtime_memory(j->arena, kMaxLocalBytes);
+  if (j->stacks != nullptr) os::unmap_runtime_memory(j->stacks, kMaxGroupItems * kFiberStack);
+  if (j->fibers != nullptr)
+    os::runtime_memory()->deallocate(j->fibers, sizeof(Fiber) * kMaxGroupItems, alignof(Fiber));
+  os::arena_delete(j);
+}
+
+__attribute__((noinline)) JitWorker& jit_worker(detail::WorkerContext* w) {
+  if (w->jit_state != nullptr) return *static_cast<JitWorker*>(w->jit_state);
+  auto* j = os::arena_new<JitWorker>();
+  j->arena = static_cast<std::byte*>(os::map_runtime_memory(kMaxLocalBytes));
+  if (j->arena == nullptr) {
+    os::arena_delete(j);
+    throw Error(Errc::out_of_memory, "device kernel: no memory for the __local arena");
+  }
+  pthread_attr_t attr;
+  if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+    void* lo = nullptr;
+    std::size_t size = 0;
+    pthread_attr_getstack(&attr, &lo, &size);
+    j->thread_stack_lo = reinterpret_cast<std::uint64_t>(lo);
+    j->thread_stack_span = size;
+    pthread_attr_destroy(&attr);
+  }
+  w->jit_state = j;
+  w->jit_state_release = &release_jit_worker;
+  return *j;
+}
+
+void make_fibers(JitWorker& j) {
+  if (j.stacks != nullptr) return;
+  j.stacks = static_cast<std::byte*>(os::map_runtime_memory(kMaxGroupItems * kFiberStack));
+  if (j.stacks == nullptr)
+    throw Error(Errc::out_of_memory, "device kernel: no memory for work-item stacks");
+  j.fibers = static_cast<Fiber*>(
+      os::runtime_memory()->allocate(sizeof(Fiber) * kMaxGroupItems, alignof(Fiber)));
+}
+
+JitWorker& current(KernelContext* ctx) { return *static_cast<JitWorker*>(ctx->worker->jit_state); }
+
+// Slow-path errors: record, then leave the JIT frames for run_group (never unwind through them).
+template <class F>
+auto guarded(KernelContext* ctx, F&& f) -> decltype(f()) {
+  detail::WorkerContext* w = ctx->worker;
+  sigjmp_buf* recover = w->jit_recover;
+  w->jit_recover = nullptr;  // a SIGSEGV inside the runtime is a runtime bug, not the kernel's
+  try {
+    if constexpr (std::is_void_v<decltype(f())>) {
+      f();
+      w->jit_recover = recover;
+      return;
+    } else {
+      auto r = f();
+      w->jit_recover = recover;
+      return r;
+    }
+  } catch (...) {
+    current(ctx).error = std::current_exception();
+  }
+  siglongjmp(*recover, 1);
+}
+
+void fiber_main(void* arg) {
+  auto* f = static_cast<Fiber*>(arg);
+  detail::WorkerContext* w = detail::tls_worker;
+  FiberGroup& g = static_cast<JitWorker*>(w->jit_state)->group;
+  g.run(g.ctx, g.args, f->id[0], f->id[0] + 1, f->id[1], f->id[1] + 1, f->id[2], f->id[2] + 1);
+  f->done = true;
+  hetmm_fiber_switch(&f->sp, g.scheduler_sp);
+}
+
+std::string group_name(const KernelContext& c) {
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "work-group (%lu, %lu, %lu)",
+                static_cast<unsigned long>(c.group_id[0]), static_cast<unsigned long>(c.group_id[1]),
+                static_cast<unsigned long>(c.group_id[2]));
+  return buf;
+}
+
+// Runs the items of one group as fibers, phase by phase (a phase ends at a barrier).
+void run_fibers(JitWorker& j, detail::CompiledProgram::RunFn run, void** args,
+                const std::string& kernel) {
+  make_fibers(j);
+  KernelContext& c = j.ctx;
+  std::size_t n = c.local_size[0] * c.local_size[1] * c.local_size[2];
+  std::size_t i = 0;
+  for (std::uint64_t z = 0; z < c.local_size[2]; ++z)
+    for (std::uint64_t y = 0; y < c.local_size[1]; ++y)
+      for (std::uint64_t x = 0; x < c.local_size[0]; ++x, ++i) {
+        Fiber& f = j.fibers[i];
+        f.id[0] = x;
+        f.id[1] = y;
+        f.id[2] = z;
+        f.done = false;
+        f.sp = fiber_prepare(j.stacks + i * kFiberStack, kFiberStack, &fiber_main, &f);
+      }
+  j.group.run = run;
+  j.group.ctx = &c;
+  j.group.args = args;
+  c.fibers = &j.group;
+  c.private_lo = reinterpret_cast<std::uint64_t>(j.stacks);
+  c.private_span = n * kFiberStack;
+  for (;;) {
+    std::size_t finished = 0;
+    for (i = 0; i < n; ++i) {
+      Fiber& f = j.fibers[i];
+      if (f.done) {
+        ++finished;
+        continue;
+      }
+      j.group.current = &f;
+      hetmm_fiber_switch(&j.group.scheduler_sp, f.sp);
+      if (f.done) ++finished;
+    }
+    if (finished == n) break;
+    if (finished != 0)
+      throw Error(Errc::invalid_argument,
+                  "device kernel " + kernel + ": " + group_name(c) + ": " +
+                      std::to_string(n - finished) + " of " + std::to_string(n) +
+                      " work-items wait at a barrier the others never reached (a barrier in "
+                      "divergent control flow)");
+  }
+  c.fibers = nullptr;
+}
+
+}  // namespace
+
+// ---- the runtime entry points of kernel code --------------------------------------------------
+extern "C" void hetmm_jit_load(KernelContext* ctx, std::uint64_t va, void* out, std::uint64_t n) {
+  guarded(ctx, [&] { detail::thread_load(ctx->worker, reinterpret_cast<const void*>(va), out, n); });
+}
+
+extern "C" void hetmm_jit_store(KernelContext* ctx, std::uint64_t va, const void* in,
+                                std::uint64_t n) {
+  guarded(ctx, [&] {
+    detail::thread_store(ctx->worker, reinterpret_cast<void*>(va), in, n);
+    // The fast path's stores are ordinary stores, ordered by x86; the slow path may have
+    // written a device frame: keep atomic stores that took this path ordered too.
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+  });
+}
+
+extern "C" std::uint64_t hetmm_jit_atomic(KernelContext* ctx, std::uint64_t va, std::uint32_t op,
+                                          std::uint64_t n, std::uint64_t operand,
+                                          std::uint64_t expected) {
+  sigjmp_buf* recover = ctx->worker->jit_recover;
+  return guarded(ctx, [&] {
+    return detail::thread_atomic_rmw(ctx->worker, reinterpret_cast<void*>(va), op, n, operand,
+                                     expected, recover);
+  });
+}
+
+extern "C" void hetmm_jit_barrier(KernelContext* ctx) {
+  auto* g = static_cast<FiberGroup*>(ctx->fibers);
+  if (g == nullptr) return;  // a group of one work-item
+  Fiber* f = g->current;
+  hetmm_fiber_switch(&f->sp, g->scheduler_sp);
+}
+
+// ---- launches -----------------------------------------------------------------------------------
+namespace {
+
+struct NdRangeLaunch final : detail::KernelBase {
+  std::shared_ptr<const detail::CompiledProgram> program;
+  const detail::CompiledProgram::Kernel* kernel = nullptr;
+  std::vector<detail::LaunchArg> args;
+  std::vector<std::size_t> local_offset;  // per argument: its slice of the arena (local args)
+  std::size_t local_bytes = 0;
+  std::uint64_t global[3], local[3], groups[3], dims;
+
+  void run(Thread& t) override;
+};
+
+// The only frame that sigsetjmp's: kept small and out of line, so that nothing live across the
+// jump sits in a register (GCC's -Wclobbered). Returns 0, or how the group was left (J3).
+__attribute__((noinline)) int execute_group(detail::WorkerContext* w, JitWorker& j,
+                                            detail::CompiledProgram::RunFn run, void** argv,
+                                            bool fibers, const std::string& name) {
+  // Without the signal mask: the SIGSEGV handler unblocks its signal itself.
+  if (int jumped = sigsetjmp(j.recover, 0); jumped != 0) return jumped;
+  KernelContext& c = j.ctx;
+  w->jit_recover = &j.recover;
+  try {
+    if (fibers)
+      run_fibers(j, run, argv, name);
+    else
+      run(&c, argv, 0, c.local_size[0], 0, c.local_size[1], 0, c.local_size[2]);
+  } catch (...) {
+    w->jit_recover = nullptr;
+    c.fibers = nullptr;
+    throw;
+  }
+  w->jit_recover = nullptr;
+  return 0;
+}
+
+void NdRangeLaunch::run(Thread& t) {
+  detail::WorkerContext* w = t.worker_context();
+  JitWorker& j = jit_worker(w);
+  KernelContext& c = j.ctx;
+  c.worker = w;
+  c.device_epoch = reinterpret_cast<const std::uint64_t*>(&w->device->epoch_ref());
+  c.tlb_epoch = &w->tlb_epoch;
+  c.tlb = w->tlb;
+  c.active = &w->active;
+  std::uint64_t id = t.id();
+  c.group_id[0] = id % groups[0];
+  c.group_id[1] = id / groups[0] % groups[1];
+  c.group_id[2] = id / (groups[0] * groups[1]);
+  for (int d = 0; d < 3; ++d) {
+    c.enqueued_local_size[d] = local[d];
+    c.local_size[d] = std::min(local[d], global[d] - c.group_id[d] * local[d]);
+    c.global_size[d] = global[d];
+    c.num_groups[d] = groups[d];
+    c.global_offset[d] = 0;
+  }
+  c.work_dim = dims;
+  c.local_base = j.arena;
+  c.local_span = local_bytes;
+  c.private_lo = j.thread_stack_lo;
+  c.private_span = j.thread_stack_span;
+  c.fibers = nullptr;
+
+  void* argv[64];
+  void* local_ptrs[64];
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    if (args[i].kind == detail::LaunchArg::Kind::local) {
+      local_ptrs[i] = j.arena + local_offset[i];
+      argv[i] = &local_ptrs[i];
+    } else {
+      argv[i] = args[i].bytes.data();
+    }
+  }
+  j.error = nullptr;
+  bool fibers = kernel->info.uses_barriers &&
+                c.local_size[0] * c.local_size[1] * c.local_size[2] > 1;
+  if (execute_group(w, j, kernel->run, argv, fibers, kernel->info.name) == 0) return;
+  w->jit_recover = nullptr;
+  c.fibers = nullptr;
+  if (j.error) {
+    std::exception_ptr e = j.error;
+    j.error = nullptr;
+    std::rethrow_exception(e);
+  }
+  char buf[160];
+  std::snprintf(buf, sizeof buf, ": %s of process memory at 0x%lx failed: unmapped or protected "
+                "under the kernel", w->jit_fault_write ? "write" : "read",
+                static_cast<unsigned long>(w->jit_fault_addr));
+  throw Error(Errc::fault, "device kernel " + kernel->info.name + ": " + group_name(c) + buf);
+}
+
+[[noreturn]] void bad_arg(const std::string& kernel, std::size_t i, const KernelArgInfo& a,
+                          const std::string& why) {
+  throw Error(Errc::invalid_argument,
+              "launch of kernel " + kernel + ": argument " + std::to_string(i) +
+                  (a.name.empty() ? "" : " (" + a.name + ")") + " is " + to_string(a.kind) +
+                  " '" + a.type_name + "' of " + std::to_string(a.size) + " bytes: " + why);
+}
+
+std::size_t align_up(std::size_t v, std::size_t a) { return (v + a - 1) / a * a; }
+
+}  // namespace
+}  // namespace hetmm::spirv
+
+namespace hetmm {
+
+void Device::launch_program(const Program& program, std::string_view kernel_name, NDRange global,
+                            NDRange local, std::vector<detail::LaunchArg> args) {
+  using spirv::bad_arg;
+  const detail::CompiledProgram& p = program.compiled();
+  const detail::CompiledProgram::Kernel* k = p.find(kernel_name);
+  const std::string name(kernel_name);
+  if (k == nullptr) program.kernel(kernel_name);  // throws, listing the kernels
+  const KernelInfo& info = k->info;
+  if (args.size() != info.args.size())
+    throw Error(Errc::invalid_argument,
+                "launch of kernel " + name + ": " + std::to_string(args.size()) +
+                    " arguments given, its signature has " + std::to_string(info.args.size()));
+  if (args.size() > 64)
+    throw Error(Errc::invalid_argument, "launch of kernel " + name + ": more than 64 arguments");
+
+  auto launch = std::make_unique<spirv::NdRangeLaunch>();
+  launch->local_offset.assign(args.size(), 0);
+  std::size_t local_bytes = p.static_local_bytes;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const KernelArgInfo& a = info.args[i];
+    const detail::LaunchArg& given = args[i];
+    using K = detail::LaunchArg::Kind;
+    switch (a.kind) {
+      case ArgKind::global_pointer:
+      case ArgKind::constant_pointer:
+        if (given.kind != K::pointer)
+          bad_arg(name, i, a, given.kind == K::local ? "got LocalMemory, expected a pointer"
+                                                     : "got a " + std::to_string(given.size) +
+                                                           "-byte value, expected a pointer");
+        break;
+      case ArgKind::local_pointer:
+        if (given.kind != K::local) bad_arg(name, i, a, "expected hetmm::LocalMemory{bytes}");
+        if (given.size == 0) bad_arg(name, i, a, "LocalMemory of 0 bytes");
+        local_bytes = spirv::align_up(local_bytes, 128);
+        launch->local_offset[i] = local_bytes;
+        local_bytes += given.size;
+        break;
+      case ArgKind::value:
+        if (given.kind != K::value)
+          bad_arg(name, i, a, given.kind == K::local ? "got LocalMemory, expected a value"
+                                                     : "got a pointer, expected a value");
+        if (given.size != a.size)
+          bad_arg(name, i, a, "got a " + std::to_string(given.size) + "-byte value");
+        break;
+    }
+  }
+  if (local_bytes > spirv::kMaxLocalBytes)
+    throw Error(Errc::invalid_argument,
+                "launch of kernel " + name + ": " + std::to_string(local_bytes) +
+                    " bytes of __local memory, the device has " +
+                    std::to_string(spirv::kMaxLocalBytes));
+
+  std::size_t g[3] = {global.x, global.y, global.z};
+  std::size_t l[3] = {local.x, local.y, local.z};
+  unsigned dims = global.dims != 0 ? global.dims : global.z > 1 ? 3 : global.y > 1 ? 2 : 1;
+  if (dims > 3)
+    throw Error(Errc::invalid_argument, "launch of kernel " + name + ": NDRange dims " +
+                                            std::to_string(dims) + " (at most 3)");
+  for (int d = 0; d < 3; ++d)
+    if (g[d] == 0)
+      throw Error(Errc::invalid_argument,
+                  "launch of kernel " + name + ": global size 0 in dimension " + std::to_string(d));
+  const auto& req = info.required_local;
+  if (l[0] == 0) {
+    if (req[0] != 0) {
+      for (int d = 0; d < 3; ++d) l[d] = req[d];
+    } else {
+      // Any size is legal; 64 items keep fiber groups cheap and loops long enough.
+      l[0] = std::min<std::size_t>(g[0], 64);
+      l[1] = l[2] = 1;
+    }
+  }
+  for (int d = 0; d < 3; ++d)
+    if (l[d] == 0)
+      throw Error(Errc::invalid_argument,
+                  "launch of kernel " + name + ": local size 0 in dimension " + std::to_string(d));
+  if (l[0] * l[1] * l[2] > spirv::kMaxGroupItems)
+    throw Error(Errc::invalid_argument,
+                "launch of kernel " + name + ": work-group of " +
+                    std::to_string(l[0] * l[1] * l[2]) + " items (at most " +
+                    std::to_string(spirv::kMaxGroupItems) + ")");
+  if (req[0] != 0 && (l[0] != req[0] || l[1] != req[1] || l[2] != req[2]))
+    throw Error(Errc::invalid_argument,
+                "launch of kernel " + name + ": local size differs from its reqd_work_group_size");
+  std::size_t total = 1;
+  for (int d = 0; d < 3; ++d) {
+    launch->global[d] = g[d];
+    launch->local[d] = l[d];
+    launch->groups[d] = (g[d] + l[d] - 1) / l[d];
+    total *= launch->groups[d];
+  }
+  launch->dims = dims;
+  launch->local_bytes = local_bytes;
+  launch->program = program.shared();
+  launch->kernel = k;
+  launch->args = std::move(args);
+  launch_erased(total, std::move(launch));
+}
+
+}  // namespace hetmm

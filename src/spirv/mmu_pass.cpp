@@ -1,0 +1,323 @@
+// The MMU rewrite: every access through a __global (1), __constant (2) or generic (4) pointer
+// goes through the device MMU, as the kernel's Thread::load/store would.
+//
+// Per access (see kernel_context.hpp, J1-J3):
+//   fast  the device's shootdown epoch equals the worker's TLB epoch, the access stays in one
+//         page, the TLB slot holds that page in place (system memory) with the needed right:
+//         the original instruction runs on the process address itself;
+//   slow  a call into the runtime, which walks the page table, raises device faults, accesses
+//         device frames under the shootdown protocol and splits page-straddling accesses.
+// Translation happens at the access, never on the pointer value: device addresses are process
+// addresses, so pointers stored in memory stay valid on both sides.
+//
+// Not rewritten: private (0) and __local (3) memory, and program-scope variables (JIT memory,
+// not process data). A generic pointer into the work-item's stack or the group's __local arena
+// is recognised by address range and accessed directly.
+#include "device/device_backend.hpp"
+#include "spirv/kernel_context.hpp"
+#include "spirv/passes.hpp"
+
+#include "hetmm/hetmm.hpp"
+
+#include <llvm/Analysis/TargetTransformInfo.h>
+#include <llvm/Analysis/ValueTracking.h>
+#include <llvm/IR/IRBuilder.h>
+#include <llvm/IR/Instructions.h>
+#include <llvm/IR/IntrinsicInst.h>
+#include <llvm/IR/MDBuilder.h>
+#include <llvm/IR/Module.h>
+#include <llvm/Transforms/Utils/BasicBlockUtils.h>
+#include <llvm/Transforms/Utils/LowerMemIntrinsics.h>
+
+namespace hetmm::spirv {
+namespace {
+
+using namespace llvm;
+namespace pte = hetmm::device::pte;
+
+bool device_space(unsigned as) { return as == 1 || as == 2 || as == 4; }
+
+bool needs_mmu(Value* ptr) {
+  auto* t = dyn_cast<PointerType>(ptr->getType());
+  if (t == nullptr || !device_space(t->getAddressSpace())) return false;
+  // Program-scope variables live in JIT memory, not in the process data the device mirrors.
+  return !isa<GlobalVariable>(getUnderlyingObject(ptr, 0));
+}
+
+struct Runtime {
+  FunctionCallee load, store, atomic;
+};
+
+Runtime declare_runtime(Module& m) {
+  LLVMContext& c = m.getContext();
+  Type* i64 = Type::getInt64Ty(c);
+  Type* i32 = Type::getInt32Ty(c);
+  Type* i8p = Type::getInt8PtrTy(c);
+  Type* v = Type::getVoidTy(c);
+  return {m.getOrInsertFunction("hetmm_jit_load", FunctionType::get(v, {i8p, i64, i8p, i64}, false)),
+          m.getOrInsertFunction("hetmm_jit_store", FunctionType::get(v, {i8p, i64, i8p, i64}, false)),
+          m.getOrInsertFunction("hetmm_jit_atomic",
+                                FunctionType::get(i64, {i8p, i64, i32, i64, i64, i64}, false))};
+}
+
+LoadInst* ctx_load(IRBuilder<>& b, Value* ctx, unsigned offset, Type* t) {
+  Value* p = b.CreateBitCast(b.CreateConstInBoundsGEP1_64(b.getInt8Ty(), ctx, offset),
+                             t->getPointerTo());
+  LoadInst* l = b.CreateAlignedLoad(t, p, Align(8));
+  l->setMetadata(LLVMContext::MD_invariant_load, MDNode::get(b.getContext(), {}));
+  return l;
+}
+
+// The TLB probe before `b`'s insertion point: whether the access may run in place (system
+// memory, J1) or in a device frame (local), and the frame's host address.
+struct Probe {
+  Value* in_place;    // i1
+  Value* local;       // i1
+  Value* host;        // i64: the frame address of va when local
+  Value* dev_epoch;   // i64: the shootdown epoch the probe saw
+  Value* dev_epoch_ptr;
+};
+
+Probe emit_probe(IRBuilder<>& b, Value* ctx, Value* va, std::uint64_t bytes, bool write,
+                 unsigned as) {
+  LLVMContext& c = b.getContext();
+  Type* i64 = b.getInt64Ty();
+  Type* i64p = i64->getPointerTo();
+  auto k = [&](std::uint64_t v) { return ConstantInt::get(i64, v); };
+  Probe p;
+  p.dev_epoch_ptr = ctx_load(b, ctx, ctx_offset::device_epoch, i64p);
+  LoadInst* dev_epoch = b.CreateAlignedLoad(i64, p.dev_epoch_ptr, Align(8));
+  dev_epoch->setAtomic(AtomicOrdering::Monotonic);
+  p.dev_epoch = dev_epoch;
+  Value* tlb_epoch = b.CreateAlignedLoad(i64, ctx_load(b, ctx, ctx_offset::tlb_epoch, i64p), Align(8));
+  Value* vpn = b.CreateLShr(va, k(12));
+  Value* last = b.CreateLShr(b.CreateAdd(va, k(bytes - 1)), k(12));
+  // WorkerContext::slot(): (vpn ^ vpn >> 6 ^ vpn >> 12) & (kTlbEntries - 1)
+  Value* slot = b.CreateAnd(b.CreateXor(b.CreateXor(vpn, b.CreateLShr(vpn, k(6))),
+                                        b.CreateLShr(vpn, k(12))),
+                            k(detail::WorkerContext::kTlbEntries - 1));
+  Value* tlb = ctx_load(b, ctx, ctx_offset::tlb, i64p);
+  Value* entry = b.CreateInBoundsGEP(i64, tlb, b.CreateShl(slot, k(1)));
+  Value* tag = b.CreateAlignedLoad(i64, entry, Align(8));
+  Value* bits = b.CreateAlignedLoad(i64, b.CreateConstInBoundsGEP1_64(i64, entry, 1), Align(8));
+  std::uint64_t mask = pte::kLocal | (write ? pte::kWrite : 0);
+  std::uint64_t want = write ? pte::kWrite : 0;
+  Value* hit = b.CreateICmpEQ(dev_epoch, tlb_epoch);
+  hit = b.CreateAnd(hit, b.CreateICmpEQ(vpn, last));
+  hit = b.CreateAnd(hit, b.CreateICmpEQ(tag, vpn));
+  Value* rights = b.CreateAnd(bits, k(mask));
+  p.in_place = b.CreateAnd(hit, b.CreateICmpEQ(rights, k(want)));
+  p.local = b.CreateAnd(hit, b.CreateICmpEQ(rights, k(want | pte::kLocal)));
+  p.host = b.CreateOr(b.CreateAnd(bits, k(pte::kAddrMask)), b.CreateAnd(va, k(4095)));
+  if (as == 4) {
+    // Generic pointers into private or __local memory are not device memory.
+    Value* lo = ctx_load(b, ctx, ctx_offset::private_lo, i64);
+    Value* span = ctx_load(b, ctx, ctx_offset::private_span, i64);
+    Value* lbase = b.CreatePtrToInt(ctx_load(b, ctx, ctx_offset::local_base, Type::getInt8PtrTy(c)), i64);
+    Value* lspan = ctx_load(b, ctx, ctx_offset::local_span, i64);
+    Value* priv = b.CreateICmpULT(b.CreateSub(va, lo), span);
+    Value* local = b.CreateICmpULT(b.CreateSub(va, lbase), lspan);
+    p.in_place = b.CreateOr(p.in_place, b.CreateOr(priv, local));
+  }
+  return p;
+}
+
+AllocaInst* entry_alloca(Function* f, Type* t) {
+  IRBuilder<> b(&*f->getEntryBlock().getFirstInsertionPt());
+  return b.CreateAlloca(t);
+}
+
+Value* to_i64(IRBuilder<>& b, Value* v, const DataLayout& dl) {
+  Type* t = v->getType();
+  if (t->isPointerTy()) return b.CreatePtrToInt(v, b.getInt64Ty());
+  if (t->isFloatingPointTy())
+    v = b.CreateBitCast(v, b.getIntNTy(unsigned(dl.getTypeSizeInBits(t))));
+  return b.CreateZExtOrTrunc(v, b.getInt64Ty());
+}
+
+Value* from_i64(IRBuilder<>& b, Value* v, Type* t, const DataLayout& dl) {
+  if (t->isPointerTy()) return b.CreateIntToPtr(v, t);
+  if (t->isFloatingPointTy())
+    return b.CreateBitCast(b.CreateTrunc(v, b.getIntNTy(unsigned(dl.getTypeSizeInBits(t)))), t);
+  return b.CreateTrunc(v, t);
+}
+
+std::uint32_t atomic_op(AtomicRMWInst::BinOp op) {
+  using A = AtomicOp;
+  switch (op) {
+    case AtomicRMWInst::Xchg: return std::uint32_t(A::xchg);
+    case AtomicRMWInst::Add: return std::uint32_t(A::add);
+    case AtomicRMWInst::Sub: return std::uint32_t(A::sub);
+    case AtomicRMWInst::And: return std::uint32_t(A::and_);
+    case AtomicRMWInst::Or: return std::uint32_t(A::or_);
+    case AtomicRMWInst::Xor: return std::uint32_t(A::xor_);
+    case AtomicRMWInst::Max: return std::uint32_t(A::max);
+    case AtomicRMWInst::Min: return std::uint32_t(A::min);
+    case AtomicRMWInst::UMax: return std::uint32_t(A::umax);
+    case AtomicRMWInst::UMin: return std::uint32_t(A::umin);
+    case AtomicRMWInst::FAdd: return std::uint32_t(A::fadd) | 0x100;
+    case AtomicRMWInst::FSub: return std::uint32_t(A::fsub) | 0x100;
+    default:
+      throw Error(Errc::invalid_argument, std::string("SPIR-V module: atomic operation ") +
+                                              AtomicRMWInst::getOperationName(op).str() +
+                                              " is not supported on device memory");
+  }
+}
+
+// Rewrites one access into head / in-place / local / slow / join blocks.
+void rewrite(Instruction* inst, Value* ptr, const Runtime& rt, const DataLayout& dl) {
+  Function* f = inst->getFunction();
+  LLVMContext& c = f->getContext();
+  Value* ctx = f->getArg(f->arg_size() - kHiddenParams);
+  Type* value_type = nullptr;
+  bool write = false;
+  if (auto* l = dyn_cast<LoadInst>(inst)) {
+    value_type = l->getType();
+  } else if (auto* s = dyn_cast<StoreInst>(inst)) {
+    value_type = s->getValueOperand()->getType();
+    write = true;
+  } else if (auto* a = dyn_cast<AtomicRMWInst>(inst)) {
+    value_type = a->getValOperand()->getType();
+    write = true;
+  } else {
+    value_type = cast<AtomicCmpXchgInst>(inst)->getNewValOperand()->getType();
+    write = true;
+  }
+  std::uint64_t bytes = dl.getTypeStoreSize(value_type);
+  unsigned as = ptr->getType()->getPointerAddressSpace();
+  bool atomic_rmw = isa<AtomicRMWInst>(inst) || isa<AtomicCmpXchgInst>(inst);
+  if (atomic_rmw && bytes != 4 && bytes != 8)
+    throw Error(Errc::invalid_argument, "SPIR-V module: " + std::to_string(bytes) +
+                                            "-byte atomics are not supported on device memory");
+
+  BasicBlock* head = inst->getParent();
+  BasicBlock* join = head->splitBasicBlock(inst, "mmu.join");
+  head->getTerminator()->eraseFromParent();
+  auto* in_place_bb = BasicBlock::Create(c, "mmu.inplace", f, join);
+  auto* check_local = BasicBlock::Create(c, "mmu.checklocal", f, join);
+  auto* enter_local = BasicBlock::Create(c, "mmu.enter", f, join);
+  auto* local_bb = BasicBlock::Create(c, "mmu.local", f, join);
+  auto* abort_local = BasicBlock::Create(c, "mmu.abort", f, join);
+  auto* slow_bb = BasicBlock::Create(c, "mmu.slow", f, join);
+  MDNode* likely = MDBuilder(c).createBranchWeights(2000, 1);
+
+  IRBuilder<> b(head);
+  Value* va = b.CreatePtrToInt(ptr, b.getInt64Ty());
+  Probe probe = emit_probe(b, ctx, va, bytes, write, as);
+  b.CreateCondBr(probe.in_place, in_place_bb, check_local, likely);
+
+  // In place (J1): the original instruction on the process address.
+  b.SetInsertPoint(in_place_bb);
+  BranchInst* in_place_br = b.CreateBr(join);
+  inst->moveBefore(in_place_br);
+
+  // A device frame: the same access on the frame, inside the shootdown protocol.
+  b.SetInsertPoint(check_local);
+  b.CreateCondBr(probe.local, enter_local, slow_bb);
+  b.SetInsertPoint(enter_local);
+  Value* active = ctx_load(b, ctx, ctx_offset::active, b.getInt64Ty()->getPointerTo());
+  StoreInst* publish = b.CreateAlignedStore(probe.dev_epoch, active, Align(8));
+  publish->setAtomic(AtomicOrdering::SequentiallyConsistent);
+  LoadInst* again = b.CreateAlignedLoad(b.getInt64Ty(), probe.dev_epoch_ptr, Align(8));
+  again->setAtomic(AtomicOrdering::SequentiallyConsistent);
+  b.CreateCondBr(b.CreateICmpEQ(again, probe.dev_epoch), local_bb, abort_local);
+  b.SetInsertPoint(abort_local);
+  b.CreateAlignedStore(b.getInt64(0), active, Align(8))->setAtomic(AtomicOrdering::Release);
+  b.CreateBr(slow_bb);
+  b.SetInsertPoint(local_bb);
+  Value* frame_ptr = b.CreateIntToPtr(probe.host, ptr->getType());
+  Instruction* local_inst = inst->clone();
+  unsigned ptr_index = isa<StoreInst>(inst) ? StoreInst::getPointerOperandIndex() : 0;
+  local_inst->setOperand(ptr_index, frame_ptr);
+  b.Insert(local_inst);
+  b.CreateAlignedStore(b.getInt64(0), active, Align(8))->setAtomic(AtomicOrdering::Release);
+  b.CreateBr(join);
+
+  // The slow path: the runtime does the whole access.
+  b.SetInsertPoint(slow_bb);
+  Value* slow_result = nullptr;
+  if (isa<LoadInst>(inst)) {
+    AllocaInst* tmp = entry_alloca(f, value_type);
+    b.CreateCall(rt.load, {ctx, va, b.CreateBitCast(tmp, b.getInt8PtrTy()), b.getInt64(bytes)});
+    slow_result = b.CreateLoad(value_type, tmp);
+  } else if (auto* st = dyn_cast<StoreInst>(inst)) {
+    AllocaInst* tmp = entry_alloca(f, value_type);
+    b.CreateStore(st->getValueOperand(), tmp);
+    b.CreateCall(rt.store, {ctx, va, b.CreateBitCast(tmp, b.getInt8PtrTy()), b.getInt64(bytes)});
+  } else if (auto* a = dyn_cast<AtomicRMWInst>(inst)) {
+    Value* old = b.CreateCall(rt.atomic, {ctx, va, b.getInt32(atomic_op(a->getOperation())),
+                                          b.getInt64(bytes), to_i64(b, a->getValOperand(), dl),
+                                          b.getInt64(0)});
+    slow_result = from_i64(b, old, value_type, dl);
+  } else {
+    auto* x = cast<AtomicCmpXchgInst>(inst);
+    Value* expected = to_i64(b, x->getCompareOperand(), dl);
+    Value* old = b.CreateCall(rt.atomic, {ctx, va, b.getInt32(std::uint32_t(AtomicOp::cmpxchg)),
+                                          b.getInt64(bytes), to_i64(b, x->getNewValOperand(), dl),
+                                          expected});
+    Value* ok = b.CreateICmpEQ(old, expected);
+    Value* pair = UndefValue::get(x->getType());
+    pair = b.CreateInsertValue(pair, from_i64(b, old, value_type, dl), 0);
+    slow_result = b.CreateInsertValue(pair, ok, 1);
+  }
+  b.CreateBr(join);
+
+  if (slow_result != nullptr) {
+    b.SetInsertPoint(&*join->getFirstInsertionPt());
+    PHINode* phi = b.CreatePHI(inst->getType(), 3);
+    inst->replaceAllUsesWith(phi);
+    phi->addIncoming(inst, in_place_bb);
+    phi->addIncoming(local_inst, local_bb);
+    phi->addIncoming(slow_result, slow_bb);
+  }
+}
+
+// memcpy/memmove/memset on device pointers become loops of loads and stores first, so that the
+// rewrite sees every byte they touch.
+void expand_mem_intrinsics(Function& f, const TargetTransformInfo& tti) {
+  std::vector<MemIntrinsic*> work;
+  for (BasicBlock& bb : f)
+    for (Instruction& i : bb)
+      if (auto* mi = dyn_cast<MemIntrinsic>(&i)) {
+        bool device = needs_mmu(mi->getRawDest());
+        if (auto* mt = dyn_cast<MemTransferInst>(mi)) device |= needs_mmu(mt->getRawSource());
+        if (device) work.push_back(mi);
+      }
+  for (MemIntrinsic* mi : work) {
+    if (auto* cpy = dyn_cast<MemCpyInst>(mi)) expandMemCpyAsLoop(cpy, tti);
+    else if (auto* mv = dyn_cast<MemMoveInst>(mi)) expandMemMoveAsLoop(mv);
+    else if (auto* set = dyn_cast<MemSetInst>(mi)) expandMemSetAsLoop(set);
+    else continue;
+    mi->eraseFromParent();
+  }
+}
+
+}  // namespace
+
+std::size_t apply_mmu_rewrite(Module& m) {
+  const DataLayout& dl = m.getDataLayout();
+  TargetTransformInfo tti(dl);
+  Runtime rt = declare_runtime(m);
+  std::size_t rewritten = 0;
+  for (Function& f : m) {
+    if (f.isDeclaration() || f.arg_size() < kHiddenParams ||
+        f.getName().startswith("__hetmm_run_"))
+      continue;
+    expand_mem_intrinsics(f, tti);
+    std::vector<std::pair<Instruction*, Value*>> work;
+    for (BasicBlock& bb : f)
+      for (Instruction& i : bb) {
+        Value* ptr = nullptr;
+        if (auto* l = dyn_cast<LoadInst>(&i)) ptr = l->getPointerOperand();
+        else if (auto* s = dyn_cast<StoreInst>(&i)) ptr = s->getPointerOperand();
+        else if (auto* a = dyn_cast<AtomicRMWInst>(&i)) ptr = a->getPointerOperand();
+        else if (auto* x = dyn_cast<AtomicCmpXchgInst>(&i)) ptr = x->getPointerOperand();
+        if (ptr != nullptr && needs_mmu(ptr)) work.push_back({&i, ptr});
+      }
+    for (auto& [inst, ptr] : work) rewrite(inst, ptr, rt, dl);
+    rewritten += work.size();
+  }
+  return rewritten;
+}
+
+}  // namespace hetmm::spirv

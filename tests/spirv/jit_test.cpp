@@ -1,0 +1,265 @@
+// The JIT's runtime contract, beyond what the PoCL comparisons check: the three access paths
+// (in place, device frame, slow), errors from JIT code (faults, permissions, divergent
+// barriers), generic pointers, page-straddling accesses, build options and the disk cache.
+#include <hetmm/hetmm.hpp>
+
+#include <gtest/gtest.h>
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <numeric>
+#include <vector>
+
+namespace {
+
+const char* kSource = R"CLC(
+__kernel void scale(__global float* v, float k) { v[get_global_id(0)] *= k; }
+
+__kernel void count(__global int* counter, __global int* hist, __global const int* keys) {
+  atomic_inc(counter);
+  atomic_add(&hist[keys[get_global_id(0)]], 1);
+}
+
+__kernel void diverge(__global int* out) {
+  if (get_local_id(0) < 2) barrier(CLK_LOCAL_MEM_FENCE);
+  out[get_global_id(0)] = 1;
+}
+
+// A generic pointer to private, to __local and to global memory, through one helper.
+int twice(int* p) { return 2 * *p; }
+__kernel void generic_ptrs(__global int* out, __local int* scratch) {
+  int mine = (int)get_global_id(0);
+  scratch[get_local_id(0)] = mine + 1000;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  out[get_global_id(0)] = twice(&mine) + twice(&scratch[get_local_id(0)]) + twice(&out[get_global_id(0)]);
+}
+
+// Unaligned 16-byte loads and stores, some of which straddle a page boundary.
+__kernel void copy_unaligned(__global const uchar* in, __global uchar* out, int offset) {
+  size_t i = get_global_id(0);
+  vstore16(vload16(0, in + offset + 16 * i), 0, out + offset + 16 * i);
+}
+)CLC";
+
+hetmm::Program program() {
+  static hetmm::Program p = hetmm::Program::from_opencl_c(kSource);
+  return p;
+}
+
+hetmm::Options options(hetmm::PolicyProfile policy) {
+  hetmm::Options o;
+  o.policy = policy;
+  return o;
+}
+
+class JitPaths : public ::testing::TestWithParam<hetmm::PolicyProfile> {};
+
+TEST_P(JitPaths, ScaleInPlaceOnFramesAndAfterMigration) {
+  hetmm::Runtime rt(options(GetParam()));
+  auto& dev = rt.device(0);
+  std::vector<float> v(1 << 16);
+  std::iota(v.begin(), v.end(), 0.0f);
+  dev.launch(program(), "scale", hetmm::NDRange{v.size()}, hetmm::NDRange{128}, v.data(), 2.0f);
+  dev.synchronize();
+  // The same data on the device's own frames: the inline local path.
+  dev.migrate_to_device(v.data(), v.size() * sizeof(float));
+  dev.launch(program(), "scale", hetmm::NDRange{v.size()}, hetmm::NDRange{128}, v.data(), 0.5f);
+  dev.synchronize();
+  for (std::size_t i = 0; i < v.size(); ++i) ASSERT_EQ(v[i], static_cast<float>(i)) << i;
+}
+
+TEST_P(JitPaths, AtomicsOnSystemAndDeviceMemory) {
+  hetmm::Runtime rt(options(GetParam()));
+  auto& dev = rt.device(0);
+  const std::size_t n = 1 << 15;
+  std::vector<int> keys(n), hist(64, 0);
+  for (std::size_t i = 0; i < n; ++i) keys[i] = static_cast<int>((i * 2654435761u) % 64);
+  int* counter = static_cast<int*>(rt.allocate(4096));
+  dev.migrate_to_device(counter, 4096);  // the counter's page lives on the device
+  dev.launch(program(), "count", hetmm::NDRange{n}, hetmm::NDRange{64}, counter, hist.data(),
+             keys.data());
+  dev.synchronize();
+  EXPECT_EQ(*counter, static_cast<int>(n));
+  std::vector<int> expect(64, 0);
+  for (int k : keys) ++expect[k];
+  EXPECT_EQ(hist, expect);
+  rt.deallocate(counter);
+}
+
+TEST_P(JitPaths, GenericPointersToPrivateLocalAndGlobal) {
+  hetmm::Runtime rt(options(GetParam()));
+  auto& dev = rt.device(0);
+  std::vector<int> out(256, 7);
+  dev.launch(program(), "generic_ptrs", hetmm::NDRange{out.size()}, hetmm::NDRange{32}, out.data(),
+             hetmm::LocalMemory{32 * sizeof(int)});
+  dev.synchronize();
+  for (int i = 0; i < 256; ++i) ASSERT_EQ(out[i], 2 * i + 2 * (i + 1000) + 14) << i;
+}
+
+TEST_P(JitPaths, PageStraddlingAccesses) {
+  hetmm::Runtime rt(options(GetParam()));
+  auto& dev = rt.device(0);
+  const std::size_t bytes = 4 * 4096;
+  auto* in = static_cast<unsigned char*>(rt.allocate(bytes));
+  auto* out = static_cast<unsigned char*>(rt.allocate(bytes));
+  for (std::size_t i = 0; i < bytes; ++i) in[i] = static_cast<unsigned char>(i * 7 + 3);
+  const int offset = 9;  // 16-byte pieces at 9 + 16 i: every 256th crosses a page
+  const std::size_t pieces = (bytes - 16 - offset) / 16;
+  dev.launch(program(), "copy_unaligned", hetmm::NDRange{pieces}, hetmm::NDRange{1}, in, out,
+             offset);
+  dev.synchronize();
+  for (std::size_t i = offset; i < offset + pieces * 16; ++i) ASSERT_EQ(out[i], in[i]) << i;
+  rt.deallocate(in);
+  rt.deallocate(out);
+}
+
+INSTANTIATE_TEST_SUITE_P(Policies, JitPaths,
+                         ::testing::Values(hetmm::PolicyProfile::in_place,
+                                           hetmm::PolicyProfile::hetmm, hetmm::PolicyProfile::uvm),
+                         [](const auto& info) {
+                           switch (info.param) {
+                             case hetmm::PolicyProfile::in_place: return "in_place";
+                             case hetmm::PolicyProfile::uvm: return "uvm";
+                             default: return "hetmm";
+                           }
+                         });
+
+TEST(JitErrors, InaccessibleMemoryIsAFaultNotACrash) {
+  hetmm::Runtime rt;
+  auto& dev = rt.device(0);
+  long page = sysconf(_SC_PAGESIZE);
+  // PROT_NONE rather than unmapped: an unmapped range could be reused by any allocation
+  // (the JIT's own code pages, for one) before the kernel runs.
+  void* p = mmap(nullptr, page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(p, MAP_FAILED);
+  dev.launch(program(), "scale", hetmm::NDRange{16}, hetmm::NDRange{16}, static_cast<float*>(p), 2.0f);
+  try {
+    dev.synchronize();
+    FAIL() << "a kernel touching unmapped memory must fail";
+  } catch (const hetmm::Error& e) {
+    EXPECT_EQ(e.code(), hetmm::Errc::fault) << e.what();
+  }
+  // The device still works afterwards.
+  std::vector<float> v(16, 1.0f);
+  dev.launch(program(), "scale", hetmm::NDRange{16}, hetmm::NDRange{16}, v.data(), 3.0f);
+  dev.synchronize();
+  EXPECT_EQ(v[15], 3.0f);
+  munmap(p, page);
+}
+
+TEST(JitErrors, RawAccessFaultInJitCodeIsRecovered) {
+  // Without the MMU rewrite the kernel touches process memory directly: the CPU's SIGSEGV
+  // lands in JIT code, and the handler's jump (J3) turns it into the kernel's error.
+  hetmm::Runtime rt(options(hetmm::PolicyProfile::in_place));
+  auto& dev = rt.device(0);
+  auto raw = hetmm::Program::from_opencl_c(kSource, "-mmu=off");
+  long page = sysconf(_SC_PAGESIZE);
+  void* p = mmap(nullptr, page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(p, MAP_FAILED);
+  for (int round = 0; round < 3; ++round) {  // the signal must not stay blocked after a jump
+    dev.launch(raw, "scale", hetmm::NDRange{64}, hetmm::NDRange{16}, static_cast<float*>(p), 2.0f);
+    try {
+      dev.synchronize();
+      FAIL() << "a raw access to PROT_NONE memory must fail";
+    } catch (const hetmm::Error& e) {
+      EXPECT_EQ(e.code(), hetmm::Errc::fault) << e.what();
+      EXPECT_NE(std::string(e.what()).find("scale"), std::string::npos) << e.what();
+    }
+  }
+  std::vector<float> v(64, 1.0f);
+  dev.launch(raw, "scale", hetmm::NDRange{64}, hetmm::NDRange{16}, v.data(), 5.0f);
+  dev.synchronize();
+  EXPECT_EQ(v[63], 5.0f);
+  munmap(p, page);
+}
+
+TEST(JitErrors, WritingReadOnlyMemoryIsAPermissionError) {
+  hetmm::Runtime rt;
+  auto& dev = rt.device(0);
+  long page = sysconf(_SC_PAGESIZE);
+  void* p = mmap(nullptr, page, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(p, MAP_FAILED);
+  dev.launch(program(), "scale", hetmm::NDRange{16}, hetmm::NDRange{16}, static_cast<float*>(p), 2.0f);
+  try {
+    dev.synchronize();
+    FAIL() << "a kernel writing read-only memory must fail";
+  } catch (const hetmm::Error& e) {
+    EXPECT_TRUE(e.code() == hetmm::Errc::permission || e.code() == hetmm::Errc::fault) << e.what();
+  }
+  munmap(p, page);
+}
+
+TEST(JitErrors, DivergentBarrierIsReported) {
+  hetmm::Runtime rt;
+  auto& dev = rt.device(0);
+  std::vector<int> out(8);
+  dev.launch(program(), "diverge", hetmm::NDRange{8}, hetmm::NDRange{8}, out.data());
+  try {
+    dev.synchronize();
+    FAIL() << "a barrier only some work-items reach must be reported";
+  } catch (const hetmm::Error& e) {
+    EXPECT_EQ(e.code(), hetmm::Errc::invalid_argument);
+    EXPECT_NE(std::string(e.what()).find("barrier"), std::string::npos) << e.what();
+  }
+}
+
+TEST(JitErrors, LaunchChecksSizes) {
+  hetmm::Runtime rt;
+  auto& dev = rt.device(0);
+  std::vector<float> v(16);
+  EXPECT_THROW(dev.launch(program(), "scale", hetmm::NDRange{0}, hetmm::NDRange{1}, v.data(), 1.0f),
+               hetmm::Error);
+  EXPECT_THROW(dev.launch(program(), "scale", hetmm::NDRange{4096}, hetmm::NDRange{2048}, v.data(), 1.0f),
+               hetmm::Error);
+  EXPECT_THROW(dev.launch(program(), "scale", hetmm::NDRange{16}, hetmm::NDRange{16}, v.data(), 1.0),
+               hetmm::Error);  // a double where the kernel takes a float
+  EXPECT_THROW(dev.launch(program(), "generic_ptrs", hetmm::NDRange{16}, hetmm::NDRange{16}, v.data(),
+                          hetmm::LocalMemory{std::size_t{1} << 30}),
+               hetmm::Error);
+}
+
+TEST(JitOptions, MmuOffRunsTheSameKernelWithoutTranslation) {
+  hetmm::Runtime rt(options(hetmm::PolicyProfile::in_place));
+  auto& dev = rt.device(0);
+  auto p = hetmm::Program::from_opencl_c(kSource, "-mmu=off");
+  EXPECT_EQ(p.build_options(), "-mmu=off");
+  std::vector<float> v(1024, 2.0f);
+  auto before = dev.stats();
+  dev.launch(p, "scale", hetmm::NDRange{v.size()}, hetmm::NDRange{64}, v.data(), 4.0f);
+  dev.synchronize();
+  EXPECT_EQ(v[1023], 8.0f);
+  EXPECT_EQ(dev.stats().tlb_misses, before.tlb_misses);  // nothing went through the MMU
+  EXPECT_THROW(hetmm::Program::from_opencl_c(kSource, "-mmu=sometimes"), hetmm::Error);
+}
+
+TEST(JitCache, SecondCompilationComesFromDisk) {
+  auto dir = std::filesystem::temp_directory_path() /
+             ("hetmm-cache-test-" + std::to_string(getpid()));
+  std::filesystem::remove_all(dir);
+  setenv("HETMM_CACHE_DIR", dir.c_str(), 1);
+  const char* src = "__kernel void add1(__global int* v) { v[get_global_id(0)] += 1; }";
+  {
+    auto p = hetmm::Program::from_opencl_c(src);
+    EXPECT_EQ(p.kernel_names(), std::vector<std::string>{"add1"});
+  }  // the in-memory cache holds programs weakly: this one is gone now
+  std::size_t entries = 0;
+  for (auto& e : std::filesystem::directory_iterator(dir)) entries += e.path().extension() == ".o";
+  EXPECT_EQ(entries, 1u);
+  hetmm::Runtime rt;
+  auto p = hetmm::Program::from_opencl_c(src);
+  const auto& info = p.kernel("add1");
+  ASSERT_EQ(info.args.size(), 1u);
+  EXPECT_EQ(info.args[0].kind, hetmm::ArgKind::global_pointer);
+  std::vector<int> v(100, 41);
+  rt.device(0).launch(p, "add1", hetmm::NDRange{100}, hetmm::NDRange{0}, v.data());
+  rt.device(0).synchronize();
+  EXPECT_EQ(v[99], 42);
+  unsetenv("HETMM_CACHE_DIR");
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
