@@ -23,10 +23,10 @@
 #      compiled for the host: spir64 has no lock-free atomics and clang would emit libcalls.
 #   2. sed, per module: host triple and datalayout; drop signext/zeroext (the translator's
 #      declarations have none, and a callee may otherwise rely on extension its callers do not
-#      do); drop module flags and OpenCL metadata (nothing to conflict with the kernel's);
+#      do) and noundef (translated kernels pass vectors with undef lanes); drop module flags and OpenCL metadata (nothing to conflict with the kernel's);
 #      drop convergent from functions that never reach a barrier, and the frame-pointer choice
-#      of the compile (the JIT's applies); drop libclc's noinline (its
-#      SPIR-V is an -O0 build); make the host module's functions spir_func like the rest, and
+#      of the compile (the JIT's applies); drop libclc's noinline (its SPIR-V is an -O0 build)
+#      and make its constant tables internal (step 4 then drops those nothing uses); make the host module's functions spir_func like the rest, and
 #      drop its target-cpu/target-features so the JIT compiles it for the real CPU; declarations
 #      lose dso_local (what stays undefined is supplied by the JIT or the process).
 #   3. llvm-link libclc with the .cl modules as --override: their definitions replace libclc's
@@ -66,6 +66,7 @@ s/^target triple = .*/target triple = "x86_64-pc-linux-gnu"/
 s/^target datalayout = .*/target datalayout = "@_hmb_host_dl@"/
 s/ signext//g
 s/ zeroext//g
+s/ noundef//g
 /^declare /s/ dso_local//
 /^attributes #/s/ "frame-pointer"="[^"]*"//
 /^!llvm\.module\.flags = /d
@@ -82,10 +83,12 @@ s/^define dso_local \([^@]*@\)/define dso_local spir_func \1/
 /^attributes #/s/ "target-cpu"="[^"]*"//
 /^attributes #/s/ "target-features"="[^"]*"//
 /^attributes #/s/ "tune-cpu"="[^"]*"//
+/^attributes #/s/ uwtable//
 ]=] @ONLY)
 file(CONFIGURE OUTPUT ${_hmb_dir}/libclc.sed CONTENT [=[
 /^attributes #/s/noinline //
 /^attributes #/s/optnone //
+s/^\(@[A-Za-z0-9_.]* = \)\(unnamed_addr \)\?\(addrspace([0-9]*) \)\?constant /\1internal \2\3constant /
 ]=] @ONLY)
 file(CONFIGURE OUTPUT ${_hmb_dir}/linkage.sed CONTENT [=[
 s/^define \(dso_local \)\?spir_func /define linkonce_odr \1spir_func /

@@ -151,7 +151,8 @@ void link_builtins(Module& m) {
 
 const std::set<std::string>& runtime_symbols() {
   static const std::set<std::string> s{"hetmm_jit_load", "hetmm_jit_store", "hetmm_jit_atomic",
-                                       "hetmm_jit_barrier"};
+                                       "hetmm_jit_barrier", "hetmm_jit_refill",
+                                       "hetmm_jit_divergence"};
   return s;
 }
 
@@ -207,6 +208,8 @@ orc::SymbolMap runtime_symbol_map(orc::LLJIT& jit) {
   add("hetmm_jit_store", reinterpret_cast<void*>(&hetmm_jit_store));
   add("hetmm_jit_atomic", reinterpret_cast<void*>(&hetmm_jit_atomic));
   add("hetmm_jit_barrier", reinterpret_cast<void*>(&hetmm_jit_barrier));
+  add("hetmm_jit_refill", reinterpret_cast<void*>(&hetmm_jit_refill));
+  add("hetmm_jit_divergence", reinterpret_cast<void*>(&hetmm_jit_divergence));
   return map;
 }
 
@@ -272,7 +275,10 @@ std::string compile_to_object(detail::CompiledProgram& program, const std::uint3
   program.static_local_bytes = abi.static_local_bytes;
   for (const AbiKernel& a : abi.kernels)
     for (auto& k : program.kernels)
-      if (k.info.name == a.name) k.info.uses_barriers = a.uses_barriers;
+      if (k.info.name == a.name) {
+        k.info.uses_barriers = a.uses_barriers;
+        k.wi_private_bytes = a.wi_private_bytes;
+      }
   if (options.mmu) program.mmu_accesses = apply_mmu_rewrite(*m);
   check_undefined(*m);
   std::string broken;

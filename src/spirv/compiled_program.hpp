@@ -20,6 +20,9 @@ class CompiledProgram {
   struct Kernel {
     KernelInfo info;
     RunFn run = nullptr;
+    // Barriers as region loops: the runner runs the whole group with this much private memory
+    // per work-item; 0 with uses_barriers: fibers.
+    std::size_t wi_private_bytes = 0;
   };
 
   std::string options;

@@ -26,7 +26,10 @@ hetmm_fiber_switch:
     popq %r12
     popq %rbx
     popq %rbp
-    ret
+    // pop + indirect jump, not ret: ret would miss the return-stack predictor on every switch
+    // (the return address belongs to another stack); the indirect predictor learns the target.
+    popq %rax
+    jmpq *%rax
     .cfi_endproc
     .size hetmm_fiber_switch, .-hetmm_fiber_switch
 

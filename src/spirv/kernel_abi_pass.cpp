@@ -357,6 +357,7 @@ AbiResult apply_kernel_abi(Module& m, const std::vector<std::string>& kernel_nam
     info.name = k;
     info.run_symbol = "__hetmm_run_" + k;
     info.uses_barriers = barrier_names.count(k) != 0;
+    if (info.uses_barriers) info.wi_private_bytes = form_barrier_regions(*f);
     f->setLinkage(GlobalValue::InternalLinkage);
     f->addFnAttr(Attribute::AlwaysInline);
     make_runner(m, f, info.run_symbol);

@@ -13,7 +13,7 @@
 namespace hetmm::spirv {
 namespace {
 
-constexpr const char* kMagic = "hetmm-program-cache 1";
+constexpr const char* kMagic = "hetmm-program-cache 2";
 
 std::string cache_dir() {
   if (const char* d = std::getenv("HETMM_CACHE_DIR"); d != nullptr && *d != '\0')
@@ -90,8 +90,8 @@ bool cache_read(const std::string& key, detail::CompiledProgram& program, std::s
     std::size_t nargs = 0;
     int barriers = 0;
     if (!get(meta, info.name) ||
-        !(meta >> barriers >> info.required_local[0] >> info.required_local[1] >>
-          info.required_local[2] >> nargs) ||
+        !(meta >> barriers >> kernel.wi_private_bytes >> info.required_local[0] >>
+          info.required_local[1] >> info.required_local[2] >> nargs) ||
         nargs > 1024)
       return false;
     info.uses_barriers = barriers != 0;
@@ -126,7 +126,8 @@ void cache_write(const std::string& key, const detail::CompiledProgram& program,
          << program.mmu_accesses << ' ' << program.kernels.size() << '\n';
     for (const auto& k : program.kernels) {
       put(meta, k.info.name);
-      meta << (k.info.uses_barriers ? 1 : 0) << ' ' << k.info.required_local[0] << ' '
+      meta << (k.info.uses_barriers ? 1 : 0) << ' ' << k.wi_private_bytes << ' '
+           << k.info.required_local[0] << ' '
            << k.info.required_local[1] << ' ' << k.info.required_local[2] << ' '
            << k.info.args.size() << '\n';
       for (const auto& a : k.info.args) {

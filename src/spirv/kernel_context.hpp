@@ -11,7 +11,8 @@
 //      worst faults the page home or fails (unmapped: SIGSEGV, recovered below). A local entry
 //      (a device frame) is used only inside the shootdown protocol, exactly as worker.hpp
 //      describes: active = epoch (seq_cst), re-check the epoch, access, active = 0 (release).
-//  J2. Misses, page-straddling accesses and anything else go through the slow path
+//  J2. A miss first refills the TLB from the device page table (hetmm_jit_refill) and probes
+//      again. Faults, page-straddling accesses and anything else go through the slow path
 //      (hetmm_jit_load/store/atomic), which runs the worker's full protocol.
 //  J3. Errors never unwind through JIT frames: the slow path and the SIGSEGV handler record the
 //      error in the WorkerContext and siglongjmp to the work-group driver (kernel_driver.cpp).
@@ -43,6 +44,7 @@ struct KernelContext {
   std::uint64_t private_span;              // 208  are private memory, not device memory)
   void* fibers;                            // 216: the group's fiber scheduler, or nullptr
   std::atomic<std::uint64_t>* active;      // 224: the worker's shootdown-protocol word
+  std::byte* wi_private;                   // 232: per-work-item private memory (region loops)
 };
 
 namespace ctx_offset {
@@ -50,7 +52,7 @@ inline constexpr unsigned worker = 0, device_epoch = 8, tlb_epoch = 16, tlb = 24
                           local_size = 56, enqueued_local_size = 80, global_size = 104,
                           num_groups = 128, global_offset = 152, work_dim = 176,
                           local_base = 184, local_span = 192, private_lo = 200,
-                          private_span = 208, fibers = 216, active = 224;
+                          private_span = 208, fibers = 216, active = 224, wi_private = 232;
 }
 static_assert(offsetof(KernelContext, group_id) == ctx_offset::group_id);
 static_assert(offsetof(KernelContext, local_size) == ctx_offset::local_size);
@@ -63,6 +65,7 @@ static_assert(offsetof(KernelContext, local_base) == ctx_offset::local_base);
 static_assert(offsetof(KernelContext, private_lo) == ctx_offset::private_lo);
 static_assert(offsetof(KernelContext, fibers) == ctx_offset::fibers);
 static_assert(offsetof(KernelContext, active) == ctx_offset::active);
+static_assert(offsetof(KernelContext, wi_private) == ctx_offset::wi_private);
 static_assert(sizeof(detail::TlbEntry) == 16 && offsetof(detail::TlbEntry, pte) == 8);
 
 // Atomic operations of the slow path (the values are part of the IR contract).
@@ -79,6 +82,13 @@ void hetmm_jit_store(KernelContext* ctx, std::uint64_t va, const void* in, std::
 std::uint64_t hetmm_jit_atomic(KernelContext* ctx, std::uint64_t va, std::uint32_t op,
                                std::uint64_t n, std::uint64_t operand, std::uint64_t expected);
 void hetmm_jit_barrier(KernelContext* ctx);
+// Work-items of a group reached different barriers (region loops): reports it, never returns.
+void hetmm_jit_divergence(KernelContext* ctx);
+// A TLB miss: loads the page's PTE into the worker's TLB when it is valid with the needed right
+// and the access stays in the page; returns 1 then (probe again), else 0 (take the slow path).
+// Raises no fault and publishes nothing: a stale fill is caught by the epoch checks (J1).
+std::uint64_t hetmm_jit_refill(KernelContext* ctx, std::uint64_t va, std::uint64_t bytes,
+                               std::uint64_t write);
 }
 
 }  // namespace hetmm::spirv

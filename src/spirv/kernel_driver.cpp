@@ -49,6 +49,9 @@ struct JitWorker {
   std::byte* stacks = nullptr;  // kMaxGroupItems fiber stacks, made on first use
   Fiber* fibers = nullptr;
   FiberGroup group;
+  std::byte* wi_private = nullptr;  // region loops' per-work-item private memory
+  std::size_t wi_private_cap = 0;
+  const std::string* kernel_name = nullptr;  // of the group running, for messages
   std::uint64_t thread_stack_lo = 0, thread_stack_span = 0;
   std::exception_ptr error;  // set by the slow path before it jumps
   sigjmp_buf recover;
@@ -58,6 +61,7 @@ void release_jit_worker(void* p) {
   auto* j = static_cast<JitWorker*>(p);
   if (j->arena != nullptr) os::unmap_runtime_memory(j->arena, kMaxLocalBytes);
   if (j->stacks != nullptr) os::unmap_runtime_memory(j->stacks, kMaxGroupItems * kFiberStack);
+  if (j->wi_private != nullptr) os::unmap_runtime_memory(j->wi_private, j->wi_private_cap);
   if (j->fibers != nullptr)
     os::runtime_memory()->deallocate(j->fibers, sizeof(Fiber) * kMaxGroupItems, alignof(Fiber));
   os::arena_delete(j);
@@ -83,6 +87,24 @@ __attribute__((noinline)) JitWorker& jit_worker(detail::WorkerContext* w) {
   w->jit_state = j;
   w->jit_state_release = &release_jit_worker;
   return *j;
+}
+
+constexpr std::size_t kMaxPrivateBytes = std::size_t{64} << 20;
+
+void reserve_private(JitWorker& j, std::size_t bytes, const std::string& kernel) {
+  if (bytes <= j.wi_private_cap) return;
+  if (bytes > kMaxPrivateBytes)
+    throw Error(Errc::out_of_memory,
+                "device kernel " + kernel + ": " + std::to_string(bytes) +
+                    " bytes of private memory for a work-group (at most " +
+                    std::to_string(kMaxPrivateBytes) + "): use a smaller work-group");
+  std::size_t cap = std::max<std::size_t>(bytes, std::size_t{1} << 20);
+  cap = (cap + 4095) & ~std::size_t{4095};
+  auto* p = static_cast<std::byte*>(os::map_runtime_memory(cap));
+  if (p == nullptr) throw Error(Errc::out_of_memory, "device kernel: no memory for private data");
+  if (j.wi_private != nullptr) os::unmap_runtime_memory(j.wi_private, j.wi_private_cap);
+  j.wi_private = p;
+  j.wi_private_cap = cap;
 }
 
 void make_fibers(JitWorker& j) {
@@ -150,7 +172,9 @@ void run_fibers(JitWorker& j, detail::CompiledProgram::RunFn run, void** args,
         f.id[1] = y;
         f.id[2] = z;
         f.done = false;
-        f.sp = fiber_prepare(j.stacks + i * kFiberStack, kFiberStack, &fiber_main, &f);
+        // Stack tops 64 KiB apart would all fall in the same L1 cache sets: stagger them.
+        std::size_t stagger = (i * 7 % 64) * 64;
+        f.sp = fiber_prepare(j.stacks + i * kFiberStack, kFiberStack - stagger, &fiber_main, &f);
       }
   j.group.run = run;
   j.group.ctx = &c;
@@ -208,6 +232,37 @@ extern "C" std::uint64_t hetmm_jit_atomic(KernelContext* ctx, std::uint64_t va, 
   });
 }
 
+extern "C" std::uint64_t hetmm_jit_refill(KernelContext* ctx, std::uint64_t va,
+                                          std::uint64_t bytes, std::uint64_t write) {
+  detail::WorkerContext* w = ctx->worker;
+  if ((va & 4095) + bytes > 4096 || (va >> 57) != 0) return 0;
+  // The epoch before the walk: a PTE cleared after this load is caught by the epoch checks,
+  // since the invalidator clears PTEs before it advances the epoch (worker.hpp).
+  std::uint64_t e = w->device->epoch_ref().load(std::memory_order_seq_cst);
+  if (e != w->tlb_epoch) {
+    w->flush_tlb();
+    w->tlb_epoch = e;
+  }
+  std::uint64_t p = w->device->walk(va);
+  if (!(p & device::pte::kValid) || (write != 0 && !(p & device::pte::kWrite))) return 0;
+  std::uint64_t vpn = va >> 12;
+  detail::TlbEntry& t = w->tlb[detail::WorkerContext::slot(vpn)];
+  t.vpn = vpn;
+  t.pte = p;
+  __atomic_store_n(&w->tlb_misses, w->tlb_misses + 1, __ATOMIC_RELAXED);
+  return 1;
+}
+
+extern "C" void hetmm_jit_divergence(KernelContext* ctx) {
+  guarded(ctx, [&] {
+    const std::string* name = current(ctx).kernel_name;
+    throw Error(Errc::invalid_argument,
+                "device kernel " + (name ? *name : std::string("?")) + ": " + group_name(*ctx) +
+                    ": work-items reached different barriers (a barrier in divergent control "
+                    "flow)");
+  });
+}
+
 extern "C" void hetmm_jit_barrier(KernelContext* ctx) {
   auto* g = static_cast<FiberGroup*>(ctx->fibers);
   if (g == nullptr) return;  // a group of one work-item
@@ -231,16 +286,20 @@ struct NdRangeLaunch final : detail::KernelBase {
 
 // The only frame that sigsetjmp's: kept small and out of line, so that nothing live across the
 // jump sits in a register (GCC's -Wclobbered). Returns 0, or how the group was left (J3).
+enum class GroupMode { loop, regions, fibers };
+
 __attribute__((noinline)) int execute_group(detail::WorkerContext* w, JitWorker& j,
                                             detail::CompiledProgram::RunFn run, void** argv,
-                                            bool fibers, const std::string& name) {
+                                            GroupMode mode, const std::string& name) {
   // Without the signal mask: the SIGSEGV handler unblocks its signal itself.
   if (int jumped = sigsetjmp(j.recover, 0); jumped != 0) return jumped;
   KernelContext& c = j.ctx;
   w->jit_recover = &j.recover;
   try {
-    if (fibers)
+    if (mode == GroupMode::fibers)
       run_fibers(j, run, argv, name);
+    else if (mode == GroupMode::regions)
+      run(&c, argv, 0, 1, 0, 1, 0, 1);  // the kernel loops over the group itself
     else
       run(&c, argv, 0, c.local_size[0], 0, c.local_size[1], 0, c.local_size[2]);
   } catch (...) {
@@ -290,9 +349,19 @@ void NdRangeLaunch::run(Thread& t) {
     }
   }
   j.error = nullptr;
-  bool fibers = kernel->info.uses_barriers &&
-                c.local_size[0] * c.local_size[1] * c.local_size[2] > 1;
-  if (execute_group(w, j, kernel->run, argv, fibers, kernel->info.name) == 0) return;
+  j.kernel_name = &kernel->info.name;
+  std::size_t items = c.local_size[0] * c.local_size[1] * c.local_size[2];
+  GroupMode mode = GroupMode::loop;
+  if (kernel->wi_private_bytes != 0) {
+    mode = GroupMode::regions;
+    reserve_private(j, kernel->wi_private_bytes * items, kernel->info.name);
+    c.wi_private = j.wi_private;
+    c.private_lo = reinterpret_cast<std::uint64_t>(j.wi_private);
+    c.private_span = kernel->wi_private_bytes * items;
+  } else if (kernel->info.uses_barriers && items > 1) {
+    mode = GroupMode::fibers;
+  }
+  if (execute_group(w, j, kernel->run, argv, mode, kernel->info.name) == 0) return;
   w->jit_recover = nullptr;
   c.fibers = nullptr;
   if (j.error) {

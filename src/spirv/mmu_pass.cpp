@@ -45,7 +45,7 @@ bool needs_mmu(Value* ptr) {
 }
 
 struct Runtime {
-  FunctionCallee load, store, atomic;
+  FunctionCallee load, store, atomic, refill;
 };
 
 Runtime declare_runtime(Module& m) {
@@ -57,7 +57,9 @@ Runtime declare_runtime(Module& m) {
   return {m.getOrInsertFunction("hetmm_jit_load", FunctionType::get(v, {i8p, i64, i8p, i64}, false)),
           m.getOrInsertFunction("hetmm_jit_store", FunctionType::get(v, {i8p, i64, i8p, i64}, false)),
           m.getOrInsertFunction("hetmm_jit_atomic",
-                                FunctionType::get(i64, {i8p, i64, i32, i64, i64, i64}, false))};
+                                FunctionType::get(i64, {i8p, i64, i32, i64, i64, i64}, false)),
+          m.getOrInsertFunction("hetmm_jit_refill",
+                                FunctionType::get(i64, {i8p, i64, i64, i64}, false))};
 }
 
 LoadInst* ctx_load(IRBuilder<>& b, Value* ctx, unsigned offset, Type* t) {
@@ -92,10 +94,9 @@ Probe emit_probe(IRBuilder<>& b, Value* ctx, Value* va, std::uint64_t bytes, boo
   Value* tlb_epoch = b.CreateAlignedLoad(i64, ctx_load(b, ctx, ctx_offset::tlb_epoch, i64p), Align(8));
   Value* vpn = b.CreateLShr(va, k(12));
   Value* last = b.CreateLShr(b.CreateAdd(va, k(bytes - 1)), k(12));
-  // WorkerContext::slot(): (vpn ^ vpn >> 6 ^ vpn >> 12) & (kTlbEntries - 1)
-  Value* slot = b.CreateAnd(b.CreateXor(b.CreateXor(vpn, b.CreateLShr(vpn, k(6))),
-                                        b.CreateLShr(vpn, k(12))),
-                            k(detail::WorkerContext::kTlbEntries - 1));
+  // WorkerContext::slot(): (vpn * kTlbHash) >> (64 - kTlbShift)
+  Value* slot = b.CreateLShr(b.CreateMul(vpn, k(detail::WorkerContext::kTlbHash)),
+                             k(64 - detail::WorkerContext::kTlbShift));
   Value* tlb = ctx_load(b, ctx, ctx_offset::tlb, i64p);
   Value* entry = b.CreateInBoundsGEP(i64, tlb, b.CreateShl(slot, k(1)));
   Value* tag = b.CreateAlignedLoad(i64, entry, Align(8));
@@ -201,10 +202,24 @@ void rewrite(Instruction* inst, Value* ptr, const Runtime& rt, const DataLayout&
   auto* slow_bb = BasicBlock::Create(c, "mmu.slow", f, join);
   MDNode* likely = MDBuilder(c).createBranchWeights(2000, 1);
 
+  auto* probe_bb = BasicBlock::Create(c, "mmu.probe", f, join);
+  auto* refill_bb = BasicBlock::Create(c, "mmu.refill", f, join);
   IRBuilder<> b(head);
   Value* va = b.CreatePtrToInt(ptr, b.getInt64Ty());
+  b.CreateBr(probe_bb);
+  b.SetInsertPoint(probe_bb);
+  PHINode* attempt = b.CreatePHI(b.getInt32Ty(), 2, "mmu.attempt");
+  attempt->addIncoming(b.getInt32(0), head);
   Probe probe = emit_probe(b, ctx, va, bytes, write, as);
   b.CreateCondBr(probe.in_place, in_place_bb, check_local, likely);
+
+  // A miss: refill the TLB from the device page table (cheap, no fault) and probe again; at
+  // most twice, so that an invalidation storm cannot keep the access here.
+  b.SetInsertPoint(refill_bb);
+  Value* filled = b.CreateCall(rt.refill, {ctx, va, b.getInt64(bytes), b.getInt64(write ? 1 : 0)});
+  Value* again_ok = b.CreateAnd(b.CreateICmpNE(filled, b.getInt64(0)),
+                                b.CreateICmpULT(attempt, b.getInt32(2)));
+  attempt->addIncoming(b.CreateAdd(attempt, b.getInt32(1)), refill_bb);
 
   // In place (J1): the original instruction on the process address.
   b.SetInsertPoint(in_place_bb);
@@ -212,8 +227,10 @@ void rewrite(Instruction* inst, Value* ptr, const Runtime& rt, const DataLayout&
   inst->moveBefore(in_place_br);
 
   // A device frame: the same access on the frame, inside the shootdown protocol.
+  b.SetInsertPoint(refill_bb);
+  b.CreateCondBr(again_ok, probe_bb, slow_bb);
   b.SetInsertPoint(check_local);
-  b.CreateCondBr(probe.local, enter_local, slow_bb);
+  b.CreateCondBr(probe.local, enter_local, refill_bb);
   b.SetInsertPoint(enter_local);
   Value* active = ctx_load(b, ctx, ctx_offset::active, b.getInt64Ty()->getPointerTo());
   StoreInst* publish = b.CreateAlignedStore(probe.dev_epoch, active, Align(8));

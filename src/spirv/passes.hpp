@@ -25,6 +25,10 @@ struct AbiKernel {
   std::string name;         // the kernel's name in the module
   std::string run_symbol;   // __hetmm_run_<name>
   bool uses_barriers = false;
+  // Barriers as region loops (barrier_regions.cpp): the runner runs the whole group in one
+  // call, with this much private memory per work-item in KernelContext::wi_private. 0: the
+  // kernel has no barriers, or its groups run as fibers.
+  std::size_t wi_private_bytes = 0;
 };
 struct AbiResult {
   std::vector<AbiKernel> kernels;
@@ -33,6 +37,10 @@ struct AbiResult {
 
 // `kernels`: names of the module's kernels (spir_kernel functions, before retargeting).
 AbiResult apply_kernel_abi(llvm::Module& m, const std::vector<std::string>& kernels);
+
+// Turns a kernel with barriers into a work-group function (barrier_regions.cpp); returns the
+// private bytes per work-item, or 0 when the kernel is left to fibers.
+std::size_t form_barrier_regions(llvm::Function& kernel);
 
 // Rewrites device-memory accesses; returns how many accesses it rewrote.
 std::size_t apply_mmu_rewrite(llvm::Module& m);

@@ -20,8 +20,6 @@
     UT##N ux = as_##UT##N(x), uy = as_##UT##N(y);                                                \
     return x > y ? (UT##N)(ux - uy) : (UT##N)(uy - ux);                                          \
   }                                                                                              \
-  OVL T##N add_sat(T##N x, T##N y) { return __builtin_elementwise_add_sat(x, y); }               \
-  OVL T##N sub_sat(T##N x, T##N y) { return __builtin_elementwise_sub_sat(x, y); }               \
   /* (x + y) >> 1 and (x + y + 1) >> 1 without the intermediate overflow. */                     \
   OVL T##N hadd(T##N x, T##N y) { return (T##N)((x >> 1) + (y >> 1) + (x & y & (T)1)); }         \
   OVL T##N rhadd(T##N x, T##N y) { return (T##N)((x >> 1) + (y >> 1) + ((x | y) & (T)1)); }      \
@@ -32,6 +30,55 @@
   OVL T##N mad_hi(T##N a, T##N b, T##N c) { return (T##N)(mul_hi(a, b) + c); }
 #define HM_INT_ELEMENTWISE_T(T, UT) HM_SIZES(HM_INT_ELEMENTWISE, T, UT)
 HM_INT_TYPES(HM_INT_ELEMENTWISE_T)
+
+// ---- Saturating add and subtract -----------------------------------------------------------
+// llvm.sadd.sat/uadd.sat... through clang's elementwise builtins, except for scalar char and
+// short, which C promotes to int before the builtin sees them (it would then saturate at the int
+// range): those add in int and clamp.
+#define HM_SAT_ELEMENTWISE(N, T, ...)                                                            \
+  OVL T##N add_sat(T##N x, T##N y) { return __builtin_elementwise_add_sat(x, y); }               \
+  OVL T##N sub_sat(T##N x, T##N y) { return __builtin_elementwise_sub_sat(x, y); }
+#define HM_SAT_NARROW(T, LO, HI)                                                                 \
+  OVL T add_sat(T x, T y) { return (T)min(max((int)x + (int)y, LO), HI); }                       \
+  OVL T sub_sat(T x, T y) { return (T)min(max((int)x - (int)y, LO), HI); }                       \
+  HM_VSIZES(HM_SAT_ELEMENTWISE, T)
+HM_SAT_NARROW(char, -128, 127)
+HM_SAT_NARROW(uchar, 0, 255)
+HM_SAT_NARROW(short, -32768, 32767)
+HM_SAT_NARROW(ushort, 0, 65535)
+HM_SIZES(HM_SAT_ELEMENTWISE, int)
+HM_SIZES(HM_SAT_ELEMENTWISE, uint)
+HM_SIZES(HM_SAT_ELEMENTWISE, long)
+HM_SIZES(HM_SAT_ELEMENTWISE, ulong)
+
+// mad_sat: libclc has one, but its 64-bit version saturates wrongly (mad_sat(0L, y, 9L) can
+// give LONG_MIN). Up to 32 bits the exact result fits the next wider type; 64 bits combine
+// the 128-bit product (mul_hi and the low half) with z and check the high half.
+#define HM_MAD_SAT(N, T, WT, LO, HI)                                                             \
+  OVL T##N mad_sat(T##N x, T##N y, T##N z) {                                                     \
+    HM_CAT(WT, N) r = HM_CV(N, x, WT) * HM_CV(N, y, WT) + HM_CV(N, z, WT);                        \
+    return HM_CV(N, min(max(r, (WT)LO), (WT)HI), T);                                              \
+  }
+HM_SIZES(HM_MAD_SAT, char, int, -128, 127)
+HM_SIZES(HM_MAD_SAT, uchar, uint, 0, 255)
+HM_SIZES(HM_MAD_SAT, short, int, -32768, 32767)
+HM_SIZES(HM_MAD_SAT, ushort, uint, 0, 65535)
+HM_SIZES(HM_MAD_SAT, int, long, -2147483648L, 2147483647L)
+HM_SIZES(HM_MAD_SAT, uint, ulong, 0, 4294967295UL)
+OVL ulong mad_sat(ulong x, ulong y, ulong z) {
+  ulong lo = x * y, hi = mul_hi(x, y), sum = lo + z;
+  hi += sum < lo;  // carry
+  return hi != 0 ? ULONG_MAX : sum;
+}
+OVL long mad_sat(long x, long y, long z) {
+  ulong lo = as_ulong(x) * as_ulong(y), sum = lo + as_ulong(z);
+  long hi = mul_hi(x, y) + (z < 0 ? -1 : 0) + (sum < lo ? 1 : 0);
+  // The 128-bit sum fits in a long when its high half is the sign extension of the low half.
+  if (hi == (as_long(sum) < 0 ? -1 : 0)) return as_long(sum);
+  return hi < 0 ? LONG_MIN : LONG_MAX;
+}
+HM_SPLIT3(mad_sat, ulong, ulong, ulong, ulong)
+HM_SPLIT3(mad_sat, long, long, long, long)
 
 // Vector-scalar overloads that opencl-c.h declares (the translator splats the scalar, but
 // OpenCL C callers inside this library or compiled directly against it may use them).

@@ -65,8 +65,10 @@ bool __clc_runtime_has_hw_fma32(void) { return true; }
     IT##N ix = as_##IT##N(x);                                                                    \
     IT##N ox = (IT##N)(ix < (IT)0 ? (IT##N)((IT)SIGN - ix) : ix);                               \
     ox = y > x ? (IT##N)(ox + (IT)1) : (IT##N)(ox - (IT)1);                                      \
-    T##N r = as_##T##N((IT##N)(ox < (IT)0 ? (IT##N)((IT)SIGN - ox) : ox));                      \
-    r = x == y ? y : r;                                                                          \
+    IT##N rb = (IT##N)(ox < (IT)0 ? (IT##N)((IT)SIGN - ox) : ox);                                \
+    /* Stepping to zero keeps the sign of x: nextafter(-min_subnormal, 0) is -0. */              \
+    rb = ox == (IT)0 ? (IT##N)(ix & (IT)SIGN) : rb;                                              \
+    T##N r = x == y ? y : as_##T##N(rb);                                                         \
     return ((x != x) | (y != y)) ? x + y : r;                                                    \
   }
 #define HM_ELEMENTWISE_T(T, IT, UT, SIGN, EXP, MB) HM_SIZES(HM_ELEMENTWISE, T, IT, UT, SIGN, EXP, MB)

@@ -58,12 +58,6 @@ HM_SIZES(HM_PTR_LIBM, double, __generic)
     T##N r = frexp(x, &t);                                                                       \
     *p = t;                                                                                      \
     return r;                                                                                    \
-  }                                                                                              \
-  OVL T##N remquo(T##N x, T##N y, __generic int##N *p) {                                         \
-    int##N t;                                                                                    \
-    T##N r = remquo(x, y, &t);                                                                   \
-    *p = t;                                                                                      \
-    return r;                                                                                    \
   }
 HM_SIZES(HM_PTR_GENERIC, float)
 HM_SIZES(HM_PTR_GENERIC, double)
@@ -102,14 +96,93 @@ HM_SIZES(HM_PTR_GENERIC, double)
     half##N r = HM_H(N, lgamma_r(HM_F(N, x), &t));                                               \
     *p = t;                                                                                      \
     return r;                                                                                    \
-  }                                                                                              \
-  OVL half##N remquo(half##N x, half##N y, AS int##N *p) {                                       \
-    int##N t;                                                                                    \
-    half##N r = HM_H(N, remquo(HM_F(N, x), HM_F(N, y), &t));                                     \
-    *p = t;                                                                                      \
-    return r;                                                                                    \
   }
 HM_SIZES(HM_PTR_HALF, __private)
 HM_SIZES(HM_PTR_HALF, __global)
 HM_SIZES(HM_PTR_HALF, __local)
 HM_SIZES(HM_PTR_HALF, __generic)
+
+// remquo: libclc's loses the quotient bits when y is subnormal (remquo(0.196f, -1.86e-39f)
+// gives quotient bits -80 where the exact quotient's low bits are -14). This one reduces |x|
+// modulo 128|y| with fmod (exact), then finds the 7 quotient bits by binary long division,
+// where every subtraction is exact (Sterbenz), and rounds the last step to nearest even.
+// The remainder is remainder(x, y); the quotient has the sign of x/y and its low 7 bits.
+#define HM_REMQUO(T)                                                                             \
+  static OVL T hm_remquo(T x, T y, __private int *quo) {                                                   \
+    *quo = 0;                                                                                    \
+    if (isnan(x) || isnan(y) || isinf(x) || y == (T)0) return (T)NAN;                            \
+    if (isinf(y)) return x;                                                                      \
+    T ax = fabs(x), ay = fabs(y), m = ax;                                                        \
+    T big = ay * (T)128;                                                                         \
+    if (!isinf(big)) m = fmod(ax, big);                                                          \
+    int q = 0;                                                                                   \
+    for (int bit = 64; bit > 0; bit >>= 1) {                                                     \
+      T t = ay * (T)bit;                                                                         \
+      if (m >= t) {                                                                              \
+        m -= t;                                                                                  \
+        q += bit;                                                                                \
+      }                                                                                          \
+    }                                                                                            \
+    T twice = m * (T)2;                                                                          \
+    if (twice > ay || (twice == ay && (q & 1))) {                                                \
+      m -= ay;                                                                                   \
+      q += 1;                                                                                    \
+    }                                                                                            \
+    q &= 127;                                                                                    \
+    *quo = (signbit(x) != signbit(y)) ? -q : q;                                                  \
+    return signbit(x) ? -m : m;                                                                  \
+  }
+HM_REMQUO(float)
+HM_REMQUO(double)
+
+#define HM_REMQUO_AS(T, AS)                                                                      \
+  OVL T remquo(T x, T y, AS int *quo) {                                                          \
+    int q;                                                                                       \
+    T r = hm_remquo(x, y, &q);                                                                   \
+    *quo = q;                                                                                    \
+    return r;                                                                                    \
+  }                                                                                              \
+  OVL T##2 remquo(T##2 x, T##2 y, AS int2 *quo) {                                                \
+    int a, b;                                                                                    \
+    T##2 r = (T##2)(hm_remquo(x.s0, y.s0, &a), hm_remquo(x.s1, y.s1, &b));                       \
+    *quo = (int2)(a, b);                                                                         \
+    return r;                                                                                    \
+  }                                                                                              \
+  OVL T##3 remquo(T##3 x, T##3 y, AS int3 *quo) {                                                \
+    int a, b, c;                                                                                 \
+    T##3 r = (T##3)(hm_remquo(x.s0, y.s0, &a), hm_remquo(x.s1, y.s1, &b),                        \
+                    hm_remquo(x.s2, y.s2, &c));                                                  \
+    *quo = (int3)(a, b, c);                                                                      \
+    return r;                                                                                    \
+  }                                                                                              \
+  HM_REMQUO_HALVES(T, AS, 4, 2)                                                                  \
+  HM_REMQUO_HALVES(T, AS, 8, 4)                                                                  \
+  HM_REMQUO_HALVES(T, AS, 16, 8)
+#define HM_REMQUO_HALVES(T, AS, N, H)                                                            \
+  OVL T##N remquo(T##N x, T##N y, AS int##N *quo) {                                              \
+    int##H a, b;                                                                                 \
+    T##N r = (T##N)(remquo(x.lo, y.lo, (__private int##H *)&a),                                  \
+                    remquo(x.hi, y.hi, (__private int##H *)&b));                                 \
+    *quo = (int##N)(a, b);                                                                       \
+    return r;                                                                                    \
+  }
+#define HM_REMQUO_ALL_AS(T)                                                                      \
+  HM_REMQUO_AS(T, __private)                                                                     \
+  HM_REMQUO_AS(T, __global)                                                                      \
+  HM_REMQUO_AS(T, __local)                                                                       \
+  HM_REMQUO_AS(T, __generic)
+HM_REMQUO_ALL_AS(float)
+HM_REMQUO_ALL_AS(double)
+
+// Half: exact in single precision (the quotient bits and the remainder are the same).
+#define HM_REMQUO_HALF(N, AS)                                                                    \
+  OVL half##N remquo(half##N x, half##N y, AS int##N *p) {                                       \
+    int##N t;                                                                                    \
+    half##N r = HM_H(N, remquo(HM_F(N, x), HM_F(N, y), (__private int##N *)&t));                 \
+    *p = t;                                                                                      \
+    return r;                                                                                    \
+  }
+HM_SIZES(HM_REMQUO_HALF, __private)
+HM_SIZES(HM_REMQUO_HALF, __global)
+HM_SIZES(HM_REMQUO_HALF, __local)
+HM_SIZES(HM_REMQUO_HALF, __generic)

@@ -1,4 +1,5 @@
-// vloadN/vstoreN and vload_half/vstore_half through generic pointers (OpenCL 2.0).
+// vloadN/vstoreN and vload_half/vstore_half through generic pointers (OpenCL 2.0), and
+// vstore_half for every address space.
 //
 // libclc defines these for the named address spaces (private, global, local, constant) only.
 // In OpenCL 2.0 opencl-c.h declares just the generic and __constant forms, so a CL2.0 kernel's
@@ -63,42 +64,47 @@ OVL float3 vloada_half3(size_t i, const __generic half *p) {
 
 // vstore_half[N][_rte|_rtz|_rtp|_rtn] from float and double: the rounding is done by the
 // convert_half*_<mode> functions of convert.cl (vstore_half without a suffix rounds to nearest
-// even, like a plain conversion).
-#define HM_VSTORE_HALF_MODE(N, T, SUFFIX, MODE)                                                  \
-  OVL void vstore_half##N##SUFFIX(T##N v, size_t i, __generic half *p) {                         \
-    *(__generic hm_half##N##_u *)(p + i * N) = convert_half##N##MODE(v);                         \
+// even, like a plain conversion). These replace libclc's for every address space: libclc's
+// vector forms round tiny values wrongly (vstore_half_rtn(-1e-30f) gives -0 instead of the
+// smallest negative subnormal, vstorea_half3_rtp of a tiny positive value 0).
+#define HM_VSTORE_HALF_MODE(N, T, SUFFIX, MODE, AS)                                                  \
+  OVL void vstore_half##N##SUFFIX(T##N v, size_t i, AS half *p) {                         \
+    *(AS hm_half##N##_u *)(p + i * N) = convert_half##N##MODE(v);                         \
   }                                                                                              \
-  OVL void vstorea_half##N##SUFFIX(T##N v, size_t i, __generic half *p) {                        \
-    *(__generic half##N *)(p + i * N) = convert_half##N##MODE(v);                                \
+  OVL void vstorea_half##N##SUFFIX(T##N v, size_t i, AS half *p) {                        \
+    *(AS half##N *)(p + i * N) = convert_half##N##MODE(v);                                \
   }
-#define HM_VSTORE_HALF_SCALAR(T, SUFFIX, MODE)                                                   \
-  OVL void vstore_half##SUFFIX(T v, size_t i, __generic half *p) { p[i] = convert_half##MODE(v); } \
-  OVL void vstorea_half##SUFFIX(T v, size_t i, __generic half *p) {                              \
+#define HM_VSTORE_HALF_SCALAR(T, SUFFIX, MODE, AS)                                                   \
+  OVL void vstore_half##SUFFIX(T v, size_t i, AS half *p) { p[i] = convert_half##MODE(v); } \
+  OVL void vstorea_half##SUFFIX(T v, size_t i, AS half *p) {                              \
     p[i] = convert_half##MODE(v);                                                                \
   }                                                                                              \
-  OVL void vstore_half3##SUFFIX(T##3 v, size_t i, __generic half *p) {                           \
+  OVL void vstore_half3##SUFFIX(T##3 v, size_t i, AS half *p) {                           \
     half3 h = convert_half3##MODE(v);                                                            \
-    __generic half *q = p + i * 3;                                                               \
+    AS half *q = p + i * 3;                                                               \
     q[0] = h.s0;                                                                                 \
     q[1] = h.s1;                                                                                 \
     q[2] = h.s2;                                                                                 \
   }                                                                                              \
-  OVL void vstorea_half3##SUFFIX(T##3 v, size_t i, __generic half *p) {                          \
+  OVL void vstorea_half3##SUFFIX(T##3 v, size_t i, AS half *p) {                          \
     half3 h = convert_half3##MODE(v);                                                            \
-    __generic half *q = p + i * 4;                                                               \
+    AS half *q = p + i * 4;                                                               \
     q[0] = h.s0;                                                                                 \
     q[1] = h.s1;                                                                                 \
     q[2] = h.s2;                                                                                 \
   }                                                                                              \
-  HM_VSTORE_HALF_MODE(2, T, SUFFIX, MODE)                                                        \
-  HM_VSTORE_HALF_MODE(4, T, SUFFIX, MODE)                                                        \
-  HM_VSTORE_HALF_MODE(8, T, SUFFIX, MODE)                                                        \
-  HM_VSTORE_HALF_MODE(16, T, SUFFIX, MODE)
-#define HM_VSTORE_HALF_T(T)                                                                      \
-  HM_VSTORE_HALF_SCALAR(T, , _rte)                                                               \
-  HM_VSTORE_HALF_SCALAR(T, _rte, _rte)                                                           \
-  HM_VSTORE_HALF_SCALAR(T, _rtz, _rtz)                                                           \
-  HM_VSTORE_HALF_SCALAR(T, _rtp, _rtp)                                                           \
-  HM_VSTORE_HALF_SCALAR(T, _rtn, _rtn)
-HM_VSTORE_HALF_T(float)
-HM_VSTORE_HALF_T(double)
+  HM_VSTORE_HALF_MODE(2, T, SUFFIX, MODE, AS)                                                        \
+  HM_VSTORE_HALF_MODE(4, T, SUFFIX, MODE, AS)                                                        \
+  HM_VSTORE_HALF_MODE(8, T, SUFFIX, MODE, AS)                                                        \
+  HM_VSTORE_HALF_MODE(16, T, SUFFIX, MODE, AS)
+#define HM_VSTORE_HALF_T(T, AS)                                                                  \
+  HM_VSTORE_HALF_SCALAR(T, , _rte, AS)                                                           \
+  HM_VSTORE_HALF_SCALAR(T, _rte, _rte, AS)                                                       \
+  HM_VSTORE_HALF_SCALAR(T, _rtz, _rtz, AS)                                                       \
+  HM_VSTORE_HALF_SCALAR(T, _rtp, _rtp, AS)                                                       \
+  HM_VSTORE_HALF_SCALAR(T, _rtn, _rtn, AS)
+#define HM_VSTORE_HALF_AS(AS) HM_VSTORE_HALF_T(float, AS) HM_VSTORE_HALF_T(double, AS)
+HM_VSTORE_HALF_AS(__private)
+HM_VSTORE_HALF_AS(__global)
+HM_VSTORE_HALF_AS(__local)
+HM_VSTORE_HALF_AS(__generic)

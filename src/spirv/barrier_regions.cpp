@@ -1,0 +1,357 @@
+// Barriers without fibers: a kernel that reaches barrier() becomes a work-group function that
+// runs each stretch of code between barriers ("region") as a loop over all work-items of the
+// group, and moves to the next region when the loop ends. This is the continuation-based
+// scheme CPU OpenCL implementations use (PoCL's "cbs", AdaptiveCpp's sub-CFGs), written for
+// hetmm's kernel ABI:
+//
+//   1. functions that reach a barrier are inlined into the kernel;
+//   2. every barrier gets a block of its own; SSA values that live across blocks are demoted to
+//      stack slots (reg2mem), so that a block can be cloned into any region on its own;
+//   3. every stack slot becomes per-work-item private memory: slot + wi * stride in a
+//      per-group arena (KernelContext::wi_private);
+//   4. for each region entry (the kernel's entry, and the block after each barrier) the blocks
+//      reachable without crossing a barrier are cloned into a loop over local ids; an edge into
+//      barrier k becomes "next region = k", a return "next = end";
+//   5. a dispatcher runs region 0, then whichever region every work-item asked for. Work-items
+//      that ask for different regions reached different barriers: hetmm_jit_divergence reports
+//      it (OpenCL leaves it undefined).
+//
+// The transform works on a copy of the kernel; anything it does not handle (a barrier in a
+// function that cannot be inlined, dynamic allocas) leaves the kernel to the fiber driver.
+#include "spirv/kernel_context.hpp"
+#include "spirv/passes.hpp"
+
+#include <llvm/IR/IRBuilder.h>
+#include <llvm/IR/Instructions.h>
+#include <llvm/IR/IntrinsicInst.h>
+#include <llvm/IR/Module.h>
+#include <llvm/IR/Verifier.h>
+#include <llvm/Transforms/Utils/BasicBlockUtils.h>
+#include <llvm/Transforms/Utils/Cloning.h>
+#include <llvm/Transforms/Utils/Local.h>
+#include <llvm/Transforms/Utils/ValueMapper.h>
+
+#include <map>
+#include <set>
+
+namespace hetmm::spirv {
+namespace {
+
+using namespace llvm;
+
+constexpr std::uint32_t kEnd = 0x7fffffff;     // the state after the kernel returns
+constexpr std::uint32_t kUnset = 0x7ffffffe;   // no work-item has chosen the next region yet
+
+bool is_barrier(const Instruction& i) {
+  auto* call = dyn_cast<CallInst>(&i);
+  return call != nullptr && call->getCalledFunction() != nullptr &&
+         call->getCalledFunction()->getName() == "hetmm_jit_barrier";
+}
+
+// Every defined callee is inlined, not only those that reach a barrier: a callee's locals would
+// live on the worker's stack, where a generic pointer to them (sincos(x, &c) passes one) is not
+// recognised as private memory; inlined, they become per-work-item slots like the rest.
+bool inline_callees(Function& f) {
+  for (int round = 0; round < 4096; ++round) {
+    CallInst* target = nullptr;
+    for (BasicBlock& bb : f) {
+      for (Instruction& i : bb)
+        if (auto* call = dyn_cast<CallInst>(&i)) {
+          Function* callee = call->getCalledFunction();
+          if (callee != nullptr && callee != &f && !callee->isDeclaration()) {
+            target = call;
+            break;
+          }
+        }
+      if (target != nullptr) break;
+    }
+    if (target == nullptr) return true;
+    InlineFunctionInfo info;
+    if (!InlineFunction(*target, info).isSuccess()) return false;
+  }
+  return false;  // recursion (not allowed in OpenCL C) or absurd depth
+}
+
+struct Regions {
+  Function& f;
+  const DataLayout& dl;
+  FunctionCallee wi_private;  // i8* (i64 offset): placeholder for a work-item's slot
+  FunctionCallee wi_id;       // i64 (i32 dim): placeholder for a local id
+};
+
+// Steps 2 and 3 on the copy; returns the per-work-item stride, or 0 when not applicable.
+std::size_t demote_and_privatize(Regions& r, std::vector<BasicBlock*>& barrier_blocks) {
+  Function& f = r.f;
+  // Barrier blocks: [barrier call, br].
+  std::vector<CallInst*> barriers;
+  for (BasicBlock& bb : f)
+    for (Instruction& i : bb)
+      if (is_barrier(i)) barriers.push_back(cast<CallInst>(&i));
+  for (CallInst* b : barriers) {
+    // The fence the ABI pass put before it orders memory for other threads; one fence per
+    // region loop does that now (a fence per work-item would be paid 1024 times).
+    if (auto* fence = dyn_cast_or_null<FenceInst>(b->getPrevNode())) fence->eraseFromParent();
+    BasicBlock* block = b->getParent()->splitBasicBlock(b, "barrier");
+    block->splitBasicBlock(b->getNextNode(), "after.barrier");
+    barrier_blocks.push_back(block);
+  }
+  // reg2mem.
+  Instruction* alloca_point = &*f.getEntryBlock().getFirstInsertionPt();
+  std::vector<PHINode*> phis;
+  std::vector<Instruction*> escaping;
+  for (BasicBlock& bb : f)
+    for (Instruction& i : bb) {
+      if (auto* phi = dyn_cast<PHINode>(&i)) {
+        phis.push_back(phi);
+        continue;
+      }
+      if (isa<AllocaInst>(i) && &bb == &f.getEntryBlock()) continue;
+      for (User* u : i.users())
+        if (cast<Instruction>(u)->getParent() != &bb || isa<PHINode>(u)) {
+          escaping.push_back(&i);
+          break;
+        }
+    }
+  for (Instruction* i : escaping) DemoteRegToStack(*i, false, alloca_point);
+  for (PHINode* phi : phis) DemotePHIToStack(phi, alloca_point);
+
+  // Private memory per work-item.
+  std::vector<AllocaInst*> allocas;
+  for (BasicBlock& bb : f)
+    for (Instruction& i : bb)
+      if (auto* a = dyn_cast<AllocaInst>(&i)) {
+        if (&bb != &f.getEntryBlock() || !a->isStaticAlloca()) return 0;
+        allocas.push_back(a);
+      }
+  std::size_t offset = 0;
+  for (AllocaInst* a : allocas) {
+    std::size_t align = std::max<std::size_t>(a->getAlign().value(), 8);
+    offset = (offset + align - 1) / align * align;
+    std::size_t at = offset;
+    offset += static_cast<std::size_t>(a->getAllocationSizeInBits(r.dl)->getFixedSize() / 8);
+    for (Use& use : make_early_inc_range(a->uses())) {
+      auto* user = cast<Instruction>(use.getUser());
+      if (auto* ii = dyn_cast<IntrinsicInst>(user))
+        if (ii->isLifetimeStartOrEnd()) {
+          ii->eraseFromParent();
+          continue;
+        }
+      IRBuilder<> b(user);
+      Value* slot = b.CreateCall(r.wi_private, {b.getInt64(at)});
+      use.set(b.CreatePointerCast(slot, a->getType()));
+    }
+    a->eraseFromParent();
+  }
+  // Local ids become the region loops' variables.
+  unsigned n = f.arg_size();
+  for (unsigned d = 0; d < 3; ++d) {
+    Argument* id = f.getArg(n - 3 + d);
+    for (Use& use : make_early_inc_range(id->uses())) {
+      IRBuilder<> b(cast<Instruction>(use.getUser()));
+      use.set(b.CreateCall(r.wi_id, {b.getInt32(d)}));
+    }
+  }
+  return std::max<std::size_t>((offset + 15) / 16 * 16, 16);
+}
+
+LoadInst* ctx_u64(IRBuilder<>& b, Value* ctx, unsigned offset) {
+  Value* p = b.CreateBitCast(b.CreateConstInBoundsGEP1_64(b.getInt8Ty(), ctx, offset),
+                             b.getInt64Ty()->getPointerTo());
+  return b.CreateAlignedLoad(b.getInt64Ty(), p, Align(8));
+}
+
+bool build_regions(Regions& r, const std::vector<BasicBlock*>& barrier_blocks, std::size_t stride,
+                   FunctionCallee divergence) {
+  Function& f = r.f;
+  LLVMContext& c = f.getContext();
+  std::map<BasicBlock*, std::uint32_t> barrier_index;
+  for (std::size_t k = 0; k < barrier_blocks.size(); ++k)
+    barrier_index[barrier_blocks[k]] = static_cast<std::uint32_t>(k + 1);
+  std::vector<BasicBlock*> originals;
+  for (BasicBlock& bb : f) originals.push_back(&bb);
+  std::vector<BasicBlock*> starts{&f.getEntryBlock()};
+  for (BasicBlock* b : barrier_blocks) starts.push_back(b->getSingleSuccessor());
+
+  Value* ctx = f.getArg(f.arg_size() - kHiddenParams);
+  auto* entry = BasicBlock::Create(c, "wg.entry", &f, &f.getEntryBlock());
+  auto* dispatch = BasicBlock::Create(c, "wg.dispatch", &f);
+  auto* done = BasicBlock::Create(c, "wg.done", &f);
+  IRBuilder<> b(entry);
+  AllocaInst* state = b.CreateAlloca(b.getInt32Ty(), nullptr, "wg.state");
+  AllocaInst* mismatch = b.CreateAlloca(b.getInt1Ty(), nullptr, "wg.mismatch");
+  Value* base = b.CreateIntToPtr(ctx_u64(b, ctx, ctx_offset::wi_private), b.getInt8PtrTy());
+  Value* n0 = ctx_u64(b, ctx, ctx_offset::local_size);
+  Value* n1 = ctx_u64(b, ctx, ctx_offset::local_size + 8);
+  Value* n2 = ctx_u64(b, ctx, ctx_offset::local_size + 16);
+  b.CreateStore(b.getInt32(0), state);
+  b.CreateBr(dispatch);
+  b.SetInsertPoint(dispatch);
+  Value* s = b.CreateLoad(b.getInt32Ty(), state);
+  SwitchInst* sw = b.CreateSwitch(s, done, static_cast<unsigned>(starts.size()));
+  b.SetInsertPoint(done);
+  b.CreateRetVoid();
+
+  for (std::size_t ri = 0; ri < starts.size(); ++ri) {
+    // The blocks of this region.
+    std::vector<BasicBlock*> blocks;
+    std::set<BasicBlock*> in_region;
+    std::vector<BasicBlock*> work{starts[ri]};
+    while (!work.empty()) {
+      BasicBlock* bb = work.back();
+      work.pop_back();
+      if (barrier_index.count(bb) || !in_region.insert(bb).second) continue;
+      blocks.push_back(bb);
+      for (BasicBlock* succ : successors(bb)) work.push_back(succ);
+    }
+    // The loop over local ids: z, y, x.
+    auto* pre = BasicBlock::Create(c, "region.pre", &f, dispatch);
+    sw->addCase(b.getInt32(static_cast<std::uint32_t>(ri)), pre);
+    b.SetInsertPoint(pre);
+    b.CreateStore(b.getInt32(kUnset), state);
+    b.CreateStore(b.getFalse(), mismatch);
+    struct Level {
+      BasicBlock *head, *latch, *exit;
+      PHINode* iv;
+    };
+    Level lv[3];
+    Value* bounds[3] = {n2, n1, n0};
+    BasicBlock* prev = pre;
+    for (int d = 0; d < 3; ++d) {
+      lv[d].head = BasicBlock::Create(c, "region.head", &f, dispatch);
+      lv[d].latch = BasicBlock::Create(c, "region.latch", &f, dispatch);
+      lv[d].exit = BasicBlock::Create(c, "region.exit", &f, dispatch);
+      b.SetInsertPoint(prev);
+      b.CreateBr(lv[d].head);
+      b.SetInsertPoint(lv[d].head);
+      lv[d].iv = b.CreatePHI(b.getInt64Ty(), 2);
+      lv[d].iv->addIncoming(b.getInt64(0), prev);
+      prev = lv[d].head;
+    }
+    // Innermost body: clone the region.
+    ValueToValueMapTy vmap;
+    std::vector<BasicBlock*> clones;
+    for (BasicBlock* bb : blocks) {
+      BasicBlock* clone = CloneBasicBlock(bb, vmap, ".r" + std::to_string(ri), &f);
+      clone->moveBefore(dispatch);
+      vmap[bb] = clone;
+      clones.push_back(clone);
+    }
+    Value* x = lv[2].iv;
+    Value* y = lv[1].iv;
+    Value* z = lv[0].iv;
+    b.SetInsertPoint(lv[2].head);
+    Value* wi = b.CreateAdd(b.CreateMul(b.CreateAdd(b.CreateMul(z, n1), y), n0), x, "wi");
+    b.CreateBr(cast<BasicBlock>(vmap[starts[ri]]));
+    // Exits: into a barrier block, or a return.
+    std::map<std::uint32_t, BasicBlock*> exits;
+    auto exit_to = [&](std::uint32_t next) {
+      auto it = exits.find(next);
+      if (it != exits.end()) return it->second;
+      auto* e = BasicBlock::Create(c, "region.next", &f, dispatch);
+      IRBuilder<> eb(e);
+      Value* cur = eb.CreateLoad(eb.getInt32Ty(), state);
+      Value* bad = eb.CreateAnd(eb.CreateICmpNE(cur, eb.getInt32(kUnset)),
+                                eb.CreateICmpNE(cur, eb.getInt32(next)));
+      eb.CreateStore(eb.CreateOr(eb.CreateLoad(eb.getInt1Ty(), mismatch), bad), mismatch);
+      eb.CreateStore(eb.getInt32(next), state);
+      eb.CreateBr(lv[2].latch);
+      exits[next] = e;
+      return e;
+    };
+    for (BasicBlock* clone : clones) {
+      Instruction* term = clone->getTerminator();
+      RemapInstruction(term, vmap, RF_IgnoreMissingLocals | RF_NoModuleLevelChanges);
+      if (isa<ReturnInst>(term)) {
+        IRBuilder<> tb(term);
+        tb.CreateBr(exit_to(kEnd));
+        term->eraseFromParent();
+        continue;
+      }
+      for (unsigned i = 0; i < term->getNumSuccessors(); ++i) {
+        BasicBlock* succ = term->getSuccessor(i);
+        // Successors still pointing at original blocks are barrier blocks (the rest were
+        // remapped to this region's clones).
+        auto it = barrier_index.find(succ);
+        if (it != barrier_index.end()) term->setSuccessor(i, exit_to(it->second));
+      }
+    }
+    for (BasicBlock* clone : clones)
+      for (Instruction& i : *clone) {
+        if (&i == clone->getTerminator()) continue;
+        RemapInstruction(&i, vmap, RF_IgnoreMissingLocals | RF_NoModuleLevelChanges);
+      }
+    // Placeholders: this region's ids and private slots.
+    for (BasicBlock* clone : clones)
+      for (Instruction& i : make_early_inc_range(*clone)) {
+        auto* call = dyn_cast<CallInst>(&i);
+        if (call == nullptr || call->getCalledFunction() == nullptr) continue;
+        StringRef name = call->getCalledFunction()->getName();
+        IRBuilder<> pb(call);
+        if (name == "__hetmm_wi_id") {
+          auto d = cast<ConstantInt>(call->getArgOperand(0))->getZExtValue();
+          call->replaceAllUsesWith(d == 0 ? x : d == 1 ? y : z);
+          call->eraseFromParent();
+        } else if (name == "__hetmm_wi_private") {
+          Value* off = pb.CreateAdd(pb.CreateMul(wi, pb.getInt64(stride)), call->getArgOperand(0));
+          call->replaceAllUsesWith(pb.CreateInBoundsGEP(pb.getInt8Ty(), base, off));
+          call->eraseFromParent();
+        }
+      }
+    // Latches and exits of the three loops, innermost first.
+    for (int d = 2; d >= 0; --d) {
+      b.SetInsertPoint(lv[d].latch);
+      Value* next = b.CreateAdd(lv[d].iv, b.getInt64(1));
+      lv[d].iv->addIncoming(next, lv[d].latch);
+      b.CreateCondBr(b.CreateICmpULT(next, bounds[d]), lv[d].head, lv[d].exit);
+      b.SetInsertPoint(lv[d].exit);
+      if (d > 0) b.CreateBr(lv[d - 1].latch);
+    }
+    // The whole group is through: order its memory for other threads, check agreement.
+    b.SetInsertPoint(lv[0].exit);
+    b.CreateFence(AtomicOrdering::SequentiallyConsistent);
+    auto* report = BasicBlock::Create(c, "region.diverged", &f, dispatch);
+    b.CreateCondBr(b.CreateLoad(b.getInt1Ty(), mismatch), report, dispatch);
+    b.SetInsertPoint(report);
+    b.CreateCall(divergence, {ctx});
+    b.CreateBr(dispatch);
+  }
+  // The original body is now dead.
+  for (BasicBlock* bb : originals) bb->dropAllReferences();
+  for (BasicBlock* bb : originals) bb->eraseFromParent();
+  return true;
+}
+
+}  // namespace
+
+std::size_t form_barrier_regions(Function& kernel) {
+  Module& m = *kernel.getParent();
+  LLVMContext& c = m.getContext();
+  ValueToValueMapTy vmap;
+  Function* copy = CloneFunction(&kernel, vmap);
+  Regions r{*copy, m.getDataLayout(),
+            m.getOrInsertFunction("__hetmm_wi_private",
+                                  FunctionType::get(Type::getInt8PtrTy(c), {Type::getInt64Ty(c)}, false)),
+            m.getOrInsertFunction("__hetmm_wi_id",
+                                  FunctionType::get(Type::getInt64Ty(c), {Type::getInt32Ty(c)}, false))};
+  FunctionCallee divergence = m.getOrInsertFunction(
+      "hetmm_jit_divergence", FunctionType::get(Type::getVoidTy(c), {Type::getInt8PtrTy(c)}, false));
+  std::size_t stride = 0;
+  std::vector<BasicBlock*> barrier_blocks;
+  bool ok = inline_callees(*copy);
+  if (ok) stride = demote_and_privatize(r, barrier_blocks);
+  ok = ok && stride != 0 && !barrier_blocks.empty() && build_regions(r, barrier_blocks, stride, divergence);
+  if (ok) ok = !verifyFunction(*copy);
+  if (!ok) {
+    copy->eraseFromParent();
+    return 0;
+  }
+  // The copy's body replaces the kernel's.
+  kernel.dropAllReferences();
+  while (!kernel.empty()) kernel.begin()->eraseFromParent();
+  for (unsigned i = 0; i < kernel.arg_size(); ++i) copy->getArg(i)->replaceAllUsesWith(kernel.getArg(i));
+  kernel.getBasicBlockList().splice(kernel.end(), copy->getBasicBlockList());
+  copy->eraseFromParent();
+  return stride;
+}
+
+}  // namespace hetmm::spirv
