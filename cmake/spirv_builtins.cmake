@@ -12,31 +12,42 @@
 #
 # What goes in (see src/spirv/builtins/builtins.h):
 #   * libclc-15's SPIR-V library (Debian package libclc-15), read back to LLVM IR with
-#     `llvm-spirv-15 -r`: the transcendental math, geometric functions, vload/vstore for named
-#     address spaces, async copies;
-#   * src/spirv/builtins/*.cl: everything libclc leaves undefined, compiled with clang-15.
+#     `llvm-spirv-15 -r`: pi-scaled math, powr/pown/rootn, geometric functions, vload/vstore
+#     for the named address spaces, async copies...;
+#   * src/spirv/builtins/*.cl, compiled with clang-15: everything libclc leaves undefined, the
+#     functions libclc gets wrong on a CPU (it flushes subnormals), the translator-only forms.
 #
 # Steps (all typed-pointer IR, as LLVMSPIRVLib 15 produces and the JIT reads):
 #   1. Each .cl -> textual IR. Compiled for spir64, whose calling convention passes vectors as
 #      vectors like the translator's call sites (the x86-64 C ABI would pass char4 as i32 and
 #      float8 in memory, so calls from a kernel would not match), except atomics.cl, which is
 #      compiled for the host: spir64 has no lock-free atomics and clang would emit libcalls.
-#   2. sed, per module: host triple and datalayout; drop signext/zeroext (the translator's
-#      declarations have none, and a callee may otherwise rely on extension its callers do not
-#      do) and noundef (translated kernels pass vectors with undef lanes); drop module flags and OpenCL metadata (nothing to conflict with the kernel's);
-#      drop convergent from functions that never reach a barrier, and the frame-pointer choice
-#      of the compile (the JIT's applies); drop libclc's noinline (its SPIR-V is an -O0 build)
-#      and make its constant tables internal (step 4 then drops those nothing uses); make the host module's functions spir_func like the rest, and
-#      drop its target-cpu/target-features so the JIT compiles it for the real CPU; declarations
-#      lose dso_local (what stays undefined is supplied by the JIT or the process).
+#   2. sed, per module:
+#      * host triple and datalayout;
+#      * drop signext/zeroext (the translator's declarations have none, and a callee could
+#        rely on an extension its callers do not do) and noundef (translated kernels pass
+#        vectors with undef lanes);
+#      * drop module flags and OpenCL metadata (nothing to conflict with the kernel's), and the
+#        frame-pointer choice of the compile (the JIT's applies);
+#      * drop convergent from functions that never reach a barrier (all but async.cl);
+#      * libclc: drop noinline (its SPIR-V is an -O0 build) and make its constant tables
+#        internal (step 4 then drops those nothing uses);
+#      * atomics.cl: make its functions spir_func like the rest, and drop target-cpu,
+#        target-features and uwtable so the JIT compiles them for the real CPU;
+#      * declarations lose dso_local (what stays undefined is supplied by the JIT or the
+#        process: kernel-pass functions, libm).
 #   3. llvm-link libclc with the .cl modules as --override: their definitions replace libclc's
-#      (fma, and libclc's "no subnormals, no hardware fma" configuration hooks).
+#      (the libm-based math, fma, ldexp, remquo, vstore_half, mad_sat, and libclc's "no
+#      subnormals, no hardware fma" configuration hooks).
 #   4. opt -O2 over the whole library, while every function is still external: cleans up
 #      libclc's -O0 code and inlines the small helpers.
 #   5. sed: every function linkonce_odr (kernels' links pull in only what they use, and the JIT
 #      may drop a function once inlined), every global internal.
 # The result keeps the spir_func calling convention throughout; the JIT makes every function
 # and call site C after linking.
+#
+# libclc's remaining constant tables (used by powr, pown, rootn, atan2pi(double)...) are
+# addrspace(2) globals: loads from them are loads through __constant pointers.
 
 set(HETMM_SPIRV_BUILTINS_SRC_DIR ${PROJECT_SOURCE_DIR}/src/spirv/builtins)
 set(HETMM_SPIRV_BUILTINS_BC ${PROJECT_BINARY_DIR}/spirv/hetmm_builtins.bc)
@@ -59,7 +70,7 @@ foreach(_hmb_var HETMM_CLANG_15 HETMM_LLVM_SPIRV_15 HETMM_LLVM_LINK_15 HETMM_OPT
   endif()
 endforeach()
 
-# ---- sed scripts (written only when their content changes) ----------------------------------
+# ---- sed scripts (GNU sed; written only when their content changes) -----------------------
 set(_hmb_host_dl "e-m:e-p270:32:32-p271:32:32-p272:64:64-i64:64-f80:128-n8:16:32:64-S128")
 file(CONFIGURE OUTPUT ${_hmb_dir}/retarget.sed CONTENT [=[
 s/^target triple = .*/target triple = "x86_64-pc-linux-gnu"/
@@ -119,8 +130,9 @@ foreach(_hmb_cl ${HETMM_SPIRV_BUILTINS_CL})
       list(APPEND _hmb_seds -f ${_hmb_dir}/not_convergent.sed)
     endif()
   endif()
-  set(_hmb_deps ${HETMM_SPIRV_BUILTINS_SRC_DIR}/${_hmb_cl} ${HETMM_SPIRV_BUILTINS_SRC_DIR}/builtins.h
-      ${_hmb_dir}/retarget.sed ${_hmb_dir}/host.sed ${_hmb_dir}/not_convergent.sed)
+  set(_hmb_deps ${HETMM_SPIRV_BUILTINS_SRC_DIR}/${_hmb_cl}
+      ${HETMM_SPIRV_BUILTINS_SRC_DIR}/builtins.h ${_hmb_dir}/retarget.sed ${_hmb_dir}/host.sed
+      ${_hmb_dir}/not_convergent.sed)
   if(_hmb_name STREQUAL "convert_float")  # includes convert.cl
     list(APPEND _hmb_deps ${HETMM_SPIRV_BUILTINS_SRC_DIR}/convert.cl)
   endif()
@@ -137,11 +149,12 @@ foreach(_hmb_cl ${HETMM_SPIRV_BUILTINS_CL})
   list(APPEND _hmb_modules ${_hmb_ll})
 endforeach()
 
-# ---- libclc ---------------------------------------------------------------------------------------
+# ---- libclc -------------------------------------------------------------------------------
 add_custom_command(
   OUTPUT ${_hmb_dir}/libclc.ll
   COMMAND ${HETMM_LLVM_SPIRV_15} -r ${HETMM_LIBCLC_SPV} -o ${_hmb_dir}/libclc.raw.bc
-  COMMAND ${HETMM_OPT_15} -opaque-pointers=0 -S ${_hmb_dir}/libclc.raw.bc -o ${_hmb_dir}/libclc.raw.ll
+  COMMAND ${HETMM_OPT_15} -opaque-pointers=0 -S ${_hmb_dir}/libclc.raw.bc
+          -o ${_hmb_dir}/libclc.raw.ll
   COMMAND ${HETMM_SED} -i -f ${_hmb_dir}/retarget.sed -f ${_hmb_dir}/libclc.sed
           ${_hmb_dir}/libclc.raw.ll
   COMMAND ${CMAKE_COMMAND} -E rename ${_hmb_dir}/libclc.raw.ll ${_hmb_dir}/libclc.ll

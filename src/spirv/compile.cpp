@@ -141,7 +141,8 @@ KernelInfo kernel_info(Function& f) {
 void link_builtins(Module& m) {
   std::size_t size = static_cast<std::size_t>(hetmm_builtins_bc_end - hetmm_builtins_bc);
   auto buffer = MemoryBufferRef(StringRef(hetmm_builtins_bc, size), "hetmm_builtins.bc");
-  Expected<std::unique_ptr<Module>> lib = parseBitcodeFile(buffer, m.getContext());
+  // Lazily: the library holds thousands of functions; the linker materialises the few used.
+  Expected<std::unique_ptr<Module>> lib = getLazyBitcodeModule(buffer, m.getContext());
   if (!lib) fail(Errc::unsupported, "built-in library: " + message(lib.takeError()));
   (*lib)->setTargetTriple(m.getTargetTriple());
   (*lib)->setDataLayout(m.getDataLayout());
@@ -152,7 +153,7 @@ void link_builtins(Module& m) {
 const std::set<std::string>& runtime_symbols() {
   static const std::set<std::string> s{"hetmm_jit_load", "hetmm_jit_store", "hetmm_jit_atomic",
                                        "hetmm_jit_barrier", "hetmm_jit_refill",
-                                       "hetmm_jit_divergence"};
+                                       "hetmm_jit_divergence", "hetmm_jit_range"};
   return s;
 }
 
@@ -179,6 +180,22 @@ void dump_ir(Module& m, const char* stage) {
   std::error_code ec;
   raw_fd_ostream out(path, ec);
   if (!ec) m.print(out, nullptr);
+}
+
+void simplify(Module& m, TargetMachine& tm) {
+  LoopAnalysisManager lam;
+  FunctionAnalysisManager fam;
+  CGSCCAnalysisManager cgam;
+  ModuleAnalysisManager mam;
+  PassBuilder pb(&tm);
+  pb.registerModuleAnalyses(mam);
+  pb.registerCGSCCAnalyses(cgam);
+  pb.registerFunctionAnalyses(fam);
+  pb.registerLoopAnalyses(lam);
+  pb.crossRegisterProxies(lam, fam, cgam, mam);
+  ModulePassManager mpm =
+      pb.buildModuleSimplificationPipeline(OptimizationLevel::O2, ThinOrFullLTOPhase::None);
+  mpm.run(m, mam);
 }
 
 void optimize(Module& m, TargetMachine& tm, OptimizationLevel level) {
@@ -210,6 +227,7 @@ orc::SymbolMap runtime_symbol_map(orc::LLJIT& jit) {
   add("hetmm_jit_barrier", reinterpret_cast<void*>(&hetmm_jit_barrier));
   add("hetmm_jit_refill", reinterpret_cast<void*>(&hetmm_jit_refill));
   add("hetmm_jit_divergence", reinterpret_cast<void*>(&hetmm_jit_divergence));
+  add("hetmm_jit_range", reinterpret_cast<void*>(&hetmm_jit_range));
   return map;
 }
 
@@ -279,7 +297,13 @@ std::string compile_to_object(detail::CompiledProgram& program, const std::uint3
         k.info.uses_barriers = a.uses_barriers;
         k.wi_private_bytes = a.wi_private_bytes;
       }
-  if (options.mmu) program.mmu_accesses = apply_mmu_rewrite(*m);
+  if (options.mmu) {
+    // Kernels are inlined into their runners and simplified first, so that the rewrite sees
+    // the work-item loops and canonical induction variables (its loop range checks need them).
+    if (options.level != OptimizationLevel::O0) simplify(*m, **tm);
+    dump_ir(*m, "simplified");
+    program.mmu_accesses = apply_mmu_rewrite(*m);
+  }
   check_undefined(*m);
   std::string broken;
   raw_string_ostream broken_os(broken);

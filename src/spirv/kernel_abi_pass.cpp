@@ -98,6 +98,26 @@ Value* work_item_builtin(IRBuilder<>& b, const Hidden& h, StringRef name, CallIn
                        ctx_dim(b, ctx, o::global_offset, d, 0));
   };
   if (name == "_Z13get_global_idj") return global_id(arg());
+  // to_global / to_local / to_private (OpenCL 2.0): which memory a generic pointer points
+  // into, known to the runtime only by address range (the group's __local arena, the
+  // work-items' private memory); null when it is another kind.
+  if (name == "__to_global" || name == "__to_local" || name == "__to_private") {
+    Value* p = call->getArgOperand(0);
+    Value* va = b.CreatePtrToInt(p, i64);
+    auto in = [&](unsigned base_off, unsigned span_off) {
+      Value* base = load_invariant(b, i64, ctx_field_ptr(b, ctx, base_off, i64));
+      Value* span = load_invariant(b, i64, ctx_field_ptr(b, ctx, span_off, i64));
+      return b.CreateICmpULT(b.CreateSub(va, base), span);
+    };
+    Value* local = in(o::local_base, o::local_span);
+    Value* priv = in(o::private_lo, o::private_span);
+    Value* keep = name == "__to_local"     ? local
+                  : name == "__to_private" ? priv
+                                           : b.CreateNot(b.CreateOr(local, priv));
+    Type* rt = call->getType();
+    Value* converted = b.CreatePointerBitCastOrAddrSpaceCast(p, rt);
+    return b.CreateSelect(keep, converted, ConstantPointerNull::get(cast<PointerType>(rt)));
+  }
   auto c = [&](unsigned d) { return b.getInt32(d); };
   if (name == "_Z20get_global_linear_idv") {
     // ((gz - oz) * sy + (gy - oy)) * sx + (gx - ox)
@@ -238,10 +258,9 @@ Function* make_runner(Module& m, Function* kernel, const std::string& name) {
     if (param->hasByValAttr()) {
       values.push_back(b.CreateBitCast(slot, t));
     } else if (t->isPointerTy()) {
-      Value* v = b.CreateLoad(i8p, b.CreateBitCast(slot, i8p->getPointerTo()));
-      unsigned as = t->getPointerAddressSpace();
-      if (as != 0) v = b.CreateAddrSpaceCast(v, Type::getInt8PtrTy(c, as));
-      values.push_back(b.CreateBitCast(v, t));
+      // Loaded as the parameter's own type: an address-space cast from a private pointer here
+      // would let InstCombine fold accesses back into address space 0, out of the MMU's sight.
+      values.push_back(b.CreateLoad(t, b.CreateBitCast(slot, t->getPointerTo())));
     } else {
       values.push_back(b.CreateAlignedLoad(t, b.CreateBitCast(slot, t->getPointerTo()), Align(1)));
     }
@@ -340,7 +359,8 @@ AbiResult apply_kernel_abi(Module& m, const std::vector<std::string>& kernel_nam
       }
       Value* v = work_item_builtin(b, h, name, call);
       if (v == nullptr) break;
-      if (v->getType() != call->getType()) v = b.CreateZExtOrTrunc(v, call->getType());
+      if (v->getType() != call->getType() && v->getType()->isIntegerTy())
+        v = b.CreateZExtOrTrunc(v, call->getType());
       call->replaceAllUsesWith(v);
       call->eraseFromParent();
     }

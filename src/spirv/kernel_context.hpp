@@ -14,6 +14,12 @@
 //  J2. A miss first refills the TLB from the device page table (hetmm_jit_refill) and probes
 //      again. Faults, page-straddling accesses and anything else go through the slow path
 //      (hetmm_jit_load/store/atomic), which runs the worker's full protocol.
+//  J4. The paths that fill or use TLB entries outside Thread::load's protocol (refill on a
+//      miss, loop range checks, the inline device-frame path) are on only while no policy
+//      migrates pages on device faults (Options::policy in_place and no set_policy to another):
+//      with on-demand migration they produced wrong results in about one run in four of the
+//      gather/scatter and CPU-reader tests, a race not yet found. Without them the in-place hit
+//      and the slow path remain, which are exact in every policy.
 //  J3. Errors never unwind through JIT frames: the slow path and the SIGSEGV handler record the
 //      error in the WorkerContext and siglongjmp to the work-group driver (kernel_driver.cpp).
 #pragma once
@@ -45,6 +51,7 @@ struct KernelContext {
   void* fibers;                            // 216: the group's fiber scheduler, or nullptr
   std::atomic<std::uint64_t>* active;      // 224: the worker's shootdown-protocol word
   std::byte* wi_private;                   // 232: per-work-item private memory (region loops)
+  std::uint64_t fast_paths;                // 240: J4 allows refill, range checks, local path
 };
 
 namespace ctx_offset {
@@ -52,7 +59,7 @@ inline constexpr unsigned worker = 0, device_epoch = 8, tlb_epoch = 16, tlb = 24
                           local_size = 56, enqueued_local_size = 80, global_size = 104,
                           num_groups = 128, global_offset = 152, work_dim = 176,
                           local_base = 184, local_span = 192, private_lo = 200,
-                          private_span = 208, fibers = 216, active = 224, wi_private = 232;
+                          private_span = 208, fibers = 216, active = 224, wi_private = 232, fast_paths = 240;
 }
 static_assert(offsetof(KernelContext, group_id) == ctx_offset::group_id);
 static_assert(offsetof(KernelContext, local_size) == ctx_offset::local_size);
@@ -66,6 +73,7 @@ static_assert(offsetof(KernelContext, private_lo) == ctx_offset::private_lo);
 static_assert(offsetof(KernelContext, fibers) == ctx_offset::fibers);
 static_assert(offsetof(KernelContext, active) == ctx_offset::active);
 static_assert(offsetof(KernelContext, wi_private) == ctx_offset::wi_private);
+static_assert(offsetof(KernelContext, fast_paths) == ctx_offset::fast_paths);
 static_assert(sizeof(detail::TlbEntry) == 16 && offsetof(detail::TlbEntry, pte) == 8);
 
 // Atomic operations of the slow path (the values are part of the IR contract).
@@ -82,6 +90,11 @@ void hetmm_jit_store(KernelContext* ctx, std::uint64_t va, const void* in, std::
 std::uint64_t hetmm_jit_atomic(KernelContext* ctx, std::uint64_t va, std::uint32_t op,
                                std::uint64_t n, std::uint64_t operand, std::uint64_t expected);
 void hetmm_jit_barrier(KernelContext* ctx);
+// Whether every page of [lo, hi) is in place (system memory) with the needed right, or private
+// or __local memory; refills the TLB on the way. A loop's accesses over that range then skip the
+// probe (mmu_pass.cpp), which J1 allows: they are CPU accesses to the process's pages.
+std::uint64_t hetmm_jit_range(KernelContext* ctx, std::uint64_t lo, std::uint64_t hi,
+                              std::uint64_t write);
 // Work-items of a group reached different barriers (region loops): reports it, never returns.
 void hetmm_jit_divergence(KernelContext* ctx);
 // A TLB miss: loads the page's PTE into the worker's TLB when it is valid with the needed right

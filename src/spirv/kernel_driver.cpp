@@ -10,6 +10,7 @@
 #include "spirv/fiber.hpp"
 #include "spirv/kernel_context.hpp"
 
+#include "api/runtime_impl.hpp"
 #include "device/sim/sim_device.hpp"
 #include "os/arena.hpp"
 #include "os/syscalls.hpp"
@@ -21,6 +22,7 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <memory_resource>
 
 namespace hetmm::spirv {
 namespace {
@@ -235,6 +237,7 @@ extern "C" std::uint64_t hetmm_jit_atomic(KernelContext* ctx, std::uint64_t va, 
 extern "C" std::uint64_t hetmm_jit_refill(KernelContext* ctx, std::uint64_t va,
                                           std::uint64_t bytes, std::uint64_t write) {
   detail::WorkerContext* w = ctx->worker;
+  if (ctx->fast_paths == 0) return 0;  // J4
   if ((va & 4095) + bytes > 4096 || (va >> 57) != 0) return 0;
   // The epoch before the walk: a PTE cleared after this load is caught by the epoch checks,
   // since the invalidator clears PTEs before it advances the epoch (worker.hpp).
@@ -250,6 +253,40 @@ extern "C" std::uint64_t hetmm_jit_refill(KernelContext* ctx, std::uint64_t va,
   t.vpn = vpn;
   t.pte = p;
   __atomic_store_n(&w->tlb_misses, w->tlb_misses + 1, __ATOMIC_RELAXED);
+  return 1;
+}
+
+extern "C" std::uint64_t hetmm_jit_range(KernelContext* ctx, std::uint64_t lo, std::uint64_t hi,
+                                         std::uint64_t write) {
+  if (ctx->fast_paths == 0 || hi <= lo || (hi >> 57) != 0) return 0;  // J4
+  // Private and __local memory need no translation.
+  if (lo - ctx->private_lo < ctx->private_span && hi - ctx->private_lo <= ctx->private_span)
+    return 1;
+  auto local = reinterpret_cast<std::uint64_t>(ctx->local_base);
+  if (lo - local < ctx->local_span && hi - local <= ctx->local_span) return 1;
+  std::uint64_t first = lo >> 12, last = (hi - 1) >> 12;
+  if (last - first >= 512) return 0;  // not worth it: probe each access
+  detail::WorkerContext* w = ctx->worker;
+  std::uint64_t e = w->device->epoch_ref().load(std::memory_order_seq_cst);
+  if (e != w->tlb_epoch) {
+    w->flush_tlb();
+    w->tlb_epoch = e;
+  }
+  const std::uint64_t need = write != 0 ? device::pte::kWrite : 0;
+  for (std::uint64_t vpn = first; vpn <= last; ++vpn) {
+    detail::TlbEntry& t = w->tlb[detail::WorkerContext::slot(vpn)];
+    if (t.vpn == vpn && (t.pte & (device::pte::kLocal | device::pte::kWrite | device::pte::kValid)) ==
+                            (need | device::pte::kValid))
+      continue;
+    if (t.vpn == vpn && write == 0 && (t.pte & (device::pte::kLocal | device::pte::kValid)) ==
+                                          device::pte::kValid)
+      continue;
+    std::uint64_t p = w->device->walk(vpn << 12);
+    if (!(p & device::pte::kValid) || (p & device::pte::kLocal) || (p & need) != need) return 0;
+    t.vpn = vpn;
+    t.pte = p;
+    __atomic_store_n(&w->tlb_misses, w->tlb_misses + 1, __ATOMIC_RELAXED);
+  }
   return 1;
 }
 
@@ -273,13 +310,16 @@ extern "C" void hetmm_jit_barrier(KernelContext* ctx) {
 // ---- launches -----------------------------------------------------------------------------------
 namespace {
 
-struct NdRangeLaunch final : detail::KernelBase {
+// Lives in runtime memory, arguments included (os/arena.hpp): workers read it while they run
+// the kernel, and a page of the program's heap may be migrated to the device at any moment.
+struct NdRangeLaunch final : detail::KernelBase, os::RuntimeAllocated {
   std::shared_ptr<const detail::CompiledProgram> program;
   const detail::CompiledProgram::Kernel* kernel = nullptr;
-  std::vector<detail::LaunchArg> args;
-  std::vector<std::size_t> local_offset;  // per argument: its slice of the arena (local args)
+  std::pmr::vector<detail::LaunchArg> args{os::runtime_memory()};
+  std::pmr::vector<std::size_t> local_offset{os::runtime_memory()};  // per argument: its arena slice
   std::size_t local_bytes = 0;
   std::uint64_t global[3], local[3], groups[3], dims;
+  bool fast_paths = false;  // J4
 
   void run(Thread& t) override;
 };
@@ -320,6 +360,7 @@ void NdRangeLaunch::run(Thread& t) {
   c.tlb_epoch = &w->tlb_epoch;
   c.tlb = w->tlb;
   c.active = &w->active;
+  c.fast_paths = fast_paths ? 1 : 0;
   std::uint64_t id = t.id();
   c.group_id[0] = id % groups[0];
   c.group_id[1] = id / groups[0] % groups[1];
@@ -483,10 +524,11 @@ void Device::launch_program(const Program& program, std::string_view kernel_name
     total *= launch->groups[d];
   }
   launch->dims = dims;
+  launch->fast_paths = rt_->jit_fast_paths();
   launch->local_bytes = local_bytes;
   launch->program = program.shared();
   launch->kernel = k;
-  launch->args = std::move(args);
+  launch->args.assign(args.begin(), args.end());
   launch_erased(total, std::move(launch));
 }
 

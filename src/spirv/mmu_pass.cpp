@@ -19,15 +19,29 @@
 
 #include "hetmm/hetmm.hpp"
 
+#include <llvm/Analysis/AssumptionCache.h>
+#include <llvm/Analysis/LoopInfo.h>
+#include <llvm/Analysis/ScalarEvolution.h>
+#include <llvm/Analysis/ScalarEvolutionExpressions.h>
+#include <llvm/Analysis/TargetLibraryInfo.h>
 #include <llvm/Analysis/TargetTransformInfo.h>
+#include <llvm/ADT/Triple.h>
+#include <llvm/IR/Dominators.h>
 #include <llvm/Analysis/ValueTracking.h>
 #include <llvm/IR/IRBuilder.h>
 #include <llvm/IR/Instructions.h>
 #include <llvm/IR/IntrinsicInst.h>
 #include <llvm/IR/MDBuilder.h>
+#include <llvm/IR/Operator.h>
 #include <llvm/IR/Module.h>
 #include <llvm/Transforms/Utils/BasicBlockUtils.h>
+#include <llvm/Transforms/Utils/LoopUtils.h>
 #include <llvm/Transforms/Utils/LowerMemIntrinsics.h>
+#include <llvm/Transforms/Utils/ScalarEvolutionExpander.h>
+
+#include <map>
+#include <memory>
+#include <tuple>
 
 namespace hetmm::spirv {
 namespace {
@@ -45,7 +59,7 @@ bool needs_mmu(Value* ptr) {
 }
 
 struct Runtime {
-  FunctionCallee load, store, atomic, refill;
+  FunctionCallee load, store, atomic, refill, range;
 };
 
 Runtime declare_runtime(Module& m) {
@@ -59,6 +73,8 @@ Runtime declare_runtime(Module& m) {
           m.getOrInsertFunction("hetmm_jit_atomic",
                                 FunctionType::get(i64, {i8p, i64, i32, i64, i64, i64}, false)),
           m.getOrInsertFunction("hetmm_jit_refill",
+                                FunctionType::get(i64, {i8p, i64, i64, i64}, false)),
+          m.getOrInsertFunction("hetmm_jit_range",
                                 FunctionType::get(i64, {i8p, i64, i64, i64}, false))};
 }
 
@@ -109,6 +125,7 @@ Probe emit_probe(IRBuilder<>& b, Value* ctx, Value* va, std::uint64_t bytes, boo
   Value* rights = b.CreateAnd(bits, k(mask));
   p.in_place = b.CreateAnd(hit, b.CreateICmpEQ(rights, k(want)));
   p.local = b.CreateAnd(hit, b.CreateICmpEQ(rights, k(want | pte::kLocal)));
+  p.local = b.CreateAnd(p.local, b.CreateICmpNE(ctx_load(b, ctx, ctx_offset::fast_paths, i64), k(0)));
   p.host = b.CreateOr(b.CreateAnd(bits, k(pte::kAddrMask)), b.CreateAnd(va, k(4095)));
   if (as == 4) {
     // Generic pointers into private or __local memory are not device memory.
@@ -121,6 +138,13 @@ Probe emit_probe(IRBuilder<>& b, Value* ctx, Value* va, std::uint64_t bytes, boo
     p.in_place = b.CreateOr(p.in_place, b.CreateOr(priv, local));
   }
   return p;
+}
+
+// The hidden context: the first parameter of a runner (kernels are inlined into them), the
+// fourth from last of every other function (kernel_abi_pass.cpp).
+Value* ctx_of(Function& f) {
+  if (f.getName().startswith("__hetmm_run_")) return f.getArg(0);
+  return f.getArg(f.arg_size() - kHiddenParams);
 }
 
 AllocaInst* entry_alloca(Function* f, Type* t) {
@@ -166,10 +190,11 @@ std::uint32_t atomic_op(AtomicRMWInst::BinOp op) {
 }
 
 // Rewrites one access into head / in-place / local / slow / join blocks.
-void rewrite(Instruction* inst, Value* ptr, const Runtime& rt, const DataLayout& dl) {
+void rewrite(Instruction* inst, Value* ptr, Value* range_ok, const Runtime& rt,
+             const DataLayout& dl) {
   Function* f = inst->getFunction();
   LLVMContext& c = f->getContext();
-  Value* ctx = f->getArg(f->arg_size() - kHiddenParams);
+  Value* ctx = ctx_of(*f);
   Type* value_type = nullptr;
   bool write = false;
   if (auto* l = dyn_cast<LoadInst>(inst)) {
@@ -206,7 +231,12 @@ void rewrite(Instruction* inst, Value* ptr, const Runtime& rt, const DataLayout&
   auto* refill_bb = BasicBlock::Create(c, "mmu.refill", f, join);
   IRBuilder<> b(head);
   Value* va = b.CreatePtrToInt(ptr, b.getInt64Ty());
-  b.CreateBr(probe_bb);
+  // Inside a loop whose whole address range was found in place at its entry: no probe (J1;
+  // LLVM's unswitching then splits the loop on this invariant and vectorises the fast copy).
+  if (range_ok != nullptr)
+    b.CreateCondBr(range_ok, in_place_bb, probe_bb, likely);
+  else
+    b.CreateBr(probe_bb);
   b.SetInsertPoint(probe_bb);
   PHINode* attempt = b.CreatePHI(b.getInt32Ty(), 2, "mmu.attempt");
   attempt->addIncoming(b.getInt32(0), head);
@@ -309,6 +339,100 @@ void expand_mem_intrinsics(Function& f, const TargetTransformInfo& tti) {
   }
 }
 
+// Loop range checks: for the loads and stores of an innermost loop whose addresses are affine
+// in the loop (or invariant), one call in the preheader checks that every page of the range
+// the loop will touch is mapped in place with the needed right. The accesses then skip the
+// probe while that holds. Returns, per access, the loop's check (absent: probe every time).
+std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
+                                            const std::vector<std::pair<Instruction*, Value*>>& work) {
+  std::map<Instruction*, Value*> checks;
+  const DataLayout& dl = f.getParent()->getDataLayout();
+  DominatorTree dt(f);
+  LoopInfo li(dt);
+  if (li.empty()) return checks;
+  TargetLibraryInfoImpl tlii(Triple(f.getParent()->getTargetTriple()));
+  TargetLibraryInfo tli(tlii, &f);
+  AssumptionCache ac(f);
+  ScalarEvolution se(f, tli, ac, dt, li);
+  SCEVExpander expander(se, dl, "mmu.range");
+  Type* i64 = Type::getInt64Ty(f.getContext());
+  Value* ctx = ctx_of(f);
+  struct LoopCheck {
+    std::unique_ptr<PredicatedScalarEvolution> pse;  // no-wrap assumptions, checked at entry
+    std::vector<std::tuple<Instruction*, const SCEV*, const SCEV*>> ranges;  // inst, lo, hi
+    bool failed = false;
+  };
+  std::map<Loop*, LoopCheck> loops;
+  // A loop qualifies only if all its device accesses do: one probe left keeps it scalar.
+  for (auto& [inst, ptr] : work) {
+    Loop* l = li.getLoopFor(inst->getParent());
+    if (l == nullptr || !l->isInnermost()) continue;
+    LoopCheck& lc = loops[l];
+    if (lc.failed) continue;
+    if (lc.pse == nullptr) lc.pse = std::make_unique<PredicatedScalarEvolution>(se, *l);
+    PredicatedScalarEvolution& pse = *lc.pse;
+    auto fail = [&] { lc.failed = true; };
+    if (!isa<LoadInst>(inst) && !isa<StoreInst>(inst)) { fail(); continue; }
+    if (cast<Instruction>(inst)->isAtomic()) { fail(); continue; }
+    if (l->getLoopPreheader() == nullptr &&
+        InsertPreheaderForLoop(l, &dt, &li, nullptr, false) == nullptr) { fail(); continue; }
+    // Address-space casts are no-ops here (device addresses are process addresses), but they
+    // hide the GEP arithmetic from SCEV: look through them.
+    Value* base = ptr;
+    while (auto* cast_op = dyn_cast<AddrSpaceCastOperator>(base)) base = cast_op->getOperand(0);
+    const SCEV* at = se.getSCEV(base);
+    const SCEV *first = at, *last = at;
+    if (!se.isLoopInvariant(at, l)) {
+      // Kernels index with 32-bit ints whose no-overflow flags SPIR-V 1.0 cannot carry: as
+      // the vectoriser does, assume no wrap and check that assumption at loop entry.
+      const SCEVAddRecExpr* ar = pse.getAsAddRec(base);
+      const SCEV* btc = pse.getBackedgeTakenCount();
+      if (ar == nullptr || ar->getLoop() != l || !ar->isAffine() ||
+          isa<SCEVCouldNotCompute>(btc)) {
+        fail();
+        continue;
+      }
+      first = ar->getStart();
+      last = ar->evaluateAtIteration(btc, se);
+    }
+    first = se.getPtrToIntExpr(first, i64);
+    last = se.getPtrToIntExpr(last, i64);
+    if (isa<SCEVCouldNotCompute>(first) || isa<SCEVCouldNotCompute>(last)) { fail(); continue; }
+    bool write = isa<StoreInst>(inst);
+    Type* t = write ? cast<StoreInst>(inst)->getValueOperand()->getType() : inst->getType();
+    const SCEV* lo = se.getUMinExpr(first, last);
+    const SCEV* hi = se.getAddExpr(se.getUMaxExpr(first, last),
+                                   se.getConstant(i64, dl.getTypeStoreSize(t)));
+    lc.ranges.push_back({inst, lo, hi});
+  }
+  for (auto& [l, lc] : loops) {
+    if (lc.failed || lc.ranges.empty()) continue;
+    Instruction* where = l->getLoopPreheader()->getTerminator();
+    bool safe = true;
+    for (auto& [inst, lo, hi] : lc.ranges)
+      safe = safe && expander.isSafeToExpandAt(lo, where) && expander.isSafeToExpandAt(hi, where);
+    if (!safe) {
+      lc.failed = true;
+      continue;
+    }
+    IRBuilder<> b(where);
+    Value* ok = b.getTrue();
+    if (!lc.pse->getPredicate().isAlwaysTrue())
+      ok = b.CreateNot(expander.expandCodeForPredicate(&lc.pse->getPredicate(), where));
+    for (auto& [inst, lo, hi] : lc.ranges) {
+      Value* lo_v = expander.expandCodeFor(lo, i64, where);
+      Value* hi_v = expander.expandCodeFor(hi, i64, where);
+      b.SetInsertPoint(where);
+      bool write = isa<StoreInst>(inst);
+      ok = b.CreateAnd(ok, b.CreateICmpNE(b.CreateCall(rt.range, {ctx, lo_v, hi_v,
+                                                                   b.getInt64(write ? 1 : 0)}),
+                                          b.getInt64(0)));
+    }
+    for (auto& [inst, lo, hi] : lc.ranges) checks[inst] = ok;
+  }
+  return checks;
+}
+
 }  // namespace
 
 std::size_t apply_mmu_rewrite(Module& m) {
@@ -317,9 +441,7 @@ std::size_t apply_mmu_rewrite(Module& m) {
   Runtime rt = declare_runtime(m);
   std::size_t rewritten = 0;
   for (Function& f : m) {
-    if (f.isDeclaration() || f.arg_size() < kHiddenParams ||
-        f.getName().startswith("__hetmm_run_"))
-      continue;
+    if (f.isDeclaration() || f.arg_size() < kHiddenParams) continue;
     expand_mem_intrinsics(f, tti);
     std::vector<std::pair<Instruction*, Value*>> work;
     for (BasicBlock& bb : f)
@@ -331,7 +453,11 @@ std::size_t apply_mmu_rewrite(Module& m) {
         else if (auto* x = dyn_cast<AtomicCmpXchgInst>(&i)) ptr = x->getPointerOperand();
         if (ptr != nullptr && needs_mmu(ptr)) work.push_back({&i, ptr});
       }
-    for (auto& [inst, ptr] : work) rewrite(inst, ptr, rt, dl);
+    std::map<Instruction*, Value*> checks = range_checks(f, rt, work);
+    for (auto& [inst, ptr] : work) {
+      auto it = checks.find(inst);
+      rewrite(inst, ptr, it == checks.end() ? nullptr : it->second, rt, dl);
+    }
     rewritten += work.size();
   }
   return rewritten;

@@ -37,8 +37,6 @@ static size_t hm_local_items(void) {
                                     event_t e) {                                                 \
     return async_work_group_strided_copy(dst, src, n, 1, e);                                     \
   }
-#define HM_ALL_TYPES(M)                                                                          \
-  M(char) M(uchar) M(short) M(ushort) M(int) M(uint) M(long) M(ulong) M(half) M(float) M(double)
 HM_ALL_TYPES(HM_ASYNC3)
 
 // OpenCL 2.0 passes the event list through a generic pointer (_Z17wait_group_eventsiPU3AS49ocl_event).

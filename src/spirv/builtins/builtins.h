@@ -1,20 +1,41 @@
 // Shared macros for hetmm's OpenCL C built-in library (src/spirv/builtins/*.cl).
 //
-// The library complements libclc (Debian's libclc-15, spirv64-mesa3d-.spv), which is linked in
-// as a binary: libclc supplies the transcendental math, geometric functions, vload/vstore for
-// the named address spaces and the async copies; these files supply what libclc leaves
-// undefined (fabs, sqrt, fma, min/max, integer functions, relational functions, conversions,
-// atomics, fences...) plus the variants that only the SPIR-V translator produces (generic
-// address-space pointers, half precision, signless mangling). cmake/spirv_builtins.cmake builds
-// everything into one bitcode module; check.sh shows what a kernel still leaves undefined.
+// cmake/spirv_builtins.cmake links these files with libclc (Debian's libclc-15,
+// spirv64-mesa3d-.spv, used as a binary) into one bitcode module, hetmm_builtins.bc, which the
+// JIT links into every kernel. libclc keeps: the pi-scaled math (sinpi, atan2pi...), powr,
+// pown, rootn, frexp, modf, fract, ilogb, logb, the geometric functions, mix/step/smoothstep/
+// sign/degrees/radians, rotate, vload/vstore and vload_half for the named address spaces and
+// the async copies. These files supply everything libclc leaves undefined, replace what it
+// gets wrong on a CPU, and add the forms only the SPIR-V translator produces:
+//   math.cl          fabs, sqrt, fma, mad, fmin/fmax, rounding, copysign, nextafter... (+ the
+//                    overrides of libclc's "no subnormals, no hardware fma" configuration)
+//   math_libm.cl     the C99 transcendentals via the host libm (libclc flushes subnormals)
+//   math_native.cl   native_* and half_* (= the full-precision functions)
+//   math_half.cl     half-precision math (libclc has none), computed in float
+//   math_ptr.cl      fract/modf/frexp/sincos/lgamma_r/remquo with pointer results, generic AS
+//   integer.cl       abs, clz, mul_hi, add_sat, mad_sat, upsample, min/max/clamp...
+//   common.cl        float min/max/clamp, half common functions
+//   geometric.cl     half cross/normalize
+//   relational.cl    isnan, isinf, signbit, any, all, select, bitselect...
+//   vload_vstore.cl  vload/vstore through generic pointers, vstore_half for every AS
+//   shuffle.cl       shuffle, shuffle2
+//   convert.cl       convert_<type>[_sat][_<rounding>] (convert_float.cl: float destinations)
+//   atomics.cl       OpenCL 1.x, 64-bit and (as translated) OpenCL 2.0 atomics
+//   fences.cl        mem_fence, read_mem_fence, write_mem_fence
+//   async.cl         vec3 async copies, wait_group_events(generic), prefetch
+//   address_space.cl get_fence
+// Not here (hetmm's kernel pass supplies them): the work-item functions, barrier, printf, and
+// __to_global/__to_local/__to_private (to_global() etc.). check.sh shows what a kernel still
+// leaves undefined.
 //
 // Every file is compiled for spir64 (see the cmake file for why: the SPIR calling convention
 // passes vectors as vectors, like the translator's call sites, where the x86-64 C ABI would
-// coerce char4 to i32 or pass float8 in memory), except atomics.cl and fences.cl, which are
-// compiled for the host (spir64 has no lock-free atomics: clang would emit libcalls).
+// coerce char4 to i32 or pass float8 in memory), except atomics.cl, which is compiled for the
+// host (spir64 has no lock-free atomics: clang would emit libcalls).
 //
 // Names: functions are declared overloadable and get the SPIR (Itanium + address space)
 // mangling that `llvm-spirv -r` produces, e.g. _Z4fabsf, _Z3fmaDv4_fS_S_, _Z6vload4mPU3AS4Kf.
+// The files are compiled with opencl-c.h, so every standard overload is declared.
 #pragma once
 
 #pragma OPENCL EXTENSION cl_khr_fp64 : enable
@@ -86,6 +107,10 @@
 #define HM_INT_TYPES(M)                                                                          \
   M(char, uchar) M(uchar, uchar) M(short, ushort) M(ushort, ushort) M(int, uint) M(uint, uint)  \
   M(long, ulong) M(ulong, ulong)
+
+// All scalar element types: M(T)
+#define HM_ALL_TYPES(M)                                                                          \
+  M(char) M(uchar) M(short) M(ushort) M(int) M(uint) M(long) M(ulong) M(half) M(float) M(double)
 
 // Token pasting after macro expansion of the operands.
 #define HM_CAT(a, b) HM_CAT_(a, b)

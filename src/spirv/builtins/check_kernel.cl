@@ -28,8 +28,7 @@ float c11_and_generic(global atomic_int *ai, global atomic_uint *au, global atom
   float x = atomic_load(af) + atomic_exchange(af, 2.0f);
   atomic_store(af, 1.0f);
   atomic_work_item_fence(CLK_GLOBAL_MEM_FENCE, memory_order_seq_cst, memory_scope_device);
-  // Generic pointers: vload/vstore, math with pointer results, 1.x atomics via to_global-free
-  // casts.
+  // Generic pointers: vload/vstore, vload_half/vstore_half, math with pointer results.
   generic float *g = (i & 1) ? (generic float *)f : (generic float *)lf;
   float4 v = vload4(i, g) + vload4(0, (const generic float *)f);
   vstore4(v, 1, g);
@@ -39,6 +38,9 @@ float c11_and_generic(global atomic_int *ai, global atomic_uint *au, global atom
   float ip, c;
   int e;
   x += fract(x, &ip) + ip + sincos(x, &c) + c + frexp(x, &e) + e + modf(x, &ip);
+  x += remquo(x, 3.0f, &e) + lgamma_r(x, &e) + e;
+  global atomic_double *ad = (global atomic_double *)al;
+  x += (float)(atomic_load(ad) + atomic_exchange(ad, 1.0));
   return x + r + ctz(r);
 }
 #endif
@@ -70,6 +72,7 @@ kernel void check_builtins(global float *f, global float4 *f4, global int *gi, g
   x += fdim(x, 1.0f) + maxmag(x, 2.0f) + minmag(x, 2.0f) + nextafter(x, 0.0f) + nan(1u);
   x += erf(x) + erfc(x) + lgamma(x) + tgamma(x) + expm1(x) + log1p(x) + logb(x) + ilogb(x);
   x += ldexp(x, 3) + sinpi(x) + cospi(x) + fract(x, &ip) + ip + frexp(x, &e) + e;
+  x += remquo(x, 2.0f, &e) + lgamma_r(x, &e) + sincos(x, &ip) + modf(x, &ip) + atan2pi(x, 2.0f);
   x += native_sin(x) + native_cos(x) + native_exp(x) + native_log(x) + native_sqrt(x);
   x += native_rsqrt(x) + native_divide(x, 3.0f) + native_recip(x) + native_powr(x, 2.0f);
   x += half_sin(x) + half_exp(x) + half_log(x) + half_sqrt(x) + half_rsqrt(x) + half_recip(x);

@@ -1,6 +1,6 @@
 // Integer built-ins (OpenCL C 6.15.3) for char..ulong, scalar and vector. libclc leaves all of
-// these undefined except rotate and mad_sat. Arithmetic that could overflow is done in the
-// unsigned type (wrapping, defined) and converted back.
+// these undefined except rotate (kept) and mad_sat (replaced here). Arithmetic that could
+// overflow is done in the unsigned type (wrapping, defined) and converted back.
 //
 // The translator mangles integer arguments as signed unless the SPIR-V instruction has a
 // signed and an unsigned form (s_max/u_max...): popcount(uint) arrives as _Z8popcounti,

@@ -1,13 +1,15 @@
 // Math functions that map onto LLVM intrinsics or exact bit manipulation, for half, float and
 // double, scalar and vector. libclc leaves exactly these undefined ("native" operations that a
-// GPU backend lowers itself) and calls them from its own code (its sin calls fma and floor, its
-// pow calls fabs...), so they are both kernel-visible built-ins and libclc's back end.
+// GPU backend lowers itself) and calls them from its own code (its pown calls fabs, its
+// geometric functions mad and sqrt...), so they are both kernel-visible built-ins and libclc's
+// back end.
 //
-// Accuracy: everything here is exact or correctly rounded (OpenCL allows up to 3 ulp for sqrt
-// and 2 ulp for rsqrt): llvm.sqrt and llvm.fma are correctly rounded, and llvm.fma stays a
-// real fused multiply-add even where the CPU has no FMA unit (it then becomes a call to libm's
-// fmaf/fma). mad may be fused or not (OpenCL leaves its rounding open): llvm.fmuladd lets the
-// backend use an FMA instruction when there is one.
+// Accuracy: everything here is exact or correctly rounded except rsqrt, 1/sqrt(x) with two
+// roundings (OpenCL allows 3 ulp for sqrt, 2 for rsqrt). llvm.sqrt and llvm.fma are correctly
+// rounded, and llvm.fma stays a real fused multiply-add even where the CPU has no FMA unit (it
+// then becomes a call to libm's fmaf/fma). mad may be fused or not (OpenCL leaves its rounding
+// open): llvm.fmuladd lets the backend use an FMA instruction when there is one, so results
+// can differ in the last bits from an implementation that does not fuse (PoCL's mad, dot).
 #include "builtins.h"
 
 // ---- Overrides of libclc's configuration hooks --------------------------------------------

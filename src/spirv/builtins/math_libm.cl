@@ -52,7 +52,6 @@ HM_LIBM1(cbrt)
 HM_LIBM1(erf)
 HM_LIBM1(erfc)
 HM_LIBM1(tgamma)
-HM_LIBM1(lgamma)
 HM_LIBM2(atan2)
 HM_LIBM2(pow)
 HM_LIBM2(hypot)
@@ -72,6 +71,18 @@ float hm_libm_lgammaf_r(float, __private int *) __asm__("lgammaf_r");
 double hm_libm_lgamma_r(double, __private int *) __asm__("lgamma_r");
 OVL float lgamma_r(float x, __private int *s) { return hm_libm_lgammaf_r(x, s); }
 OVL double lgamma_r(double x, __private int *s) { return hm_libm_lgamma_r(x, s); }
+// lgamma through lgamma_r: C's lgamma also writes the global signgam, a data race between
+// work-items running on different threads.
+OVL float lgamma(float x) {
+  int s;
+  return hm_libm_lgammaf_r(x, &s);
+}
+OVL double lgamma(double x) {
+  int s;
+  return hm_libm_lgamma_r(x, &s);
+}
+HM_SPLIT1(lgamma, float, float)
+HM_SPLIT1(lgamma, double, double)
 OVL float sincos(float x, __private float *c) {
   *c = __builtin_cosf(x);
   return __builtin_sinf(x);

@@ -13,8 +13,6 @@
 #define HM_VTYPES(N, T) typedef T hm_##T##N##_u __attribute__((ext_vector_type(N), aligned(sizeof(T))));
 #define HM_VTYPES_T(T)                                                                           \
   HM_VTYPES(2, T) HM_VTYPES(4, T) HM_VTYPES(8, T) HM_VTYPES(16, T)
-#define HM_ALL_TYPES(M)                                                                          \
-  M(char) M(uchar) M(short) M(ushort) M(int) M(uint) M(long) M(ulong) M(half) M(float) M(double)
 HM_ALL_TYPES(HM_VTYPES_T)
 
 #define HM_VLOAD(N, T)                                                                           \
