@@ -182,7 +182,9 @@ void dump_ir(Module& m, const char* stage) {
   if (!ec) m.print(out, nullptr);
 }
 
-void simplify(Module& m, TargetMachine& tm) {
+// Runs the pipeline `build` makes, with the host target's analyses.
+template <class Build>
+void run_pipeline(Module& m, TargetMachine& tm, Build&& build) {
   LoopAnalysisManager lam;
   FunctionAnalysisManager fam;
   CGSCCAnalysisManager cgam;
@@ -193,26 +195,22 @@ void simplify(Module& m, TargetMachine& tm) {
   pb.registerFunctionAnalyses(fam);
   pb.registerLoopAnalyses(lam);
   pb.crossRegisterProxies(lam, fam, cgam, mam);
-  ModulePassManager mpm =
-      pb.buildModuleSimplificationPipeline(OptimizationLevel::O2, ThinOrFullLTOPhase::None);
+  ModulePassManager mpm = build(pb);
   mpm.run(m, mam);
 }
 
+// Inlining and simplification only (no vectorisation): what the MMU rewrite wants to see.
+void simplify(Module& m, TargetMachine& tm) {
+  run_pipeline(m, tm, [](PassBuilder& pb) {
+    return pb.buildModuleSimplificationPipeline(OptimizationLevel::O2, ThinOrFullLTOPhase::None);
+  });
+}
+
 void optimize(Module& m, TargetMachine& tm, OptimizationLevel level) {
-  LoopAnalysisManager lam;
-  FunctionAnalysisManager fam;
-  CGSCCAnalysisManager cgam;
-  ModuleAnalysisManager mam;
-  PassBuilder pb(&tm);
-  pb.registerModuleAnalyses(mam);
-  pb.registerCGSCCAnalyses(cgam);
-  pb.registerFunctionAnalyses(fam);
-  pb.registerLoopAnalyses(lam);
-  pb.crossRegisterProxies(lam, fam, cgam, mam);
-  ModulePassManager mpm = level == OptimizationLevel::O0
-                              ? pb.buildO0DefaultPipeline(level)
-                              : pb.buildPerModuleDefaultPipeline(level);
-  mpm.run(m, mam);
+  run_pipeline(m, tm, [&](PassBuilder& pb) {
+    return level == OptimizationLevel::O0 ? pb.buildO0DefaultPipeline(level)
+                                          : pb.buildPerModuleDefaultPipeline(level);
+  });
 }
 
 orc::SymbolMap runtime_symbol_map(orc::LLJIT& jit) {
