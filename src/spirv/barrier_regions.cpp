@@ -18,6 +18,7 @@
 //
 // The transform works on a copy of the kernel; anything it does not handle (a barrier in a
 // function that cannot be inlined, dynamic allocas) leaves the kernel to the fiber driver.
+#include "spirv/context_ir.hpp"
 #include "spirv/kernel_context.hpp"
 #include "spirv/passes.hpp"
 
@@ -154,12 +155,6 @@ std::size_t demote_and_privatize(Regions& r, std::vector<BasicBlock*>& barrier_b
   return std::max<std::size_t>((offset + 15) / 16 * 16, 16);
 }
 
-LoadInst* ctx_u64(IRBuilder<>& b, Value* ctx, unsigned offset) {
-  Value* p = b.CreateBitCast(b.CreateConstInBoundsGEP1_64(b.getInt8Ty(), ctx, offset),
-                             b.getInt64Ty()->getPointerTo());
-  return b.CreateAlignedLoad(b.getInt64Ty(), p, Align(8));
-}
-
 bool build_regions(Regions& r, const std::vector<BasicBlock*>& barrier_blocks, std::size_t stride,
                    FunctionCallee divergence) {
   Function& f = r.f;
@@ -179,10 +174,10 @@ bool build_regions(Regions& r, const std::vector<BasicBlock*>& barrier_blocks, s
   IRBuilder<> b(entry);
   AllocaInst* state = b.CreateAlloca(b.getInt32Ty(), nullptr, "wg.state");
   AllocaInst* mismatch = b.CreateAlloca(b.getInt1Ty(), nullptr, "wg.mismatch");
-  Value* base = b.CreateIntToPtr(ctx_u64(b, ctx, ctx_offset::wi_private), b.getInt8PtrTy());
-  Value* n0 = ctx_u64(b, ctx, ctx_offset::local_size);
-  Value* n1 = ctx_u64(b, ctx, ctx_offset::local_size + 8);
-  Value* n2 = ctx_u64(b, ctx, ctx_offset::local_size + 16);
+  Value* base = b.CreateIntToPtr(load_ctx_field(b, ctx, ctx_offset::wi_private, b.getInt64Ty()), b.getInt8PtrTy());
+  Value* n0 = load_ctx_field(b, ctx, ctx_offset::local_size, b.getInt64Ty());
+  Value* n1 = load_ctx_field(b, ctx, ctx_offset::local_size + 8, b.getInt64Ty());
+  Value* n2 = load_ctx_field(b, ctx, ctx_offset::local_size + 16, b.getInt64Ty());
   b.CreateStore(b.getInt32(0), state);
   b.CreateBr(dispatch);
   b.SetInsertPoint(dispatch);

@@ -30,7 +30,6 @@
 #include <atomic>
 #include <cstdlib>
 #include <mutex>
-#include <set>
 #include <sstream>
 
 namespace hetmm::spirv {
@@ -150,11 +149,25 @@ void link_builtins(Module& m) {
     fail(Errc::invalid_argument, "SPIR-V module: linking the built-in library failed");
 }
 
-const std::set<std::string>& runtime_symbols() {
-  static const std::set<std::string> s{"hetmm_jit_load", "hetmm_jit_store", "hetmm_jit_atomic",
-                                       "hetmm_jit_barrier", "hetmm_jit_refill",
-                                       "hetmm_jit_divergence", "hetmm_jit_range"};
-  return s;
+// The runtime entry points kernel code calls (kernel_context.hpp), defined in every JIT.
+struct RuntimeSymbol {
+  const char* name;
+  void* address;
+};
+const RuntimeSymbol kRuntimeSymbols[] = {
+    {"hetmm_jit_load", reinterpret_cast<void*>(&hetmm_jit_load)},
+    {"hetmm_jit_store", reinterpret_cast<void*>(&hetmm_jit_store)},
+    {"hetmm_jit_atomic", reinterpret_cast<void*>(&hetmm_jit_atomic)},
+    {"hetmm_jit_barrier", reinterpret_cast<void*>(&hetmm_jit_barrier)},
+    {"hetmm_jit_refill", reinterpret_cast<void*>(&hetmm_jit_refill)},
+    {"hetmm_jit_divergence", reinterpret_cast<void*>(&hetmm_jit_divergence)},
+    {"hetmm_jit_range", reinterpret_cast<void*>(&hetmm_jit_range)},
+};
+
+bool is_runtime_symbol(StringRef name) {
+  for (const RuntimeSymbol& r : kRuntimeSymbols)
+    if (name == r.name) return true;
+  return false;
 }
 
 // Built-ins nobody defines would only surface as a JIT link failure deep in ORC; name them.
@@ -163,7 +176,7 @@ void check_undefined(Module& m) {
   for (Function& f : m) {
     if (!f.isDeclaration() || f.isIntrinsic() || f.use_empty()) continue;
     std::string name = f.getName().str();
-    if (runtime_symbols().count(name) || dlsym(RTLD_DEFAULT, name.c_str()) != nullptr) continue;
+    if (is_runtime_symbol(name) || dlsym(RTLD_DEFAULT, name.c_str()) != nullptr) continue;
     missing += (missing.empty() ? "" : ", ") + name;
   }
   if (!missing.empty())
@@ -215,17 +228,9 @@ void optimize(Module& m, TargetMachine& tm, OptimizationLevel level) {
 
 orc::SymbolMap runtime_symbol_map(orc::LLJIT& jit) {
   orc::SymbolMap map;
-  auto add = [&](const char* name, void* fn) {
-    map[jit.mangleAndIntern(name)] =
-        JITEvaluatedSymbol(pointerToJITTargetAddress(fn), JITSymbolFlags::Exported);
-  };
-  add("hetmm_jit_load", reinterpret_cast<void*>(&hetmm_jit_load));
-  add("hetmm_jit_store", reinterpret_cast<void*>(&hetmm_jit_store));
-  add("hetmm_jit_atomic", reinterpret_cast<void*>(&hetmm_jit_atomic));
-  add("hetmm_jit_barrier", reinterpret_cast<void*>(&hetmm_jit_barrier));
-  add("hetmm_jit_refill", reinterpret_cast<void*>(&hetmm_jit_refill));
-  add("hetmm_jit_divergence", reinterpret_cast<void*>(&hetmm_jit_divergence));
-  add("hetmm_jit_range", reinterpret_cast<void*>(&hetmm_jit_range));
+  for (const RuntimeSymbol& r : kRuntimeSymbols)
+    map[jit.mangleAndIntern(r.name)] =
+        JITEvaluatedSymbol(pointerToJITTargetAddress(r.address), JITSymbolFlags::Exported);
   return map;
 }
 

@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace hetmm::detail {
@@ -42,6 +43,12 @@ class CompiledProgram {
 }  // namespace hetmm::detail
 
 namespace hetmm::spirv {
+
+// Whether a build option is the JIT's (-mmu=on|off, -O0..-O3) rather than the OpenCL C front
+// end's: from_opencl_c passes the JIT's to compile_spirv and the rest to clang.
+inline bool is_jit_option(std::string_view o) {
+  return o.rfind("-mmu=", 0) == 0 || o == "-O0" || o == "-O1" || o == "-O2" || o == "-O3";
+}
 
 // SPIR-V words to a compiled program (validated, translated, rewritten, JIT-compiled).
 std::shared_ptr<const detail::CompiledProgram> compile_spirv(const std::uint32_t* words,

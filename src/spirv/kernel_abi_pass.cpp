@@ -4,6 +4,7 @@
 // every worker at once, and work-items of a group run either as an IR loop (ids are loop
 // variables the optimiser sees) or as fibers (each with its own ids). Passing (ctx, lx, ly, lz)
 // down every call keeps ids in registers and lets LLVM fold get_global_id(0) into an add.
+#include "spirv/context_ir.hpp"
 #include "spirv/kernel_context.hpp"
 #include "spirv/passes.hpp"
 
@@ -33,17 +34,6 @@ Hidden hidden_of(Function* f) {
   return {f->getArg(n - 4), {f->getArg(n - 3), f->getArg(n - 2), f->getArg(n - 1)}};
 }
 
-Value* ctx_field_ptr(IRBuilder<>& b, Value* ctx, unsigned offset, Type* type) {
-  Value* p = b.CreateConstInBoundsGEP1_64(b.getInt8Ty(), ctx, offset);
-  return b.CreateBitCast(p, type->getPointerTo());
-}
-
-LoadInst* load_invariant(IRBuilder<>& b, Type* type, Value* ptr) {
-  LoadInst* l = b.CreateAlignedLoad(type, ptr, Align(8));
-  l->setMetadata(LLVMContext::MD_invariant_load, MDNode::get(b.getContext(), {}));
-  return l;
-}
-
 // ctx-><array at offset>[dim], or `fallback` for dim >= 3 (the OpenCL rule for out-of-range
 // dimensions: ids 0, sizes 1).
 Value* ctx_dim(IRBuilder<>& b, Value* ctx, unsigned offset, Value* dim, std::uint64_t fallback) {
@@ -51,7 +41,7 @@ Value* ctx_dim(IRBuilder<>& b, Value* ctx, unsigned offset, Value* dim, std::uin
   if (auto* c = dyn_cast<ConstantInt>(dim)) {
     std::uint64_t d = c->getZExtValue();
     if (d >= 3) return ConstantInt::get(i64, fallback);
-    return load_invariant(b, i64, ctx_field_ptr(b, ctx, offset + 8 * unsigned(d), i64));
+    return load_ctx_field(b, ctx, offset + 8 * unsigned(d), i64);
   }
   Value* d64 = b.CreateZExtOrTrunc(dim, i64);
   Value* in_range = b.CreateICmpULT(d64, ConstantInt::get(i64, 3));
@@ -89,7 +79,7 @@ Value* work_item_builtin(IRBuilder<>& b, const Hidden& h, StringRef name, CallIn
   if (name == "_Z14get_num_groupsj") return ctx_dim(b, ctx, o::num_groups, arg(), 1);
   if (name == "_Z17get_global_offsetj") return ctx_dim(b, ctx, o::global_offset, arg(), 0);
   if (name == "_Z12get_work_dimv")
-    return b.CreateTrunc(load_invariant(b, i64, ctx_field_ptr(b, ctx, o::work_dim, i64)),
+    return b.CreateTrunc(load_ctx_field(b, ctx, o::work_dim, i64),
                          call->getType());
   auto global_id = [&](Value* d) {
     Value* g = b.CreateMul(ctx_dim(b, ctx, o::group_id, d, 0),
@@ -105,8 +95,8 @@ Value* work_item_builtin(IRBuilder<>& b, const Hidden& h, StringRef name, CallIn
     Value* p = call->getArgOperand(0);
     Value* va = b.CreatePtrToInt(p, i64);
     auto in = [&](unsigned base_off, unsigned span_off) {
-      Value* base = load_invariant(b, i64, ctx_field_ptr(b, ctx, base_off, i64));
-      Value* span = load_invariant(b, i64, ctx_field_ptr(b, ctx, span_off, i64));
+      Value* base = load_ctx_field(b, ctx, base_off, i64);
+      Value* span = load_ctx_field(b, ctx, span_off, i64);
       return b.CreateICmpULT(b.CreateSub(va, base), span);
     };
     Value* local = in(o::local_base, o::local_span);
@@ -224,8 +214,7 @@ std::size_t lower_local_variables(Module& m) {
       if (auto* phi = dyn_cast<PHINode>(inst)) where = phi->getIncomingBlock(use)->getTerminator();
       IRBuilder<> b(where);
       Hidden h = hidden_of(inst->getFunction());
-      Value* base = load_invariant(b, b.getInt8PtrTy(),
-                                   ctx_field_ptr(b, h.ctx, ctx_offset::local_base, b.getInt8PtrTy()));
+      Value* base = load_ctx_field(b, h.ctx, ctx_offset::local_base, b.getInt8PtrTy());
       Value* p = b.CreateConstInBoundsGEP1_64(b.getInt8Ty(), base, at);
       p = b.CreateAddrSpaceCast(p, b.getInt8PtrTy(3));
       use.set(b.CreateBitCast(p, g->getType()));

@@ -234,26 +234,42 @@ extern "C" std::uint64_t hetmm_jit_atomic(KernelContext* ctx, std::uint64_t va, 
   });
 }
 
-extern "C" std::uint64_t hetmm_jit_refill(KernelContext* ctx, std::uint64_t va,
-                                          std::uint64_t bytes, std::uint64_t write) {
-  detail::WorkerContext* w = ctx->worker;
-  if (ctx->fast_paths == 0) return 0;  // J4
-  if ((va & 4095) + bytes > 4096 || (va >> 57) != 0) return 0;
-  // The epoch before the walk: a PTE cleared after this load is caught by the epoch checks,
-  // since the invalidator clears PTEs before it advances the epoch (worker.hpp).
-  std::uint64_t e = w->device->epoch_ref().load(std::memory_order_seq_cst);
-  if (e != w->tlb_epoch) {
-    w->flush_tlb();
-    w->tlb_epoch = e;
-  }
-  std::uint64_t p = w->device->walk(va);
-  if (!(p & device::pte::kValid) || (write != 0 && !(p & device::pte::kWrite))) return 0;
-  std::uint64_t vpn = va >> 12;
+namespace {
+
+// Brings the worker's TLB to the current shootdown epoch. The epoch is read before any walk that
+// follows: a PTE cleared after this load is caught by the epoch checks, since the invalidator
+// clears PTEs before it advances the epoch (worker.hpp).
+void sync_tlb(detail::WorkerContext* w) {
+  w->sync_tlb(w->device->epoch_ref().load(std::memory_order_seq_cst));
+}
+
+// Loads vpn's PTE from the device page table into the TLB; returns it (0: not mapped).
+std::uint64_t fill_tlb(detail::WorkerContext* w, std::uint64_t vpn) {
+  std::uint64_t p = w->device->walk(vpn << 12);
+  if (!(p & device::pte::kValid)) return 0;
   detail::TlbEntry& t = w->tlb[detail::WorkerContext::slot(vpn)];
   t.vpn = vpn;
   t.pte = p;
   __atomic_store_n(&w->tlb_misses, w->tlb_misses + 1, __ATOMIC_RELAXED);
-  return 1;
+  return p;
+}
+
+// A PTE that maps its page in place (system memory) with every right in `need`.
+bool in_place_with(std::uint64_t pte, std::uint64_t need) {
+  return (pte & (device::pte::kValid | device::pte::kLocal)) == device::pte::kValid &&
+         (pte & need) == need;
+}
+
+}  // namespace
+
+extern "C" std::uint64_t hetmm_jit_refill(KernelContext* ctx, std::uint64_t va,
+                                          std::uint64_t bytes, std::uint64_t write) {
+  if (ctx->fast_paths == 0) return 0;  // J4
+  if ((va & 4095) + bytes > 4096 || (va >> 57) != 0) return 0;
+  detail::WorkerContext* w = ctx->worker;
+  sync_tlb(w);
+  std::uint64_t p = fill_tlb(w, va >> 12);
+  return p != 0 && (write == 0 || (p & device::pte::kWrite)) ? 1 : 0;
 }
 
 extern "C" std::uint64_t hetmm_jit_range(KernelContext* ctx, std::uint64_t lo, std::uint64_t hi,
@@ -267,25 +283,12 @@ extern "C" std::uint64_t hetmm_jit_range(KernelContext* ctx, std::uint64_t lo, s
   std::uint64_t first = lo >> 12, last = (hi - 1) >> 12;
   if (last - first >= 512) return 0;  // not worth it: probe each access
   detail::WorkerContext* w = ctx->worker;
-  std::uint64_t e = w->device->epoch_ref().load(std::memory_order_seq_cst);
-  if (e != w->tlb_epoch) {
-    w->flush_tlb();
-    w->tlb_epoch = e;
-  }
+  sync_tlb(w);
   const std::uint64_t need = write != 0 ? device::pte::kWrite : 0;
   for (std::uint64_t vpn = first; vpn <= last; ++vpn) {
-    detail::TlbEntry& t = w->tlb[detail::WorkerContext::slot(vpn)];
-    if (t.vpn == vpn && (t.pte & (device::pte::kLocal | device::pte::kWrite | device::pte::kValid)) ==
-                            (need | device::pte::kValid))
-      continue;
-    if (t.vpn == vpn && write == 0 && (t.pte & (device::pte::kLocal | device::pte::kValid)) ==
-                                          device::pte::kValid)
-      continue;
-    std::uint64_t p = w->device->walk(vpn << 12);
-    if (!(p & device::pte::kValid) || (p & device::pte::kLocal) || (p & need) != need) return 0;
-    t.vpn = vpn;
-    t.pte = p;
-    __atomic_store_n(&w->tlb_misses, w->tlb_misses + 1, __ATOMIC_RELAXED);
+    const detail::TlbEntry& t = w->tlb[detail::WorkerContext::slot(vpn)];
+    if (t.vpn == vpn && in_place_with(t.pte, need)) continue;
+    if (!in_place_with(fill_tlb(w, vpn), need)) return 0;
   }
   return 1;
 }

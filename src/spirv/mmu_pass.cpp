@@ -14,6 +14,7 @@
 // not process data). A generic pointer into the work-item's stack or the group's __local arena
 // is recognised by address range and accessed directly.
 #include "device/device_backend.hpp"
+#include "spirv/context_ir.hpp"
 #include "spirv/kernel_context.hpp"
 #include "spirv/passes.hpp"
 
@@ -78,14 +79,6 @@ Runtime declare_runtime(Module& m) {
                                 FunctionType::get(i64, {i8p, i64, i64, i64}, false))};
 }
 
-LoadInst* ctx_load(IRBuilder<>& b, Value* ctx, unsigned offset, Type* t) {
-  Value* p = b.CreateBitCast(b.CreateConstInBoundsGEP1_64(b.getInt8Ty(), ctx, offset),
-                             t->getPointerTo());
-  LoadInst* l = b.CreateAlignedLoad(t, p, Align(8));
-  l->setMetadata(LLVMContext::MD_invariant_load, MDNode::get(b.getContext(), {}));
-  return l;
-}
-
 // The TLB probe before `b`'s insertion point: whether the access may run in place (system
 // memory, J1) or in a device frame (local), and the frame's host address.
 struct Probe {
@@ -103,17 +96,17 @@ Probe emit_probe(IRBuilder<>& b, Value* ctx, Value* va, std::uint64_t bytes, boo
   Type* i64p = i64->getPointerTo();
   auto k = [&](std::uint64_t v) { return ConstantInt::get(i64, v); };
   Probe p;
-  p.dev_epoch_ptr = ctx_load(b, ctx, ctx_offset::device_epoch, i64p);
+  p.dev_epoch_ptr = load_ctx_field(b, ctx, ctx_offset::device_epoch, i64p);
   LoadInst* dev_epoch = b.CreateAlignedLoad(i64, p.dev_epoch_ptr, Align(8));
   dev_epoch->setAtomic(AtomicOrdering::Monotonic);
   p.dev_epoch = dev_epoch;
-  Value* tlb_epoch = b.CreateAlignedLoad(i64, ctx_load(b, ctx, ctx_offset::tlb_epoch, i64p), Align(8));
+  Value* tlb_epoch = b.CreateAlignedLoad(i64, load_ctx_field(b, ctx, ctx_offset::tlb_epoch, i64p), Align(8));
   Value* vpn = b.CreateLShr(va, k(12));
   Value* last = b.CreateLShr(b.CreateAdd(va, k(bytes - 1)), k(12));
   // WorkerContext::slot(): (vpn * kTlbHash) >> (64 - kTlbShift)
   Value* slot = b.CreateLShr(b.CreateMul(vpn, k(detail::WorkerContext::kTlbHash)),
                              k(64 - detail::WorkerContext::kTlbShift));
-  Value* tlb = ctx_load(b, ctx, ctx_offset::tlb, i64p);
+  Value* tlb = load_ctx_field(b, ctx, ctx_offset::tlb, i64p);
   Value* entry = b.CreateInBoundsGEP(i64, tlb, b.CreateShl(slot, k(1)));
   Value* tag = b.CreateAlignedLoad(i64, entry, Align(8));
   Value* bits = b.CreateAlignedLoad(i64, b.CreateConstInBoundsGEP1_64(i64, entry, 1), Align(8));
@@ -125,14 +118,14 @@ Probe emit_probe(IRBuilder<>& b, Value* ctx, Value* va, std::uint64_t bytes, boo
   Value* rights = b.CreateAnd(bits, k(mask));
   p.in_place = b.CreateAnd(hit, b.CreateICmpEQ(rights, k(want)));
   p.local = b.CreateAnd(hit, b.CreateICmpEQ(rights, k(want | pte::kLocal)));
-  p.local = b.CreateAnd(p.local, b.CreateICmpNE(ctx_load(b, ctx, ctx_offset::fast_paths, i64), k(0)));
+  p.local = b.CreateAnd(p.local, b.CreateICmpNE(load_ctx_field(b, ctx, ctx_offset::fast_paths, i64), k(0)));
   p.host = b.CreateOr(b.CreateAnd(bits, k(pte::kAddrMask)), b.CreateAnd(va, k(4095)));
   if (as == 4) {
     // Generic pointers into private or __local memory are not device memory.
-    Value* lo = ctx_load(b, ctx, ctx_offset::private_lo, i64);
-    Value* span = ctx_load(b, ctx, ctx_offset::private_span, i64);
-    Value* lbase = b.CreatePtrToInt(ctx_load(b, ctx, ctx_offset::local_base, Type::getInt8PtrTy(c)), i64);
-    Value* lspan = ctx_load(b, ctx, ctx_offset::local_span, i64);
+    Value* lo = load_ctx_field(b, ctx, ctx_offset::private_lo, i64);
+    Value* span = load_ctx_field(b, ctx, ctx_offset::private_span, i64);
+    Value* lbase = b.CreatePtrToInt(load_ctx_field(b, ctx, ctx_offset::local_base, Type::getInt8PtrTy(c)), i64);
+    Value* lspan = load_ctx_field(b, ctx, ctx_offset::local_span, i64);
     Value* priv = b.CreateICmpULT(b.CreateSub(va, lo), span);
     Value* local = b.CreateICmpULT(b.CreateSub(va, lbase), lspan);
     p.in_place = b.CreateOr(p.in_place, b.CreateOr(priv, local));
@@ -262,7 +255,7 @@ void rewrite(Instruction* inst, Value* ptr, Value* range_ok, const Runtime& rt,
   b.SetInsertPoint(check_local);
   b.CreateCondBr(probe.local, enter_local, refill_bb);
   b.SetInsertPoint(enter_local);
-  Value* active = ctx_load(b, ctx, ctx_offset::active, b.getInt64Ty()->getPointerTo());
+  Value* active = load_ctx_field(b, ctx, ctx_offset::active, b.getInt64Ty()->getPointerTo());
   StoreInst* publish = b.CreateAlignedStore(probe.dev_epoch, active, Align(8));
   publish->setAtomic(AtomicOrdering::SequentiallyConsistent);
   LoadInst* again = b.CreateAlignedLoad(b.getInt64Ty(), probe.dev_epoch_ptr, Align(8));

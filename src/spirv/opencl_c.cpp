@@ -97,7 +97,7 @@ std::vector<std::uint32_t> opencl_c_to_spirv(std::string_view source, std::strin
                                     "-emit-llvm", "-c"};
   for (std::string& o : split_options(options)) {
     // hetmm's own options are for the JIT, not the front end.
-    if (o.rfind("-mmu=", 0) == 0 || o == "-O0" || o == "-O1" || o == "-O2" || o == "-O3") continue;
+    if (is_jit_option(o)) continue;
     if (o.rfind("-cl-std=", 0) == 0) clang[1] = o;
     else clang.push_back(o);
   }

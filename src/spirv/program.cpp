@@ -1,5 +1,6 @@
 // hetmm::Program: loading, the in-memory compilation cache, kernel signatures.
 #include "spirv/compiled_program.hpp"
+#include "spirv/kernel_cache.hpp"
 
 #include "hetmm/hetmm.hpp"
 
@@ -12,27 +13,14 @@
 namespace hetmm {
 namespace {
 
-// Compiled programs by (module hash, options); weak, so a program lives as long as its users.
+// Compiled programs by module and options; weak, so a program lives as long as its users.
 struct Cache {
   std::mutex mutex;
-  std::map<std::pair<std::string, std::string>, std::weak_ptr<const detail::CompiledProgram>> map;
+  std::map<std::string, std::weak_ptr<const detail::CompiledProgram>> map;
 };
 Cache& cache() {
   static Cache* c = new Cache;  // outlives static destruction order games at exit
   return *c;
-}
-
-std::string module_key(const std::uint32_t* words, std::size_t count) {
-  // FNV-1a over the words, plus the size: collisions would need equal length and hash, and the
-  // key also holds the first words, which differ between producers.
-  std::uint64_t h = 1469598103934665603ull;
-  for (std::size_t i = 0; i < count; ++i) {
-    h ^= words[i];
-    h *= 1099511628211ull;
-  }
-  std::ostringstream s;
-  s << std::hex << h << ':' << count;
-  return s.str();
 }
 
 // The options the JIT understands, out of a build-option string meant for both the front end
@@ -41,8 +29,7 @@ std::string jit_options(std::string_view options) {
   std::istringstream in{std::string(options)};
   std::string o, out;
   while (in >> o)
-    if (o.rfind("-mmu=", 0) == 0 || o == "-O0" || o == "-O1" || o == "-O2" || o == "-O3")
-      out += (out.empty() ? "" : " ") + o;
+    if (spirv::is_jit_option(o)) out += (out.empty() ? "" : " ") + o;
   return out;
 }
 
@@ -66,7 +53,8 @@ Program Program::from_spirv(const void* data, std::size_t bytes, std::string_vie
                                             " bytes is not a whole number of 32-bit words");
   std::vector<std::uint32_t> words(bytes / 4);
   std::memcpy(words.data(), data, bytes);
-  auto key = std::make_pair(module_key(words.data(), words.size()), std::string(options));
+  // The disk cache's key without the host part: one process has one host.
+  std::string key = spirv::cache_key(words.data(), words.size(), options, "");
   Cache& c = cache();
   {
     std::lock_guard lock(c.mutex);

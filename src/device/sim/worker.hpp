@@ -83,6 +83,13 @@ struct WorkerContext {
   void flush_tlb() {
     for (auto& e : tlb) e.vpn = ~std::uint64_t{0};
   }
+  // The TLB holds translations of one shootdown epoch: a newer epoch empties it first.
+  void sync_tlb(std::uint64_t epoch) {
+    if (epoch != tlb_epoch) {
+      flush_tlb();
+      tlb_epoch = epoch;
+    }
+  }
 };
 
 // A read-modify-write of n (4 or 8) bytes at p for JIT-compiled kernels: op is a

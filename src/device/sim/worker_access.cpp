@@ -64,10 +64,7 @@ std::byte* translate(WorkerContext* w, std::uintptr_t va, bool write, bool* loca
       e = epoch.load(std::memory_order_seq_cst);
       w->active.store(e, std::memory_order_seq_cst);
     } while (epoch.load(std::memory_order_seq_cst) != e);
-    if (e != w->tlb_epoch) {
-      w->flush_tlb();
-      w->tlb_epoch = e;
-    }
+    w->sync_tlb(e);
     std::uint64_t vpn = va >> os::kPageShift;
     TlbEntry& t = w->tlb[WorkerContext::slot(vpn)];
     std::uint64_t entry = 0;
