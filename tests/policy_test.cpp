@@ -191,6 +191,49 @@ TEST_P(Policies, HetmmStreamPrefetchRunsAheadOfASweep) {
   EXPECT_LT(faults[1] * 2, faults[0]) << "uvm " << faults[0] << " hetmm " << faults[1];
 }
 
+TEST_P(Policies, HetmmStreamPrefetchLeavesReadCopiesAlone) {
+  SKIP_WITHOUT_PREFETCH();
+  // Regression: the stream prefetcher moved pages of a block ahead that the device already
+  // held read-only copies of. The page ended up owned and copied at once, the copy's frame
+  // lost, and later drops freed the owned frame twice; JIT kernels saw other arrays' data.
+  Runtime rt(with(PolicyProfile::hetmm));
+  Device& dev = rt.device(0);
+  constexpr std::size_t kPerBlock = kBlock / 8, kPerPage = kPage / 8;
+  BlockMapping m(4 * kBlock);
+  auto* p = m.as<std::uint64_t>();
+  for (std::size_t i = 0; i < 4 * kPerBlock; ++i) p[i] = i;
+  std::uint64_t* block3 = p + 3 * kPerBlock;
+  // 0. A round trip leaves the whole mapping registered, one VMA: prefetch stays inside the
+  //    faulting VMA, and it must reach block 3 (as it does in a heap that hetmm has worked in).
+  dev.migrate_to_device(p, 4 * kBlock);
+  dev.release();
+  ASSERT_EQ(dev.memory_used(), 0u);
+  // 1. The device reads block 3: hetmm gives it copies, the system pages stay valid.
+  auto read_block3 = [&](std::uint64_t add) {
+    std::atomic<std::size_t> wrong{0};
+    dev.launch(1, [&, add](Thread& t) {
+      for (std::size_t i = 0; i < kPerBlock; i += kPerPage)
+        if (t.load(block3 + i) != 3 * kPerBlock + i + add) wrong.fetch_add(1);
+    });
+    dev.synchronize();
+    return wrong.load();
+  };
+  ASSERT_EQ(read_block3(0), 0u);
+  ASSERT_EQ(dev.memory_used(), kBlock) << "block 3's copies";
+  EXPECT_EQ(on_device(rt, block3, kBlock), 0u) << "copies leave the pages in system memory";
+  // 2. A sweep of blocks 0..2 streams ahead: blocks 2 and 3 are fetched before their faults.
+  sweep_add(dev, p, 3 * kPerBlock, 1);
+  EXPECT_EQ(dev.memory_used(), 4 * kBlock);
+  // 3. The CPU writes block 3 (dropping the copies), the device reads it again: it must see
+  //    the new values, not a frame that was freed under a stale copy.
+  for (std::size_t i = 0; i < kPerBlock; i += kPerPage) block3[i] += 100;
+  EXPECT_EQ(read_block3(100), 0u);
+  dev.release();
+  EXPECT_EQ(dev.memory_used(), 0u);
+  for (std::size_t i = 0; i < 3 * kPerBlock; i += 61) ASSERT_EQ(p[i], i + 1) << i;
+  for (std::size_t i = 0; i < kPerBlock; i += kPerPage) ASSERT_EQ(block3[i], 3 * kPerBlock + i + 100);
+}
+
 TEST_P(Policies, OversubscribedSweepsEvictUnderUvmAndPinInPlaceUnderHetmm) {
   SKIP_WITHOUT_PREFETCH();
   // Four passes over 4 blocks with room for one: uvm pages every block in and out on each

@@ -69,7 +69,6 @@ void Runtime::set_policy(const void* addr, std::size_t len, PolicyProfile policy
       policy != PolicyProfile::in_place)
     fail("set_policy", addr, len, Errc::invalid_argument, "not a PolicyProfile value");
   impl_->check_usable("set_policy");
-  impl_->note_policy(policy);
   impl_->mirror().set_policy(start, end, policy);
 }
 

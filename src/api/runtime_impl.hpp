@@ -51,19 +51,7 @@ class RuntimeImpl : public os::RuntimeAllocated {
   void* allocate(std::size_t len);
   void deallocate(void* p);
 
-  // Whether JIT-compiled kernels may use their TLB fast paths beyond the plain in-place hit
-  // (refill without a fault, loop range checks, the inline device-frame path): only while no
-  // policy migrates pages on device faults (spirv/kernel_context.hpp, J4).
-  bool jit_fast_paths() const {
-    return options_.policy == PolicyProfile::in_place &&
-           !migrating_ranges_.load(std::memory_order_relaxed);
-  }
-  void note_policy(PolicyProfile p) {
-    if (p != PolicyProfile::in_place) migrating_ranges_.store(true, std::memory_order_relaxed);
-  }
-
  private:
-  std::atomic<bool> migrating_ranges_{false};
   Options options_;
   std::unique_ptr<core::FaultInjector> injector_;  // before everything that uses it
   std::unique_ptr<telemetry::EventLog> events_;    // likewise: the mirror and devices record

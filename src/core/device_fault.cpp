@@ -312,7 +312,11 @@ void Mirror::migrate_for_fault(std::size_t device, std::uintptr_t start, std::ui
       policy::PageMask m;
       for (std::size_t i = 0; i < os::kPagesPerBlock; ++i) {
         std::uintptr_t page = next->page_addr(i);
-        if (next->owner[i] != kSystem || (next->accessed_by[i] & bit)) continue;
+        // Pages with a device's copy are not the system's to move: migrate_run_in would
+        // overwrite the copy's frame and leave it half-owned (found as frames freed twice and
+        // pages of one array read from another's frames, in JIT kernels' tests).
+        if (next->owner[i] != kSystem || next->dup[i] != kSystem || (next->accessed_by[i] & bit))
+          continue;
         if (next->preferred[i] != kNoPreference && next->preferred[i] != d) continue;
         if (next->advice[i] & kAdviseStreaming) continue;
         m[i] = in_home(page);

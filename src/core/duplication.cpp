@@ -15,7 +15,9 @@ using os::kPageSize;
 std::size_t Mirror::duplicate_run(std::size_t device, std::uintptr_t start, std::uintptr_t end,
                                   const os::Vma& vma, bool* out_of_memory) {
   device::DeviceBackend* dev = devices_[device];
+  end = system_only_end(start, end);
   std::size_t n = (end - start) / kPageSize;
+  if (n == 0) return 0;
   n = take_frames(device, n, out_of_memory);
   end = start + n * kPageSize;
   if (n == 0) return 0;

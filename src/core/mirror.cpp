@@ -301,10 +301,29 @@ std::size_t Mirror::migrate_to_device(std::size_t device, std::uintptr_t start, 
   return readable;
 }
 
+std::uintptr_t Mirror::system_only_end(std::uintptr_t start, std::uintptr_t end) const {
+  // The precondition of migrate_run_in and duplicate_run: each page's only copy is the system
+  // page. A run that broke it would overwrite the frame of a device's copy or of a resident
+  // page (a frame then owned twice: freed twice, handed to two pages). Callers check it; this
+  // stops a run at the first page that breaks it, and debug builds say who broke it.
+  VaBlock* b = find_block(start);
+  if (b == nullptr) return end;
+  for (std::uintptr_t page = start; page < end; page += kPageSize) {
+    std::size_t i = os::page_index_in_block(page);
+    if (b->owner[i] != kSystem || b->dup[i] != kSystem) {
+      assert(false && "a run to migrate or copy holds a page that is not the system's alone");
+      return page;
+    }
+  }
+  return end;
+}
+
 std::size_t Mirror::migrate_run_in(std::size_t device, std::uintptr_t start, std::uintptr_t end,
                                    const os::Vma& vma, bool* out_of_memory) {
   device::DeviceBackend* dev = devices_[device];
+  end = system_only_end(start, end);
   std::size_t n = (end - start) / kPageSize;
+  if (n == 0) return 0;
   n = take_frames(device, n, out_of_memory);
   end = start + n * kPageSize;
   if (n == 0) return 0;
@@ -755,6 +774,10 @@ bool Mirror::on_remap_event(std::uintptr_t from, std::uintptr_t to, std::size_t 
   Locked lock(lock_, Locked::adopt);
   invalidate_all(from, from + len);
   invalidate_all(to, to + len);
+  // Copies of either range are stale: the source is gone, and the destination's pages were
+  // replaced by the moved ones. Dropping a copy is always safe (the system copy is valid).
+  collapse_range(from, from + len, -1, false);
+  collapse_range(to, to + len, -1, false);
   // The kernel moved the page tables, revoked entries included: move the state along.
   for (std::uintptr_t off = 0; off < len; off += kPageSize) {
     VaBlock* src = find_block(from + off);

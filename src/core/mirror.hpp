@@ -156,6 +156,9 @@ class Mirror final : public device::FaultResolver, public os::RuntimeAllocated {
   // Drops device-resident data in [start, end) (pages born before `stamp`).
   void drop_range(std::uintptr_t start, std::uintptr_t end, bool make_accessible,
                   std::uint64_t stamp);
+  // The first page of [start, end) (one block) that is not the system's alone (a device owns
+  // it or holds a copy), or end.
+  std::uintptr_t system_only_end(std::uintptr_t start, std::uintptr_t end) const;
   // Moves one run of system pages (one VMA) into device memory. Returns pages moved.
   std::size_t migrate_run_in(std::size_t device, std::uintptr_t start, std::uintptr_t end,
                              const os::Vma& vma, bool* out_of_memory);

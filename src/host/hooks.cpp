@@ -16,25 +16,9 @@
 #include <cerrno>
 #include <cstdarg>
 #include <dlfcn.h>
-#include <malloc.h>
 #include <sys/mman.h>
 
 namespace hetmm::host {
-
-// glibc's malloc gives memory back with its own munmap (chunks above the mmap threshold) and
-// brk (trimming the heap top): internal calls that no interposition sees. userfaultfd reports
-// them as UNMAP events, but the unmapping thread resumes as soon as the event is read, before
-// hetmm has torn down device mappings, so an address reused at once could meet a stale device
-// copy. JIT-compiled kernels under on-demand migration hit that window (wrong results in the
-// SPIR-V gather/scatter test in about a third of runs). So that freed heap memory stays mapped
-// and is reused in place, where CPU writes fault and keep device copies coherent, malloc is told
-// not to trim its heap and to serve blocks up to its largest threshold (32 MiB) from the heap.
-// Larger blocks still come from glibc's own mmap (docs/ARCHITECTURE.md, "what each tracking mode
-// promises").
-void configure_malloc() {
-  mallopt(M_TRIM_THRESHOLD, 0x7fffffff);
-  mallopt(M_MMAP_THRESHOLD, 32 << 20);
-}
 
 namespace {
 

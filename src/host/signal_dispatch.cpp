@@ -133,14 +133,12 @@ void install_fault_handlers() {
 }  // namespace
 
 void install_fork_handlers();
-void configure_malloc();
 
 void install_process_handlers() {
   static std::once_flag once;
   std::call_once(once, [] {
     install_fault_handlers();
     install_fork_handlers();
-    configure_malloc();
   });
 }
 

@@ -1,5 +1,7 @@
 #include "spirv/kernel_cache.hpp"
 
+#include <elf.h>
+#include <link.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -14,6 +16,51 @@ namespace hetmm::spirv {
 namespace {
 
 constexpr const char* kMagic = "hetmm-program-cache 2";
+
+// The GNU build ID of the object this code is linked into (libhetmm.so, or a static program):
+// a hash of its contents, so any change to the code generator or the runtime ABI that kernel
+// code is compiled against gives new keys. Empty when the linker wrote none.
+std::string own_build_id() {
+  struct Search {
+    std::uintptr_t self;
+    std::string id;
+  } search{reinterpret_cast<std::uintptr_t>(&own_build_id), {}};
+  dl_iterate_phdr(
+      [](dl_phdr_info* info, std::size_t, void* data) {
+        auto* s = static_cast<Search*>(data);
+        bool mine = false;
+        for (int i = 0; i < info->dlpi_phnum && !mine; ++i) {
+          const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+          std::uintptr_t lo = info->dlpi_addr + ph.p_vaddr;
+          mine = ph.p_type == PT_LOAD && s->self >= lo && s->self < lo + ph.p_memsz;
+        }
+        if (!mine) return 0;
+        for (int i = 0; i < info->dlpi_phnum; ++i) {
+          const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+          if (ph.p_type != PT_NOTE) continue;
+          auto* p = reinterpret_cast<const unsigned char*>(info->dlpi_addr + ph.p_vaddr);
+          const unsigned char* end = p + ph.p_memsz;
+          while (p + sizeof(ElfW(Nhdr)) <= end) {
+            auto* n = reinterpret_cast<const ElfW(Nhdr)*>(p);
+            const unsigned char* name = p + sizeof(ElfW(Nhdr));
+            const unsigned char* desc = name + ((n->n_namesz + 3) & ~3u);
+            if (n->n_type == NT_GNU_BUILD_ID && n->n_namesz == 4 &&
+                std::memcmp(name, "GNU", 4) == 0 && desc + n->n_descsz <= end) {
+              static const char kHex[] = "0123456789abcdef";
+              for (unsigned k = 0; k < n->n_descsz; ++k) {
+                s->id += kHex[desc[k] >> 4];
+                s->id += kHex[desc[k] & 15];
+              }
+              return 1;
+            }
+            p = desc + ((n->n_descsz + 3) & ~3u);
+          }
+        }
+        return 1;
+      },
+      &search);
+  return search.id;
+}
 
 std::string cache_dir() {
   if (const char* d = std::getenv("HETMM_CACHE_DIR"); d != nullptr && *d != '\0')
@@ -60,8 +107,14 @@ std::string cache_key(const std::uint32_t* words, std::size_t count, std::string
   std::uint64_t h = fnv(words, count * 4);
   // Two independent hashes of the module make an accidental collision vanishingly unlikely.
   std::uint64_t h2 = fnv(words, count * 4, 0x9e3779b97f4a7c15ull);
+  // A rebuilt hetmm may emit other code: its build ID is part of the key (the compile time of
+  // this file stands in when there is none).
+  static const std::string build = [] {
+    std::string id = own_build_id();
+    return id.empty() ? std::string(__DATE__ " " __TIME__) : id;
+  }();
   std::string rest = std::string(options) + '\n' + std::string(host_cpu) + '\n' + kMagic +
-                     '\n' + __DATE__ + ' ' + __TIME__;  // a rebuilt hetmm may emit other code
+                     '\n' + build;
   std::uint64_t h3 = fnv(rest.data(), rest.size());
   char buf[80];
   std::snprintf(buf, sizeof buf, "%016llx%016llx-%016llx-%zu", static_cast<unsigned long long>(h),

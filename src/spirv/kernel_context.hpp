@@ -14,12 +14,8 @@
 //  J2. A miss first refills the TLB from the device page table (hetmm_jit_refill) and probes
 //      again. Faults, page-straddling accesses and anything else go through the slow path
 //      (hetmm_jit_load/store/atomic), which runs the worker's full protocol.
-//  J4. The paths that fill or use TLB entries outside Thread::load's protocol (refill on a
-//      miss, loop range checks, the inline device-frame path) are on only while no policy
-//      migrates pages on device faults (Options::policy in_place and no set_policy to another):
-//      with on-demand migration they produced wrong results in about one run in four of the
-//      gather/scatter and CPU-reader tests, a race not yet found. Without them the in-place hit
-//      and the slow path remain, which are exact in every policy.
+//      A refill reads the epoch before the PTE (both acquire): a PTE cleared after the read
+//      comes with a newer epoch, which empties the TLB before the entry is used.
 //  J3. Errors never unwind through JIT frames: the slow path and the SIGSEGV handler record the
 //      error in the WorkerContext and siglongjmp to the work-group driver (kernel_driver.cpp).
 #pragma once
@@ -51,7 +47,6 @@ struct KernelContext {
   void* fibers;                            // 216: the group's fiber scheduler, or nullptr
   std::atomic<std::uint64_t>* active;      // 224: the worker's shootdown-protocol word
   std::byte* wi_private;                   // 232: per-work-item private memory (region loops)
-  std::uint64_t fast_paths;                // 240: J4 allows refill, range checks, local path
 };
 
 namespace ctx_offset {
@@ -59,7 +54,7 @@ inline constexpr unsigned worker = 0, device_epoch = 8, tlb_epoch = 16, tlb = 24
                           local_size = 56, enqueued_local_size = 80, global_size = 104,
                           num_groups = 128, global_offset = 152, work_dim = 176,
                           local_base = 184, local_span = 192, private_lo = 200,
-                          private_span = 208, fibers = 216, active = 224, wi_private = 232, fast_paths = 240;
+                          private_span = 208, fibers = 216, active = 224, wi_private = 232;
 }
 static_assert(offsetof(KernelContext, group_id) == ctx_offset::group_id);
 static_assert(offsetof(KernelContext, local_size) == ctx_offset::local_size);
@@ -73,7 +68,6 @@ static_assert(offsetof(KernelContext, private_lo) == ctx_offset::private_lo);
 static_assert(offsetof(KernelContext, fibers) == ctx_offset::fibers);
 static_assert(offsetof(KernelContext, active) == ctx_offset::active);
 static_assert(offsetof(KernelContext, wi_private) == ctx_offset::wi_private);
-static_assert(offsetof(KernelContext, fast_paths) == ctx_offset::fast_paths);
 static_assert(sizeof(detail::TlbEntry) == 16 && offsetof(detail::TlbEntry, pte) == 8);
 
 // Atomic operations of the slow path (the values are part of the IR contract).

@@ -264,7 +264,6 @@ bool in_place_with(std::uint64_t pte, std::uint64_t need) {
 
 extern "C" std::uint64_t hetmm_jit_refill(KernelContext* ctx, std::uint64_t va,
                                           std::uint64_t bytes, std::uint64_t write) {
-  if (ctx->fast_paths == 0) return 0;  // J4
   if ((va & 4095) + bytes > 4096 || (va >> 57) != 0) return 0;
   detail::WorkerContext* w = ctx->worker;
   sync_tlb(w);
@@ -274,7 +273,7 @@ extern "C" std::uint64_t hetmm_jit_refill(KernelContext* ctx, std::uint64_t va,
 
 extern "C" std::uint64_t hetmm_jit_range(KernelContext* ctx, std::uint64_t lo, std::uint64_t hi,
                                          std::uint64_t write) {
-  if (ctx->fast_paths == 0 || hi <= lo || (hi >> 57) != 0) return 0;  // J4
+  if (hi <= lo || (hi >> 57) != 0) return 0;
   // Private and __local memory need no translation.
   if (lo - ctx->private_lo < ctx->private_span && hi - ctx->private_lo <= ctx->private_span)
     return 1;
@@ -322,7 +321,6 @@ struct NdRangeLaunch final : detail::KernelBase, os::RuntimeAllocated {
   std::pmr::vector<std::size_t> local_offset{os::runtime_memory()};  // per argument: its arena slice
   std::size_t local_bytes = 0;
   std::uint64_t global[3], local[3], groups[3], dims;
-  bool fast_paths = false;  // J4
 
   void run(Thread& t) override;
 };
@@ -363,7 +361,6 @@ void NdRangeLaunch::run(Thread& t) {
   c.tlb_epoch = &w->tlb_epoch;
   c.tlb = w->tlb;
   c.active = &w->active;
-  c.fast_paths = fast_paths ? 1 : 0;
   std::uint64_t id = t.id();
   c.group_id[0] = id % groups[0];
   c.group_id[1] = id / groups[0] % groups[1];
@@ -527,7 +524,6 @@ void Device::launch_program(const Program& program, std::string_view kernel_name
     total *= launch->groups[d];
   }
   launch->dims = dims;
-  launch->fast_paths = rt_->jit_fast_paths();
   launch->local_bytes = local_bytes;
   launch->program = program.shared();
   launch->kernel = k;

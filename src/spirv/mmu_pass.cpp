@@ -118,7 +118,6 @@ Probe emit_probe(IRBuilder<>& b, Value* ctx, Value* va, std::uint64_t bytes, boo
   Value* rights = b.CreateAnd(bits, k(mask));
   p.in_place = b.CreateAnd(hit, b.CreateICmpEQ(rights, k(want)));
   p.local = b.CreateAnd(hit, b.CreateICmpEQ(rights, k(want | pte::kLocal)));
-  p.local = b.CreateAnd(p.local, b.CreateICmpNE(load_ctx_field(b, ctx, ctx_offset::fast_paths, i64), k(0)));
   p.host = b.CreateOr(b.CreateAnd(bits, k(pte::kAddrMask)), b.CreateAnd(va, k(4095)));
   if (as == 4) {
     // Generic pointers into private or __local memory are not device memory.

@@ -150,17 +150,6 @@ Loaded load_opencl_c(std::string_view name, std::string_view options) {
   }                                                       \
   const Program& var = *var##_loaded.program
 
-// KNOWN ISSUE (open, issue 5's closing note): under a migrating policy these two tests see a
-// wrong value in about one run in ten (a page's device copy or frame out of date after a CPU-side
-// change; heap churn from PoCL makes it likelier). Their in_place variants always run. Set
-// HETMM_TEST_KNOWN_RACE=1 to run the migrating variants, e.g. in a loop, when working on it:
-//   HETMM_TEST_KNOWN_RACE=1 build/hetmm_spirv_tests --gtest_repeat=20
-//     --gtest_filter='*GatherScatter*/hetmm' --gtest_break_on_failure
-#define HETMM_SKIP_KNOWN_MIGRATION_RACE()                                                    \
-  if (GetParam() != PolicyProfile::in_place && std::getenv("HETMM_TEST_KNOWN_RACE") == nullptr) \
-  GTEST_SKIP() << "known race under on-demand migration (see the comment above "           \
-                  "HETMM_SKIP_KNOWN_MIGRATION_RACE); HETMM_TEST_KNOWN_RACE=1 runs it"
-
 // Declares `pocl::Oracle* var`, or skips the test when there is no PoCL platform.
 #define HETMM_REQUIRE_POCL(var)                 \
   pocl::Oracle* var = pocl::Oracle::instance(); \
@@ -595,7 +584,6 @@ TEST_P(SpirvKernels, HistogramGlobalAndLocalAtomics) {
 }
 
 TEST_P(SpirvKernels, GatherScatterDataDependentAddresses) {
-  HETMM_SKIP_KNOWN_MIGRATION_RACE();
   HETMM_REQUIRE_POCL(cl);
   HETMM_PROGRAM(prog, load_spv("gather_scatter"));
   const std::uint32_t n = 100000;
@@ -847,7 +835,6 @@ TEST_P(SpirvKernels, MathBuiltins) {
 // Nothing depends on how many intermediate states the reader happens to see: a fast kernel
 // that finishes before the first poll passes too. After synchronize, everything is final.
 TEST_P(SpirvKernels, CpuReadsPublishedResultsWhileKernelRuns) {
-  HETMM_SKIP_KNOWN_MIGRATION_RACE();
   HETMM_REQUIRE_POCL(cl);
   HETMM_PROGRAM(prog, load_spv("concurrent_flags"));
   const std::uint32_t n = 1u << 16;   // 256 KiB per array: 64 pages of flags
