@@ -223,11 +223,13 @@ TEST_P(Policies, HetmmStreamPrefetchLeavesReadCopiesAlone) {
   EXPECT_EQ(on_device(rt, block3, kBlock), 0u) << "copies leave the pages in system memory";
   // 2. A sweep of blocks 0..2 streams ahead: blocks 2 and 3 are fetched before their faults.
   sweep_add(dev, p, 3 * kPerBlock, 1);
+  EXPECT_EQ(rt.audit(), "");
   EXPECT_EQ(dev.memory_used(), 4 * kBlock);
   // 3. The CPU writes block 3 (dropping the copies), the device reads it again: it must see
   //    the new values, not a frame that was freed under a stale copy.
   for (std::size_t i = 0; i < kPerBlock; i += kPerPage) block3[i] += 100;
   EXPECT_EQ(read_block3(100), 0u);
+  EXPECT_EQ(rt.audit(), "");
   dev.release();
   EXPECT_EQ(dev.memory_used(), 0u);
   for (std::size_t i = 0; i < 3 * kPerBlock; i += 61) ASSERT_EQ(p[i], i + 1) << i;

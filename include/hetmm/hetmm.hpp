@@ -485,6 +485,12 @@ class Runtime {
   // Faults injected so far (Options::inject).
   InjectedFaults injected_faults() const;
 
+  // Checks the runtime's bookkeeping against its invariants (docs/ARCHITECTURE.md, "State of a
+  // page": who owns each page, device copies, each device frame held by one page, what device
+  // page tables map) and returns the first violation found, or an empty string. It takes the
+  // state lock and walks every tracked block: for testers and debugging, not for hot paths.
+  std::string audit();
+
  private:
   std::unique_ptr<detail::RuntimeImpl> impl_;
   std::vector<std::unique_ptr<Device>> devices_;

@@ -312,6 +312,7 @@ AccessResult Runtime::prefetch(const void* addr, std::size_t len, Location to) {
 }
 
 InjectedFaults Runtime::injected_faults() const { return impl_->injector().counts(); }
+std::string Runtime::audit() { return impl_->mirror().audit(); }
 
 Location Runtime::location(const void* addr) const {
   auto a = reinterpret_cast<std::uintptr_t>(addr);

@@ -29,6 +29,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace hetmm::telemetry {
@@ -110,6 +111,9 @@ class Mirror final : public device::FaultResolver, public os::RuntimeAllocated {
   void bring_all_home();
   Location location(std::uintptr_t addr);
   std::size_t resident_pages(std::size_t device);
+  // Checks every invariant of va_block.hpp over the whole mirror, frames held once each and
+  // the device page tables included; the first problem found, or empty (src/core/audit.cpp).
+  std::string audit();
 
   // ---- CPU side ----------------------------------------------------------------------------
   // Lock-free: does hetmm hold this page (revoked or being migrated)?

@@ -534,6 +534,12 @@ std::optional<Divergence> World::run(const Step& step, std::size_t index, Thread
     // divergence elsewhere, so that teardown unmaps what is really there.
     apply(op, expects[i], outs[i]);
   }
+  // The bookkeeping must be sound between steps too, not only the bytes: a broken invariant
+  // shows here at once, long before it turns into a wrong value (Runtime::audit).
+  if (!first) {
+    std::string broken = rt_.audit();
+    if (!broken.empty()) first = Divergence{index, Op{OpKind::check}, "invariant broken: " + broken};
+  }
   return first;
 }
 
