@@ -11,8 +11,10 @@
 //      worst faults the page home or fails (unmapped: SIGSEGV, recovered below). A local entry
 //      (a device frame) is used only inside the shootdown protocol, exactly as worker.hpp
 //      describes: active = epoch (seq_cst), re-check the epoch, access, active = 0 (release).
-//  J2. A miss first refills the TLB from the device page table (hetmm_jit_refill) and probes
-//      again. Faults, page-straddling accesses and anything else go through the slow path
+//  J2. A miss in the page TLB probes the block TLB (a 2 MiB block every page of which is
+//      mapped in place: the access is in place, J1), then refills from the device page table
+//      (hetmm_jit_refill: the block entry when the whole block is in place, else the page's)
+//      and probes again. Faults, page-straddling accesses and anything else go through the slow path
 //      (hetmm_jit_load/store/atomic), which runs the worker's full protocol.
 //      A refill reads the epoch before the PTE (both acquire): a PTE cleared after the read
 //      comes with a newer epoch, which empties the TLB before the entry is used.
@@ -47,6 +49,7 @@ struct KernelContext {
   void* fibers;                            // 216: the group's fiber scheduler, or nullptr
   std::atomic<std::uint64_t>* active;      // 224: the worker's shootdown-protocol word
   std::byte* wi_private;                   // 232: per-work-item private memory (region loops)
+  detail::TlbEntry* block_tlb;             // 240: the worker's block entries (2 MiB in place)
 };
 
 namespace ctx_offset {
@@ -54,7 +57,7 @@ inline constexpr unsigned worker = 0, device_epoch = 8, tlb_epoch = 16, tlb = 24
                           local_size = 56, enqueued_local_size = 80, global_size = 104,
                           num_groups = 128, global_offset = 152, work_dim = 176,
                           local_base = 184, local_span = 192, private_lo = 200,
-                          private_span = 208, fibers = 216, active = 224, wi_private = 232;
+                          private_span = 208, fibers = 216, active = 224, wi_private = 232, block_tlb = 240;
 }
 static_assert(offsetof(KernelContext, group_id) == ctx_offset::group_id);
 static_assert(offsetof(KernelContext, local_size) == ctx_offset::local_size);
@@ -68,6 +71,7 @@ static_assert(offsetof(KernelContext, private_lo) == ctx_offset::private_lo);
 static_assert(offsetof(KernelContext, fibers) == ctx_offset::fibers);
 static_assert(offsetof(KernelContext, active) == ctx_offset::active);
 static_assert(offsetof(KernelContext, wi_private) == ctx_offset::wi_private);
+static_assert(offsetof(KernelContext, block_tlb) == ctx_offset::block_tlb);
 static_assert(sizeof(detail::TlbEntry) == 16 && offsetof(detail::TlbEntry, pte) == 8);
 
 // Atomic operations of the slow path (the values are part of the IR contract).

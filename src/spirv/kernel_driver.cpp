@@ -254,6 +254,20 @@ std::uint64_t fill_tlb(detail::WorkerContext* w, std::uint64_t vpn) {
   return p;
 }
 
+// Whether every page of `block` (address >> 21) is mapped in place with the rights in `need`:
+// from the block TLB, else from the device page table, filling the block entry (after
+// sync_tlb, J2).
+bool block_in_place_with(detail::WorkerContext* w, std::uint64_t block, std::uint64_t need) {
+  detail::TlbEntry& t = w->block_tlb[detail::WorkerContext::block_slot(block)];
+  if (t.vpn == block) return (t.pte & need) == need;
+  std::uint64_t rights = w->device->block_in_place(block << 21);
+  if (rights == 0) return false;
+  t.vpn = block;
+  t.pte = rights;
+  __atomic_store_n(&w->tlb_misses, w->tlb_misses + 1, __ATOMIC_RELAXED);
+  return (rights & need) == need;
+}
+
 // A PTE that maps its page in place (system memory) with every right in `need`.
 bool in_place_with(std::uint64_t pte, std::uint64_t need) {
   return (pte & (device::pte::kValid | device::pte::kLocal)) == device::pte::kValid &&
@@ -267,6 +281,10 @@ extern "C" std::uint64_t hetmm_jit_refill(KernelContext* ctx, std::uint64_t va,
   if ((va & 4095) + bytes > 4096 || (va >> 57) != 0) return 0;
   detail::WorkerContext* w = ctx->worker;
   sync_tlb(w);
+  // A block all in place takes one block entry instead of 512 page entries.
+  if ((va >> 21) == ((va + bytes - 1) >> 21) &&
+      block_in_place_with(w, va >> 21, write != 0 ? device::pte::kWrite : 0))
+    return 1;
   std::uint64_t p = fill_tlb(w, va >> 12);
   return p != 0 && (write == 0 || (p & device::pte::kWrite)) ? 1 : 0;
 }
@@ -279,15 +297,22 @@ extern "C" std::uint64_t hetmm_jit_range(KernelContext* ctx, std::uint64_t lo, s
     return 1;
   auto local = reinterpret_cast<std::uint64_t>(ctx->local_base);
   if (lo - local < ctx->local_span && hi - local <= ctx->local_span) return 1;
-  std::uint64_t first = lo >> 12, last = (hi - 1) >> 12;
-  if (last - first >= 512) return 0;  // not worth it: probe each access
   detail::WorkerContext* w = ctx->worker;
   sync_tlb(w);
   const std::uint64_t need = write != 0 ? device::pte::kWrite : 0;
-  for (std::uint64_t vpn = first; vpn <= last; ++vpn) {
-    const detail::TlbEntry& t = w->tlb[detail::WorkerContext::slot(vpn)];
-    if (t.vpn == vpn && in_place_with(t.pte, need)) continue;
-    if (!in_place_with(fill_tlb(w, vpn), need)) return 0;
+  // Whole blocks in place pass at once; the pages of other blocks one by one, up to 512 of
+  // them (beyond that the loop is better off probing each access).
+  std::size_t pages_left = 512;
+  for (std::uint64_t block = lo >> 21; block <= (hi - 1) >> 21; ++block) {
+    if (block_in_place_with(w, block, need)) continue;
+    std::uint64_t first = std::max(lo, block << 21) >> 12;
+    std::uint64_t last = (std::min(hi, (block + 1) << 21) - 1) >> 12;
+    for (std::uint64_t vpn = first; vpn <= last; ++vpn) {
+      if (pages_left-- == 0) return 0;
+      const detail::TlbEntry& t = w->tlb[detail::WorkerContext::slot(vpn)];
+      if (t.vpn == vpn && in_place_with(t.pte, need)) continue;
+      if (!in_place_with(fill_tlb(w, vpn), need)) return 0;
+    }
   }
   return 1;
 }
@@ -360,6 +385,7 @@ void NdRangeLaunch::run(Thread& t) {
   c.device_epoch = reinterpret_cast<const std::uint64_t*>(&w->device->epoch_ref());
   c.tlb_epoch = &w->tlb_epoch;
   c.tlb = w->tlb;
+  c.block_tlb = w->block_tlb;
   c.active = &w->active;
   std::uint64_t id = t.id();
   c.group_id[0] = id % groups[0];

@@ -36,6 +36,7 @@
 #include <llvm/IR/Operator.h>
 #include <llvm/IR/Module.h>
 #include <llvm/Transforms/Utils/BasicBlockUtils.h>
+#include <llvm/Transforms/Utils/Cloning.h>
 #include <llvm/Transforms/Utils/LoopUtils.h>
 #include <llvm/Transforms/Utils/LowerMemIntrinsics.h>
 #include <llvm/Transforms/Utils/ScalarEvolutionExpander.h>
@@ -87,20 +88,49 @@ struct Probe {
   Value* host;        // i64: the frame address of va when local
   Value* dev_epoch;   // i64: the shootdown epoch the probe saw
   Value* dev_epoch_ptr;
+  Value* epoch_ok;    // i1: the TLB holds translations of that epoch
 };
 
-Probe emit_probe(IRBuilder<>& b, Value* ctx, Value* va, std::uint64_t bytes, bool write,
-                 unsigned as) {
-  LLVMContext& c = b.getContext();
+// The block-TLB probe (J2), on a page-TLB miss: is va's whole 2 MiB block mapped in place with
+// the needed right in this epoch? Then the access runs in place.
+Value* emit_block_probe(IRBuilder<>& b, Value* ctx, Value* va, std::uint64_t bytes, bool write,
+                        Value* epoch_ok) {
+  Type* i64 = b.getInt64Ty();
+  auto k = [&](std::uint64_t v) { return ConstantInt::get(i64, v); };
+  Value* block = b.CreateLShr(va, k(21));
+  Value* last = b.CreateLShr(b.CreateAdd(va, k(bytes - 1)), k(21));
+  Value* slot = b.CreateAnd(block, k(detail::WorkerContext::kBlockTlbEntries - 1));
+  Value* table = load_ctx_field(b, ctx, ctx_offset::block_tlb, i64->getPointerTo());
+  Value* entry = b.CreateInBoundsGEP(i64, table, b.CreateShl(slot, k(1)));
+  Value* tag = b.CreateAlignedLoad(i64, entry, Align(8));
+  Value* bits = b.CreateAlignedLoad(i64, b.CreateConstInBoundsGEP1_64(i64, entry, 1), Align(8));
+  Value* hit = b.CreateAnd(epoch_ok, b.CreateICmpEQ(block, last));
+  hit = b.CreateAnd(hit, b.CreateICmpEQ(tag, block));
+  if (write) hit = b.CreateAnd(hit, b.CreateICmpNE(b.CreateAnd(bits, k(pte::kWrite)), k(0)));
+  return hit;
+}
+
+// The epochs: the device's shootdown epoch and the one the worker's TLBs hold.
+Probe emit_epochs(IRBuilder<>& b, Value* ctx) {
   Type* i64 = b.getInt64Ty();
   Type* i64p = i64->getPointerTo();
-  auto k = [&](std::uint64_t v) { return ConstantInt::get(i64, v); };
   Probe p;
   p.dev_epoch_ptr = load_ctx_field(b, ctx, ctx_offset::device_epoch, i64p);
   LoadInst* dev_epoch = b.CreateAlignedLoad(i64, p.dev_epoch_ptr, Align(8));
   dev_epoch->setAtomic(AtomicOrdering::Monotonic);
   p.dev_epoch = dev_epoch;
   Value* tlb_epoch = b.CreateAlignedLoad(i64, load_ctx_field(b, ctx, ctx_offset::tlb_epoch, i64p), Align(8));
+  p.epoch_ok = b.CreateICmpEQ(dev_epoch, tlb_epoch);
+  return p;
+}
+
+// The page-TLB probe, after emit_epochs.
+void emit_page_probe(IRBuilder<>& b, Value* ctx, Value* va, std::uint64_t bytes, bool write,
+                     unsigned as, Probe& p) {
+  LLVMContext& c = b.getContext();
+  Type* i64 = b.getInt64Ty();
+  Type* i64p = i64->getPointerTo();
+  auto k = [&](std::uint64_t v) { return ConstantInt::get(i64, v); };
   Value* vpn = b.CreateLShr(va, k(12));
   Value* last = b.CreateLShr(b.CreateAdd(va, k(bytes - 1)), k(12));
   // WorkerContext::slot(): (vpn * kTlbHash) >> (64 - kTlbShift)
@@ -112,8 +142,7 @@ Probe emit_probe(IRBuilder<>& b, Value* ctx, Value* va, std::uint64_t bytes, boo
   Value* bits = b.CreateAlignedLoad(i64, b.CreateConstInBoundsGEP1_64(i64, entry, 1), Align(8));
   std::uint64_t mask = pte::kLocal | (write ? pte::kWrite : 0);
   std::uint64_t want = write ? pte::kWrite : 0;
-  Value* hit = b.CreateICmpEQ(dev_epoch, tlb_epoch);
-  hit = b.CreateAnd(hit, b.CreateICmpEQ(vpn, last));
+  Value* hit = b.CreateAnd(p.epoch_ok, b.CreateICmpEQ(vpn, last));
   hit = b.CreateAnd(hit, b.CreateICmpEQ(tag, vpn));
   Value* rights = b.CreateAnd(bits, k(mask));
   p.in_place = b.CreateAnd(hit, b.CreateICmpEQ(rights, k(want)));
@@ -129,7 +158,6 @@ Probe emit_probe(IRBuilder<>& b, Value* ctx, Value* va, std::uint64_t bytes, boo
     Value* local = b.CreateICmpULT(b.CreateSub(va, lbase), lspan);
     p.in_place = b.CreateOr(p.in_place, b.CreateOr(priv, local));
   }
-  return p;
 }
 
 // The hidden context: the first parameter of a runner (kernels are inlined into them), the
@@ -232,7 +260,13 @@ void rewrite(Instruction* inst, Value* ptr, Value* range_ok, const Runtime& rt,
   b.SetInsertPoint(probe_bb);
   PHINode* attempt = b.CreatePHI(b.getInt32Ty(), 2, "mmu.attempt");
   attempt->addIncoming(b.getInt32(0), head);
-  Probe probe = emit_probe(b, ctx, va, bytes, write, as);
+  // Block entries first: a kernel's arrays in system memory are mostly whole blocks in place,
+  // and the page probe's hash and loads then stay off the path (gather: 2x).
+  Probe probe = emit_epochs(b, ctx);
+  auto* page_bb = BasicBlock::Create(c, "mmu.page", f, join);
+  b.CreateCondBr(emit_block_probe(b, ctx, va, bytes, write, probe.epoch_ok), in_place_bb, page_bb);
+  b.SetInsertPoint(page_bb);
+  emit_page_probe(b, ctx, va, bytes, write, as, probe);
   b.CreateCondBr(probe.in_place, in_place_bb, check_local, likely);
 
   // A miss: refill the TLB from the device page table (cheap, no fault) and probe again; at
@@ -331,12 +365,52 @@ void expand_mem_intrinsics(Function& f, const TargetTransformInfo& tti) {
   }
 }
 
+// Versions loop l on `ok` (computed in its preheader): a clone whose accesses stay as they are
+// (in place, J1) runs when the check holds, the original (whose accesses get probes) when it
+// does not. One clean copy of the loop is what the vectoriser needs: leaving the check on every
+// access for LLVM to unswitch works only while the loop is small enough for its thresholds (a
+// 5-point stencil is not). Returns false, changing nothing, for a loop without exits.
+bool version_loop(Loop* l, Value* ok, DominatorTree& dt, LoopInfo& li, ScalarEvolution& se,
+                  ValueToValueMapTy& vmap) {
+  SmallVector<BasicBlock*, 4> exits;
+  l->getUniqueExitBlocks(exits);
+  if (exits.empty()) return false;
+  formLCSSA(*l, dt, &li, &se);  // values used after the loop go through exit PHIs
+  BasicBlock* check = l->getLoopPreheader();
+  BasicBlock* ph = SplitBlock(check, check->getTerminator(), &dt, &li, nullptr, "mmu.ph");
+  SmallVector<BasicBlock*, 16> blocks;
+  Loop* fast = cloneLoopWithPreheader(ph, check, l, vmap, ".mmu.fast", &li, &dt, blocks);
+  remapInstructionsInBlocks(blocks, vmap);
+  Instruction* term = check->getTerminator();
+  BranchInst::Create(fast->getLoopPreheader(), ph, ok, term);
+  term->eraseFromParent();
+  // The clone leaves through the same exits: their PHIs take its values too.
+  for (BasicBlock* e : exits)
+    for (PHINode& pn : e->phis()) {
+      unsigned n = pn.getNumIncomingValues();
+      for (unsigned i = 0; i < n; ++i) {
+        BasicBlock* from = pn.getIncomingBlock(i);
+        if (!l->contains(from)) continue;
+        Value* v = pn.getIncomingValue(i);
+        auto it = vmap.find(v);
+        pn.addIncoming(it != vmap.end() ? static_cast<Value*>(it->second) : v,
+                       cast<BasicBlock>(vmap[from]));
+      }
+    }
+  dt.recalculate(*check->getParent());
+  se.forgetLoop(l);
+  return true;
+}
+
 // Loop range checks: for the loads and stores of an innermost loop whose addresses are affine
 // in the loop (or invariant), one call in the preheader checks that every page of the range
 // the loop will touch is mapped in place with the needed right. The accesses then skip the
-// probe while that holds. Returns, per access, the loop's check (absent: probe every time).
+// probe while that holds: the loop is versioned on the check (version_loop), or, where it cannot
+// be, each access branches on it. Returns, per access, the check it branches on (absent: probe
+// every time, or versioned).
 std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
-                                            const std::vector<std::pair<Instruction*, Value*>>& work) {
+                                            const std::vector<std::pair<Instruction*, Value*>>& work,
+                                            std::vector<std::pair<Instruction*, Value*>>& cloned) {
   std::map<Instruction*, Value*> checks;
   const DataLayout& dl = f.getParent()->getDataLayout();
   DominatorTree dt(f);
@@ -352,10 +426,12 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
   struct LoopCheck {
     std::unique_ptr<PredicatedScalarEvolution> pse;  // no-wrap assumptions, checked at entry
     std::vector<std::tuple<Instruction*, const SCEV*, const SCEV*>> ranges;  // inst, lo, hi
+    std::vector<std::pair<Instruction*, Value*>> probed;  // not analysable: probed in both copies
     bool failed = false;
   };
   std::map<Loop*, LoopCheck> loops;
-  // A loop qualifies only if all its device accesses do: one probe left keeps it scalar.
+  // Accesses whose range cannot be known (a gather's data-dependent load, atomics) keep their
+  // probe in both copies of a versioned loop; the others skip it in the fast copy.
   for (auto& [inst, ptr] : work) {
     Loop* l = li.getLoopFor(inst->getParent());
     if (l == nullptr || !l->isInnermost()) continue;
@@ -364,8 +440,9 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
     if (lc.pse == nullptr) lc.pse = std::make_unique<PredicatedScalarEvolution>(se, *l);
     PredicatedScalarEvolution& pse = *lc.pse;
     auto fail = [&] { lc.failed = true; };
-    if (!isa<LoadInst>(inst) && !isa<StoreInst>(inst)) { fail(); continue; }
-    if (cast<Instruction>(inst)->isAtomic()) { fail(); continue; }
+    auto probed = [&, inst = inst, ptr = ptr] { lc.probed.push_back({inst, ptr}); };
+    if (!isa<LoadInst>(inst) && !isa<StoreInst>(inst)) { probed(); continue; }
+    if (cast<Instruction>(inst)->isAtomic()) { probed(); continue; }
     if (l->getLoopPreheader() == nullptr &&
         InsertPreheaderForLoop(l, &dt, &li, nullptr, false) == nullptr) { fail(); continue; }
     // Address-space casts are no-ops here (device addresses are process addresses), but they
@@ -379,9 +456,12 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
       // the vectoriser does, assume no wrap and check that assumption at loop entry.
       const SCEVAddRecExpr* ar = pse.getAsAddRec(base);
       const SCEV* btc = pse.getBackedgeTakenCount();
-      if (ar == nullptr || ar->getLoop() != l || !ar->isAffine() ||
-          isa<SCEVCouldNotCompute>(btc)) {
+      if (isa<SCEVCouldNotCompute>(btc)) {
         fail();
+        continue;
+      }
+      if (ar == nullptr || ar->getLoop() != l || !ar->isAffine()) {
+        probed();
         continue;
       }
       first = ar->getStart();
@@ -389,7 +469,7 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
     }
     first = se.getPtrToIntExpr(first, i64);
     last = se.getPtrToIntExpr(last, i64);
-    if (isa<SCEVCouldNotCompute>(first) || isa<SCEVCouldNotCompute>(last)) { fail(); continue; }
+    if (isa<SCEVCouldNotCompute>(first) || isa<SCEVCouldNotCompute>(last)) { probed(); continue; }
     bool write = isa<StoreInst>(inst);
     Type* t = write ? cast<StoreInst>(inst)->getValueOperand()->getType() : inst->getType();
     const SCEV* lo = se.getUMinExpr(first, last);
@@ -420,6 +500,12 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
                                                                    b.getInt64(write ? 1 : 0)}),
                                           b.getInt64(0)));
     }
+    ValueToValueMapTy vmap;
+    if (version_loop(l, ok, dt, li, se, vmap)) {
+      for (auto& [inst, ptr] : lc.probed)
+        cloned.push_back({cast<Instruction>(vmap[inst]), vmap.count(ptr) ? static_cast<Value*>(vmap[ptr]) : ptr});
+      continue;
+    }
     for (auto& [inst, lo, hi] : lc.ranges) checks[inst] = ok;
   }
   return checks;
@@ -445,7 +531,9 @@ std::size_t apply_mmu_rewrite(Module& m) {
         else if (auto* x = dyn_cast<AtomicCmpXchgInst>(&i)) ptr = x->getPointerOperand();
         if (ptr != nullptr && needs_mmu(ptr)) work.push_back({&i, ptr});
       }
-    std::map<Instruction*, Value*> checks = range_checks(f, rt, work);
+    std::vector<std::pair<Instruction*, Value*>> cloned;
+    std::map<Instruction*, Value*> checks = range_checks(f, rt, work, cloned);
+    work.insert(work.end(), cloned.begin(), cloned.end());
     for (auto& [inst, ptr] : work) {
       auto it = checks.find(inst);
       rewrite(inst, ptr, it == checks.end() ? nullptr : it->second, rt, dl);

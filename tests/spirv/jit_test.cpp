@@ -38,6 +38,11 @@ __kernel void generic_ptrs(__global int* out, __local int* scratch) {
   out[get_global_id(0)] = twice(&mine) + twice(&scratch[get_local_id(0)]) + twice(&out[get_global_id(0)]);
 }
 
+// Data-dependent loads: no range check applies, every load is probed.
+__kernel void gather(__global const float* src, __global const uint* idx, __global float* out) {
+  out[get_global_id(0)] = src[idx[get_global_id(0)]];
+}
+
 // Unaligned 16-byte loads and stores, some of which straddle a page boundary.
 __kernel void copy_unaligned(__global const uchar* in, __global uchar* out, int offset) {
   size_t i = get_global_id(0);
@@ -115,6 +120,45 @@ TEST_P(JitPaths, PageStraddlingAccesses) {
   for (std::size_t i = offset; i < offset + pieces * 16; ++i) ASSERT_EQ(out[i], in[i]) << i;
   rt.deallocate(in);
   rt.deallocate(out);
+}
+
+// A gather over two whole 2 MiB blocks mapped in place: the workers hold block entries for
+// them. A page of a block that then moves to device memory must be read from there (a stale
+// block entry would read it in place, and the CPU side would bring it home), and data the CPU
+// writes in place is seen at once.
+TEST_P(JitPaths, BlockEntriesFollowChangesInsideTheBlock) {
+  hetmm::Runtime rt(options(GetParam()));
+  auto& dev = rt.device(0);
+  constexpr std::size_t kBlock = 2u << 20;
+  void* raw = mmap(nullptr, 3 * kBlock, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(raw, MAP_FAILED);
+  auto* src = reinterpret_cast<float*>((reinterpret_cast<std::uintptr_t>(raw) + kBlock - 1) & ~(kBlock - 1));
+  const std::size_t n = 2 * kBlock / sizeof(float);
+  for (std::size_t i = 0; i < n; ++i) src[i] = static_cast<float>(i);
+  const std::size_t m = 1 << 16;
+  std::vector<unsigned> idx(m);
+  for (std::size_t i = 0; i < m; ++i) idx[i] = static_cast<unsigned>((i * 2654435761u) % n);
+  idx[0] = 1000;  // page 0 of block 0: moves below
+  std::vector<float> out(m);
+  auto gather = [&] {
+    dev.launch(program(), "gather", hetmm::NDRange{m}, hetmm::NDRange{64}, src, idx.data(), out.data());
+    dev.synchronize();
+    for (std::size_t i = 0; i < m; ++i) ASSERT_EQ(out[i], src[idx[i]]) << i;
+  };
+  gather();
+  gather();  // every page is mapped now: whole blocks in place
+  EXPECT_EQ(rt.audit(), "");
+  dev.migrate_to_device(src, 4096);
+  ASSERT_FALSE(rt.location(src).is_system());
+  src[kBlock / sizeof(float) + 5] = -1.0f;  // in place, in block 1
+  idx[1] = static_cast<unsigned>(kBlock / sizeof(float) + 5);
+  dev.launch(program(), "gather", hetmm::NDRange{m}, hetmm::NDRange{64}, src, idx.data(), out.data());
+  dev.synchronize();
+  EXPECT_FALSE(rt.location(src).is_system()) << "the kernel read the migrated page in place";
+  EXPECT_EQ(out[0], 1000.0f);
+  EXPECT_EQ(out[1], -1.0f);
+  EXPECT_EQ(rt.audit(), "");
+  munmap(raw, 3 * kBlock);
 }
 
 INSTANTIATE_TEST_SUITE_P(Policies, JitPaths,

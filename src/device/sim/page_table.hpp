@@ -36,6 +36,16 @@ class PageTable {
     std::uint64_t old = l->pte[os::page_index_in_block(va)].exchange(entry, std::memory_order_acq_rel);
     if ((old & pte::kValid) != (entry & pte::kValid))
       valid_.fetch_add((entry & pte::kValid) ? 1 : -1, std::memory_order_relaxed);
+    l->count(old, -1);
+    l->count(entry, +1);
+  }
+  // The rights (pte::kValid, kWrite) every page of va's block has in place, or 0. Read after
+  // the shootdown epoch: a PTE cleared later comes with a newer epoch (worker.hpp).
+  std::uint64_t block_in_place(std::uintptr_t va) const {
+    Leaf* l = table_.find(va >> os::kBlockShift);
+    if (l == nullptr || l->in_place.load(std::memory_order_acquire) != os::kPagesPerBlock) return 0;
+    return pte::kValid |
+           (l->in_place_write.load(std::memory_order_acquire) == os::kPagesPerBlock ? pte::kWrite : 0);
   }
   // Valid entries: the device's working set in pages (Options::max_oversubscription).
   std::size_t valid() const { return static_cast<std::size_t>(valid_.load(std::memory_order_relaxed)); }
@@ -49,8 +59,10 @@ class PageTable {
       if (l != nullptr) {
         for (std::uintptr_t a = va; a < stop; a += os::kPageSize) {
           auto& e = l->pte[os::page_index_in_block(a)];
-          if (e.load(std::memory_order_relaxed) & pte::kValid) {
+          std::uint64_t old = e.load(std::memory_order_relaxed);
+          if (old & pte::kValid) {
             e.store(0, std::memory_order_release);
+            l->count(old, -1);
             ++n;
             valid_.fetch_sub(1, std::memory_order_relaxed);
           }
@@ -65,6 +77,14 @@ class PageTable {
   struct Leaf {
     std::atomic<std::uint64_t> pte[os::kPagesPerBlock] = {};
     std::atomic<std::uint32_t> touched{0};  // access epoch of the last walk
+    // Valid in-place entries, and those of them that allow writes (block_in_place). Written
+    // under the state lock, before any epoch bump that follows.
+    std::atomic<std::uint32_t> in_place{0}, in_place_write{0};
+    void count(std::uint64_t e, int d) {
+      if ((e & (pte::kValid | pte::kLocal)) != pte::kValid) return;
+      in_place.fetch_add(static_cast<std::uint32_t>(d), std::memory_order_release);
+      if (e & pte::kWrite) in_place_write.fetch_add(static_cast<std::uint32_t>(d), std::memory_order_release);
+    }
   };
   core::RadixTable<Leaf> table_;
   std::atomic<std::int64_t> valid_{0};  // written under the mirror's state lock

@@ -55,6 +55,11 @@ struct WorkerContext {
   alignas(64) std::atomic<std::uint64_t> active{0};
   std::uint64_t tlb_epoch = 0;
   TlbEntry tlb[kTlbEntries];
+  // Block entries (JIT-compiled kernels only): vpn = address >> 21, pte = the rights every page
+  // of that 2 MiB block has in place (kValid, kWrite), in this epoch. A gather over a table of
+  // a few MiB would miss in the page TLB on nearly every access; eight block entries cover 16 MiB.
+  static constexpr std::size_t kBlockTlbEntries = 64;
+  TlbEntry block_tlb[kBlockTlbEntries];
   std::uint64_t tlb_hits = 0;
   std::uint64_t tlb_misses = 0;
   std::uint64_t local_bytes = 0;     // accessed in device frames (for the link model)
@@ -80,8 +85,10 @@ struct WorkerContext {
     // inline probe (spirv/mmu_pass.cpp) computes the same.
     return static_cast<std::size_t>((vpn * kTlbHash) >> (64 - kTlbShift));
   }
+  static std::size_t block_slot(std::uint64_t block) { return block & (kBlockTlbEntries - 1); }
   void flush_tlb() {
     for (auto& e : tlb) e.vpn = ~std::uint64_t{0};
+    for (auto& e : block_tlb) e.vpn = ~std::uint64_t{0};
   }
   // The TLB holds translations of one shootdown epoch: a newer epoch empties it first.
   void sync_tlb(std::uint64_t epoch) {
