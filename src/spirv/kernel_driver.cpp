@@ -300,15 +300,24 @@ extern "C" std::uint64_t hetmm_jit_range(KernelContext* ctx, std::uint64_t lo, s
   detail::WorkerContext* w = ctx->worker;
   sync_tlb(w);
   const std::uint64_t need = write != 0 ? device::pte::kWrite : 0;
-  // Whole blocks in place pass at once; the pages of other blocks one by one, up to 512 of
-  // them (beyond that the loop is better off probing each access).
-  std::size_t pages_left = 512;
-  for (std::uint64_t block = lo >> 21; block <= (hi - 1) >> 21; ++block) {
+  // Whole blocks in place pass at once; the pages of other blocks one by one, when there are
+  // at most 512 of them (more, and the loop is better off probing each access: it gives up
+  // before walking any).
+  const std::uint64_t first_block = lo >> 21, last_block = (hi - 1) >> 21;
+  if (last_block - first_block >= 64) return 0;  // 128 MiB and more: probe
+  std::uint64_t partial = 0;  // bit k: block first_block + k needs its pages checked
+  std::size_t pages = 0;
+  for (std::uint64_t block = first_block; block <= last_block; ++block) {
     if (block_in_place_with(w, block, need)) continue;
+    partial |= std::uint64_t{1} << (block - first_block);
+    pages += ((std::min(hi, (block + 1) << 21) - 1) >> 12) - (std::max(lo, block << 21) >> 12) + 1;
+    if (pages > 512) return 0;
+  }
+  for (std::uint64_t block = first_block; partial != 0; ++block, partial >>= 1) {
+    if (!(partial & 1)) continue;
     std::uint64_t first = std::max(lo, block << 21) >> 12;
     std::uint64_t last = (std::min(hi, (block + 1) << 21) - 1) >> 12;
     for (std::uint64_t vpn = first; vpn <= last; ++vpn) {
-      if (pages_left-- == 0) return 0;
       const detail::TlbEntry& t = w->tlb[detail::WorkerContext::slot(vpn)];
       if (t.vpn == vpn && in_place_with(t.pte, need)) continue;
       if (!in_place_with(fill_tlb(w, vpn), need)) return 0;
