@@ -9,6 +9,7 @@
 #include "hetmm/hetmm.hpp"
 
 #include <LLVMSPIRVLib/LLVMSPIRVLib.h>
+#include <llvm/Analysis/ValueTracking.h>
 #include <llvm/Bitcode/BitcodeReader.h>
 #include <llvm/ExecutionEngine/Orc/CompileUtils.h>
 #include <llvm/ExecutionEngine/Orc/ExecutionUtils.h>
@@ -183,6 +184,39 @@ void check_undefined(Module& m) {
     fail(Errc::unsupported, "SPIR-V module: uses built-ins hetmm does not provide: " + missing);
 }
 
+// printf calls the C library's printf from the worker thread, as each call runs (OpenCL lets
+// output appear in any order; nothing is buffered to the kernel's end). Its scalar conversions
+// are C's; OpenCL's vector conversions (%v4f...) are not, and a module using one is refused
+// here rather than handing printf arguments it would misread.
+void check_printf(Module& m) {
+  Function* printf_fn = m.getFunction("printf");
+  if (printf_fn == nullptr) return;
+  for (User* u : printf_fn->users()) {
+    auto* call = dyn_cast<CallInst>(u);
+    if (call == nullptr || call->arg_size() == 0) continue;
+    auto* g = dyn_cast<GlobalVariable>(getUnderlyingObject(call->getArgOperand(0)));
+    auto* data = g && g->hasInitializer() ? dyn_cast<ConstantDataSequential>(g->getInitializer())
+                                          : nullptr;
+    if (data == nullptr || !data->isString())
+      fail(Errc::unsupported, "SPIR-V module: printf with a format that is not a string literal");
+    StringRef fmt = data->getAsString();
+    for (std::size_t i = 0; i < fmt.size(); ++i) {
+      if (fmt[i] != '%') continue;
+      std::size_t j = i + 1;
+      if (j < fmt.size() && fmt[j] == '%') {
+        i = j;
+        continue;
+      }
+      while (j < fmt.size() && StringRef("-+ #0123456789.").contains(fmt[j])) ++j;
+      if (j < fmt.size() && fmt[j] == 'v')
+        fail(Errc::unsupported, "SPIR-V module: printf vector conversion \"" +
+                                    fmt.substr(i, std::min<std::size_t>(j + 4, fmt.size()) - i).str() +
+                                    "\" is not supported (scalar conversions are)");
+      i = j;
+    }
+  }
+}
+
 // HETMM_DUMP_IR=DIR writes each module's IR after the rewrite and after optimisation
 // (DIR/<stage>-<n>.ll): for looking at what the MMU pass did to a kernel.
 void dump_ir(Module& m, const char* stage) {
@@ -308,6 +342,7 @@ std::string compile_to_object(detail::CompiledProgram& program, const std::uint3
     program.mmu_accesses = apply_mmu_rewrite(*m);
   }
   check_undefined(*m);
+  check_printf(*m);
   std::string broken;
   raw_string_ostream broken_os(broken);
   if (verifyModule(*m, &broken_os))

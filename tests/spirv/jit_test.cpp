@@ -266,6 +266,37 @@ TEST(JitErrors, LaunchChecksSizes) {
                hetmm::Error);
 }
 
+// printf: scalar conversions, printed as each call runs (stdout captured by GoogleTest).
+TEST(JitPrintf, ScalarConversionsArePrinted) {
+  hetmm::Runtime rt;
+  auto& dev = rt.device(0);
+  auto p = hetmm::Program::from_opencl_c(R"CLC(
+    __kernel void say(__global const int* v) {
+      size_t i = get_global_id(0);
+      printf("item %u: %d %.2f %s %c%%\n", (uint)i, v[i], 0.5f * v[i], "ok", 'x');
+    })CLC");
+  std::vector<int> v = {3, -7, 11, 0};
+  ::testing::internal::CaptureStdout();
+  dev.launch(p, "say", hetmm::NDRange{v.size()}, hetmm::NDRange{1}, v.data());
+  dev.synchronize();
+  std::fflush(stdout);
+  std::string out = ::testing::internal::GetCapturedStdout();
+  for (const char* line : {"item 0: 3 1.50 ok x%\n", "item 1: -7 -3.50 ok x%\n", "item 2: 11 5.50 ok x%\n",
+                           "item 3: 0 0.00 ok x%\n"})
+    EXPECT_NE(out.find(line), std::string::npos) << "missing " << line << " in:\n" << out;
+}
+
+TEST(JitPrintf, VectorConversionsAreRefused) {
+  try {
+    hetmm::Program::from_opencl_c(R"CLC(
+      __kernel void say(__global const float4* v) { printf("%v4f\n", v[get_global_id(0)]); })CLC");
+    FAIL() << "a %v conversion must be refused, not handed to the C library";
+  } catch (const hetmm::Error& e) {
+    EXPECT_EQ(e.code(), hetmm::Errc::unsupported);
+    EXPECT_NE(std::string(e.what()).find("%v4f"), std::string::npos) << e.what();
+  }
+}
+
 TEST(JitOptions, MmuOffRunsTheSameKernelWithoutTranslation) {
   hetmm::Runtime rt(options(hetmm::PolicyProfile::in_place));
   auto& dev = rt.device(0);
