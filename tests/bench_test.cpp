@@ -320,10 +320,17 @@ TEST(Bench, MicroRatiosAreMeasured) {
   mc.fault_samples = 20;
   mc.sum_elements = 1u << 16;
   mc.reps = 1;
+  mc.mirrored_mid = 16u << 20;
+  mc.mirrored_large = 256u << 20;
   Micro m = measure_micro(mc);
   for (double r :
        {m.migration_over_memcpy, m.prefetch_over_memcpy, m.mmu_hit_over_raw, m.span_over_raw})
     EXPECT_GT(r, 0);
+  // A device fault costs something, and many workers serve some per second.
+  for (double us : {m.device_fault_us, m.device_fault_us_1g, m.device_fault_us_16g})
+    EXPECT_GT(us, 0);
+  EXPECT_GT(m.faults_per_s_many, 0);
+  EXPECT_EQ(m.many_faults, 8u);
   // The bare userfaultfd round trip needs userfaultfd; the note says why when it is refused.
   if (std::isnan(m.cpu_faultback_over_uffd))
     EXPECT_FALSE(m.notes.empty());

@@ -212,6 +212,107 @@ void hit_paths(const MicroConfig& c, Micro& m) {
   m.span_over_raw = span / raw_sum;
 }
 
+// The region a device-fault measurement works in: `bytes` of address space reserved (sparse:
+// nothing is backed until touched), block-aligned, with one page per block touched by the CPU
+// and mapped on the device by one kernel (the fault-ahead window is the block: all of it gets
+// mapped in place). That is what "mirrored" means here.
+class MirroredRegion {
+ public:
+  static constexpr std::size_t kBlock = 2u << 20;
+  MirroredRegion(Device& dev, std::size_t bytes) : len_(bytes + kBlock) {
+    void* p = ::mmap(nullptr, len_, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) throw Error(Errc::out_of_memory, "mmap of the sparse region failed");
+    raw_ = static_cast<std::byte*>(p);
+    base_ = reinterpret_cast<std::byte*>((reinterpret_cast<std::uintptr_t>(p) + kBlock - 1) &
+                                         ~(kBlock - 1));
+    pages_per_block_ = std::min(bytes, kBlock) / kPage;
+    blocks_ = std::max<std::size_t>(1, bytes / kBlock);
+    for (std::size_t b = 0; b < blocks_; ++b) *page(b, 0) = std::byte{1};
+    std::byte* base = base_;
+    dev.launch(blocks_, [base](Thread& t) {
+      (void)t.load(reinterpret_cast<const std::uint8_t*>(base + t.id() * kBlock));
+    });
+    dev.synchronize();
+  }
+  ~MirroredRegion() { ::munmap(raw_, len_); }
+  MirroredRegion(const MirroredRegion&) = delete;
+  MirroredRegion& operator=(const MirroredRegion&) = delete;
+  std::size_t blocks() const { return blocks_; }
+  std::size_t pages_per_block() const { return pages_per_block_; }
+  std::byte* page(std::size_t block, std::size_t i) const {
+    return base_ + block * kBlock + i * kPage;
+  }
+  // Makes the page cold on the device (madvise: the hook tears its device mapping down) and
+  // present again on the CPU, so that the device's miss is all the next access costs.
+  void make_cold(std::byte* p) const {
+    ::madvise(p, kPage, MADV_DONTNEED);
+    *static_cast<volatile std::byte*>(p) = std::byte{1};
+  }
+
+ private:
+  std::size_t len_;
+  std::byte* raw_;
+  std::byte* base_;
+  std::size_t blocks_ = 0, pages_per_block_ = 0;
+};
+
+void fault_service(const MicroConfig& c, Micro& m) {
+  Options o = micro_options(c, 4u << 20);
+  o.policy = PolicyProfile::in_place;
+  o.workers = std::max(c.workers, 8u);
+  Runtime rt(o);
+  Device& dev = rt.device(0);
+  std::uint64_t seed = 0x9E3779B97F4A7C15ull;
+  auto next = [&seed] {  // xorshift: which page of which block
+    seed ^= seed << 13;
+    seed ^= seed >> 7;
+    seed ^= seed << 17;
+    return seed;
+  };
+  auto load_once = [&dev](const std::byte* p) {
+    auto t0 = Clock::now();
+    dev.launch(1, [p](Thread& t) { (void)t.load(reinterpret_cast<const std::uint8_t*>(p)); });
+    dev.synchronize();
+    return since(t0);
+  };
+  const std::size_t samples = std::max<std::size_t>(c.fault_samples / 4, 20);
+  auto round_trip = [&](std::size_t bytes) {
+    MirroredRegion r(dev, bytes);
+    return 1e6 * median_of(samples, [&] {
+      std::byte* p = r.page(next() % r.blocks(), 1 + next() % (r.pages_per_block() - 1));
+      r.make_cold(p);
+      double cold = load_once(p);
+      return cold - load_once(p);
+    });
+  };
+  m.device_fault_us = round_trip(1u << 20);
+  m.device_fault_us_1g = round_trip(c.mirrored_mid);
+  m.device_fault_us_16g = round_trip(c.mirrored_large);
+  // Many workers missing at once: one cold page in each block of the middle size, one thread
+  // per page.
+  MirroredRegion r(dev, c.mirrored_mid);
+  const std::size_t n = r.blocks();
+  std::byte* first = r.page(0, 1);
+  auto sweep = [&] {
+    auto t0 = Clock::now();
+    dev.launch(n, [first](Thread& t) {
+      (void)t.load(reinterpret_cast<const std::uint8_t*>(first + t.id() * MirroredRegion::kBlock));
+    });
+    dev.synchronize();
+    return since(t0);
+  };
+  double best = 1e300;
+  for (int rep = 0; rep < c.reps; ++rep) {
+    for (std::size_t b = 0; b < n; ++b) r.make_cold(r.page(b, 1));
+    double cold = sweep();
+    best = std::min(best, cold - sweep());
+  }
+  m.many_workers = o.workers;
+  m.many_faults = n;
+  m.faults_per_s_many = best > 0 ? static_cast<double>(n) / best : kNotMeasured;
+}
+
 template <class F>
 void attempt(const char* what, Micro& m, F&& f) {
   try {
@@ -228,6 +329,7 @@ Micro measure_micro(const MicroConfig& config) {
   attempt("migration and prefetch", m, [&] { bandwidths(config, m); });
   attempt("fault round trips", m, [&] { fault_round_trips(config, m); });
   attempt("MMU hit path", m, [&] { hit_paths(config, m); });
+  attempt("device fault service", m, [&] { fault_service(config, m); });
   return m;
 }
 

@@ -15,6 +15,9 @@ struct MicroConfig {
   std::size_t fault_samples = 1000;                 // CPU fault-back and bare userfaultfd
   std::size_t sum_elements = std::size_t{1} << 20;  // MMU hit path, 4-byte elements
   int reps = 3;                                     // best of, for the bandwidths and sums
+  // Device-fault round trips with this much mirrored (1 MiB is always measured too).
+  std::size_t mirrored_mid = std::size_t{1} << 30;
+  std::size_t mirrored_large = std::size_t{16} << 30;  // sparse
   Tracking tracking = Tracking::automatic;
   unsigned workers = 2;
 };
@@ -36,6 +39,15 @@ struct Micro {
   double mmu_hit_over_raw = kNotMeasured;
   // The same sum through Thread::read_span, over the same summing loop on the CPU. Goal <= 1.2.
   double span_over_raw = kNotMeasured;
+  // Device faults on their own (policy in_place: a fault maps, nothing migrates): the round trip
+  // of one cold page, worker miss to replay, minus the same launch without the miss (median),
+  // with the mirror holding 1 MiB, 1 GiB and 16 GiB (sparse) of mapped blocks; the cost must
+  // not grow with it. And faults/s with many workers missing at once.
+  double device_fault_us = kNotMeasured;  // 1 MiB mirrored
+  double device_fault_us_1g = kNotMeasured, device_fault_us_16g = kNotMeasured;
+  double faults_per_s_many = kNotMeasured;
+  unsigned many_workers = 0;
+  std::size_t many_faults = 0;
 
   std::size_t sweep_bytes = 0;
   double memcpy_gbs = kNotMeasured, migration_gbs = kNotMeasured, prefetch_gbs = kNotMeasured;

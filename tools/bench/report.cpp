@@ -146,6 +146,12 @@ std::string format_table(const Config& config, const Outcome& outcome, const Sum
             "  %-24s %8s  goal <= 1.2   read_span %.3f ns vs the same loop on the CPU %.3f ns "
             "per element\n",
             "span_over_raw", ratio_text(x.span_over_raw).c_str(), x.span_ns, x.raw_sum_ns);
+    appendf(out,
+            "  %-24s %8.1f us     one cold page, worker miss to replay (1 MiB mirrored); "
+            "1 GiB: %.1f us, 16 GiB sparse: %.1f us\n",
+            "device_fault_us", x.device_fault_us, x.device_fault_us_1g, x.device_fault_us_16g);
+    appendf(out, "  %-24s %8.0f /s     %zu cold pages in distinct blocks, %u workers at once\n",
+            "faults_per_s_many", x.faults_per_s_many, x.many_faults, x.many_workers);
     for (const std::string& n : x.notes) appendf(out, "  note: %s\n", n.c_str());
   }
   appendf(out, "\n%.1f s\n", outcome.seconds);
@@ -231,6 +237,12 @@ std::string format_json(const Config& config, const Outcome& outcome, const Summ
     j.field("cpu_faultback_over_uffd", x.cpu_faultback_over_uffd);
     j.field("mmu_hit_over_raw", x.mmu_hit_over_raw);
     j.field("span_over_raw", x.span_over_raw);
+    j.field("device_fault_us", x.device_fault_us);
+    j.field("faults_per_s_many_workers", x.faults_per_s_many);
+    j.key("device_fault_us_by_mirrored").begin_object(true);
+    j.field("1MiB", x.device_fault_us).field("1GiB", x.device_fault_us_1g);
+    j.field("16GiB_sparse", x.device_fault_us_16g);
+    j.end_object();
     j.key("details").begin_object(true);
     j.field("sweep_bytes", std::uint64_t{x.sweep_bytes}).field("memcpy_gbs", x.memcpy_gbs);
     j.field("migration_gbs", x.migration_gbs).field("migrated_fraction", x.migrated_fraction);
@@ -238,6 +250,7 @@ std::string format_json(const Config& config, const Outcome& outcome, const Summ
     j.field("faultback_us", x.faultback_us).field("bare_uffd_us", x.bare_uffd_us);
     j.field("load_ns", x.load_ns).field("raw_load_ns", x.raw_load_ns);
     j.field("span_ns", x.span_ns).field("raw_sum_ns", x.raw_sum_ns);
+    j.field("many_workers", std::uint64_t{x.many_workers}).field("many_faults", std::uint64_t{x.many_faults});
     j.end_object();
     j.key("notes").begin_array();
     for (const std::string& n : x.notes) j.value(n);
