@@ -95,6 +95,49 @@ TEST(ProcMaps, ReportsProtectionSharingAndHoles) {
   priv.forget();
 }
 
+// PROCMAP_QUERY (where the kernel has it) and the text must describe every mapping of the
+// process alike: protections, sharing, file or anonymous, stacks and their guards, libraries'
+// data, hetmm's own memory.
+TEST(ProcMaps, QueryAndTextAgreeOnTheWholeProcess) {
+  Mapping guard_and_stack(3 * kPage);
+  ASSERT_EQ(mprotect(guard_and_stack.get(), kPage, PROT_NONE), 0);  // a guard below anonymous
+  os::VmaList fast, text;
+  os::query_vmas(0, ~std::uintptr_t{0} >> 8, fast);
+  os::query_vmas_text(0, ~std::uintptr_t{0} >> 8, text);
+  ASSERT_GT(text.size(), 10u);
+  ASSERT_EQ(fast.size(), text.size());
+  std::size_t guards = 0, libraries = 0, special = 0, stacks = 0;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const os::Vma &a = fast[i], &b = text[i];
+    SCOPED_TRACE(i);
+    EXPECT_EQ(a.start, b.start);
+    EXPECT_EQ(a.end, b.end);
+    EXPECT_EQ(a.prot(), b.prot());
+    EXPECT_EQ(a.shared, b.shared);
+    EXPECT_EQ(a.anonymous, b.anonymous);
+    EXPECT_EQ(a.special, b.special);
+    EXPECT_EQ(a.main_stack, b.main_stack);
+    EXPECT_EQ(a.guard_below, b.guard_below);
+    EXPECT_EQ(a.library_data, b.library_data);
+    guards += b.guard_below != 0;
+    libraries += b.library_data;
+    special += b.special;
+    stacks += b.main_stack;
+  }
+  EXPECT_GT(guards, 0u);
+  EXPECT_GT(libraries, 0u);
+  EXPECT_GT(special, 0u);
+  EXPECT_EQ(stacks, 1u);
+  // A range starting inside a mapping sees the same as the whole walk.
+  auto a = reinterpret_cast<std::uintptr_t>(guard_and_stack.get()) + kPage;
+  os::query_vmas(a + kPage, a + 2 * kPage, fast);
+  os::query_vmas_text(a + kPage, a + 2 * kPage, text);
+  ASSERT_EQ(fast.size(), 1u);
+  ASSERT_EQ(text.size(), 1u);
+  EXPECT_EQ(fast[0].guard_below, text[0].guard_below);
+  EXPECT_NE(fast[0].guard_below, 0u);
+}
+
 TEST(Pagemap, TellsPresentFromUntouched) {
   Mapping m(4 * kPage);
   m.get()[kPage] = std::byte{1};

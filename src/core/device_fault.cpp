@@ -239,6 +239,7 @@ void Mirror::migrate_for_fault(std::size_t device, std::uintptr_t start, std::ui
            lo, hi - lo);
     if (plan.in_place) {
       b->pinned |= bit;
+      maybe_pinned_ |= bit;
       emit(EventKind::pin, EventReason::thrashing, static_cast<int>(device), kSystem, kSystem, bs,
            os::kBlockSize);
       continue;
@@ -271,6 +272,7 @@ void Mirror::migrate_for_fault(std::size_t device, std::uintptr_t start, std::ui
       fault_eviction_ = false;
       keep_start_ = keep_end_ = 0;
       b->pinned |= bit;
+      maybe_pinned_ |= bit;
       emit(EventKind::pin, EventReason::thrashing, static_cast<int>(device), kSystem, kSystem, bs,
            os::kBlockSize);
       continue;
@@ -374,10 +376,16 @@ void Mirror::before_launch(std::size_t device) {
   auto d = static_cast<std::int8_t>(device);
   device::DeviceBackend* dev = devices_[device];
   Locked lock(lock_);
+  // Launch cost must not grow with the mirrored address space: the walks below run only while
+  // some block may be pinned for this device (the bit is set with every pin, cleared here).
+  if (!(maybe_pinned_ & bit)) return;
   std::uint32_t last = dev->access_epoch();  // the epoch of the kernel that ran last
   bool any_pinned = false;
   blocks_.for_each([&](VaBlock& b) { any_pinned |= (b.pinned & bit) != 0; });
-  if (!any_pinned) return;
+  if (!any_pinned) {
+    maybe_pinned_ &= ~bit;
+    return;
+  }
   std::size_t room = (dev->capacity_bytes() - dev->used_bytes()) / kPageSize;
   blocks_.for_each([&](VaBlock& b) {
     if (b.resident == 0 && b.duplicated == 0) return;

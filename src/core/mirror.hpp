@@ -258,6 +258,7 @@ class Mirror final : public device::FaultResolver, public os::RuntimeAllocated {
   policy::Policy* policies_[3] = {};  // by PolicyProfile
   policy::ThrashingParams thrashing_params_;
   bool fault_eviction_ = false;
+  std::uint32_t maybe_pinned_ = 0;  // devices that may have pinned blocks (before_launch)
   std::uint32_t upgraded_epoch_[kMaxDevices] = {};  // last access epoch a device wrote its copies
   std::size_t mapping_limit_ = 0;
   // Would mapping `more` pages take the device past the limit?

@@ -4,8 +4,10 @@
 
 #include "os/syscalls.hpp"
 
+#include <atomic>
 #include <cerrno>
 #include <fcntl.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <system_error>
 #include <unistd.h>
@@ -34,9 +36,120 @@ void skip_field(const char*& p, const char* end) {
   while (p < end && *p == ' ') ++p;
 }
 
+// From linux/fs.h (6.11+): one VMA per ioctl on /proc/self/maps.
+struct procmap_query {
+  std::uint64_t size, query_flags, query_addr, vma_start, vma_end, vma_flags, vma_page_size,
+      vma_offset, inode;
+  std::uint32_t dev_major, dev_minor, vma_name_size, build_id_size;
+  std::uint64_t vma_name_addr, build_id_addr;
+};
+constexpr unsigned long kProcmapQuery = _IOWR('f', 17, procmap_query);
+constexpr std::uint64_t kCoveringOrNext = 0x10;
+constexpr std::uint64_t kRead = 1, kWrite = 2, kExec = 4, kShared = 8;
+
+// What the text parser learns from one line, from one PROCMAP_QUERY answer.
+struct Queried {
+  Vma vma;
+  bool guard = false;   // private anonymous, no access: a stack guard candidate
+  bool library = false;  // a mapping of a .so file
+};
+
+// The VMA covering addr, or the next one; false when there is none (or on error: *err).
+bool query_one(int fd, std::uintptr_t addr, Queried& q, long* err) {
+  char name[4096];
+  procmap_query r{};
+  r.size = sizeof r;
+  r.query_flags = kCoveringOrNext;
+  r.query_addr = addr;
+  r.vma_name_size = sizeof name;
+  r.vma_name_addr = reinterpret_cast<std::uintptr_t>(name);
+  long rc = sys_ioctl(fd, kProcmapQuery, &r);
+  if (rc < 0) {
+    *err = rc;
+    return false;
+  }
+  std::size_t n = r.vma_name_size > 0 ? r.vma_name_size - 1 : 0;  // the size counts the NUL
+  name[n < sizeof name ? n : sizeof name - 1] = '\0';
+  Vma& v = q.vma;
+  v = Vma{};
+  v.start = r.vma_start;
+  v.end = r.vma_end;
+  v.read = (r.vma_flags & kRead) != 0;
+  v.write = (r.vma_flags & kWrite) != 0;
+  v.exec = (r.vma_flags & kExec) != 0;
+  v.shared = (r.vma_flags & kShared) != 0;
+  bool named_file = name[0] == '/';
+  v.special = (name[0] == '[' && name[1] == 'v') ||
+              std::strncmp(name, "/memfd:hetmm-runtime", 20) == 0;
+  v.anonymous = r.inode == 0 && !named_file;
+  v.main_stack = std::strncmp(name, "[stack", 6) == 0;
+  q.guard = v.anonymous && !v.shared && !v.read && !v.write && !v.exec;
+  q.library = named_file && std::strstr(name, ".so") != nullptr;
+  return true;
+}
+
+// PROCMAP_QUERY is there (Linux 6.11+) until an ioctl says otherwise.
+std::atomic<bool> g_procmap_query{true};
+
+// [start, end)'s VMAs with PROCMAP_QUERY: a few ioctls, whatever the number of mappings in the
+// process (reading the text costs as much as the whole map, which grows with everything the
+// process maps). False when the kernel has no PROCMAP_QUERY: read the text then.
+bool query_vmas_ioctl(int fd, std::uintptr_t start, std::uintptr_t end, VmaList& out) {
+  long err = 0;
+  Queried prev, cur;
+  bool have_prev = false, first = true;
+  for (std::uintptr_t a = start; a < end;) {
+    err = 0;
+    if (!query_one(fd, a, cur, &err)) {
+      if (err == -ENOTTY || err == -EINVAL) return false;
+      if (err == -ENOENT) break;  // nothing mapped above a
+      throw std::system_error(static_cast<int>(-err), std::generic_category(),
+                              "PROCMAP_QUERY on /proc/self/maps");
+    }
+    if (cur.vma.start >= end) break;
+    if (first && cur.vma.start > 0) {
+      // The mapping right below the first one decides its guard_below and library_data.
+      err = 0;
+      have_prev = query_one(fd, cur.vma.start - 1, prev, &err) && prev.vma.end == cur.vma.start;
+      if (err != 0 && err != -ENOENT)
+        throw std::system_error(static_cast<int>(-err), std::generic_category(),
+                                "PROCMAP_QUERY on /proc/self/maps");
+    }
+    first = false;
+    bool adjacent = have_prev && prev.vma.end == cur.vma.start;
+    if (adjacent && prev.guard && cur.vma.anonymous && !cur.vma.shared)
+      cur.vma.guard_below = prev.vma.start;
+    cur.vma.library_data = adjacent && prev.library && cur.vma.anonymous;
+    out.push_back(cur.vma);
+    prev = cur;
+    have_prev = true;
+    a = cur.vma.end;
+  }
+  return true;
+}
+
 }  // namespace
 
 void query_vmas(std::uintptr_t start, std::uintptr_t end, VmaList& out) {
+  out.clear();
+  if (g_procmap_query.load(std::memory_order_relaxed)) {
+    int fd = ::open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw std::system_error(errno, std::generic_category(), "open /proc/self/maps");
+    try {
+      bool done = query_vmas_ioctl(fd, start, end, out);
+      ::close(fd);
+      if (done) return;
+    } catch (...) {
+      ::close(fd);
+      throw;
+    }
+    g_procmap_query.store(false, std::memory_order_relaxed);
+    out.clear();
+  }
+  query_vmas_text(start, end, out);
+}
+
+void query_vmas_text(std::uintptr_t start, std::uintptr_t end, VmaList& out) {
   out.clear();
   int fd = ::open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw std::system_error(errno, std::generic_category(), "open /proc/self/maps");

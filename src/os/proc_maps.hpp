@@ -41,7 +41,11 @@ using VmaList = std::pmr::vector<Vma>;
 
 // The VMAs that overlap [start, end), in address order. Holes are simply absent.
 // Throws std::system_error if /proc/self/maps cannot be read.
+// With PROCMAP_QUERY where the kernel has it (a few ioctls, whatever the size of the map),
+// else by reading the text.
 void query_vmas(std::uintptr_t start, std::uintptr_t end, VmaList& out);
+// The same from the text of /proc/self/maps (the fallback; tests compare the two).
+void query_vmas_text(std::uintptr_t start, std::uintptr_t end, VmaList& out);
 
 // The VMA containing addr, or nullptr.
 const Vma* find_vma(const VmaList& list, std::uintptr_t addr);

@@ -40,7 +40,7 @@ struct Micro {
   // The same sum through Thread::read_span, over the same summing loop on the CPU. Goal <= 1.2.
   double span_over_raw = kNotMeasured;
   // Device faults on their own (policy in_place: a fault maps, nothing migrates): the round trip
-  // of one cold page, worker miss to replay, minus the same launch without the miss (median),
+  // of one cold page, worker miss to replay, timed in the kernel around the access (median),
   // with the mirror holding 1 MiB, 1 GiB and 16 GiB (sparse) of mapped blocks; the cost must
   // not grow with it. And faults/s with many workers missing at once.
   double device_fault_us = kNotMeasured;  // 1 MiB mirrored
