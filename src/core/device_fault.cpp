@@ -311,6 +311,13 @@ void Mirror::migrate_for_fault(std::size_t device, std::uintptr_t start, std::ui
       std::uintptr_t nb = plan.ahead_blocks > 0 ? bs + k * os::kBlockSize : bs - k * os::kBlockSize;
       if (nb >= (std::uintptr_t{1} << 57) || nb == 0) break;
       VaBlock* next = get_block(nb);
+      // A stream of writes will write the copies it holds ahead as well: they become its own
+      // now (no data moves), not one upgrade fault per block later.
+      if (write && next->duplicated > 0) {
+        std::uintptr_t lo_ahead = std::max(nb, home->start), hi_ahead = std::min(nb + os::kBlockSize, home->end);
+        if (lo_ahead < hi_ahead && upgrade_copies(device, lo_ahead, hi_ahead) > 0)
+          upgraded_epoch_[device] = dev->access_epoch();
+      }
       policy::PageMask m;
       for (std::size_t i = 0; i < os::kPagesPerBlock; ++i) {
         std::uintptr_t page = next->page_addr(i);
