@@ -1,5 +1,6 @@
 #include "host/mprotect_tracker.hpp"
 
+#include "os/proc_maps.hpp"
 #include "os/syscalls.hpp"
 
 #include <cerrno>
@@ -10,17 +11,6 @@
 #include <unistd.h>
 
 namespace hetmm::host {
-
-namespace {
-// From linux/fs.h (6.11+).
-struct procmap_query {
-  std::uint64_t size, query_flags, query_addr, vma_start, vma_end, vma_flags, vma_page_size,
-      vma_offset, inode;
-  std::uint32_t dev_major, dev_minor, vma_name_size, build_id_size;
-  std::uint64_t vma_name_addr, build_id_addr;
-};
-constexpr unsigned long PROCMAP_QUERY = _IOWR('f', 17, procmap_query);
-}  // namespace
 
 MprotectTracker::MprotectTracker() {
   mem_fd_ = ::open("/proc/self/mem", O_RDWR | O_CLOEXEC);
@@ -75,11 +65,11 @@ int MprotectTracker::restore(std::uintptr_t start, const void* src, std::size_t 
   // Write home only the parts that are still the PROT_NONE anonymous memory we revoked; parts
   // unmapped or replaced behind our back are skipped (their device copy is stale).
   for (std::uintptr_t a = start; a < end;) {
-    procmap_query q{};
+    os::ProcmapQuery q{};
     q.size = sizeof q;
-    q.query_flags = 0x10;  // PROCMAP_QUERY_COVERING_OR_NEXT_VMA
+    q.query_flags = os::kProcmapCoveringOrNext;
     q.query_addr = a;
-    long rc = os::sys_ioctl(maps_fd_, PROCMAP_QUERY, &q);
+    long rc = os::sys_ioctl(maps_fd_, os::kProcmapQuery, &q);
     if (rc == -ENOTTY || rc == -EINVAL) {
       int r = write_home(mem_fd_, a, s + (a - start), end - a, prot);
       if (r == 0) *settled = len;

@@ -36,16 +36,7 @@ void skip_field(const char*& p, const char* end) {
   while (p < end && *p == ' ') ++p;
 }
 
-// From linux/fs.h (6.11+): one VMA per ioctl on /proc/self/maps.
-struct procmap_query {
-  std::uint64_t size, query_flags, query_addr, vma_start, vma_end, vma_flags, vma_page_size,
-      vma_offset, inode;
-  std::uint32_t dev_major, dev_minor, vma_name_size, build_id_size;
-  std::uint64_t vma_name_addr, build_id_addr;
-};
-constexpr unsigned long kProcmapQuery = _IOWR('f', 17, procmap_query);
-constexpr std::uint64_t kCoveringOrNext = 0x10;
-constexpr std::uint64_t kRead = 1, kWrite = 2, kExec = 4, kShared = 8;
+constexpr std::uint64_t kRead = 1, kWrite = 2, kExec = 4, kShared = 8;  // procmap_query flags
 
 // What the text parser learns from one line, from one PROCMAP_QUERY answer.
 struct Queried {
@@ -57,9 +48,9 @@ struct Queried {
 // The VMA covering addr, or the next one; false when there is none (or on error: *err).
 bool query_one(int fd, std::uintptr_t addr, Queried& q, long* err) {
   char name[4096];
-  procmap_query r{};
+  ProcmapQuery r{};
   r.size = sizeof r;
-  r.query_flags = kCoveringOrNext;
+  r.query_flags = kProcmapCoveringOrNext;
   r.query_addr = addr;
   r.vma_name_size = sizeof name;
   r.vma_name_addr = reinterpret_cast<std::uintptr_t>(name);

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory_resource>
+#include <sys/ioctl.h>
 #include <vector>
 
 namespace hetmm::os {
@@ -38,6 +39,16 @@ struct Vma {
 };
 
 using VmaList = std::pmr::vector<Vma>;
+
+// PROCMAP_QUERY (linux/fs.h, 6.11+): one VMA per ioctl on an fd of /proc/self/maps.
+struct ProcmapQuery {
+  std::uint64_t size, query_flags, query_addr, vma_start, vma_end, vma_flags, vma_page_size,
+      vma_offset, inode;
+  std::uint32_t dev_major, dev_minor, vma_name_size, build_id_size;
+  std::uint64_t vma_name_addr, build_id_addr;
+};
+inline constexpr unsigned long kProcmapQuery = _IOWR('f', 17, ProcmapQuery);
+inline constexpr std::uint64_t kProcmapCoveringOrNext = 0x10;
 
 // The VMAs that overlap [start, end), in address order. Holes are simply absent.
 // Throws std::system_error if /proc/self/maps cannot be read.
