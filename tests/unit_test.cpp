@@ -101,9 +101,23 @@ TEST(ProcMaps, ReportsProtectionSharingAndHoles) {
 TEST(ProcMaps, QueryAndTextAgreeOnTheWholeProcess) {
   Mapping guard_and_stack(3 * kPage);
   ASSERT_EQ(mprotect(guard_and_stack.get(), kPage, PROT_NONE), 0);  // a guard below anonymous
-  os::VmaList fast, text;
-  os::query_vmas(0, ~std::uintptr_t{0} >> 8, fast);
-  os::query_vmas_text(0, ~std::uintptr_t{0} >> 8, text);
+  // The map may change between two reads (ASan's allocator maps chunks inside its reserved
+  // ranges at any allocation): read it fast, as text, and fast again until both fast reads
+  // agree, with room reserved so that the lists themselves allocate nothing meanwhile.
+  os::VmaList fast, text, again;
+  for (os::VmaList* l : {&fast, &text, &again}) l->reserve(8192);
+  auto same_spans = [](const os::VmaList& a, const os::VmaList& b) {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i)
+      if (a[i].start != b[i].start || a[i].end != b[i].end) return false;
+    return true;
+  };
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    os::query_vmas(0, ~std::uintptr_t{0} >> 8, fast);
+    os::query_vmas_text(0, ~std::uintptr_t{0} >> 8, text);
+    os::query_vmas(0, ~std::uintptr_t{0} >> 8, again);
+    if (same_spans(fast, again) && same_spans(fast, text)) break;
+  }
   ASSERT_GT(text.size(), 10u);
   ASSERT_EQ(fast.size(), text.size());
   std::size_t guards = 0, libraries = 0, special = 0, stacks = 0;
