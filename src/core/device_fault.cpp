@@ -314,7 +314,8 @@ void Mirror::migrate_for_fault(std::size_t device, std::uintptr_t start, std::ui
       // A stream of writes will write the copies it holds ahead as well: they become its own
       // now (no data moves), not one upgrade fault per block later.
       if (write && next->duplicated > 0) {
-        std::uintptr_t lo_ahead = std::max(nb, home->start), hi_ahead = std::min(nb + os::kBlockSize, home->end);
+        std::uintptr_t lo_ahead = std::max(nb, home->start);
+        std::uintptr_t hi_ahead = std::min(nb + os::kBlockSize, home->end);
         if (lo_ahead < hi_ahead && upgrade_copies(device, lo_ahead, hi_ahead) > 0)
           upgraded_epoch_[device] = dev->access_epoch();
       }

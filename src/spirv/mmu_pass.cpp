@@ -251,8 +251,8 @@ void rewrite(Instruction* inst, Value* ptr, Value* range_ok, const Runtime& rt,
   auto* refill_bb = BasicBlock::Create(c, "mmu.refill", f, join);
   IRBuilder<> b(head);
   Value* va = b.CreatePtrToInt(ptr, b.getInt64Ty());
-  // Inside a loop whose whole address range was found in place at its entry: no probe (J1;
-  // LLVM's unswitching then splits the loop on this invariant and vectorises the fast copy).
+  // Inside a loop whose whole address range was found in place at its entry and that could
+  // not be versioned (version_loop): no probe while the check holds (J1).
   if (range_ok != nullptr)
     b.CreateCondBr(range_ok, in_place_bb, probe_bb, likely);
   else
@@ -406,13 +406,13 @@ bool version_loop(Loop* l, Value* ok, DominatorTree& dt, LoopInfo& li, ScalarEvo
 // worker's block TLB holds in place (J2; the common case of a work-group's loop over a row),
 // else through hetmm_jit_range. A loop over 64 work-items of a stencil costs a few
 // instructions, not seven calls.
-Value* emit_range_check(Instruction* where, Value* ctx, Value* lo, Value* hi, bool write,
-                        Value* ok, const Runtime& rt, DominatorTree& dt, LoopInfo& li) {
+Value* emit_range_check(Instruction* where, Value* ctx, Value* epoch_ok, Value* lo, Value* hi,
+                        bool write, Value* ok, const Runtime& rt, DominatorTree& dt,
+                        LoopInfo& li) {
   IRBuilder<> b(where);
   Type* i64 = b.getInt64Ty();
-  Probe epochs = emit_epochs(b, ctx);
   Value* last = b.CreateSub(hi, ConstantInt::get(i64, 1));
-  Value* inline_ok = emit_block_probe(b, ctx, lo, 1, write, epochs.epoch_ok);
+  Value* inline_ok = emit_block_probe(b, ctx, lo, 1, write, epoch_ok);
   inline_ok = b.CreateAnd(inline_ok, b.CreateICmpEQ(b.CreateLShr(lo, 21), b.CreateLShr(last, 21)));
   inline_ok = b.CreateAnd(inline_ok, b.CreateICmpULT(lo, hi));
   BasicBlock* head = where->getParent();
@@ -517,10 +517,14 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
     Value* ok = b.getTrue();
     if (!lc.pse->getPredicate().isAlwaysTrue())
       ok = b.CreateNot(expander.expandCodeForPredicate(&lc.pse->getPredicate(), where));
+    // The epochs once for all the loop's checks (an entry of an older epoch is at worst a stale
+    // in-place translation, which J1 tolerates).
+    Value* epoch_ok = emit_epochs(b, ctx).epoch_ok;
     for (auto& [inst, lo, hi] : lc.ranges) {
       Value* lo_v = expander.expandCodeFor(lo, i64, where);
       Value* hi_v = expander.expandCodeFor(hi, i64, where);
-      ok = emit_range_check(where, ctx, lo_v, hi_v, isa<StoreInst>(inst), ok, rt, dt, li);
+      ok = emit_range_check(where, ctx, epoch_ok, lo_v, hi_v, isa<StoreInst>(inst), ok, rt, dt,
+                            li);
       where = l->getLoopPreheader()->getTerminator();
     }
     ValueToValueMapTy vmap;

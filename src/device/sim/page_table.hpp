@@ -23,8 +23,7 @@ class PageTable {
   std::uint64_t walk(std::uintptr_t va, std::uint32_t epoch) const {
     Leaf* l = table_.find(va >> os::kBlockShift);
     if (l == nullptr) return 0;
-    if (l->touched.load(std::memory_order_relaxed) != epoch)
-      l->touched.store(epoch, std::memory_order_relaxed);
+    l->touch(epoch);
     return l->pte[os::page_index_in_block(va)].load(std::memory_order_acquire);
   }
   std::uint32_t touched(std::uintptr_t va) const {
@@ -39,11 +38,13 @@ class PageTable {
     l->count(old, -1);
     l->count(entry, +1);
   }
-  // The rights (pte::kValid, kWrite) every page of va's block has in place, or 0. Read after
-  // the shootdown epoch: a PTE cleared later comes with a newer epoch (worker.hpp).
-  std::uint64_t block_in_place(std::uintptr_t va) const {
+  // A worker's block walk: the rights (pte::kValid, kWrite) every page of va's block has in
+  // place, or 0; records the block's use in `epoch` when it answers. Read after the shootdown
+  // epoch: a PTE cleared later comes with a newer epoch (worker.hpp).
+  std::uint64_t block_in_place(std::uintptr_t va, std::uint32_t epoch) const {
     Leaf* l = table_.find(va >> os::kBlockShift);
     if (l == nullptr || l->in_place.load(std::memory_order_acquire) != os::kPagesPerBlock) return 0;
+    l->touch(epoch);
     return pte::kValid |
            (l->in_place_write.load(std::memory_order_acquire) == os::kPagesPerBlock ? pte::kWrite : 0);
   }
@@ -78,12 +79,21 @@ class PageTable {
     std::atomic<std::uint64_t> pte[os::kPagesPerBlock] = {};
     std::atomic<std::uint32_t> touched{0};  // access epoch of the last walk
     // Valid in-place entries, and those of them that allow writes (block_in_place). Written
-    // under the state lock, before any epoch bump that follows.
+    // only under the state lock (one writer: a load and a store, no locked add on the fault
+    // path's 512-PTE mappings), before any epoch bump that follows.
     std::atomic<std::uint32_t> in_place{0}, in_place_write{0};
     void count(std::uint64_t e, int d) {
       if ((e & (pte::kValid | pte::kLocal)) != pte::kValid) return;
-      in_place.fetch_add(static_cast<std::uint32_t>(d), std::memory_order_release);
-      if (e & pte::kWrite) in_place_write.fetch_add(static_cast<std::uint32_t>(d), std::memory_order_release);
+      auto add = [d](std::atomic<std::uint32_t>& n) {
+        n.store(n.load(std::memory_order_relaxed) + static_cast<std::uint32_t>(d),
+                std::memory_order_release);
+      };
+      add(in_place);
+      if (e & pte::kWrite) add(in_place_write);
+    }
+    void touch(std::uint32_t epoch) {
+      if (touched.load(std::memory_order_relaxed) != epoch)
+        touched.store(epoch, std::memory_order_relaxed);
     }
   };
   core::RadixTable<Leaf> table_;
