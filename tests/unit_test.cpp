@@ -17,7 +17,7 @@ namespace hetmm::test {
 namespace {
 
 TEST(FramePool, AllocatesUpToCapacityAndReuses) {
-  device::sim::FramePool pool(3 * 512 * kPage / 2);  // one and a half chunks
+  device::sim::FramePool pool(3 * 512 * kPage / 2, false);  // one and a half chunks
   std::vector<std::uint32_t> f(1000);
   EXPECT_EQ(pool.alloc(1000, f.data()), 768u);
   EXPECT_EQ(pool.used_bytes(), 768 * kPage);

@@ -141,6 +141,10 @@ struct Options {
   // must. Faults raised inside the kernel (read(2) into a migrated buffer) then fail with
   // EFAULT instead of being served. Useful to test what unprivileged users get.
   bool userfaultfd_user_mode_only = false;
+  // Whole 2 MiB blocks of private anonymous memory move between system and device memory by
+  // remapping their pages (UFFDIO_MOVE, Linux 6.8+, userfaultfd tracking only) instead of
+  // copying them: the sim device's memory is process memory. Off: every move is a copy.
+  bool zero_copy_moves = true;
   PolicyProfile policy = PolicyProfile::hetmm;  // default for ranges without set_policy
   UvmParameters uvm;  // the driver tunables the policies follow
   LinkProfile link;  // every device's link, for DeviceStats::modeled_seconds
@@ -199,6 +203,8 @@ struct DeviceStats {
   std::uint64_t pages_evicted = 0;       // pages sent home to make room for others
   std::uint64_t link_transfers = 0;      // migrated runs, both ways (device to device included)
   std::uint64_t link_bytes = 0;          // bytes those runs moved
+  std::uint64_t blocks_moved_in = 0;     // whole 2 MiB blocks that came in by remapping, no copy
+  std::uint64_t blocks_moved_out = 0;    // ... and went home the same way (Options::zero_copy_moves)
   std::uint64_t in_place_bytes = 0;      // bytes kernels accessed in system memory, in place
   std::uint64_t local_bytes = 0;         // bytes kernels accessed in device memory
   double throttle_seconds = 0;           // thrashing naps a policy imposed (uvm's throttle)

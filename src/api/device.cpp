@@ -220,6 +220,8 @@ DeviceStats Device::stats() const {
   auto& c = rt_->mirror().counters(index_);
   s.pages_to_device = c.pages_to_device.load();
   s.pages_to_system = c.pages_to_system.load();
+  s.blocks_moved_in = c.blocks_moved_in.load();
+  s.blocks_moved_out = c.blocks_moved_out.load();
   s.cpu_faults = c.cpu_faults.load();
   s.pages_evicted = c.pages_evicted.load();
   s.link_transfers = c.link_transfers.load();

@@ -133,9 +133,9 @@ RuntimeImpl::RuntimeImpl(const Options& options) : options_(options) {
         1, static_cast<std::size_t>(options.max_oversubscription *
                                     static_cast<double>(options.device_memory / os::kPageSize))));
   for (std::size_t i = 0; i < options.devices; ++i) {
-    devices_.push_back(std::make_unique<device::sim::SimDevice>(i, options.device_memory,
-                                                                options.workers, mirror_.get(),
-                                                                injector_.get()));
+    devices_.push_back(std::make_unique<device::sim::SimDevice>(
+        i, options.device_memory, options.workers, mirror_.get(), injector_.get(),
+        options.zero_copy_moves && uffd_ && uffd_->can_move()));
     devices_.back()->set_event_log(events_.get());
     mirror_->attach(i, devices_.back().get());
   }
@@ -248,6 +248,9 @@ void* RuntimeImpl::allocate(std::size_t len) {
     std::uintptr_t tail = aligned + size;
     if (base + map_len > tail) os::sys_munmap(reinterpret_cast<void*>(tail), base + map_len - tail);
     base = aligned;
+    // Where THP is "madvise" (Debian's default) only advised memory gets huge pages. Whole huge
+    // pages are what moves to and from device memory as one PMD (zero_copy_moves).
+    os::sys_madvise(reinterpret_cast<void*>(base), size & ~(os::kBlockSize - 1), MADV_HUGEPAGE);
   }
   std::lock_guard lock(alloc_mutex_);
   allocations_[base] = size;

@@ -34,6 +34,17 @@ class HostTracker {
   // transient failure (EAGAIN, ENOMEM) only the rest stays on the device.
   virtual int restore(std::uintptr_t start, const void* src, std::size_t len, int prot,
                       std::size_t* settled) = 0;
+  // Zero-copy restore: moves the pages of [src, src+len) (device memory that is private
+  // anonymous memory of this process, device/sim/frame_pool.hpp) to start by remapping them.
+  // Returns the bytes moved, a prefix (the first page that could not move stops it: populated
+  // behind our back, shared after a fork, ...), or -errno (EOPNOTSUPP: this tracker cannot).
+  // What did not move is still at src for restore() to copy. Like restore, it wakes nobody.
+  virtual long restore_by_move(std::uintptr_t start, const void* src, std::size_t len) {
+    (void)start;
+    (void)src;
+    (void)len;
+    return -95;  // EOPNOTSUPP
+  }
   virtual void discard(std::uintptr_t start, std::size_t len, int prot) = 0;
   // After restore and the bookkeeping that follows it: let threads waiting on the range retry.
   // (A thread must not see its page home before the mirror says so.)

@@ -324,19 +324,35 @@ std::size_t Mirror::migrate_run_in(std::size_t device, std::uintptr_t start, std
   end = system_only_end(start, end);
   std::size_t n = (end - start) / kPageSize;
   if (n == 0) return 0;
-  n = take_frames(device, n, out_of_memory);
-  end = start + n * kPageSize;
-  if (n == 0) return 0;
+  // A whole block of writable private memory moves by remapping when the device's memory
+  // allows it (one PMD for a huge page: no copy, no revocation, no REMOVE event). The pool's
+  // page protection is read-write, and UFFDIO_MOVE wants both sides alike.
+  bool by_move = false;
+  if (n == os::kPagesPerBlock && dev->movable_memory() && vma.read && vma.write && !vma.exec) {
+    reserve_frames(device, n);
+    std::uint32_t first = 0;
+    if (dev->alloc_block_frames(&first)) {
+      for (std::size_t k = 0; k < n; ++k) frames_[k] = first + static_cast<std::uint32_t>(k);
+      by_move = true;
+    }
+  }
+  if (!by_move) {
+    n = take_frames(device, n, out_of_memory);
+    end = start + n * kPageSize;
+    if (n == 0) return 0;
+  }
   VaBlock* b = get_block(start);
   std::size_t i0 = os::page_index_in_block(start);
   std::size_t len = end - start;
-  auto abort = [&](bool thaw) {
-    if (thaw) tracker_->thaw(start, len, vma.prot());
-    for (std::size_t k = 0; k < n; ++k) {
+  // Pages [0, kept) are in device memory for good (a move cannot be undone here); the rest
+  // go back to being the system's, frames freed.
+  auto give_up = [&](std::size_t kept, std::uintptr_t thaw_from, bool thaw) {
+    if (thaw) tracker_->thaw(thaw_from, end - thaw_from, vma.prot());
+    for (std::size_t k = kept; k < n; ++k) {
       dev->free_frame(frames_[k]);
       b->flags[i0 + k].store(0, std::memory_order_release);
     }
-    return std::size_t{0};
+    return kept;
   };
   // 1. No device may keep an in-place mapping of a page whose CPU copy is about to go. This
   //    comes first: a worker inside an in-place access may be blocked in a userfaultfd fault on
@@ -345,36 +361,50 @@ std::size_t Mirror::migrate_run_in(std::size_t device, std::uintptr_t start, std
   invalidate_all(start, end);
   // 2. Mark the pages: from here a CPU fault on them waits for the state lock.
   for (std::size_t k = 0; k < n; ++k) b->flags[i0 + k].store(kMigrating, std::memory_order_release);
-  // 3. Stop CPU writes, then copy what is there (untouched pages are zero-filled, not read: a
-  //    read would fault them in).
-  if (tracker_->prepare(start, len, vma) < 0) return abort(false);
-  if (tracker_->freeze(start, len) < 0) return abort(true);
-  os::query_pages(start, n, bits_);
-  // Pages advised write_only are not read either: the device overwrites them.
-  auto has_data_at = [&](std::size_t k) {
-    return (bits_[k] & (os::kPagePresent | os::kPageSwapped)) && !(bits_[k] & os::kPageZero) &&
-           !(b->advice[i0 + k] & kAdviseWriteOnly);
-  };
-  for (std::size_t k = 0; k < n;) {
-    bool has_data = has_data_at(k);
-    std::size_t run = 1;
-    while (k + run < n) {
-      bool hd = has_data_at(k + run);
-      if (hd != has_data) break;
-      ++run;
-    }
-    if (has_data) {
-      // A failed copy leaves the run in system memory, where the device maps it in place.
-      auto* from = reinterpret_cast<void*>(start + k * kPageSize);
-      if (!copy_with_retry([&] { return dev->copy_to_frames(frames_ + k, run, from); }))
-        return abort(true);
-    } else {
-      dev->zero_frames(frames_ + k, run);
-    }
-    k += run;
+  if (tracker_->prepare(start, len, vma) < 0) return give_up(0, start, false);
+  // 3a. By move: each page leaves the CPU's page table as it lands in device memory, atomically
+  //     (a CPU write lands before, and moves with the page, or faults after and waits for the
+  //     lock). A short move (a page shared after fork, pinned, ...) leaves the rest to copy.
+  std::size_t moved = 0;
+  if (by_move) {
+    long r = dev->move_block_in(frames_[0], reinterpret_cast<const void*>(start));
+    moved = r > 0 ? static_cast<std::size_t>(r) / kPageSize : 0;
+    if (moved == n) counters_[device].blocks_moved_in.fetch_add(1, std::memory_order_relaxed);
   }
-  // 4. Revoke the CPU copy. The next CPU touch faults into cpu_fault().
-  if (tracker_->revoke(start, len) < 0) return abort(true);
+  // 3b. By copy: stop CPU writes, then copy what is there (untouched pages are zero-filled, not
+  //     read: a read would fault them in), and revoke the CPU copy: the next CPU touch faults
+  //     into cpu_fault().
+  if (moved < n) {
+    std::uintptr_t rest = start + moved * kPageSize;
+    if (tracker_->freeze(rest, end - rest) < 0) n = give_up(moved, rest, false);
+  }
+  if (moved < n) {
+    std::uintptr_t rest = start + moved * kPageSize;
+    std::size_t rest_len = end - rest, rest_n = n - moved;
+    os::query_pages(rest, rest_n, bits_);
+    // Pages advised write_only are not read either: the device overwrites them.
+    auto has_data_at = [&](std::size_t k) {
+      return (bits_[k - moved] & (os::kPagePresent | os::kPageSwapped)) &&
+             !(bits_[k - moved] & os::kPageZero) && !(b->advice[i0 + k] & kAdviseWriteOnly);
+    };
+    bool ok = true;
+    for (std::size_t k = moved; k < n && ok;) {
+      bool has_data = has_data_at(k);
+      std::size_t run = 1;
+      while (k + run < n && has_data_at(k + run) == has_data) ++run;
+      if (has_data) {
+        // A failed copy leaves the run in system memory, where the device maps it in place.
+        auto* from = reinterpret_cast<void*>(start + k * kPageSize);
+        ok = copy_with_retry([&] { return dev->copy_to_frames(frames_ + k, run, from); });
+      } else {
+        dev->zero_frames(frames_ + k, run);
+      }
+      k += run;
+    }
+    if (!ok || tracker_->revoke(rest, rest_len) < 0) n = give_up(moved, rest, true);
+  }
+  if (n == 0) return 0;
+  end = start + n * kPageSize;
   std::uint64_t birth = clock_.load(std::memory_order_acquire);
   note_arrival(b, device);
   for (std::size_t k = 0; k < n; ++k) {
@@ -449,31 +479,52 @@ std::size_t Mirror::bring_home_run(std::uintptr_t start, std::uintptr_t end, int
     src = staging_;
   }
   std::size_t moved = 0;
-  for (std::size_t k = 0; k < n;) {
-    std::size_t run = 1;
-    while (k + run < n && b->prot[i0 + k + run] == b->prot[i0 + k]) ++run;
-    std::size_t settled = 0;
-    int rc = tracker_->restore(start + k * kPageSize, src + k * kPageSize, run * kPageSize,
-                               b->prot[i0 + k], &settled);
-    // Pages up to `settled` are home (or were unmapped behind our back: their device copy is
-    // stale and dropped). The rest, after a transient failure, stay on the device, revoked.
-    std::size_t done = std::min(run, settled / kPageSize);
+  // Pages [k, k + done) are home (or were unmapped behind our back: their device copy is
+  // stale and dropped, not counted).
+  auto settle_home = [&](std::size_t k, std::size_t done, bool counted) {
     for (std::size_t j = k; j < k + done; ++j) {
       dev->free_frame(frames_[j]);
       b->owner[i0 + j] = kSystem;
       b->flags[i0 + j].store(0, std::memory_order_release);
     }
     b->resident -= static_cast<std::uint32_t>(done);
-    if (rc != -ENOENT && rc != -ESTALE) moved += done;
-    if (done > 0) {
-      EventKind kind = move_reason_ == EventReason::eviction    ? EventKind::evict
-                       : move_reason_ == EventReason::cpu_fault ? EventKind::cpu_fault
-                                                                : EventKind::migrate;
-      emit(kind, move_reason_, owner, owner, kSystem, start + k * kPageSize, done * kPageSize);
-      counters_[owner].link_transfers.fetch_add(1, std::memory_order_relaxed);
-      counters_[owner].link_bytes.fetch_add(done * kPageSize, std::memory_order_relaxed);
+    if (counted) moved += done;
+    if (done == 0) return;
+    EventKind kind = move_reason_ == EventReason::eviction    ? EventKind::evict
+                     : move_reason_ == EventReason::cpu_fault ? EventKind::cpu_fault
+                                                              : EventKind::migrate;
+    emit(kind, move_reason_, owner, owner, kSystem, start + k * kPageSize, done * kPageSize);
+    counters_[owner].link_transfers.fetch_add(1, std::memory_order_relaxed);
+    counters_[owner].link_bytes.fetch_add(done * kPageSize, std::memory_order_relaxed);
+    tracker_->settle(start + k * kPageSize, done * kPageSize);
+  };
+  std::size_t k = 0;
+  // A whole block that sits in one chunk of movable device memory goes home by remapping (one
+  // PMD when it came in as one); the chunk is empty again for the next block. Runs of a block
+  // (CPU faults) are copied: moving them would split the chunk's huge page for good.
+  bool whole_chunk = n == os::kPagesPerBlock && src == first &&
+                     frames_[0] % os::kPagesPerBlock == 0 && dev->movable_memory();
+  for (std::size_t j = 0; j < n && whole_chunk; ++j)
+    whole_chunk = b->prot[i0 + j] == (PROT_READ | PROT_WRITE);
+  if (whole_chunk) {
+    long r = tracker_->restore_by_move(start, src, n * kPageSize);
+    std::size_t done = r > 0 ? static_cast<std::size_t>(r) / kPageSize : 0;
+    if (done == n) {
+      dev->block_moved_out(frames_[0]);
+      counters_[owner].blocks_moved_out.fetch_add(1, std::memory_order_relaxed);
     }
-    if (done > 0) tracker_->settle(start + k * kPageSize, done * kPageSize);
+    settle_home(0, done, true);
+    k = done;
+  }
+  while (k < n) {
+    std::size_t run = 1;
+    while (k + run < n && b->prot[i0 + k + run] == b->prot[i0 + k]) ++run;
+    std::size_t settled = 0;
+    int rc = tracker_->restore(start + k * kPageSize, src + k * kPageSize, run * kPageSize,
+                               b->prot[i0 + k], &settled);
+    // The rest, after a transient failure, stays on the device, revoked.
+    std::size_t done = std::min(run, settled / kPageSize);
+    settle_home(k, done, rc != -ENOENT && rc != -ESTALE);
     if (left) *left += run - done;
     k += run;
   }

@@ -42,6 +42,7 @@ namespace hetmm::core {
 struct MirrorCounters {
   std::atomic<std::uint64_t> pages_to_device{0}, pages_to_system{0}, cpu_faults{0},
       pages_evicted{0}, link_transfers{0}, link_bytes{0};
+  std::atomic<std::uint64_t> blocks_moved_in{0}, blocks_moved_out{0};  // zero-copy, whole blocks
   std::atomic<std::uint64_t> throttle_ns{0};  // thrashing naps the policy imposed (modeled)
 };
 

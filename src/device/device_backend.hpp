@@ -59,6 +59,23 @@ class DeviceBackend {
   // Host address of a frame where device memory is host-addressable (sim), else nullptr.
   virtual void* frame_host_address(std::uint32_t frame) = 0;
 
+  // Zero-copy block moves (optional: the sim device when its memory is movable, see
+  // sim/frame_pool.hpp). A block is 512 frames from `first` (first % 512 == 0) at one 2 MiB-
+  // aligned host address. alloc_block_frames takes a whole empty one; move_block_in remaps a
+  // 2 MiB block of the program's private anonymous memory into it (returns the bytes moved, a
+  // prefix, or -errno); the mirror moves a block out with its own tracker and then says so.
+  virtual bool movable_memory() const { return false; }
+  virtual bool alloc_block_frames(std::uint32_t* first) {
+    (void)first;
+    return false;
+  }
+  virtual long move_block_in(std::uint32_t first, const void* src) {
+    (void)first;
+    (void)src;
+    return -95;  // EOPNOTSUPP
+  }
+  virtual void block_moved_out(std::uint32_t first) { (void)first; }
+
   // Copy engine. Pages are 4 KiB; host buffers are runtime or process memory.
   // Both return false when the host side faulted (memory unmapped under our feet).
   virtual bool copy_to_frames(const std::uint32_t* frames, std::size_t n, const void* src) = 0;

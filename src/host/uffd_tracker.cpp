@@ -19,7 +19,7 @@ namespace {
 constexpr std::uint64_t kWanted = UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_EVENT_REMAP |
                                   UFFD_FEATURE_EVENT_REMOVE |
                                   UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_PAGEFAULT_FLAG_WP |
-                                  UFFD_FEATURE_MISSING_SHMEM;
+                                  UFFD_FEATURE_MISSING_SHMEM | os::kUffdFeatureMove;
 constexpr std::uint64_t kRequired = UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_THREAD_ID;
 
 struct PendingFault {
@@ -175,6 +175,26 @@ int UffdTracker::restore(std::uintptr_t start, const void* src, std::size_t len,
   }
   *settled = done;
   return rc;
+}
+
+long UffdTracker::restore_by_move(std::uintptr_t start, const void* src, std::size_t len) {
+  if (!can_move()) return -EOPNOTSUPP;
+  if (int e = injected()) return e;
+  // Holes in device memory (pages that were never touched, moved in as holes) stay holes: the
+  // next CPU touch is zero-filled, as it would have been.
+  long n = 0;
+  std::size_t done = 0;
+  for (int retries = 0; done < len && retries < 8;) {
+    n = os::uffd_move(fd_, start + done, reinterpret_cast<std::uintptr_t>(src) + done, len - done,
+                      os::kUffdMoveModeDontwake | os::kUffdMoveModeAllowSrcHoles);
+    if (n > 0) {
+      done += static_cast<std::size_t>(n);
+      continue;
+    }
+    if (n != -EAGAIN) break;  // EAGAIN: the mm is changing (an event is queued); try again
+    ++retries;
+  }
+  return done > 0 ? static_cast<long>(done) : n;
 }
 
 void UffdTracker::forget(std::uintptr_t start, std::size_t len) {

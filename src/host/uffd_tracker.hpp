@@ -21,6 +21,7 @@
 #include "core/lock_order.hpp"
 #include "core/mirror.hpp"
 #include "os/os_thread.hpp"
+#include "os/uffd.hpp"
 
 #include <atomic>
 #include <mutex>
@@ -47,6 +48,10 @@ class UffdTracker final : public core::HostTracker, public os::RuntimeAllocated 
   int freeze(std::uintptr_t start, std::size_t len) override;
   void thaw(std::uintptr_t start, std::size_t len, int prot) override;
   int revoke(std::uintptr_t start, std::size_t len) override;
+  long restore_by_move(std::uintptr_t start, const void* src, std::size_t len) override;
+  // Whether the kernel moves pages (UFFDIO_MOVE, Linux 6.8): devices may then take blocks by
+  // remapping, since they can be moved back.
+  bool can_move() const { return (features_ & os::kUffdFeatureMove) != 0; }
   int restore(std::uintptr_t start, const void* src, std::size_t len, int prot,
               std::size_t* settled) override;
   void discard(std::uintptr_t, std::size_t, int) override {}

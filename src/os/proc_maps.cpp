@@ -18,6 +18,46 @@ int Vma::prot() const {
   return (read ? PROT_READ : 0) | (write ? PROT_WRITE : 0) | (exec ? PROT_EXEC : 0);
 }
 
+bool is_runtime_memory_name(const char* name, std::size_t len) {
+  return len >= sizeof kRuntimeMemoryName - 1 &&
+         std::memcmp(name, kRuntimeMemoryName, sizeof kRuntimeMemoryName - 1) == 0;
+}
+
+namespace {
+constexpr std::size_t kRuntimeRanges = 64;  // 32 devices, each one range, with room to spare
+std::atomic<std::uintptr_t> g_range_start[kRuntimeRanges];
+std::atomic<std::uintptr_t> g_range_end[kRuntimeRanges];
+}  // namespace
+
+bool add_runtime_range(std::uintptr_t start, std::size_t len) {
+  for (std::size_t i = 0; i < kRuntimeRanges; ++i) {
+    std::uintptr_t none = 0;
+    if (g_range_start[i].compare_exchange_strong(none, start)) {
+      g_range_end[i].store(start + len, std::memory_order_release);
+      return true;
+    }
+  }
+  return false;
+}
+
+void remove_runtime_range(std::uintptr_t start) {
+  for (std::size_t i = 0; i < kRuntimeRanges; ++i) {
+    if (g_range_start[i].load(std::memory_order_acquire) == start) {
+      g_range_end[i].store(0, std::memory_order_release);
+      g_range_start[i].store(0, std::memory_order_release);
+      return;
+    }
+  }
+}
+
+bool in_runtime_range(std::uintptr_t addr) {
+  for (std::size_t i = 0; i < kRuntimeRanges; ++i) {
+    std::uintptr_t s = g_range_start[i].load(std::memory_order_acquire);
+    if (s != 0 && addr >= s && addr < g_range_end[i].load(std::memory_order_acquire)) return true;
+  }
+  return false;
+}
+
 namespace {
 
 std::uintptr_t parse_hex(const char*& p) {
@@ -70,9 +110,9 @@ bool query_one(int fd, std::uintptr_t addr, Queried& q, long* err) {
   v.exec = (r.vma_flags & kExec) != 0;
   v.shared = (r.vma_flags & kShared) != 0;
   bool named_file = name[0] == '/';
-  v.special = (name[0] == '[' && name[1] == 'v') ||
-              std::strncmp(name, "/memfd:hetmm-runtime", 20) == 0;
+  v.special = (name[0] == '[' && name[1] == 'v') || is_runtime_memory_name(name, n);
   v.anonymous = r.inode == 0 && !named_file;
+  if (v.anonymous && in_runtime_range(v.start)) v.special = true;
   v.main_stack = std::strncmp(name, "[stack", 6) == 0;
   q.guard = v.anonymous && !v.shared && !v.read && !v.write && !v.exec;
   q.library = named_file && std::strstr(name, ".so") != nullptr;
@@ -190,13 +230,9 @@ void query_vmas_text(std::uintptr_t start, std::uintptr_t end, VmaList& out) {
       while (p < nl && *p == ' ') ++p;
       bool named_file = p < nl && *p == '/';
       v.special = p < nl && *p == '[' && (nl - p >= 3) && p[1] == 'v';  // [vdso] [vvar] [vsyscall]
-      // hetmm's own memory (os/syscalls.cpp): devices never map it. It is unmapped with raw
-      // system calls that no hook or event sees, so a device mapping of it could go stale.
-      static constexpr char kRuntime[] = "/memfd:hetmm-runtime";
-      if (nl - p >= static_cast<long>(sizeof kRuntime - 1) &&
-          std::memcmp(p, kRuntime, sizeof kRuntime - 1) == 0)
-        v.special = true;
+      if (is_runtime_memory_name(p, static_cast<std::size_t>(nl - p))) v.special = true;
       v.anonymous = inode == 0 && !named_file;
+      if (v.anonymous && in_runtime_range(v.start)) v.special = true;
       static constexpr char kStack[] = "[stack";
       v.main_stack = nl - p >= 6 && std::memcmp(p, kStack, 6) == 0;
       if (v.anonymous && !v.shared && guard_end == v.start && guard_end != 0) v.guard_below = guard_start;

@@ -40,6 +40,19 @@ struct Vma {
 
 using VmaList = std::pmr::vector<Vma>;
 
+// hetmm's own memory, which devices never map, migrate or write: the runtime's memfd mappings
+// (os/syscalls.cpp), known by their name, and the anonymous ranges listed here (movable device
+// memory, device/sim/frame_pool.cpp: an anonymous name needs CONFIG_ANON_VMA_NAME, which not
+// every kernel has). Both are unmapped with raw system calls that no hook or event sees, so a
+// device mapping of them could go stale. The list is lock-free (a fault batch reads it).
+inline constexpr char kRuntimeMemoryName[] = "/memfd:hetmm-runtime";
+inline constexpr char kDeviceMemoryAnonName[] = "hetmm-device";  // where names are supported
+bool is_runtime_memory_name(const char* name, std::size_t len);
+// Returns false when the list is full (the memory must then not be anonymous).
+bool add_runtime_range(std::uintptr_t start, std::size_t len);
+void remove_runtime_range(std::uintptr_t start);
+bool in_runtime_range(std::uintptr_t addr);
+
 // PROCMAP_QUERY (linux/fs.h, 6.11+): one VMA per ioctl on an fd of /proc/self/maps.
 struct ProcmapQuery {
   std::uint64_t size, query_flags, query_addr, vma_start, vma_end, vma_flags, vma_page_size,

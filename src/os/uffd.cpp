@@ -72,6 +72,14 @@ int uffd_register(int fd, std::uintptr_t start, std::size_t len, bool write_prot
   return static_cast<int>(sys_ioctl(fd, UFFDIO_REGISTER, &reg));
 }
 
+int uffd_register_wp_only(int fd, std::uintptr_t start, std::size_t len) {
+  uffdio_register reg{};
+  reg.range.start = start;
+  reg.range.len = len;
+  reg.mode = UFFDIO_REGISTER_MODE_WP;
+  return static_cast<int>(sys_ioctl(fd, UFFDIO_REGISTER, &reg));
+}
+
 int uffd_unregister(int fd, std::uintptr_t start, std::size_t len) {
   uffdio_range range{start, len};
   return static_cast<int>(sys_ioctl(fd, UFFDIO_UNREGISTER, &range));
@@ -111,6 +119,22 @@ int uffd_writeprotect(int fd, std::uintptr_t start, std::size_t len, bool protec
 int uffd_wake(int fd, std::uintptr_t start, std::size_t len) {
   uffdio_range range{start, len};
   return static_cast<int>(sys_ioctl(fd, UFFDIO_WAKE, &range));
+}
+
+namespace {
+struct UffdioMove {
+  std::uint64_t dst, src, len, mode;
+  std::int64_t move;
+};
+constexpr unsigned long kUffdioMove = _IOWR(UFFDIO, 0x05, UffdioMove);
+}  // namespace
+
+long uffd_move(int fd, std::uintptr_t dst, std::uintptr_t src, std::size_t len,
+               std::uint64_t mode) {
+  UffdioMove m{dst, src, len, mode, 0};
+  long rc = sys_ioctl(fd, kUffdioMove, &m);
+  if (rc < 0) return m.move > 0 ? m.move : rc;
+  return m.move;
 }
 
 }  // namespace hetmm::os

@@ -19,8 +19,11 @@ namespace hetmm::device::sim {
 using detail::WorkerContext;
 
 SimDevice::SimDevice(std::size_t index, std::size_t memory_bytes, unsigned workers,
-                     FaultResolver* resolver, core::FaultInjector* injector)
-    : index_(index), resolver_(resolver), injector_(injector), pool_(memory_bytes) {
+                     FaultResolver* resolver, core::FaultInjector* injector, bool movable_memory)
+    : index_(index),
+      resolver_(resolver),
+      injector_(injector),
+      pool_(memory_bytes, movable_memory) {
   if (workers == 0) workers = std::max(1u, std::thread::hardware_concurrency());
   nworkers_ = workers;
   workers_ = static_cast<WorkerContext**>(

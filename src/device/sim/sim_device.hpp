@@ -38,8 +38,10 @@ struct AtomicStats {
 
 class SimDevice final : public DeviceBackend, public os::RuntimeAllocated {
  public:
+  // movable_memory: device memory takes whole blocks by remapping (UFFDIO_MOVE) where the
+  // kernel allows it; the runtime asks for it when its tracker's userfaultfd can move pages back.
   SimDevice(std::size_t index, std::size_t memory_bytes, unsigned workers,
-            FaultResolver* resolver, core::FaultInjector* injector);
+            FaultResolver* resolver, core::FaultInjector* injector, bool movable_memory = false);
   ~SimDevice() override;
 
   void start();
@@ -59,6 +61,15 @@ class SimDevice final : public DeviceBackend, public os::RuntimeAllocated {
   std::size_t used_bytes() const override { return pool_.used_bytes(); }
   void release_memory() override { pool_.release(); }
   void* frame_host_address(std::uint32_t frame) override { return pool_.address(frame); }
+  bool movable_memory() const override { return pool_.movable(); }
+  bool alloc_block_frames(std::uint32_t* first) override {
+    if (injector_->fire(core::FaultInjector::frame_alloc)) return false;
+    return pool_.alloc_chunk(first);
+  }
+  long move_block_in(std::uint32_t first, const void* src) override {
+    return pool_.move_into_chunk(first, src);
+  }
+  void block_moved_out(std::uint32_t first) override { pool_.chunk_emptied(first); }
   bool copy_to_frames(const std::uint32_t* frames, std::size_t n, const void* src) override;
   bool copy_from_frames(void* dst, const std::uint32_t* frames, std::size_t n) override;
   void zero_frames(const std::uint32_t* frames, std::size_t n) override;

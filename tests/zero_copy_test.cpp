@@ -1,0 +1,257 @@
+// Zero-copy block moves (Options::zero_copy_moves): whole 2 MiB blocks of private anonymous
+// memory move into the sim device's memory and back by remapping (UFFDIO_MOVE) instead of a
+// copy. What must hold: data is never lost or changed (concurrent CPU writes included), every
+// case the kernel refuses falls back to copying, and device memory is never mirrored itself.
+#include "test_support.hpp"
+
+#include "device/sim/frame_pool.hpp"
+#include "os/proc_maps.hpp"
+#include "os/uffd.hpp"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <thread>
+
+namespace hetmm::test {
+namespace {
+
+constexpr std::size_t kBlock = 2u << 20;
+
+bool kernel_moves_pages() {
+  os::UffdOpen u = os::uffd_open(true, os::kUffdFeatureMove);
+  if (u.fd < 0) return false;
+  ::close(u.fd);
+  return (u.features & os::kUffdFeatureMove) != 0;
+}
+
+#define SKIP_WITHOUT_MOVE()                                                        \
+  if (!kernel_moves_pages()) GTEST_SKIP() << "the kernel has no UFFDIO_MOVE (6.8+)"
+
+Options zero_copy_options(std::size_t memory = 16u << 20) {
+  Options o;
+  o.device_memory = memory;
+  o.workers = 2;
+  o.tracking = Tracking::userfaultfd;
+  return o;
+}
+
+std::uint64_t moved_in(Runtime& rt) { return rt.device(0).stats().blocks_moved_in; }
+std::uint64_t moved_out(Runtime& rt) { return rt.device(0).stats().blocks_moved_out; }
+
+TEST(ZeroCopy, WholeBlocksMoveBothWaysAndDataSurvives) {
+  SKIP_WITHOUT_MOVE();
+  Runtime rt(zero_copy_options());
+  const std::size_t len = 3 * kBlock;
+  auto* p = static_cast<std::byte*>(rt.allocate(len));
+  fill_pattern(p, len, 11);
+  EXPECT_EQ(rt.device(0).migrate_to_device(p, len).pages, len / kPage);
+  EXPECT_EQ(moved_in(rt), 3u);
+  EXPECT_EQ(rt.location(p + kBlock + 5 * kPage), Location::device(0));
+  // Device reads see the moved pages.
+  std::uint64_t seen = 0;
+  rt.device(0).launch(1, [&](Thread& t) {
+    seen = t.load(reinterpret_cast<const std::uint64_t*>(p + 2 * kBlock + 7 * kPage));
+  });
+  rt.device(0).synchronize();
+  std::uint64_t want = 0;
+  {
+    std::vector<std::byte> ref(len);
+    fill_pattern(ref.data(), len, 11);
+    std::memcpy(&want, ref.data() + 2 * kBlock + 7 * kPage, sizeof want);
+  }
+  EXPECT_EQ(seen, want);
+  EXPECT_EQ(rt.device(0).migrate_to_system(p, len).pages, len / kPage);
+  EXPECT_EQ(moved_out(rt), 3u);
+  EXPECT_TRUE(check_pattern(p, len, 11));
+  EXPECT_EQ(rt.device(0).memory_used(), 0u);
+  rt.deallocate(p);
+}
+
+TEST(ZeroCopy, CpuFaultsCopyRunsAndTheChunkIsReusedForTheNextMove) {
+  SKIP_WITHOUT_MOVE();
+  // Device memory of one block: the same chunk must serve every move.
+  Runtime rt(zero_copy_options(kBlock));
+  auto* p = static_cast<std::byte*>(rt.allocate(kBlock));
+  fill_pattern(p, kBlock, 3);
+  rt.device(0).migrate_to_device(p, kBlock);
+  ASSERT_EQ(moved_in(rt), 1u);
+  // A CPU read brings home a 64 KiB run by copy (moving it would split the chunk's huge page);
+  // the rest of the block stays on the device.
+  volatile std::byte b = p[kBlock / 2];
+  (void)b;
+  EXPECT_EQ(rt.location(p + kBlock / 2), Location::system());
+  EXPECT_EQ(rt.location(p), Location::device(0));
+  EXPECT_EQ(rt.device(0).migrate_to_system(p, kBlock).pages, kBlock / kPage - 16);
+  EXPECT_EQ(moved_out(rt), 0u);  // not whole: copied home
+  EXPECT_TRUE(check_pattern(p, kBlock, 3));
+  // The chunk still holds the copies' pages: it is emptied before the next block moves in.
+  fill_pattern(p, kBlock, 4);
+  EXPECT_EQ(rt.device(0).migrate_to_device(p, kBlock).pages, kBlock / kPage);
+  EXPECT_EQ(moved_in(rt), 2u);
+  EXPECT_EQ(rt.device(0).migrate_to_system(p, kBlock).pages, kBlock / kPage);
+  EXPECT_EQ(moved_out(rt), 1u);
+  EXPECT_TRUE(check_pattern(p, kBlock, 4));
+  rt.deallocate(p);
+}
+
+TEST(ZeroCopy, UntouchedPagesOfAMovedBlockReadAsZeros) {
+  SKIP_WITHOUT_MOVE();
+  Runtime rt(zero_copy_options());
+  auto* p = static_cast<std::uint64_t*>(rt.allocate(kBlock));
+  const std::size_t stride = kPage / sizeof(std::uint64_t);
+  for (std::size_t i = 0; i < kBlock / sizeof(std::uint64_t); i += 4 * stride) p[i] = i + 1;
+  rt.device(0).migrate_to_device(p, kBlock);
+  EXPECT_EQ(moved_in(rt), 1u);
+  rt.device(0).launch(1, [&](Thread& t) {
+    // Writes into a page that was a hole before the move.
+    t.store(p + stride, std::uint64_t{42});
+  });
+  rt.device(0).synchronize();
+  rt.device(0).migrate_to_system(p, kBlock);
+  EXPECT_EQ(moved_out(rt), 1u);
+  for (std::size_t i = 0; i < kBlock / sizeof(std::uint64_t); ++i) {
+    std::uint64_t want = i % (4 * stride) == 0 ? i + 1 : (i == stride ? 42 : 0);
+    ASSERT_EQ(p[i], want) << "word " << i;
+  }
+  rt.deallocate(p);
+}
+
+TEST(ZeroCopy, ConcurrentCpuWritesAreNeverLost) {
+  SKIP_WITHOUT_MOVE();
+  Runtime rt(zero_copy_options());
+  auto* p = static_cast<std::uint64_t*>(rt.allocate(kBlock));
+  std::memset(p, 0, kBlock);
+  // The writer puts an increasing count into one word per page, round after round: after each
+  // store the word must read back what was stored, whatever moved meanwhile.
+  const std::size_t stride = kPage / sizeof(std::uint64_t);
+  std::atomic<bool> stop{false};
+  std::atomic<std::uint64_t> bad{0}, rounds{0};
+  std::thread writer([&] {
+    for (std::uint64_t v = 1; !stop.load(std::memory_order_relaxed); ++v) {
+      for (std::size_t i = 0; i < kBlock / sizeof(std::uint64_t); i += stride) {
+        reinterpret_cast<volatile std::uint64_t*>(p)[i] = v;
+        if (reinterpret_cast<volatile std::uint64_t*>(p)[i] != v) bad.fetch_add(1);
+      }
+      rounds.store(v);
+    }
+  });
+  while (rounds.load() < 2) std::this_thread::yield();
+  for (int r = 0; r < 200; ++r) {
+    rt.prefetch(p, kBlock, Location::device(0));
+    rt.prefetch(p, kBlock, Location::system());
+  }
+  stop = true;
+  writer.join();
+  EXPECT_EQ(bad.load(), 0u);
+  // Every page holds the last round's value or the one before it (the round in flight).
+  std::uint64_t last = rounds.load();
+  for (std::size_t i = 0; i < kBlock / sizeof(std::uint64_t); i += stride)
+    ASSERT_TRUE(p[i] == last || p[i] == last + 1) << "page " << i / stride << ": " << p[i];
+  rt.deallocate(p);
+}
+
+TEST(ZeroCopy, ReadOnlyMemoryFallsBackToCopying) {
+  SKIP_WITHOUT_MOVE();
+  Runtime rt(zero_copy_options());
+  auto* p = static_cast<std::byte*>(rt.allocate(kBlock));
+  fill_pattern(p, kBlock, 8);
+  ASSERT_EQ(mprotect(p, kBlock, PROT_READ), 0);
+  EXPECT_EQ(rt.device(0).migrate_to_device(p, kBlock).pages, kBlock / kPage);
+  EXPECT_EQ(moved_in(rt), 0u);  // device memory is writable: the kernel would refuse the move
+  EXPECT_TRUE(check_pattern(p, kBlock, 8));
+  ASSERT_EQ(mprotect(p, kBlock, PROT_READ | PROT_WRITE), 0);
+  rt.deallocate(p);
+}
+
+TEST(ZeroCopy, PagesSharedWithAForkedChildAreCopied) {
+  SKIP_WITHOUT_MOVE();
+  Runtime rt(zero_copy_options());
+  auto* p = static_cast<std::byte*>(rt.allocate(kBlock));
+  fill_pattern(p, kBlock, 21);
+  int go[2];
+  ASSERT_EQ(pipe(go), 0);
+  pid_t child = fork();
+  if (child == 0) {
+    char c;
+    ssize_t r = read(go[0], &c, 1);
+    _exit(r == 1 && check_pattern(p, kBlock, 21) ? 0 : 1);
+  }
+  ASSERT_GT(child, 0);
+  // The child still maps the same pages (copy-on-write): the kernel refuses to move them, and
+  // the migration copies instead. Neither side sees the other's changes.
+  EXPECT_EQ(rt.device(0).migrate_to_device(p, kBlock).pages, kBlock / kPage);
+  EXPECT_EQ(moved_in(rt), 0u);
+  EXPECT_TRUE(check_pattern(p, kBlock, 21));
+  fill_pattern(p, kBlock, 22);
+  ASSERT_EQ(write(go[1], "x", 1), 1);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_TRUE(check_pattern(p, kBlock, 22));
+  close(go[0]);
+  close(go[1]);
+  rt.deallocate(p);
+}
+
+TEST(ZeroCopy, OffMeansEveryMoveIsACopy) {
+  Options o = zero_copy_options();
+  o.zero_copy_moves = false;
+  o.tracking = Tracking::automatic;
+  Runtime rt(o);
+  auto* p = static_cast<std::byte*>(rt.allocate(2 * kBlock));
+  fill_pattern(p, 2 * kBlock, 5);
+  EXPECT_EQ(rt.device(0).migrate_to_device(p, 2 * kBlock).pages, 2 * kBlock / kPage);
+  EXPECT_EQ(rt.device(0).migrate_to_system(p, 2 * kBlock).pages, 2 * kBlock / kPage);
+  EXPECT_EQ(moved_in(rt), 0u);
+  EXPECT_EQ(moved_out(rt), 0u);
+  EXPECT_TRUE(check_pattern(p, 2 * kBlock, 5));
+  rt.deallocate(p);
+}
+
+TEST(ZeroCopy, MprotectTrackingNeverMoves) {
+  Options o = zero_copy_options();
+  o.tracking = Tracking::mprotect;
+  Runtime rt(o);
+  auto* p = static_cast<std::byte*>(rt.allocate(kBlock));
+  fill_pattern(p, kBlock, 6);
+  EXPECT_EQ(rt.device(0).migrate_to_device(p, kBlock).pages, kBlock / kPage);
+  EXPECT_EQ(moved_in(rt), 0u);
+  EXPECT_TRUE(check_pattern(p, kBlock, 6));
+  rt.deallocate(p);
+}
+
+TEST(ZeroCopy, MovableDeviceMemoryIsTheRuntimesOwnNeverTheProgramsToMirror) {
+  SKIP_WITHOUT_MOVE();
+  device::sim::FramePool pool(4 * kBlock, true);
+  ASSERT_TRUE(pool.movable());
+  std::uint32_t first = 0;
+  ASSERT_TRUE(pool.alloc_chunk(&first));
+  EXPECT_EQ(first % 512, 0u);
+  auto at = reinterpret_cast<std::uintptr_t>(pool.address(first));
+  EXPECT_EQ(at % kBlock, 0u);
+  os::VmaList vmas;
+  os::query_vmas(at, at + kPage, vmas);
+  ASSERT_EQ(vmas.size(), 1u);
+  EXPECT_TRUE(vmas[0].special);
+  EXPECT_FALSE(vmas[0].migratable());
+  os::VmaList text;
+  os::query_vmas_text(at, at + kPage, text);
+  ASSERT_EQ(text.size(), 1u);
+  EXPECT_TRUE(text[0].special);
+  // Frames handed one at a time come from a chunk already in use before a whole one is broken.
+  std::uint32_t a = 0, b = 0, c = 0;
+  ASSERT_EQ(pool.alloc(1, &a), 1u);
+  ASSERT_EQ(pool.alloc(1, &b), 1u);
+  EXPECT_EQ(b, a + 1);
+  ASSERT_TRUE(pool.alloc_chunk(&c));  // two chunks are still whole
+  EXPECT_NE(c / 512, a / 512);
+  for (std::uint32_t f = first; f < first + 512; ++f) pool.free(f);
+  std::uint32_t again = 0;
+  ASSERT_TRUE(pool.alloc_chunk(&again));
+  EXPECT_EQ(again, first);  // whole again once every frame came back
+}
+
+}  // namespace
+}  // namespace hetmm::test
