@@ -218,6 +218,10 @@ Report run(const Config& config) {
   report.device_bytes_end = settle_device_memory(rt);
   report.rss_end_kib = rss_kib();
   report.injected = rt.injected_faults();
+  for (std::size_t d = 0; d < rt.device_count(); ++d) {
+    report.blocks_moved_in += rt.device(d).stats().blocks_moved_in;
+    report.blocks_moved_out += rt.device(d).stats().blocks_moved_out;
+  }
   report.seconds = elapsed();
   return report;
 }
@@ -264,6 +268,10 @@ std::string format(const Report& r, const Config& c) {
                 "RSS %ld KiB after the first program, %ld KiB at the end; device memory in use "
                 "at the end: %zu bytes\n",
                 r.rss_baseline_kib, r.rss_end_kib, r.device_bytes_end);
+  s += buf;
+  std::snprintf(buf, sizeof buf, "whole blocks moved without a copy: %llu in, %llu out\n",
+                static_cast<unsigned long long>(r.blocks_moved_in),
+                static_cast<unsigned long long>(r.blocks_moved_out));
   s += buf;
   std::snprintf(buf, sizeof buf, "divergences: %llu%s\n",
                 static_cast<unsigned long long>(r.divergences),

@@ -42,6 +42,7 @@ struct Report {
   long rss_baseline_kib = 0;  // after the first program (allocator and runtime warmed up)
   long rss_end_kib = 0;
   std::size_t device_bytes_end = 0;  // device memory in use after the last program
+  std::uint64_t blocks_moved_in = 0, blocks_moved_out = 0;  // zero-copy moves, all devices
   double seconds = 0;
   bool leaked() const;
   bool clean() const { return divergences == 0 && !leaked(); }

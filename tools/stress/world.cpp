@@ -113,10 +113,23 @@ void World::map_slot(SlotModel& s, SlotKind kind, std::size_t pages) {
       std::abort();
     }
   }
-  void* p = ::mmap(nullptr, pages * kPage, PROT_READ | PROT_WRITE, flags, s.fd, 0);
+  // Private slots of a block or more start on a block boundary, as large allocations do: whole
+  // blocks then migrate by remapping (Options::zero_copy_moves) as well as by copy.
+  constexpr std::size_t kBlock = 2u << 20;
+  bool aligned = kind == SlotKind::private_anon && pages * kPage >= kBlock;
+  std::size_t len = pages * kPage, over = aligned ? kBlock : 0;
+  void* p = ::mmap(nullptr, len + over, PROT_READ | PROT_WRITE, flags, s.fd, 0);
   if (p == MAP_FAILED) {
     std::perror("hetmm stress: mmap");
     std::abort();
+  }
+  if (aligned) {
+    auto raw = reinterpret_cast<std::uintptr_t>(p);
+    std::uintptr_t start = (raw + kBlock - 1) & ~(kBlock - 1);
+    if (start > raw) ::munmap(p, start - raw);
+    if (raw + over > start) ::munmap(reinterpret_cast<void*>(start + len), raw + over - start);
+    p = reinterpret_cast<void*>(start);
+    ::madvise(p, len, MADV_HUGEPAGE);
   }
   s.addr = static_cast<std::byte*>(p);
   s.prot.assign(pages, PROT_READ | PROT_WRITE);
