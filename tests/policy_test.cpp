@@ -270,6 +270,38 @@ TEST_P(Policies, HetmmEvictsColdBlocksForANewPhase) {
   EXPECT_EQ(b.as<std::uint64_t>()[7], 3u);
 }
 
+TEST_P(Policies, AccessCountersPromoteTheHottestPinnedBlockFirst) {
+  SKIP_WITHOUT_PREFETCH();
+  // Room for two blocks, held by x; `light` and `hot` fault while x is in use and are pinned in
+  // place. When x's second block goes cold there is room for one of them: the one the last
+  // kernel accessed most in place, although it lies above the other.
+  Runtime rt(with(PolicyProfile::hetmm, 2 * kBlock));
+  BlockMapping x(2 * kBlock), pinned(2 * kBlock);
+  auto* xs = x.as<std::uint64_t>();
+  auto* light = pinned.as<std::uint64_t>();
+  auto* hot = light + kBlock / 8;
+  for (int pass = 0; pass < 2; ++pass) sweep_add(rt.device(0), xs, 2 * kBlock / 8, 1);
+  ASSERT_EQ(on_device(rt, x.get(), 2 * kBlock), 1024u);
+  auto touch = [&](std::initializer_list<std::uint64_t*> blocks, std::uint64_t* heavy) {
+    std::vector<std::uint64_t*> list(blocks);
+    rt.device(0).launch(1, [=](Thread& t) {
+      for (std::uint64_t* b : list) t.store(b, t.load(b) + 1);
+      for (int pass = 0; heavy != nullptr && pass < 4; ++pass)
+        for (std::size_t i = 0; i < kBlock / 8; i += 4) (void)t.load(heavy + i);
+    });
+    rt.device(0).synchronize();
+  };
+  touch({xs, xs + kBlock / 8, light, hot}, nullptr);
+  ASSERT_EQ(on_device(rt, pinned.get(), 2 * kBlock), 0u);
+  touch({xs, light, hot}, hot);  // x's second block goes cold; `hot` takes 1 MiB of reads
+  touch({light, hot}, nullptr);  // the promoted block faults and moves in
+  EXPECT_EQ(on_device(rt, hot, kBlock), 512u);
+  EXPECT_EQ(on_device(rt, light, kBlock), 0u);
+  EXPECT_EQ(light[0], 3u);
+  EXPECT_EQ(hot[0], 3u);
+  EXPECT_EQ(xs[0], 4u);
+}
+
 TEST_P(Policies, PerRangePolicyOverridesTheDefault) {
   SKIP_WITHOUT_PREFETCH();
   Runtime rt(with(PolicyProfile::hetmm));

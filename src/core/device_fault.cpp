@@ -400,14 +400,32 @@ void Mirror::before_launch(std::size_t device) {
     if (std::max(dev->touched_epoch(b.base), b.arrived_epoch[device]) >= last) return;
     for (std::size_t i = 0; i < os::kPagesPerBlock; ++i) room += b.owner[i] == d || b.dup[i] == d;
   });
+  // Access counters: the pinned blocks the last kernel used go first by the bytes it accessed
+  // in place there, so that when room is short it goes to the hottest (the counts are taken,
+  // and so reset, for every pinned block each time).
+  struct Candidate {
+    std::uint64_t traffic;
+    VaBlock* block;
+  };
+  std::pmr::vector<Candidate> hot{os::runtime_memory()};
   blocks_.for_each([&](VaBlock& b) {
-    if (!(b.pinned & bit) || room < os::kPagesPerBlock) return;
+    if (!(b.pinned & bit)) return;
+    std::uint64_t traffic = dev->take_in_place_traffic(b.base);
     if (dev->touched_epoch(b.base) < last) return;  // not in use either
-    b.pinned &= ~bit;
-    lock_.begin_invalidate();
-    dev->invalidate(b.base, b.base + os::kBlockSize);
-    room -= os::kPagesPerBlock;
+    hot.push_back(Candidate{traffic, &b});
   });
+  std::stable_sort(hot.begin(), hot.end(),
+                   [](const Candidate& a, const Candidate& b) { return a.traffic > b.traffic; });
+  for (const Candidate& c : hot) {
+    if (room < os::kPagesPerBlock) break;
+    c.block->pinned &= ~bit;
+    lock_.begin_invalidate();
+    dev->invalidate(c.block->base, c.block->base + os::kBlockSize);
+    room -= os::kPagesPerBlock;
+    // Its in-place mappings go: the next access faults, and the fault migrates it.
+    emit(EventKind::invalidate, EventReason::access_counter, static_cast<int>(device), kSystem,
+         kSystem, c.block->base, os::kBlockSize);
+  }
 }
 
 }  // namespace hetmm::core

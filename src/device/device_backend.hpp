@@ -96,6 +96,12 @@ class DeviceBackend {
   virtual std::uint32_t access_epoch() const = 0;
   virtual std::uint32_t touched_epoch(std::uintptr_t va) const = 0;
   virtual void advance_access_epoch() = 0;
+  // Access counters: the bytes kernels accessed in place in va's 2 MiB block since the last
+  // call (which resets it). A device that does not count answers 0.
+  virtual std::uint64_t take_in_place_traffic(std::uintptr_t va) {
+    (void)va;
+    return 0;
+  }
 };
 
 }  // namespace hetmm::device

@@ -251,6 +251,10 @@ std::uint64_t fill_tlb(detail::WorkerContext* w, std::uint64_t vpn) {
   t.vpn = vpn;
   t.pte = p;
   __atomic_store_n(&w->tlb_misses, w->tlb_misses + 1, __ATOMIC_RELAXED);
+  // Inline accesses are not counted one by one: a fill of an in-place page counts as one page
+  // of traffic for the access counters (a lower bound; the order of blocks is what matters).
+  if ((p & (device::pte::kValid | device::pte::kLocal)) == device::pte::kValid)
+    w->device->count_in_place(w, vpn << 12, 4096);
   return p;
 }
 
@@ -265,6 +269,7 @@ bool block_in_place_with(detail::WorkerContext* w, std::uint64_t block, std::uin
   t.vpn = block;
   t.pte = rights;
   __atomic_store_n(&w->tlb_misses, w->tlb_misses + 1, __ATOMIC_RELAXED);
+  w->device->count_in_place(w, block << 21, 4096);
   return (rights & need) == need;
 }
 

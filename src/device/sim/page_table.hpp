@@ -48,6 +48,17 @@ class PageTable {
     return pte::kValid |
            (l->in_place_write.load(std::memory_order_acquire) == os::kPagesPerBlock ? pte::kWrite : 0);
   }
+  // Access counters: bytes workers accessed in place in va's block, added as their counter
+  // slots are recycled and when they finish a kernel (SimDevice::count_in_place), taken (and
+  // reset) by the mirror at launches. Approximate by design: a hint for which blocks to promote.
+  void add_in_place_traffic(std::uintptr_t va, std::uint64_t bytes) {
+    if (Leaf* l = table_.find(va >> os::kBlockShift))
+      l->in_place_traffic.fetch_add(bytes, std::memory_order_relaxed);
+  }
+  std::uint64_t take_in_place_traffic(std::uintptr_t va) {
+    Leaf* l = table_.find(va >> os::kBlockShift);
+    return l == nullptr ? 0 : l->in_place_traffic.exchange(0, std::memory_order_relaxed);
+  }
   // Valid entries: the device's working set in pages (Options::max_oversubscription).
   std::size_t valid() const { return static_cast<std::size_t>(valid_.load(std::memory_order_relaxed)); }
   // Returns the number of valid entries cleared.
@@ -82,6 +93,7 @@ class PageTable {
     // only under the state lock (one writer: a load and a store, no locked add on the fault
     // path's 512-PTE mappings), before any epoch bump that follows.
     std::atomic<std::uint32_t> in_place{0}, in_place_write{0};
+    std::atomic<std::uint64_t> in_place_traffic{0};
     void count(std::uint64_t e, int d) {
       if ((e & (pte::kValid | pte::kLocal)) != pte::kValid) return;
       auto add = [d](std::atomic<std::uint32_t>& n) {

@@ -315,6 +315,8 @@ void SimDevice::run_worker(WorkerContext* w) {
         l->abort.store(true, std::memory_order_relaxed);
       }
     }
+    // Before the kernel counts as done: the next launch reads the counts (Mirror::before_launch).
+    flush_in_place_counts(w);
     Launch* finished = nullptr;
     {
       std::lock_guard lock(launch_mutex_);

@@ -82,6 +82,27 @@ class SimDevice final : public DeviceBackend, public os::RuntimeAllocated {
   }
   std::uint32_t touched_epoch(std::uintptr_t va) const override { return pt_.touched(va); }
   void advance_access_epoch() override;
+  std::uint64_t take_in_place_traffic(std::uintptr_t va) override {
+    return pt_.take_in_place_traffic(va);
+  }
+  // A worker's in-place access of n bytes at va, for the access counters (worker.hpp).
+  void count_in_place(detail::WorkerContext* w, std::uintptr_t va, std::size_t n) {
+    std::uint64_t block = va >> os::kBlockShift;
+    auto& c = w->in_place_counts[block & (detail::WorkerContext::kCounterSlots - 1)];
+    if (c.block != block) {
+      if (c.bytes != 0) pt_.add_in_place_traffic(c.block << os::kBlockShift, c.bytes);
+      c.block = block;
+      c.bytes = 0;
+    }
+    c.bytes += n;
+  }
+  void flush_in_place_counts(detail::WorkerContext* w) {
+    for (auto& c : w->in_place_counts) {
+      if (c.bytes != 0) pt_.add_in_place_traffic(c.block << os::kBlockShift, c.bytes);
+      c.block = ~std::uint64_t{0};
+      c.bytes = 0;
+    }
+  }
   // A worker's page-table walk on a TLB miss (records the block's use in this epoch).
   std::uint64_t walk(std::uintptr_t va) const {
     return pt_.walk(va, access_epoch_.load(std::memory_order_relaxed));

@@ -64,6 +64,16 @@ struct WorkerContext {
   std::uint64_t tlb_misses = 0;
   std::uint64_t local_bytes = 0;     // accessed in device frames (for the link model)
   std::uint64_t in_place_bytes = 0;  // accessed in system memory, in place
+  // Access counters: in-place bytes per 2 MiB block, in a small direct-mapped table whose
+  // slots go to the device page table's per-block count when another block takes them and when
+  // the worker finishes its part of a kernel (SimDevice::count_in_place / flush_in_place_counts).
+  // Only this worker touches the table.
+  static constexpr std::size_t kCounterSlots = 64;
+  struct InPlaceCount {
+    std::uint64_t block = ~std::uint64_t{0};
+    std::uint64_t bytes = 0;
+  };
+  InPlaceCount in_place_counts[kCounterSlots];
   device::sim::FaultRequest request;
   os::OsThread thread;
   // JIT-compiled kernels (src/spirv): per-worker resources (arena, fibers), released with the

@@ -151,7 +151,10 @@ void access_page(WorkerContext* w, std::uintptr_t va, bool write, const char* wh
       // handler serves, and the handler may be the invalidator waiting for this worker.
       leave(w);
       rc = in_place(h);
-      if (rc == 0) __atomic_store_n(&w->in_place_bytes, w->in_place_bytes + n, __ATOMIC_RELAXED);
+      if (rc == 0) {
+        __atomic_store_n(&w->in_place_bytes, w->in_place_bytes + n, __ATOMIC_RELAXED);
+        w->device->count_in_place(w, va, n);
+      }
     }
     if (rc == 0) return;
     drop_tlb_entry(w, va);
@@ -352,6 +355,7 @@ const void* span_next(SpanCursor& c) {
     return w->span_bounce;
   }
   __atomic_store_n(&w->in_place_bytes, w->in_place_bytes + n, __ATOMIC_RELAXED);
+  w->device->count_in_place(w, va, n);
   return w->span_bounce;
 }
 
