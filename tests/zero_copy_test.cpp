@@ -118,6 +118,29 @@ TEST(ZeroCopy, UntouchedPagesOfAMovedBlockReadAsZeros) {
   rt.deallocate(p);
 }
 
+TEST(ZeroCopy, AShortMoveLeavesTheRestToTheCopyPath) {
+  SKIP_WITHOUT_MOVE();
+  // Every copy-engine transfer fails: a move stops half way (as at a page the kernel cannot
+  // move), and the copy of the other half fails too. The moved half stays on the device, the
+  // rest in system memory, nothing is lost, and every invariant holds.
+  Options o = zero_copy_options();
+  o.inject.copy = 1.0;
+  Runtime rt(o);
+  auto* p = static_cast<std::byte*>(rt.allocate(kBlock));
+  fill_pattern(p, kBlock, 31);
+  (void)rt.device(0).migrate_to_device(p, kBlock);
+  EXPECT_EQ(moved_in(rt), 0u);
+  EXPECT_EQ(rt.location(p), Location::device(0));
+  EXPECT_EQ(rt.location(p + kBlock / 2 - kPage), Location::device(0));
+  EXPECT_EQ(rt.location(p + kBlock / 2), Location::system());
+  EXPECT_EQ(rt.device(0).memory_used(), kBlock / 2);
+  EXPECT_EQ(rt.audit(), "");
+  EXPECT_TRUE(check_pattern(p, kBlock, 31));  // CPU faults bring the first half home
+  EXPECT_EQ(rt.device(0).memory_used(), 0u);
+  EXPECT_EQ(rt.audit(), "");
+  rt.deallocate(p);
+}
+
 TEST(ZeroCopy, ConcurrentCpuWritesAreNeverLost) {
   SKIP_WITHOUT_MOVE();
   Runtime rt(zero_copy_options());

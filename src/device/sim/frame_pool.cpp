@@ -217,12 +217,12 @@ bool FramePool::alloc_chunk(std::uint32_t* first) {
   return true;
 }
 
-long FramePool::move_into_chunk(std::uint32_t first, const void* src) {
+long FramePool::move_into_chunk(std::uint32_t first, const void* src, std::size_t len) {
   Chunk& s = state_[first / kFramesPerChunk];
   s.filled = true;
   s.backed = false;
   return os::uffd_move(move_fd_, reinterpret_cast<std::uintptr_t>(address(first)),
-                       reinterpret_cast<std::uintptr_t>(src), kChunkSize,
+                       reinterpret_cast<std::uintptr_t>(src), len < kChunkSize ? len : kChunkSize,
                        os::kUffdMoveModeAllowSrcHoles);
 }
 

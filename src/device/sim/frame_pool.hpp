@@ -52,9 +52,9 @@ class FramePool {
   // Movable only: allocates the 512 frames of one whole, empty chunk (2 MiB-aligned). Returns
   // false when no chunk is whole (or the pool is not movable).
   bool alloc_chunk(std::uint32_t* first);
-  // Moves the pages of [src, src + kChunkSize) into the chunk alloc_chunk gave. Returns the
-  // bytes moved (a prefix: short on the first page that cannot move) or -errno.
-  long move_into_chunk(std::uint32_t first, const void* src);
+  // Moves the pages of [src, src + len) (len <= kChunkSize) into the chunk alloc_chunk gave.
+  // Returns the bytes moved (a prefix: short on the first page that cannot move) or -errno.
+  long move_into_chunk(std::uint32_t first, const void* src, std::size_t len = kChunkSize);
   // The mirror moved every page of this chunk out again: it is empty.
   void chunk_emptied(std::uint32_t first);
 

@@ -67,7 +67,10 @@ class SimDevice final : public DeviceBackend, public os::RuntimeAllocated {
     return pool_.alloc_chunk(first);
   }
   long move_block_in(std::uint32_t first, const void* src) override {
-    return pool_.move_into_chunk(first, src);
+    // An injected copy-engine failure stops the move half way, as the kernel does at a page it
+    // cannot move: the mirror copies the rest (and gives up on it when the copy fails too).
+    bool half = injector_->fire(core::FaultInjector::copy);
+    return pool_.move_into_chunk(first, src, half ? FramePool::kChunkSize / 2 : FramePool::kChunkSize);
   }
   void block_moved_out(std::uint32_t first) override { pool_.chunk_emptied(first); }
   bool copy_to_frames(const std::uint32_t* frames, std::size_t n, const void* src) override;
