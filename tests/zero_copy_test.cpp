@@ -141,6 +141,25 @@ TEST(ZeroCopy, AShortMoveLeavesTheRestToTheCopyPath) {
   rt.deallocate(p);
 }
 
+TEST(ZeroCopy, WriteOnlyPagesStillArriveAsZeros) {
+  SKIP_WITHOUT_MOVE();
+  Runtime rt(zero_copy_options());
+  auto* p = static_cast<std::uint64_t*>(rt.allocate(kBlock));
+  for (std::size_t i = 0; i < kBlock / 8; ++i) p[i] = i + 1;
+  rt.advise(p + 512, kPage, Advice::write_only);  // one page of the block
+  rt.device(0).migrate_to_device(p, kBlock);
+  EXPECT_EQ(moved_in(rt), 0u);  // a move would carry the old data along
+  std::uint64_t seen[2] = {};
+  rt.device(0).launch(1, [&](Thread& t) {
+    seen[0] = t.load(p + 512);
+    seen[1] = t.load(p + 1024);
+  });
+  rt.device(0).synchronize();
+  EXPECT_EQ(seen[0], 0u);
+  EXPECT_EQ(seen[1], 1025u);
+  rt.deallocate(p);
+}
+
 TEST(ZeroCopy, ConcurrentCpuWritesAreNeverLost) {
   SKIP_WITHOUT_MOVE();
   Runtime rt(zero_copy_options());

@@ -327,8 +327,16 @@ std::size_t Mirror::migrate_run_in(std::size_t device, std::uintptr_t start, std
   // A whole block of writable private memory moves by remapping when the device's memory
   // allows it (one PMD for a huge page: no copy, no revocation, no REMOVE event). The pool's
   // page protection is read-write, and UFFDIO_MOVE wants both sides alike.
+  // Pages advised write_only must reach the device as zeros (their data is not fetched), which
+  // a move would not give.
+  VaBlock* b = get_block(start);
+  std::size_t i0 = os::page_index_in_block(start);
   bool by_move = false;
-  if (n == os::kPagesPerBlock && dev->movable_memory() && vma.read && vma.write && !vma.exec) {
+  bool write_only = false;
+  for (std::size_t k = 0; k < n && !write_only; ++k)
+    write_only = (b->advice[i0 + k] & kAdviseWriteOnly) != 0;
+  if (n == os::kPagesPerBlock && dev->movable_memory() && vma.read && vma.write && !vma.exec &&
+      !write_only) {
     reserve_frames(device, n);
     std::uint32_t first = 0;
     if (dev->alloc_block_frames(&first)) {
@@ -341,8 +349,6 @@ std::size_t Mirror::migrate_run_in(std::size_t device, std::uintptr_t start, std
     end = start + n * kPageSize;
     if (n == 0) return 0;
   }
-  VaBlock* b = get_block(start);
-  std::size_t i0 = os::page_index_in_block(start);
   std::size_t len = end - start;
   // Pages [0, kept) are in device memory for good (a move cannot be undone here); the rest
   // go back to being the system's, frames freed.
