@@ -48,8 +48,6 @@ FramePool::FramePool(std::size_t capacity_bytes, bool movable)
   std::uintptr_t base = (raw + kChunkSize - 1) & ~(kChunkSize - 1);
   if (base > raw) os::sys_munmap(p, base - raw);
   os::sys_munmap(reinterpret_cast<void*>(base + len), raw + kChunkSize - base);
-  reservation_ = reinterpret_cast<std::byte*>(base);
-  reservation_len_ = len;
   // The runtime-range list is what tells this anonymous memory from the program's (never
   // mirrored). The name only helps a human reading /proc/self/maps, where the kernel has names.
   // Once registered with its own userfaultfd the mapping never merges with a neighbour.
@@ -58,23 +56,21 @@ FramePool::FramePool(std::size_t capacity_bytes, bool movable)
   if (u.fd >= 0 && (u.features & os::kUffdFeatureMove) &&
       os::uffd_register_wp_only(u.fd, base, len) == 0 && os::add_runtime_range(base, len)) {
     move_fd_ = u.fd;
-    base_ = reservation_;
+    base_ = reinterpret_cast<std::byte*>(base);
     // Whole chunks as huge pages: a block moves in as one PMD and a copied chunk is backed by
     // one fault. Advice only: without it chunks are 4 KiB pages and everything still works.
     os::sys_madvise(base_, len, MADV_HUGEPAGE);
     return;
   }
   if (u.fd >= 0) ::close(u.fd);
-  os::sys_munmap(reservation_, reservation_len_);
-  reservation_ = nullptr;
-  reservation_len_ = 0;
+  os::sys_munmap(reinterpret_cast<void*>(base), len);
 }
 
 FramePool::~FramePool() {
   if (movable()) {
     ::close(move_fd_);  // drops the registration; no event is pending on it
-    os::unmap_runtime_memory(reservation_, reservation_len_);
-    os::remove_runtime_range(reinterpret_cast<std::uintptr_t>(reservation_));
+    os::unmap_runtime_memory(base_, max_chunks_ * kChunkSize);
+    os::remove_runtime_range(reinterpret_cast<std::uintptr_t>(base_));
   } else {
     for (std::size_t c = 0; c < mapped_chunks_; ++c) os::unmap_runtime_memory(chunks_[c], kChunkSize);
   }

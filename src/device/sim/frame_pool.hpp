@@ -87,10 +87,8 @@ class FramePool {
   std::uint32_t* whole_;  // stack of chunks with every frame free
   std::size_t whole_top_ = 0;
   std::atomic<std::size_t> used_{0};
-  // Movable backing.
+  // Movable backing: the reservation (max_chunks_ chunks) and its userfaultfd.
   int move_fd_ = -1;
-  std::byte* reservation_ = nullptr;
-  std::size_t reservation_len_ = 0;
   std::byte* base_ = nullptr;
 };
 
