@@ -161,6 +161,8 @@ bool query_vmas_ioctl(int fd, std::uintptr_t start, std::uintptr_t end, VmaList&
 
 }  // namespace
 
+bool vma_queries_are_cheap() { return g_procmap_query.load(std::memory_order_relaxed); }
+
 void query_vmas(std::uintptr_t start, std::uintptr_t end, VmaList& out) {
   out.clear();
   if (g_procmap_query.load(std::memory_order_relaxed)) {

@@ -68,6 +68,9 @@ inline constexpr std::uint64_t kProcmapCoveringOrNext = 0x10;
 // With PROCMAP_QUERY where the kernel has it (a few ioctls, whatever the size of the map),
 // else by reading the text.
 void query_vmas(std::uintptr_t start, std::uintptr_t end, VmaList& out);
+// Whether query_vmas costs a few ioctls per VMA (PROCMAP_QUERY) rather than a read of the
+// whole map: only then is a small extra query cheaper than a wider one.
+bool vma_queries_are_cheap();
 // The same from the text of /proc/self/maps (the fallback; tests compare the two).
 void query_vmas_text(std::uintptr_t start, std::uintptr_t end, VmaList& out);
 
