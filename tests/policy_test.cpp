@@ -302,6 +302,20 @@ TEST_P(Policies, AccessCountersPromoteTheHottestPinnedBlockFirst) {
   EXPECT_EQ(xs[0], 4u);
 }
 
+TEST_P(Policies, ABufferRightAboveAMallocArenaReservationMigrates) {
+  SKIP_WITHOUT_PREFETCH();
+  // glibc's malloc arenas reserve up to 64 MiB PROT_NONE above their heap; a buffer mapped
+  // right after one is not a thread stack above its guard (found flaky: the layout is ASLR's).
+  Runtime rt(with(PolicyProfile::hetmm));
+  BlockMapping m(5 * kBlock);
+  ASSERT_EQ(mprotect(m.get(), 4 * kBlock, PROT_NONE), 0);
+  auto* p = reinterpret_cast<std::uint64_t*>(m.get() + 4 * kBlock);
+  sweep_add(rt.device(0), p, kBlock / 8, 1);
+  EXPECT_EQ(on_device(rt, p, kBlock), 512u);
+  EXPECT_EQ(p[9], 1u);
+  ASSERT_EQ(mprotect(m.get(), 4 * kBlock, PROT_READ | PROT_WRITE), 0);
+}
+
 TEST_P(Policies, PerRangePolicyOverridesTheDefault) {
   SKIP_WITHOUT_PREFETCH();
   Runtime rt(with(PolicyProfile::hetmm));

@@ -95,6 +95,26 @@ TEST(ProcMaps, ReportsProtectionSharingAndHoles) {
   priv.forget();
 }
 
+// A large PROT_NONE mapping (a malloc arena's reservation) is no stack guard: the mapping right
+// above it is an ordinary buffer, in both readers of the map.
+TEST(ProcMaps, OnlySmallNoAccessMappingsGuardAStack) {
+  const std::size_t big = 8u << 20;
+  Mapping m(big + 4 * kPage);
+  ASSERT_EQ(mprotect(m.get(), big, PROT_NONE), 0);
+  ASSERT_EQ(mprotect(m.get() + big + kPage, kPage, PROT_NONE), 0);  // one page: a guard
+  auto above_big = reinterpret_cast<std::uintptr_t>(m.get()) + big;
+  auto above_page = above_big + 2 * kPage;
+  os::VmaList fast, text;
+  for (auto [addr, guarded] : {std::pair{above_big, false}, std::pair{above_page, true}}) {
+    os::query_vmas(addr, addr + kPage, fast);
+    os::query_vmas_text(addr, addr + kPage, text);
+    ASSERT_EQ(fast.size(), 1u);
+    ASSERT_EQ(text.size(), 1u);
+    EXPECT_EQ(fast[0].guard_below != 0, guarded) << std::hex << addr;
+    EXPECT_EQ(text[0].guard_below != 0, guarded) << std::hex << addr;
+  }
+}
+
 // PROCMAP_QUERY (where the kernel has it) and the text must describe every mapping of the
 // process alike: protections, sharing, file or anonymous, stacks and their guards, libraries'
 // data, hetmm's own memory.

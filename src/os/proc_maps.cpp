@@ -114,7 +114,8 @@ bool query_one(int fd, std::uintptr_t addr, Queried& q, long* err) {
   v.anonymous = r.inode == 0 && !named_file;
   if (v.anonymous && in_runtime_range(v.start)) v.special = true;
   v.main_stack = std::strncmp(name, "[stack", 6) == 0;
-  q.guard = v.anonymous && !v.shared && !v.read && !v.write && !v.exec;
+  q.guard = v.anonymous && !v.shared && !v.read && !v.write && !v.exec &&
+            v.end - v.start <= kMaxStackGuard;
   q.library = named_file && std::strstr(name, ".so") != nullptr;
   return true;
 }
@@ -246,7 +247,8 @@ void query_vmas_text(std::uintptr_t start, std::uintptr_t end, VmaList& out) {
       } else if (!v.library_data) {
         library_end = 0;
       }
-      if (v.anonymous && !v.shared && !v.read && !v.write && !v.exec) {
+      if (v.anonymous && !v.shared && !v.read && !v.write && !v.exec &&
+          v.end - v.start <= kMaxStackGuard) {
         guard_start = v.start;
         guard_end = v.end;
       }

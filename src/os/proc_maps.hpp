@@ -40,6 +40,13 @@ struct Vma {
 
 using VmaList = std::pmr::vector<Vma>;
 
+// A thread stack's guard is a small PROT_NONE mapping right below the stack (glibc: one page
+// by default; pthread_attr_setguardsize rarely asks for more than a few). A larger PROT_NONE
+// mapping is something else, and the anonymous mapping above it is not a stack: glibc's malloc
+// arenas reserve up to 64 MiB PROT_NONE above their heap, and a buffer mapped right after such
+// a reservation was once taken for a stack and never migrated.
+inline constexpr std::size_t kMaxStackGuard = 1u << 20;
+
 // hetmm's own memory, which devices never map, migrate or write: the runtime's memfd mappings
 // (os/syscalls.cpp), known by their name, and the anonymous ranges listed here (movable device
 // memory, device/sim/frame_pool.cpp: an anonymous name needs CONFIG_ANON_VMA_NAME, which not
