@@ -43,6 +43,7 @@ std::uint64_t moved_out(Runtime& rt) { return rt.device(0).stats().blocks_moved_
 TEST(ZeroCopy, WholeBlocksMoveBothWaysAndDataSurvives) {
   SKIP_WITHOUT_MOVE();
   Runtime rt(zero_copy_options());
+  EXPECT_NE(rt.kernel_features().find("zero-copy block moves: yes"), std::string::npos);
   const std::size_t len = 3 * kBlock;
   auto* p = static_cast<std::byte*>(rt.allocate(len));
   fill_pattern(p, len, 11);
@@ -238,8 +239,12 @@ TEST(ZeroCopy, PagesSharedWithAForkedChildAreCopied) {
 }
 
 // Two whole blocks go to the device and back, data intact, and nothing moved by remapping.
-void expect_copies_only(const Options& o) {
+void expect_copies_only(const Options& o, const char* why) {
   Runtime rt(o);
+  // `hetmm info` says so, and why.
+  EXPECT_NE(rt.kernel_features().find(std::string("zero-copy block moves: ") + why),
+            std::string::npos)
+      << rt.kernel_features();
   auto* p = static_cast<std::byte*>(rt.allocate(2 * kBlock));
   fill_pattern(p, 2 * kBlock, 5);
   EXPECT_EQ(rt.device(0).migrate_to_device(p, 2 * kBlock).pages, 2 * kBlock / kPage);
@@ -254,13 +259,13 @@ TEST(ZeroCopy, OffMeansEveryMoveIsACopy) {
   Options o = zero_copy_options();
   o.zero_copy_moves = false;
   o.tracking = Tracking::automatic;
-  expect_copies_only(o);
+  expect_copies_only(o, "off (Options::zero_copy_moves)");
 }
 
 TEST(ZeroCopy, MprotectTrackingNeverMoves) {
   Options o = zero_copy_options();
   o.tracking = Tracking::mprotect;
-  expect_copies_only(o);
+  expect_copies_only(o, "no (needs userfaultfd tracking)");
 }
 
 TEST(ZeroCopy, MovableDeviceMemoryIsTheRuntimesOwnNeverTheProgramsToMirror) {

@@ -192,10 +192,19 @@ std::string RuntimeImpl::kernel_features() const {
     has(UFFD_FEATURE_EVENT_UNMAP, "EVENT_UNMAP");
     has(UFFD_FEATURE_EVENT_REMAP, "EVENT_REMAP");
     has(UFFD_FEATURE_MISSING_SHMEM, "MISSING_SHMEM");
+    has(os::kUffdFeatureMove, "MOVE");
     line("userfaultfd features", s + (uffd_->user_mode_only() ? " (user-mode only)" : ""));
   } else {
     line("userfaultfd features", "not in use");
   }
+  // Whether whole blocks move without a copy, and if not, why (Options::zero_copy_moves).
+  std::string moves = !options_.zero_copy_moves ? "off (Options::zero_copy_moves)"
+                      : !uffd_                  ? "no (needs userfaultfd tracking)"
+                      : !uffd_->can_move()      ? "no (the kernel has no UFFDIO_MOVE: Linux 6.8+)"
+                      : devices_.empty() || devices_[0]->movable_memory()
+                          ? "yes (UFFDIO_MOVE of whole 2 MiB blocks)"
+                          : "no (device memory could not be made movable)";
+  line("zero-copy block moves", moves);
   line("PAGEMAP_SCAN (zero page, THP in snapshots)", os::pagemap_scan_supported() ? "yes" : "no");
   return out;
 }
