@@ -438,8 +438,12 @@ void Mirror::before_launch(std::size_t device) {
     if (dev->touched_epoch(b.base) < last) return;  // not in use either
     hot.push_back(Candidate{traffic, &b});
   });
-  std::stable_sort(hot.begin(), hot.end(),
-                   [](const Candidate& a, const Candidate& b) { return a.traffic > b.traffic; });
+  // std::sort works in place: std::stable_sort may take a buffer from malloc, and a state-lock
+  // holder must not (a heap page may be device-resident: under mprotect tracking the holder's
+  // own fault on it cannot be served, and the process died of SIGSEGV).
+  std::sort(hot.begin(), hot.end(), [](const Candidate& a, const Candidate& b) {
+    return a.traffic != b.traffic ? a.traffic > b.traffic : a.block->base < b.block->base;
+  });
   for (const Candidate& c : hot) {
     if (room < os::kPagesPerBlock) break;
     c.block->pinned &= ~bit;
