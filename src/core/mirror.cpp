@@ -331,12 +331,12 @@ std::size_t Mirror::migrate_run_in(std::size_t device, std::uintptr_t start, std
   // a move would not give.
   VaBlock* b = get_block(start);
   std::size_t i0 = os::page_index_in_block(start);
+  bool movable = n == os::kPagesPerBlock && dev->movable_memory() && vma.read && vma.write &&
+                 !vma.exec;
+  for (std::size_t k = 0; k < n && movable; ++k)
+    movable = !(b->advice[i0 + k] & kAdviseWriteOnly);
   bool by_move = false;
-  bool write_only = false;
-  for (std::size_t k = 0; k < n && !write_only; ++k)
-    write_only = (b->advice[i0 + k] & kAdviseWriteOnly) != 0;
-  if (n == os::kPagesPerBlock && dev->movable_memory() && vma.read && vma.write && !vma.exec &&
-      !write_only) {
+  if (movable) {
     reserve_frames(device, n);
     std::uint32_t first = 0;
     if (dev->alloc_block_frames(&first)) {
