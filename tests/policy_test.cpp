@@ -2,6 +2,7 @@
 // eviction, thrashing throttle and pin), hetmm's (stream prefetch, cold-only eviction, pin in
 // place when the working set does not fit), in_place, per-range policies and advice.
 #include "policy/density_prefetch.hpp"
+#include "policy/hetmm_policy.hpp"
 #include "policy/thrashing.hpp"
 #include "test_support.hpp"
 
@@ -107,6 +108,50 @@ TEST(ThrashingDetector, CloseMigrationsFlagAPageSpacedOnesDoNot) {
 }
 
 // ---- the profiles, end to end ------------------------------------------------------------------
+// ---- hetmm's stream detector: reads of a stream that writes migrate -------------------------
+// One fault of the plan's view: a read or write at page 0 of `block`, nothing resident (or,
+// for an upgrade of copies, all resident: nothing to move).
+policy::FaultPlan fault_on(policy::HetmmPolicy& p, core::VaBlock& block, bool write,
+                           bool resident = false) {
+  FaultView v;
+  v.block = &block;
+  v.write = write;
+  v.faulted[0] = true;
+  if (resident) {
+    v.resident.set();
+  } else {
+    v.movable.set();
+    v.first_touch = true;
+  }
+  policy::FaultPlan plan;
+  p.plan(v, plan);
+  return plan;
+}
+
+TEST(HetmmStreams, ReadFaultsOfAStreamThatWritesMigrateInsteadOfCopying) {
+  policy::HetmmPolicy p;
+  core::VaBlock b0(64 * kBlock), b1(65 * kBlock), b2(66 * kBlock), b3(67 * kBlock);
+  EXPECT_FALSE(fault_on(p, b0, false).exclusive) << "nothing known yet: a copy";
+  EXPECT_FALSE(fault_on(p, b1, false).exclusive) << "a stream that only reads: copies";
+  fault_on(p, b1, true, true);  // the device writes its copies of b1 (an upgrade)
+  EXPECT_TRUE(fault_on(p, b2, false).exclusive) << "the stream writes what it reads";
+  EXPECT_TRUE(fault_on(p, b3, false).exclusive);
+  // Elsewhere a new stream starts, knowing nothing of writes.
+  core::VaBlock far(400 * kBlock), next(401 * kBlock);
+  EXPECT_FALSE(fault_on(p, far, false).exclusive);
+  EXPECT_FALSE(fault_on(p, next, false).exclusive);
+}
+
+TEST(HetmmStreams, AWriteOutsideTheStreamDoesNotMakeItsReadsMigrate) {
+  policy::HetmmPolicy p;
+  core::VaBlock b0(64 * kBlock), b1(65 * kBlock), b2(66 * kBlock), elsewhere(300 * kBlock);
+  fault_on(p, b0, false);
+  fault_on(p, b1, false);
+  fault_on(p, elsewhere, true, true);  // an upgrade far away: not the stream's block
+  fault_on(p, b1, false, true);        // the stream's own block again (resident: nothing moves)
+  EXPECT_FALSE(fault_on(p, b2, false).exclusive);
+}
+
 // Sanitizer builds migrate only the pages a kernel faulted on (core/device_fault.cpp).
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 constexpr bool kPrefetches = false;
@@ -350,6 +395,54 @@ TEST_P(Policies, StreamingPagesAreReadInPlaceUnderHetmm) {
   sweep_add(rt.device(0), p, kBlock / 8, 5);
   EXPECT_EQ(on_device(rt, p, kBlock), 0u);
   EXPECT_EQ(p[77], 5u);
+  // The first fault maps the whole block in place (they will not move): not one per page.
+  EXPECT_LE(rt.device(0).stats().faults, 2u);
+}
+
+TEST_P(Policies, HetmmStreamPrefetchMapsTheBlocksItFetches) {
+  SKIP_WITHOUT_PREFETCH();
+  Runtime rt(with(PolicyProfile::hetmm));
+  Device& dev = rt.device(0);
+  BlockMapping m(8 * kBlock);
+  auto* p = m.as<std::uint64_t>();
+  for (std::size_t i = 0; i < 8 * kBlock / 8; i += kPage / 8) p[i] = i;
+  std::atomic<std::uint64_t> sum{0};
+  dev.launch(1, [p, &sum](Thread& t) {
+    std::uint64_t s = 0;
+    for (std::size_t i = 0; i < 8 * kBlock / 8; i += kPage / 8) s += t.load(p + i);
+    sum = s;
+  });
+  dev.synchronize();
+  std::uint64_t want = 0;
+  for (std::size_t i = 0; i < 8 * kBlock / 8; i += kPage / 8) want += i;
+  EXPECT_EQ(sum.load(), want);
+  EXPECT_GE(dev.memory_used(), 8 * kBlock);  // and what the stream fetched past the end
+  // Blocks 0 and 1 fault; from there the stream runs ahead (2, then 4 blocks), and the blocks
+  // it fetches are mapped when they arrive: no fault on their first touch.
+  EXPECT_LE(dev.stats().faults, 3u) << "batches " << dev.stats().fault_batches;
+}
+
+// A kernel that reads one mapping and writes another: its reads still take copies (that
+// leave device memory for free), the writes to the other mapping say nothing of them.
+TEST_P(Policies, HetmmWritesToOneMappingLeaveReadsOfAnotherCopied) {
+  SKIP_WITHOUT_PREFETCH();
+  Runtime rt(with(PolicyProfile::hetmm));
+  Device& dev = rt.device(0);
+  BlockMapping in(2 * kBlock), out(kBlock);
+  auto* src = in.as<std::uint64_t>();
+  auto* dst = out.as<std::uint64_t>();
+  src[0] = 5;
+  src[kBlock / 8] = 7;
+  dev.launch(1, [src, dst](Thread& t) {
+    std::uint64_t a = t.load(src);                 // block 0 of `in`: a copy
+    t.store(dst, t.load(dst) + a);                 // `out`: a copy, then written (an upgrade)
+    t.store(dst + 1, t.load(src + kBlock / 8));   // block 1 of `in`: still a copy
+  });
+  dev.synchronize();
+  EXPECT_EQ(on_device(rt, src, 2 * kBlock), 0u) << "copies leave the pages in system memory";
+  EXPECT_EQ(on_device(rt, dst, kBlock), 512u);
+  EXPECT_EQ(dst[0], 5u);
+  EXPECT_EQ(dst[1], 7u);
 }
 
 TEST_P(Policies, WriteOnlyPagesMoveWithoutTheirDataAndDiscardDropsDeviceCopies) {

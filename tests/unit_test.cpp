@@ -9,6 +9,7 @@
 #include "os/safe_access.hpp"
 #include "test_support.hpp"
 
+#include <atomic>
 #include <fcntl.h>
 #include <thread>
 #include <unistd.h>
@@ -51,6 +52,53 @@ TEST(SimDevice, CopiesAcrossChunkBoundariesPageByPage) {
   ASSERT_TRUE(dev.copy_from_frames(back.data(), frames, 4));
   EXPECT_EQ(std::memcmp(back.data(), src.data(), src.size()), 0);
   for (auto f : all) dev.free_frame(f);
+}
+
+// The flush before the replay (BATCH_FLUSH): a request that comes in while a batch is served
+// and finds its page mapped by that batch is replayed with it; the others open the next batch.
+TEST(SimDevice, FaultsServedByTheBatchInServiceAreReplayedWithIt) {
+  // Holds the first batch until the test has queued more requests, then maps what it was
+  // asked for in place.
+  struct HoldingResolver final : device::FaultResolver {
+    device::sim::SimDevice* dev = nullptr;
+    std::atomic<int> batches{0};
+    std::atomic<bool> release{false};
+    void resolve(std::size_t, const device::FaultRange* r, device::FaultOutcome*,
+                 std::size_t n) override {
+      batches.fetch_add(1);
+      while (!release.load()) std::this_thread::yield();
+      for (std::size_t k = 0; k < n; ++k)
+        for (std::uintptr_t page = r[k].start; page < r[k].end; page += kPage)
+          dev->set_pte(page, device::pte::make(page, r[k].write, false));
+    }
+  } resolver;
+  core::FaultInjector off;
+  device::sim::SimDevice dev(0, 512 * kPage, 1, &resolver, &off);
+  resolver.dev = &dev;
+  dev.start();
+  Mapping m(2 * kPage);
+  auto first = reinterpret_cast<std::uintptr_t>(m.get()), second = first + kPage;
+  device::sim::FaultRequest a, same, api_call, other;
+  auto post = [&](device::sim::FaultRequest& r, std::uintptr_t page, bool replayable) {
+    r.reset(page, page + kPage, false, true);
+    r.replayable = replayable;
+    return std::thread([&dev, &r] { dev.fault_and_wait(&r); });
+  };
+  std::thread ta = post(a, first, true);
+  while (resolver.batches.load() == 0) std::this_thread::yield();  // a's batch is in service
+  std::thread ts = post(same, first, true);         // served by a's batch: flushed
+  std::thread tp = post(api_call, first, false);    // not a replayable miss: served on its own
+  std::thread to = post(other, second, true);       // another page: the next batch
+  while (dev.queued_faults() < 3) std::this_thread::yield();
+  resolver.release.store(true);
+  for (std::thread* t : {&ta, &ts, &tp, &to}) t->join();
+  DeviceStats s = dev.stats();
+  EXPECT_EQ(s.fault_batches, 2u);
+  EXPECT_EQ(resolver.batches.load(), 2);
+  EXPECT_EQ(s.faults, 4u);
+  EXPECT_EQ(s.faults_flushed, 1u);
+  EXPECT_TRUE(dev.get_pte(second) & device::pte::kValid);
+  dev.stop();
 }
 
 TEST(RadixTable, FindsWhatItCreatedAndVisitsInOrder) {

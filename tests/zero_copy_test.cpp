@@ -40,6 +40,25 @@ Options zero_copy_options(std::size_t memory = 16u << 20) {
 std::uint64_t moved_in(Runtime& rt) { return rt.device(0).stats().blocks_moved_in; }
 std::uint64_t moved_out(Runtime& rt) { return rt.device(0).stats().blocks_moved_out; }
 
+// Runtime::allocate advises huge pages for its large allocations: over the whole allocation,
+// so that it stays one mapping (prefetch never leaves the faulting mapping, and an advice over
+// the whole blocks only split the tail off, stopping every stream at the allocation's last
+// whole block).
+TEST(ZeroCopy, ALargeAllocationIsOneMappingTailIncluded) {
+  Runtime rt(zero_copy_options());
+  std::size_t len = 2 * kBlock - 19 * kPage;
+  auto a = reinterpret_cast<std::uintptr_t>(rt.allocate(len));
+  EXPECT_EQ(a % kBlock, 0u);
+  os::VmaList list;
+  os::query_vmas(a, a + len, list);
+  ASSERT_FALSE(list.empty());
+  const os::Vma* v = os::find_vma(list, a);
+  ASSERT_NE(v, nullptr);
+  EXPECT_LE(v->start, a);
+  EXPECT_GE(v->end, a + len) << "the allocation is split at " << std::hex << v->end - a;
+  rt.deallocate(reinterpret_cast<void*>(a));
+}
+
 TEST(ZeroCopy, WholeBlocksMoveBothWaysAndDataSurvives) {
   SKIP_WITHOUT_MOVE();
   Runtime rt(zero_copy_options());

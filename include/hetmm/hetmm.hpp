@@ -197,6 +197,9 @@ struct DeviceStats {
   std::uint64_t fault_rounds = 0;        // fault-service rounds waited on by API calls
   std::uint64_t faults = 0;              // fault records posted (workers and API calls)
   std::uint64_t fault_batches = 0;       // batches drained by the service thread
+  std::uint64_t faults_flushed = 0;      // of `faults`: records that came in while a batch was
+                                         // served and found their pages served by it: replayed
+                                         // with that batch, no batch of their own (BATCH_FLUSH)
   std::uint64_t pages_to_device = 0;     // pages migrated into this device's memory
   std::uint64_t pages_to_system = 0;     // pages migrated from this device to system memory
   std::uint64_t cpu_faults = 0;          // CPU touches that brought a page home from here

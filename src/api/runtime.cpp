@@ -258,8 +258,10 @@ void* RuntimeImpl::allocate(std::size_t len) {
     if (base + map_len > tail) os::sys_munmap(reinterpret_cast<void*>(tail), base + map_len - tail);
     base = aligned;
     // Where THP is "madvise" (Debian's default) only advised memory gets huge pages. Whole huge
-    // pages are what moves to and from device memory as one PMD (zero_copy_moves).
-    os::sys_madvise(reinterpret_cast<void*>(base), size & ~(os::kBlockSize - 1), MADV_HUGEPAGE);
+    // pages are what moves to and from device memory as one PMD (zero_copy_moves). The advice
+    // covers the whole allocation, tail included: advising only its whole blocks split it into
+    // two mappings, and prefetch, which never leaves the faulting mapping, stopped at the split.
+    os::sys_madvise(reinterpret_cast<void*>(base), size, MADV_HUGEPAGE);
   }
   std::lock_guard lock(alloc_mutex_);
   allocations_[base] = size;

@@ -103,8 +103,10 @@ void Mirror::resolve(std::size_t device, const FaultRange* ranges, FaultOutcome*
     if (!ranges[k].write) continue;
     // A device that writes into a block it copied is updating it: all its copies of the
     // block become the only copies at once (one fault per block, not per page).
-    if (upgrade_copies(device, os::block_down(ranges[k].start), os::block_up(ranges[k].end)) > 0)
+    if (upgrade_copies(device, os::block_down(ranges[k].start), os::block_up(ranges[k].end)) > 0) {
       upgraded_epoch_[device] = devices_[device]->access_epoch();
+      upgraded_at_[device] = ranges[k].start;
+    }
     collapsed += collapse_range(ranges[k].start, ranges[k].end, -1);
   }
   if (collapsed > 0 && tracker_->mode() == Tracking::mprotect && !detail::query(lo, hi, vmas.list)) {
@@ -190,6 +192,9 @@ bool Mirror::maps_ahead_in_place(std::size_t device, std::uintptr_t page,
   if (vma == nullptr || !migrates_on_fault(*vma)) return true;  // it can only be in place
   if (b == nullptr) return false;
   if (b->pinned & (1u << device)) return true;             // the block did not fit
+  // Use-once pages the policy leaves where they are: mapped ahead, a sweep through them takes
+  // one fault per block, not one per page.
+  if ((b->advice[i] & kAdviseStreaming) && policy_for(b, i).streams_in_place()) return true;
   if (b->accessed_by[i] & (1u << device)) return true;
   if (b->preferred[i] != kNoPreference && b->preferred[i] != static_cast<std::int8_t>(device))
     return true;
@@ -306,10 +311,15 @@ void Mirror::migrate_for_fault(std::size_t device, std::uintptr_t start, std::ui
     // hetmm copies on every read fault: a page the device never writes then leaves its memory
     // for free (the system copy is still valid), and a write turns the copy into the only
     // one without moving data (upgrade_copies).
-    // Unless this kernel writes what it reads (it upgraded copies already): then a copy
-    // would cost a second fault per block for nothing.
+    // Unless this kernel writes what it reads (it upgraded copies of this mapping already, or
+    // the policy saw its stream write): then a copy would cost a second fault per block for
+    // nothing. Writes to another mapping say nothing of this one (a kernel that reads weights
+    // and writes activations would otherwise take the weights without copies, and write
+    // back clean blocks when they are evicted).
     policy::PageMask copy;
-    bool writes_follow_reads = upgraded_epoch_[device] == dev->access_epoch();
+    bool writes_follow_reads =
+        plan.exclusive || (upgraded_epoch_[device] == dev->access_epoch() &&
+                           upgraded_at_[device] >= home->start && upgraded_at_[device] < home->end);
     if (!write)
       for (std::size_t i = 0; i < os::kPagesPerBlock; ++i)
         copy[i] = want[i] && !(b->advice[i] & kAdviseStreaming) &&
@@ -340,8 +350,10 @@ void Mirror::migrate_for_fault(std::size_t device, std::uintptr_t start, std::ui
       if (write && next->duplicated > 0) {
         std::uintptr_t lo_ahead = std::max(nb, home->start);
         std::uintptr_t hi_ahead = std::min(nb + os::kBlockSize, home->end);
-        if (lo_ahead < hi_ahead && upgrade_copies(device, lo_ahead, hi_ahead) > 0)
+        if (lo_ahead < hi_ahead && upgrade_copies(device, lo_ahead, hi_ahead) > 0) {
           upgraded_epoch_[device] = dev->access_epoch();
+          upgraded_at_[device] = lo_ahead;
+        }
       }
       policy::PageMask m;
       for (std::size_t i = 0; i < os::kPagesPerBlock; ++i) {
@@ -363,6 +375,15 @@ void Mirror::migrate_for_fault(std::size_t device, std::uintptr_t start, std::ui
       if (free_pages() < m.count()) break;
       ReasonScope ahead(this, EventReason::stream_prefetch);
       next->pages_in += migrate_mask(device, next, m, vmas, &oom);
+      // Mapped at once, as the faulting block's pages are: the stream is about to use them,
+      // and each first touch would otherwise be a fault of its own.
+      for (std::size_t i = 0; i < os::kPagesPerBlock; ++i) {
+        if (!m[i] || next->owner[i] != d) continue;
+        std::uintptr_t page = next->page_addr(i);
+        if (dev->get_pte(page) & device::pte::kValid) continue;
+        if (over_limit(device, 1)) break;
+        map_on_device(device, page, effective_prot(os::find_vma(vmas, page), page));
+      }
     }
     fault_eviction_ = false;
     keep_start_ = keep_end_ = 0;

@@ -260,7 +260,11 @@ class Mirror final : public device::FaultResolver, public os::RuntimeAllocated {
   policy::ThrashingParams thrashing_params_;
   bool fault_eviction_ = false;
   std::uint32_t maybe_pinned_ = 0;  // devices that may have pinned blocks (before_launch)
-  std::uint32_t upgraded_epoch_[kMaxDevices] = {};  // last access epoch a device wrote its copies
+  // The last access epoch in which a device wrote its copies (upgrade_copies), and an address
+  // it wrote there: a kernel that writes what it reads in one mapping migrates its next read
+  // faults in that mapping instead of copying them.
+  std::uint32_t upgraded_epoch_[kMaxDevices] = {};
+  std::uintptr_t upgraded_at_[kMaxDevices] = {};
   std::size_t mapping_limit_ = 0;
   // Would mapping `more` pages take the device past the limit?
   bool over_limit(std::size_t device, std::size_t more) const {

@@ -15,11 +15,15 @@ void HetmmPolicy::plan(const FaultView& v, FaultPlan& out) {
   FaultView view = v;
   view.movable &= ~stay & ~v.thrashing;
   view.faulted &= view.movable;
-  if (view.faulted.none()) return;
-
   Stream& s = streams_[v.device];
   std::uintptr_t block = v.block->base;
   constexpr std::uintptr_t kB = os::kBlockSize;
+  // A write to what the stream brought (an upgrade of its copies, nothing to move) marks it as
+  // a stream that writes.
+  if (v.write && block >= std::min(s.last_block, s.reach) && block <= std::max(s.last_block, s.reach))
+    s.writes = true;
+  if (view.faulted.none()) return;
+
   if (s.run >= 0 && block > s.last_block && block <= std::max(s.reach, s.last_block) + kB) {
     s.run = s.run + 1;
   } else if (s.run <= 0 && block < s.last_block &&
@@ -28,9 +32,15 @@ void HetmmPolicy::plan(const FaultView& v, FaultPlan& out) {
   } else if (block != s.last_block) {
     s.run = 0;
     s.reach = block;
+    s.writes = false;
   }
   s.last_block = block;
   if (s.reach == 0) s.reach = block;
+  // A stream that writes the blocks it reads (a layer's backward pass, an update sweep): its
+  // next read faults migrate, since copies would each take an upgrade fault when written.
+  // Read-only streams keep copying (they leave device memory without a write-back).
+  out.exclusive = !v.write && s.writes && s.run != 0;
+  if (v.write) s.writes = true;
   int ahead = 0;
   if (s.run >= kStreamRun || s.run <= -kStreamRun) {
     int steps = std::min(std::abs(s.run), 3);

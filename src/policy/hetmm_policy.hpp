@@ -35,6 +35,7 @@ class HetmmPolicy final : public Policy {
   bool faults_evict_warm_blocks() const override { return false; }
   bool pins_when_full() const override { return true; }
   bool duplicates_reads() const override { return true; }
+  bool streams_in_place() const override { return true; }
 
   // A stream: faults on consecutive blocks in one direction (a block already fetched ahead
   // counts as the next one). After `kStreamRun` steps the rest of the block and blocks ahead
@@ -49,6 +50,7 @@ class HetmmPolicy final : public Policy {
     std::uintptr_t last_block = 0;
     std::uintptr_t reach = 0;  // the furthest block fetched ahead (last_block if none)
     int run = 0;               // > 0 ascending, < 0 descending
+    bool writes = false;       // the device wrote blocks of this stream
   };
   Stream streams_[core::kMaxDevices];
 };

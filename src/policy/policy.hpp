@@ -44,6 +44,9 @@ struct FaultPlan {
   // Stream prefetch: whole blocks after (or before, when descending) this one to bring in.
   int ahead_blocks = 0;   // > 0 forward, < 0 backward
   bool in_place = false;  // map the faulted pages and the rest of the block in place (pin)
+  // Read faults migrate the pages instead of copying them (read duplication): what they read
+  // will be written, and a copy would cost a second fault (the upgrade) per block.
+  bool exclusive = false;
   // Thrashing pages whose migration was throttled (uvm): the device waits `throttle_ns`.
   std::size_t throttled = 0;
   std::uint64_t throttle_ns = 0;
@@ -69,6 +72,9 @@ class Policy {
   virtual bool pins_when_full() const = 0;
   // Do read faults copy pages (keeping the system copy valid) rather than move them?
   virtual bool duplicates_reads() const { return false; }
+  // Are pages advised `streaming` accessed in place rather than migrated on faults? Then a
+  // fault maps their neighbours in place too, as for any page that will not move.
+  virtual bool streams_in_place() const { return false; }
 };
 
 // One instance per profile per runtime (the stream detector keeps per-device state).

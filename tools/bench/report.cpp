@@ -200,7 +200,8 @@ std::string format_json(const Config& config, const Outcome& outcome, const Summ
     const Counters& c = r.counters;
     j.field("pages_to_device", c.pages_to_device).field("pages_to_system", c.pages_to_system);
     j.field("pages_evicted", c.pages_evicted).field("faults", c.faults);
-    j.field("fault_batches", c.fault_batches).field("cpu_faults", c.cpu_faults);
+    j.field("fault_batches", c.fault_batches).field("faults_flushed", c.faults_flushed);
+    j.field("cpu_faults", c.cpu_faults);
     j.field("link_transfers", c.link_transfers).field("link_bytes", c.link_bytes);
     j.field("in_place_bytes", c.in_place_bytes).field("local_bytes", c.local_bytes);
     j.end_object();

@@ -5,6 +5,10 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <fstream>
+#include <stdexcept>
+
+#include <hetmm/trace.hpp>
 
 namespace hetmm::bench {
 namespace {
@@ -22,12 +26,25 @@ Counters delta(const DeviceStats& a, const DeviceStats& b) {
   c.pages_evicted = b.pages_evicted - a.pages_evicted;
   c.faults = b.faults - a.faults;
   c.fault_batches = b.fault_batches - a.fault_batches;
+  c.faults_flushed = b.faults_flushed - a.faults_flushed;
   c.cpu_faults = b.cpu_faults - a.cpu_faults;
   c.link_transfers = b.link_transfers - a.link_transfers;
   c.link_bytes = b.link_bytes - a.link_bytes;
   c.in_place_bytes = b.in_place_bytes - a.in_place_bytes;
   c.local_bytes = b.local_bytes - a.local_bytes;
   return c;
+}
+
+// The events of the measured phase, as a Chrome trace named after the run.
+void write_trace(Runtime& rt, const Result& r, const Config& config) {
+  char factor[32];
+  std::snprintf(factor, sizeof factor, "%g", r.factor);
+  std::string name = r.workload + "-" + to_string(r.mode) + "-x" + factor;
+  std::string path = config.trace_dir + "/" + name + ".json";
+  std::ofstream out(path);
+  write_chrome_trace(out, rt.take_events(),
+                     {"hetmm bench " + name, {config.device_memory}, rt.events_dropped()});
+  if (!out) throw std::runtime_error("cannot write the trace " + path);
 }
 
 // The arrays go back to the allocator whatever ended the run.
@@ -57,6 +74,7 @@ Options runtime_options(Mode mode, const Config& config) {
   o.workers = config.workers;
   o.tracking = config.tracking;
   o.link = config.link;
+  if (!config.trace_dir.empty()) o.event_capacity = std::size_t{1} << 22;
   switch (mode) {
     case Mode::explicit_copy:
     case Mode::in_place: o.policy = PolicyProfile::in_place; break;
@@ -80,6 +98,7 @@ Result run_one(Workload& w, Mode mode, double factor, const Config& config) {
     Binding binding(w, rt);
     const Location device = Location::device(0);
     DeviceStats before = dev.stats();
+    if (!config.trace_dir.empty()) (void)rt.take_events();  // set-up is not measured
     auto t0 = Clock::now();
     // The cudaMemcpy baseline: everything the kernels use is on the device before they start
     // (outputs and scratch too, as cudaMalloc'ed buffers would be).
@@ -96,6 +115,7 @@ Result run_one(Workload& w, Mode mode, double factor, const Config& config) {
     r.counters = delta(before, after);
     r.verified = w.verify();
     if (!r.verified) r.error = "result differs from the CPU computation";
+    if (!config.trace_dir.empty()) write_trace(rt, r, config);
   } catch (const std::exception& e) {
     r.verified = false;
     r.error = e.what();

@@ -23,12 +23,15 @@ struct Config {
   std::uint64_t seed = 42;
   bool spans = true;   // kernels sweep with read_span/write_span (else one load/store each)
   bool quick = false;  // informational: the preset the sizes came from
+  // When set, each run's events go to DIR/<workload>-<mode>-x<factor>.json (a Chrome trace,
+  // `hetmm trace` draws it): where every fault, move and pin of the measured phase came from.
+  std::string trace_dir;
 };
 
 // Counter deltas of the measured phase (DeviceStats fields of the same names).
 struct Counters {
   std::uint64_t pages_to_device = 0, pages_to_system = 0, pages_evicted = 0, faults = 0,
-                fault_batches = 0, cpu_faults = 0, link_transfers = 0, link_bytes = 0,
+                fault_batches = 0, faults_flushed = 0, cpu_faults = 0, link_transfers = 0, link_bytes = 0,
                 in_place_bytes = 0, local_bytes = 0;
 };
 

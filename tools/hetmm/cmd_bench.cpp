@@ -57,6 +57,7 @@ int cmd_bench(const hetmm::Options& opt, const BenchArgs& args) {
   c.tracking = opt.tracking;
   c.seed = args.seed;
   c.spans = !args.no_spans;
+  c.trace_dir = args.trace_dir;
 
   // The bar is for people: only on a terminal, and on stderr so stdout stays one JSON object.
   bool tty = ::isatty(STDERR_FILENO) != 0;

@@ -515,6 +515,7 @@ constexpr Counter kCounters[] = {
     {"tlb_misses", &hetmm::DeviceStats::tlb_misses},
     {"faults", &hetmm::DeviceStats::faults},
     {"fault_batches", &hetmm::DeviceStats::fault_batches},
+    {"faults_flushed", &hetmm::DeviceStats::faults_flushed},
     {"fault_rounds", &hetmm::DeviceStats::fault_rounds},
     {"pages_to_device", &hetmm::DeviceStats::pages_to_device},
     {"pages_to_system", &hetmm::DeviceStats::pages_to_system},

@@ -30,6 +30,7 @@ struct BenchArgs {
   bool no_micro = false;
   bool no_spans = false;  // kernels use one Thread::load/store per element
   std::string svg;        // chart file, if given
+  std::string trace_dir;  // a Chrome trace of each run's events goes here, if given
   std::vector<std::string> workloads, modes;  // empty: all
   std::vector<double> factors;                // empty: the preset's
   std::size_t device_mib = 0;                 // 0: the preset's (quick 8, else 64)

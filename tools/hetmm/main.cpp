@@ -242,6 +242,9 @@ int main(int argc, char** argv) {
   bench->add_flag("--json", bargs.json,
                   "print one JSON object on stdout (the table goes to stderr)");
   bench->add_option("--svg", bargs.svg, "write a chart of modeled time to this file");
+  bench->add_option("--trace-dir", bargs.trace_dir,
+                    "write each run's events as a Chrome trace (DIR/WORKLOAD-MODE-xFACTOR.json)")
+      ->check(CLI::ExistingDirectory);
   bench->add_option("--workloads", bargs.workloads, "comma-separated subset (default: all)")
       ->delimiter(',')
       ->check(CLI::IsMember(bench_workloads()));

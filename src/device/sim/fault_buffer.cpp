@@ -29,8 +29,15 @@ void FaultBuffer::post(FaultRequest* r) {
 }
 
 std::size_t FaultBuffer::drain(FaultRequest** out, std::size_t max) {
+  {
+    core::lock_order::UniqueLock lock(mutex_);
+    not_empty_.wait(lock.get(), [&] { return count_ > 0 || stopping_; });
+  }
+  return take(out, max);
+}
+
+std::size_t FaultBuffer::take(FaultRequest** out, std::size_t max) {
   core::lock_order::UniqueLock lock(mutex_);
-  not_empty_.wait(lock.get(), [&] { return count_ > 0 || stopping_; });
   std::size_t n = 0;
   while (n < max && count_ > 0) {
     out[n++] = ring_[head_];
@@ -40,6 +47,11 @@ std::size_t FaultBuffer::drain(FaultRequest** out, std::size_t max) {
   lock.unlock();
   if (n > 0) not_full_.notify_all();
   return n;
+}
+
+std::size_t FaultBuffer::queued() const {
+  std::lock_guard lock(mutex_);
+  return count_;
 }
 
 void FaultBuffer::stop() {

@@ -21,6 +21,10 @@ struct FaultRequest {
   std::uintptr_t end = 0;
   bool write = false;
   bool kernel = false;  // a worker's fault (policies may migrate), not an API call's
+  // A worker's miss in the device page table: if the pages are mapped by the time the service
+  // looks, a replay settles it (SimDevice::flush). Not an in-place access the CPU refused (the
+  // mirror must see that one), not an API call's range.
+  bool replayable = false;
   int error = 0;  // filled by the service: 0 or Errc + 1
   std::uintptr_t error_addr = 0;
   bool over_limit = false;  // out_of_memory because of Options::max_oversubscription
@@ -31,6 +35,7 @@ struct FaultRequest {
     end = e;
     write = w;
     kernel = from_kernel;
+    replayable = false;
     error = 0;
     error_addr = 0;
     over_limit = false;
@@ -64,12 +69,15 @@ class FaultBuffer {
   // Blocks until at least one request is queued or stop() was called; returns how many were
   // taken (0 only when stopping).
   std::size_t drain(FaultRequest** out, std::size_t max);
+  // As drain, without waiting: 0 when nothing is queued.
+  std::size_t take(FaultRequest** out, std::size_t max);
+  std::size_t queued() const;  // requests posted and not yet drained
   void stop();
   void restart();
 
  private:
   // Lock order: a leaf, taken with no other lock held (core/lock_order.hpp).
-  core::lock_order::RankedMutex<core::lock_order::Rank::fault_buffer> mutex_;
+  mutable core::lock_order::RankedMutex<core::lock_order::Rank::fault_buffer> mutex_;
   std::condition_variable not_empty_;
   std::condition_variable not_full_;
   FaultRequest** ring_;

@@ -159,12 +159,55 @@ void SimDevice::service_main(void* arg) { static_cast<SimDevice*>(arg)->run_serv
 
 void SimDevice::run_service() {
   FaultRequest* batch[FaultBuffer::kMaxBatch];
+  FaultRequest* next[FaultBuffer::kMaxBatch];
+  std::size_t carried = 0;  // requests the last flush kept: they open the next batch
   for (;;) {
-    std::size_t n = faults_.drain(batch, FaultBuffer::kMaxBatch);
-    if (n == 0) return;
+    std::size_t n = carried;
+    if (n == 0) {
+      n = faults_.drain(batch, FaultBuffer::kMaxBatch);
+      if (n == 0) return;
+    } else {
+      n += faults_.take(batch + n, FaultBuffer::kMaxBatch - n);
+    }
     injector_->maybe_stall(core::FaultInjector::service_delay);
     serve_batch(batch, n);
+    carried = flush(next, FaultBuffer::kMaxBatch);
+    std::copy_n(next, carried, batch);
   }
+}
+
+// The flush before the replay (UVM's BATCH_FLUSH, its default): workers that faulted while the
+// batch was being served often wanted what it just mapped (two workers on one new block, a
+// read then a write of a block upgraded in the same batch). Those requests are replayed with
+// the batch instead of costing a batch of their own; the rest open the next one. Only requests
+// that a replay settles are flushed (`replayable`: a miss in the device's page table, not an
+// in-place access the CPU refused, and not an API call's range).
+std::size_t SimDevice::flush(FaultRequest** keep, std::size_t room) {
+  FaultRequest* late[FaultBuffer::kMaxBatch];
+  std::size_t n = faults_.take(late, std::min(room, FaultBuffer::kMaxBatch));
+  std::size_t kept = 0, flushed = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (late[i]->replayable && served(*late[i])) {
+      ++flushed;
+      late[i]->complete();
+    } else {
+      keep[kept++] = late[i];
+    }
+  }
+  if (flushed > 0) {
+    stats_.faults.fetch_add(flushed, std::memory_order_relaxed);
+    stats_.faults_flushed.fetch_add(flushed, std::memory_order_relaxed);
+  }
+  return kept;
+}
+
+// Whether the device page table now maps every page of the request with the access it needs.
+bool SimDevice::served(const FaultRequest& r) const {
+  for (std::uintptr_t page = r.start; page < r.end; page += os::kPageSize) {
+    std::uint64_t p = pt_.get(page);
+    if (!(p & pte::kValid) || (r.write && !(p & pte::kWrite))) return false;
+  }
+  return true;
 }
 
 void SimDevice::serve_batch(FaultRequest** reqs, std::size_t n) {
@@ -350,6 +393,7 @@ DeviceStats SimDevice::stats() const {
   s.fault_rounds = stats_.fault_rounds.load();
   s.faults = stats_.faults.load();
   s.fault_batches = stats_.fault_batches.load();
+  s.faults_flushed = stats_.faults_flushed.load();
   s.pages_to_device = stats_.pages_to_device.load();
   s.pages_to_system = stats_.pages_to_system.load();
   s.cpu_faults = stats_.cpu_faults.load();

@@ -32,8 +32,8 @@ class EventLog;
 namespace hetmm::device::sim {
 
 struct AtomicStats {
-  std::atomic<std::uint64_t> fault_rounds{0}, faults{0}, fault_batches{0}, pages_to_device{0},
-      pages_to_system{0}, cpu_faults{0}, invalidations{0}, kernels{0};
+  std::atomic<std::uint64_t> fault_rounds{0}, faults{0}, fault_batches{0}, faults_flushed{0},
+      pages_to_device{0}, pages_to_system{0}, cpu_faults{0}, invalidations{0}, kernels{0};
 };
 
 class SimDevice final : public DeviceBackend, public os::RuntimeAllocated {
@@ -118,6 +118,7 @@ class SimDevice final : public DeviceBackend, public os::RuntimeAllocated {
 
   // Fault source: posts a request and waits for the service thread to complete it.
   void fault_and_wait(FaultRequest* r);
+  std::size_t queued_faults() const { return faults_.queued(); }  // posted, not yet in a batch
 
   // Kernels.
   void launch(std::size_t threads, std::unique_ptr<detail::KernelBase> kernel);
@@ -144,6 +145,8 @@ class SimDevice final : public DeviceBackend, public os::RuntimeAllocated {
   void run_worker(detail::WorkerContext* w);
   void run_service();
   void serve_batch(FaultRequest** reqs, std::size_t n);
+  std::size_t flush(FaultRequest** keep, std::size_t room);
+  bool served(const FaultRequest& r) const;
 
   std::size_t index_;
   FaultResolver* resolver_;

@@ -37,11 +37,14 @@ std::string describe(const char* what, std::uintptr_t va, std::size_t n) {
 void bump(std::uint64_t& counter) { __atomic_store_n(&counter, counter + 1, __ATOMIC_RELAXED); }
 
 // Posts a device fault for the page of va and waits for the replay. Throws on error.
+// `miss`: the device page table did not map the page (a replay settles it once something
+// maps it); else an in-place access the CPU refused, which the mirror must see.
 void device_fault(WorkerContext* w, std::uintptr_t va, bool write, const char* what,
-                  std::size_t n) {
+                  std::size_t n, bool miss) {
   FaultRequest& r = w->request;
   std::uintptr_t page = os::page_down(va);
   r.reset(page, page + os::kPageSize, write, true);
+  r.replayable = miss;
   w->device->fault_and_wait(&r);
   if (r.error != 0) {
     const char* why = r.over_limit ? "the device's working set would exceed "
@@ -87,7 +90,7 @@ std::byte* translate(WorkerContext* w, std::uintptr_t va, bool write, bool* loca
       return reinterpret_cast<std::byte*>((entry & pte::kAddrMask) | (va & (os::kPageSize - 1)));
     }
     w->active.store(0, std::memory_order_release);
-    device_fault(w, va, write, what, n);
+    device_fault(w, va, write, what, n, true);
   }
 }
 
@@ -159,7 +162,7 @@ void access_page(WorkerContext* w, std::uintptr_t va, bool write, const char* wh
     if (rc == 0) return;
     drop_tlb_entry(w, va);
     if (attempt == 2) raise(static_cast<int>(Errc::fault) + 1, what, va, n, "the CPU MMU refused the access");
-    device_fault(w, va, write, what, n);
+    device_fault(w, va, write, what, n, false);
   }
 }
 
