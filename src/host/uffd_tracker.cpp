@@ -106,10 +106,11 @@ void UffdTracker::thaw(std::uintptr_t start, std::size_t len, int) {
 
 int UffdTracker::revoke(std::uintptr_t start, std::size_t len) {
   // Our own MADV_DONTNEED raises a REMOVE event (the kernel holds this call until the handler
-  // has read it). Announce it first, so the handler knows it for ours and ignores it.
+  // has read it). Announce it first, so the handler knows it for ours and ignores it. A range
+  // over several mappings raises one event per mapping, each a part of the announcement.
   note_own_remove(start, len);
   int rc = os::sys_madvise(reinterpret_cast<void*>(start), len, MADV_DONTNEED);
-  if (rc < 0) take_own_remove(start, start + len);
+  if (rc < 0) forget_own_removes(start, start + len);
   return rc;
 }
 
@@ -120,14 +121,38 @@ void UffdTracker::note_own_remove(std::uintptr_t start, std::size_t len) {
 }
 
 bool UffdTracker::take_own_remove(std::uintptr_t start, std::uintptr_t end) {
+  // The event may be a part of an announced range (one event per mapping the madvise crossed:
+  // taking only exact matches made the rest look like the program's MADV_DONTNEED, and the
+  // device's data of those pages was dropped). What is left of the announcement stays for the
+  // events still to come.
   std::lock_guard lock(own_mutex_);
   for (std::size_t i = 0; i < own_count_; ++i) {
-    if (own_[i].start == start && own_[i].end == end) {
-      own_[i] = own_[--own_count_];
-      return true;
-    }
+    OwnRemove& o = own_[i];
+    if (start < o.start || end > o.end) continue;
+    if (start == o.start && end == o.end) {
+      o = own_[--own_count_];
+    } else if (start == o.start) {
+      o.start = end;
+    } else if (end == o.end) {
+      o.end = start;
+    } else if (own_count_ < kOwnRemoves) {
+      own_[own_count_++] = OwnRemove{end, o.end};
+      o.end = start;
+    }  // else no room to split, which cannot happen: revocations run one at a time (under the
+       // state lock), so at most a few announcements are ever outstanding
+    return true;
   }
   return false;
+}
+
+void UffdTracker::forget_own_removes(std::uintptr_t start, std::uintptr_t end) {
+  std::lock_guard lock(own_mutex_);
+  for (std::size_t i = 0; i < own_count_;) {
+    if (own_[i].start >= start && own_[i].end <= end)
+      own_[i] = own_[--own_count_];
+    else
+      ++i;
+  }
 }
 
 int UffdTracker::restore(std::uintptr_t start, const void* src, std::size_t len, int,

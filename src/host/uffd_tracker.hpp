@@ -72,7 +72,8 @@ class UffdTracker final : public core::HostTracker, public os::RuntimeAllocated 
   void zero_fill(std::uintptr_t page, bool write);
 
   void note_own_remove(std::uintptr_t start, std::size_t len);
-  bool take_own_remove(std::uintptr_t start, std::uintptr_t end);
+  bool take_own_remove(std::uintptr_t start, std::uintptr_t end);  // an event within ours
+  void forget_own_removes(std::uintptr_t start, std::uintptr_t end);  // a revocation failed
 
   struct OwnRemove {
     std::uintptr_t start, end;

@@ -114,7 +114,9 @@ Result run_one(Workload& w, Mode mode, double factor, const Config& config) {
     r.modeled_s = after.modeled_seconds - before.modeled_seconds;
     r.counters = delta(before, after);
     r.verified = w.verify();
-    if (!r.verified) r.error = "result differs from the CPU computation";
+    if (!r.verified)
+      r.error = "result differs from the CPU computation" +
+                (w.mismatch().empty() ? std::string() : ": " + w.mismatch());
     if (!config.trace_dir.empty()) write_trace(rt, r, config);
   } catch (const std::exception& e) {
     r.verified = false;

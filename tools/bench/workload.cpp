@@ -1,6 +1,7 @@
 // The workload base (arrays bound to a runtime's memory), the mode names and the registry.
 #include "workload.hpp"
 
+#include <cstdio>
 #include <cstring>
 
 namespace hetmm::bench {
@@ -46,8 +47,31 @@ Array& Workload::add(std::string name, Role role, std::size_t bytes) {
   return arrays_.back();
 }
 
-bool Workload::holds(const Array& a, const void* expected) {
-  return a.live != nullptr && std::memcmp(a.live, expected, a.bytes) == 0;
+bool Workload::holds(const Array& a, const void* expected) const {
+  if (a.live == nullptr) {
+    mismatch_ = a.name + " is not bound";
+    return false;
+  }
+  if (std::memcmp(a.live, expected, a.bytes) == 0) return true;
+  // Where, and how much: a wrong page and a wrong element look different.
+  const auto* got = a.live;
+  const auto* want = static_cast<const std::byte*>(expected);
+  std::size_t first = 0, differ = 0, pages = 0, last_page = ~std::size_t{0};
+  for (std::size_t i = 0; i < a.bytes; ++i) {
+    if (got[i] == want[i]) continue;
+    if (differ++ == 0) first = i;
+    if (i / 4096 != last_page) {
+      last_page = i / 4096;
+      ++pages;
+    }
+  }
+  char buf[256];
+  std::snprintf(buf, sizeof buf,
+                "%s differs from byte %zu (address %p, page offset %zu): %zu bytes on %zu pages",
+                a.name.c_str(), first, static_cast<const void*>(got + first), first % 4096,
+                differ, pages);
+  mismatch_ = buf;
+  return false;
 }
 
 void Workload::bind(Runtime& rt) {

@@ -83,13 +83,15 @@ class Workload {
   // Sweep contiguous data with Thread::read_span/write_span (default) or one load/store per
   // element: both must give the same result, so either form measures the same workload.
   void set_spans(bool on) { spans_ = on; }
+  // Where the last failed verify() found a difference (array, offset, page, bytes that differ).
+  const std::string& mismatch() const { return mismatch_; }
   bool spans() const { return spans_; }
 
  protected:
   Array& add(std::string name, Role role, std::size_t bytes);
   // The bound array holds exactly `expected` (the same arithmetic in the same order gives the
-  // same bits, so results are compared exactly).
-  static bool holds(const Array& a, const void* expected);
+  // same bits, so results are compared exactly). When it does not, mismatch() says where.
+  bool holds(const Array& a, const void* expected) const;
   Array& array(std::size_t i) { return arrays_[i]; }
   const Array& array(std::size_t i) const { return arrays_[i]; }
 
@@ -97,6 +99,7 @@ class Workload {
   std::vector<Array> arrays_;
   bool bound_ = false;
   bool spans_ = true;
+  mutable std::string mismatch_;
 };
 
 std::unique_ptr<Workload> make_triad();
