@@ -2,7 +2,7 @@
 // eviction, thrashing throttle and pin), hetmm's (stream prefetch, cold-only eviction, pin in
 // place when the working set does not fit), in_place, per-range policies and advice.
 #include "policy/density_prefetch.hpp"
-#include "policy/hetmm_policy.hpp"
+#include "policy/policy.hpp"
 #include "policy/thrashing.hpp"
 #include "test_support.hpp"
 
@@ -109,9 +109,17 @@ TEST(ThrashingDetector, CloseMigrationsFlagAPageSpacedOnesDoNot) {
 
 // ---- the profiles, end to end ------------------------------------------------------------------
 // ---- hetmm's stream detector: reads of a stream that writes migrate -------------------------
+// The library's own instance (make_policy): a test that constructed the class itself would
+// reference its vtable from the test binary, and UBSan's vptr check then rejects the objects
+// the library constructs.
+struct HetmmPolicyInstance {
+  policy::Policy* p = policy::make_policy(PolicyProfile::hetmm, {});
+  ~HetmmPolicyInstance() { policy::destroy_policy(p); }
+};
+
 // One fault of the plan's view: a read or write at page 0 of `block`, nothing resident (or,
 // for an upgrade of copies, all resident: nothing to move).
-policy::FaultPlan fault_on(policy::HetmmPolicy& p, core::VaBlock& block, bool write,
+policy::FaultPlan fault_on(HetmmPolicyInstance& h, core::VaBlock& block, bool write,
                            bool resident = false) {
   FaultView v;
   v.block = &block;
@@ -124,12 +132,12 @@ policy::FaultPlan fault_on(policy::HetmmPolicy& p, core::VaBlock& block, bool wr
     v.first_touch = true;
   }
   policy::FaultPlan plan;
-  p.plan(v, plan);
+  h.p->plan(v, plan);
   return plan;
 }
 
 TEST(HetmmStreams, ReadFaultsOfAStreamThatWritesMigrateInsteadOfCopying) {
-  policy::HetmmPolicy p;
+  HetmmPolicyInstance p;
   core::VaBlock b0(64 * kBlock), b1(65 * kBlock), b2(66 * kBlock), b3(67 * kBlock);
   EXPECT_FALSE(fault_on(p, b0, false).exclusive) << "nothing known yet: a copy";
   EXPECT_FALSE(fault_on(p, b1, false).exclusive) << "a stream that only reads: copies";
@@ -143,7 +151,7 @@ TEST(HetmmStreams, ReadFaultsOfAStreamThatWritesMigrateInsteadOfCopying) {
 }
 
 TEST(HetmmStreams, AWriteOutsideTheStreamDoesNotMakeItsReadsMigrate) {
-  policy::HetmmPolicy p;
+  HetmmPolicyInstance p;
   core::VaBlock b0(64 * kBlock), b1(65 * kBlock), b2(66 * kBlock), elsewhere(300 * kBlock);
   fault_on(p, b0, false);
   fault_on(p, b1, false);
@@ -449,6 +457,31 @@ TEST_P(Policies, AnUpgradeAcrossTwoMappingsOfABlockKeepsTheirData) {
     std::uint64_t want = i == 1 ? a + b : i == kHalf + 1 ? a * b : i * 3 + 1;
     ASSERT_EQ(p[i], want) << "element " << i << (i < kHalf ? " (first mapping)" : " (second)");
   }
+}
+
+// Regression (hetmm stress): device 1 read in place, under the state lock, untouched pages
+// that device 0 held copies of; the holder's own fault was served a zero page that was not
+// write-protected, so a CPU write to it later left device 0's copy stale without a fault, and
+// device 0's next write upgraded the stale copy over the CPU's data.
+TEST_P(Policies, ADeviceReadOfUntouchedCopiedPagesKeepsThemProtected) {
+  Options o = with(PolicyProfile::hetmm);
+  o.devices = 2;
+  Runtime rt(o);
+  BlockMapping m(kBlock);  // untouched: no page behind it yet
+  auto* p = m.as<unsigned char>();
+  constexpr std::size_t kRead = 0x88000, kCpu = 0x60000, kCpuLen = 0x21000;
+  Device& d0 = rt.device(0);
+  d0.launch(1, [p](Thread& t) { (void)t.load(p + kRead); });  // copies of the block on device 0
+  d0.synchronize();
+  std::vector<unsigned char> sink(0x18000);
+  rt.device(1).read(p + 0x79000, sink.data(), sink.size());  // in place, untouched pages
+  for (std::size_t i = 0; i < kCpuLen; ++i) p[kCpu + i] = static_cast<unsigned char>(i * 7 + 1);
+  std::vector<unsigned char> in(0x9000, 0x5a);
+  d0.write(p + 0x37000, in.data(), in.size());  // device 0 writes its copies: an upgrade
+  EXPECT_EQ(rt.audit(), "");
+  for (std::size_t i = 0; i < kCpuLen; ++i)
+    ASSERT_EQ(p[kCpu + i], static_cast<unsigned char>(i * 7 + 1)) << "byte " << std::hex << kCpu + i;
+  for (std::size_t i = 0; i < in.size(); ++i) ASSERT_EQ(p[0x37000 + i], 0x5a);
 }
 
 // A kernel that reads one mapping and writes another: its reads still take copies (that

@@ -96,6 +96,12 @@ VaBlock* Mirror::get_block(std::uintptr_t addr) {
                                [&] { return os::arena_new<VaBlock>(os::block_down(addr)); });
 }
 
+bool Mirror::copied(std::uintptr_t addr) const {
+  VaBlock* b = find_block(addr);
+  return b != nullptr &&
+         (b->flags[os::page_index_in_block(addr)].load(std::memory_order_acquire) & kDuplicated);
+}
+
 bool Mirror::tracks(std::uintptr_t addr) const {
   VaBlock* b = find_block(addr);
   if (b == nullptr) return false;

@@ -119,6 +119,9 @@ class Mirror final : public device::FaultResolver, public os::RuntimeAllocated {
   // ---- CPU side ----------------------------------------------------------------------------
   // Lock-free: does hetmm hold this page (revoked or being migrated)?
   bool tracks(std::uintptr_t addr) const;
+  // Whether a device holds a read-only copy of the page (its system page must stay
+  // write-protected, I5). Lock-free, like tracks().
+  bool copied(std::uintptr_t addr) const;
   // A CPU access to a revoked page: bring it home. Returns false if the page is not hetmm's (the
   // fault is the program's own). Never called with the state lock held by the caller.
   // With try_only, returns busy instead of waiting for the state lock.

@@ -232,24 +232,30 @@ void UffdTracker::settle(std::uintptr_t start, std::size_t len) { os::uffd_wake(
 
 void UffdTracker::handler_main(void* self) { static_cast<UffdTracker*>(self)->run_handler(); }
 
-void UffdTracker::zero_fill(std::uintptr_t page, bool write) {
+void UffdTracker::zero_fill(std::uintptr_t page, bool write, bool write_protect) {
   // Untouched memory in a registered window: what the kernel would have given, a zero page.
   // On failure the thread is woken and faults again: EEXIST (populated meanwhile) is served,
   // EAGAIN/ENOMEM are retried by that next fault.
   long rc = injected();
   if (rc == 0)
-    rc = write ? os::uffd_copy(fd_, page, zero_page_, os::kPageSize, false)
-               : os::uffd_zeropage(fd_, page, os::kPageSize, false);
+    rc = write           ? os::uffd_copy(fd_, page, zero_page_, os::kPageSize, false)
+         : write_protect ? os::uffd_copy(fd_, page, zero_page_, os::kPageSize, false, true)
+                         : os::uffd_zeropage(fd_, page, os::kPageSize, false);
   if (rc < 0) os::uffd_wake(fd_, page, os::kPageSize);
 }
 
 bool UffdTracker::handle_fault(std::uintptr_t addr, bool write, bool wp, pid_t tid) {
   std::uintptr_t page = os::page_down(addr);
   if (mirror_->tracks(page)) {
-    // The state-lock holder itself faulted on a page it is migrating: the page was zapped
-    // behind our back after we looked. Serve what the kernel would (zeros) without the lock.
+    // The state-lock holder itself faulted on a page it is migrating, or reads in place (a
+    // device_copy) an untouched page a device holds a copy of. Serve what the kernel would
+    // (zeros) without the lock; for a copied page, write-protected: its system page must stay
+    // protected (I5), or a CPU write later changes it without dropping the copy, and a device
+    // write then upgrades the stale copy over it (lost data, found by hetmm stress: a device
+    // read in place of untouched pages another device had copied). The holder never writes a
+    // copied page (it maps them read-only in place).
     if (tid != 0 && tid == mirror_->state_lock().owner()) {
-      zero_fill(page, write);
+      zero_fill(page, write, /*write_protect=*/!write && mirror_->copied(page));
       return true;
     }
     core::CpuFault r = mirror_->cpu_fault(page, write, /*try_only=*/true);
@@ -260,11 +266,16 @@ bool UffdTracker::handle_fault(std::uintptr_t addr, bool write, bool wp, pid_t t
     return true;
   }
   if (wp) {
-    // Write-protected but not ours (a freeze that was thawed meanwhile): let it through.
-    os::uffd_writeprotect(fd_, page, os::kPageSize, false, false);
+    // Write-protected but not ours (a freeze that was thawed meanwhile, or a thaw that failed):
+    // let it through. The ioctl fails with EAGAIN while an UNMAP/REMOVE/REMAP event is in
+    // flight, and then wakes nobody: the fault is retried, or the thread would sleep for good
+    // (found by hetmm stress: two workers' in-place stores asleep, the handler idle).
+    int rc = os::uffd_writeprotect(fd_, page, os::kPageSize, false, false);
+    if (rc == -EAGAIN) return false;
+    if (rc < 0) os::uffd_wake(fd_, page, os::kPageSize);  // it faults again if need be
     return true;
   }
-  zero_fill(page, write);
+  zero_fill(page, write, false);
   return true;
 }
 

@@ -69,7 +69,7 @@ class UffdTracker final : public core::HostTracker, public os::RuntimeAllocated 
   void run_handler();
   // Returns false if the fault must be retried later (state lock busy).
   bool handle_fault(std::uintptr_t addr, bool write, bool wp, pid_t tid);
-  void zero_fill(std::uintptr_t page, bool write);
+  void zero_fill(std::uintptr_t page, bool write, bool write_protect);
 
   void note_own_remove(std::uintptr_t start, std::size_t len);
   bool take_own_remove(std::uintptr_t start, std::uintptr_t end);  // an event within ours

@@ -85,12 +85,13 @@ int uffd_unregister(int fd, std::uintptr_t start, std::size_t len) {
   return static_cast<int>(sys_ioctl(fd, UFFDIO_UNREGISTER, &range));
 }
 
-long uffd_copy(int fd, std::uintptr_t dst, const void* src, std::size_t len, bool dontwake) {
+long uffd_copy(int fd, std::uintptr_t dst, const void* src, std::size_t len, bool dontwake,
+               bool write_protect) {
   uffdio_copy c{};
   c.dst = dst;
   c.src = reinterpret_cast<std::uintptr_t>(src);
   c.len = len;
-  c.mode = dontwake ? UFFDIO_COPY_MODE_DONTWAKE : 0;
+  c.mode = (dontwake ? UFFDIO_COPY_MODE_DONTWAKE : 0) | (write_protect ? UFFDIO_COPY_MODE_WP : 0);
   long rc = sys_ioctl(fd, UFFDIO_COPY, &c);
   if (rc < 0) return c.copy > 0 ? c.copy : rc;
   return c.copy;

@@ -34,7 +34,9 @@ int uffd_register(int fd, std::uintptr_t start, std::size_t len, bool write_prot
 int uffd_register_wp_only(int fd, std::uintptr_t start, std::size_t len);
 int uffd_unregister(int fd, std::uintptr_t start, std::size_t len);
 // Returns bytes copied (may be short) or -errno.
-long uffd_copy(int fd, std::uintptr_t dst, const void* src, std::size_t len, bool dontwake);
+// write_protect: the pages arrive write-protected (UFFDIO_COPY_MODE_WP; WP-registered ranges).
+long uffd_copy(int fd, std::uintptr_t dst, const void* src, std::size_t len, bool dontwake,
+               bool write_protect = false);
 long uffd_zeropage(int fd, std::uintptr_t dst, std::size_t len, bool dontwake);
 int uffd_writeprotect(int fd, std::uintptr_t start, std::size_t len, bool protect, bool dontwake);
 int uffd_wake(int fd, std::uintptr_t start, std::size_t len);

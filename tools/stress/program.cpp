@@ -11,7 +11,7 @@ const char* to_string(OpKind k) {
       "cpu_write",   "cpu_read", "dev_read", "dev_write", "kernel_update", "kernel_atomic",
       "kernel_bad",  "migrate_in", "migrate_out", "release", "mprotect", "munmap",
       "renew",       "mremap",   "dontneed", "fork_check", "check",
-      "advise"};
+      "advise",      "kernel_read"};
   static_assert(sizeof names / sizeof names[0] == static_cast<std::size_t>(OpKind::kCount));
   return names[static_cast<std::size_t>(k)];
 }
@@ -137,7 +137,8 @@ OpKind pick_kind_of_op(Chooser& c, const Model& m) {
       {OpKind::kernel_bad, 2},  {OpKind::migrate_in, 16},    {OpKind::migrate_out, 6},
       {OpKind::release, 2},     {OpKind::mprotect, 4},       {OpKind::munmap, 2},
       {OpKind::renew, 3},       {OpKind::mremap, 2},         {OpKind::dontneed, 3},
-      {OpKind::fork_check, 1},  {OpKind::check, 3},         {OpKind::advise, 4}};
+      {OpKind::fork_check, 1},  {OpKind::check, 3},         {OpKind::advise, 4},
+      {OpKind::kernel_read, 6}};
   std::uint32_t total = 0;
   for (const W& w : weights) total += (w.k == OpKind::fork_check && !m.fork) ? 0 : w.w;
   std::uint32_t r = c.below(total);
@@ -160,11 +161,12 @@ Op make_op(Chooser& c, const Model& m, std::uint8_t slot) {
   switch (op.kind) {
     case OpKind::cpu_write:
     case OpKind::cpu_read:
+    case OpKind::kernel_read:
     case OpKind::kernel_update:
     case OpKind::kernel_atomic: {
       // Look for a range the access is allowed on: these must not fail (a CPU access would
       // crash the tester; a kernel's partial effects are unpredictable).
-      bool write = op.kind != OpKind::cpu_read;
+      bool write = op.kind != OpKind::cpu_read && op.kind != OpKind::kernel_read;
       std::size_t align = op.kind == OpKind::kernel_atomic ? 8 : 4;
       for (int tries = 0; tries < 4; ++tries) {
         pick_range(c, s, op, align, false);
@@ -189,7 +191,7 @@ Op make_op(Chooser& c, const Model& m, std::uint8_t slot) {
       op.length = static_cast<std::uint32_t>(
           (op.offset % kPage + op.length + kPage - 1) / kPage * kPage);
       op.offset = op.offset / kPage * kPage;
-      op.arg = c.below(8);
+      op.arg = c.below(10);  // 8, 9: the kernel's huge-page advice (splits the mapping)
       return op;
     }
     case OpKind::mprotect:
@@ -247,7 +249,7 @@ Step next_step(Chooser& c, const Model& m, const Shape& shape) {
     if (used[slot]) continue;
     Op op = make_op(c, m, slot);
     bool kernel = op.kind == OpKind::kernel_update || op.kind == OpKind::kernel_atomic ||
-                  op.kind == OpKind::kernel_bad;
+                  op.kind == OpKind::kernel_bad || op.kind == OpKind::kernel_read;
     // fork alone; one kernel per device per step (a device's synchronize reports the first
     // error of any kernel on it, so two launchers would see each other's errors).
     if (op.kind == OpKind::fork_check) {

@@ -36,8 +36,10 @@ enum class OpKind : std::uint8_t {
   dontneed,       // madvise(MADV_DONTNEED)
   fork_check,     // fork(2); the child compares every readable byte with the model
   check,          // the CPU compares the whole slot (every readable page)
-  advise,         // Runtime::advise/unadvise/set_policy of pages (arg picks which): no data
-                  // changes, whatever the policy then does with them
+  advise,         // Runtime::advise/unadvise/set_policy of pages, or madvise(MADV_[NO]HUGEPAGE)
+                  // (arg picks which): no data changes, whatever the policy then does with them
+  kernel_read,    // a kernel loads each byte (Thread::load) into a host buffer, compared: under
+                  // hetmm, read faults make copies that a later write upgrades
   kCount
 };
 const char* to_string(OpKind kind);
