@@ -593,7 +593,7 @@ TEST_P(Policies, PingPongBetweenCpuAndDeviceEndsPinnedInPlace) {
 TEST_P(Policies, AdviceErrorsNameTheRange) {
   Runtime rt(with(PolicyProfile::hetmm));
   Mapping m(4 * kPage);
-  ::munmap(m.get() + kPage, kPage);
+  m.punch(kPage, kPage);
   EXPECT_EQ(error_of([&] { rt.advise(m.get(), 4 * kPage, Advice::read_mostly); }), Errc::fault);
   EXPECT_EQ(error_of([&] { rt.unadvise(m.get(), kPage, Advice::discard); }), Errc::invalid_argument);
   EXPECT_EQ(error_of([&] { rt.advise(m.get(), kPage, Advice::accessed_by); }), Errc::invalid_argument);
@@ -779,7 +779,7 @@ TEST_P(Policies, SpansReadAndWriteLocalAndInPlacePages) {
 TEST_P(Policies, SpanOverAHoleFailsAtSynchronize) {
   Runtime rt(with(PolicyProfile::hetmm));
   Mapping m(3 * kPage);
-  ::munmap(m.get() + kPage, kPage);
+  m.punch(kPage, kPage);
   auto* p = m.as<std::uint64_t>();
   rt.device(0).launch(1, [p](Thread& t) {
     t.read_span(p, 3 * kPage / 8, [](const std::uint64_t*, std::size_t) {});

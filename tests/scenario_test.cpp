@@ -67,7 +67,7 @@ TEST_P(Scenario, PartialMunmapOfDeviceResidentRangeKeepsSurvivors) {
   const std::size_t n = 64;
   Mapping m(n * kPage);
   fill_and_migrate(rt.device(0), m, 61);
-  ASSERT_EQ(munmap(m.get() + 16 * kPage, 16 * kPage), 0);
+  ASSERT_EQ(m.punch(16 * kPage, 16 * kPage), 0);
   EXPECT_EQ(rt.device(0).memory_used(), (n - 16) * kPage);
   EXPECT_TRUE(check_pattern(m.get(), 16 * kPage, 61));
   auto* w = reinterpret_cast<std::uint32_t*>(m.get() + 32 * kPage);

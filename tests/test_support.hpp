@@ -52,7 +52,19 @@ class Mapping {
     if (p_ == MAP_FAILED) p_ = nullptr;
   }
   ~Mapping() {
-    if (p_ != nullptr) ::munmap(p_, len_);
+    if (p_ == nullptr) return;
+    // Not the hole: the process (hetmm's runtime memory, above all) may have mapped something
+    // there since, and unmapping it corrupted the runtime (found as a crash in the runtime's
+    // allocator in the test after one that punched a hole, and in repeated runs).
+    ::munmap(p_, hole_off_);
+    ::munmap(p_ + hole_off_ + hole_len_, len_ - hole_off_ - hole_len_);
+  }
+  // Unmaps [offset, offset + len) of the mapping (one hole per mapping); the destructor leaves
+  // that range alone. Returns munmap's result.
+  int punch(std::size_t offset, std::size_t len) {
+    hole_off_ = offset;
+    hole_len_ = len;
+    return ::munmap(p_ + offset, len);
   }
   Mapping(const Mapping&) = delete;
   Mapping& operator=(const Mapping&) = delete;
@@ -67,6 +79,7 @@ class Mapping {
  private:
   std::byte* p_;
   std::size_t len_;
+  std::size_t hole_off_ = 0, hole_len_ = 0;
 };
 
 // Three pages at a fixed low address with the middle one unmapped: a hole that no other

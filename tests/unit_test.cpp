@@ -123,7 +123,7 @@ TEST(ProcMaps, ReportsProtectionSharingAndHoles) {
   Mapping priv(4 * kPage);
   Mapping shared(kPage, PROT_READ, MAP_SHARED | MAP_ANONYMOUS);
   ASSERT_EQ(mprotect(priv.get() + kPage, kPage, PROT_NONE), 0);
-  ASSERT_EQ(munmap(priv.get() + 3 * kPage, kPage), 0);
+  ASSERT_EQ(priv.punch(3 * kPage, kPage), 0);
   auto a = reinterpret_cast<std::uintptr_t>(priv.get());
   os::VmaList list;
   os::query_vmas(a, a + 4 * kPage, list);
