@@ -103,10 +103,8 @@ void Mirror::resolve(std::size_t device, const FaultRange* ranges, FaultOutcome*
     if (!ranges[k].write) continue;
     // A device that writes into a block it copied is updating it: all its copies of the
     // block become the only copies at once (one fault per block, not per page).
-    if (upgrade_copies(device, os::block_down(ranges[k].start), os::block_up(ranges[k].end)) > 0) {
-      upgraded_epoch_[device] = devices_[device]->access_epoch();
-      upgraded_at_[device] = ranges[k].start;
-    }
+    if (upgrade_copies(device, os::block_down(ranges[k].start), os::block_up(ranges[k].end)) > 0)
+      note_upgrade(device, ranges[k].start);
     collapsed += collapse_range(ranges[k].start, ranges[k].end, -1);
   }
   if (collapsed > 0 && tracker_->mode() == Tracking::mprotect && !detail::query(lo, hi, vmas.list)) {
@@ -350,10 +348,8 @@ void Mirror::migrate_for_fault(std::size_t device, std::uintptr_t start, std::ui
       if (write && next->duplicated > 0) {
         std::uintptr_t lo_ahead = std::max(nb, home->start);
         std::uintptr_t hi_ahead = std::min(nb + os::kBlockSize, home->end);
-        if (lo_ahead < hi_ahead && upgrade_copies(device, lo_ahead, hi_ahead) > 0) {
-          upgraded_epoch_[device] = dev->access_epoch();
-          upgraded_at_[device] = lo_ahead;
-        }
+        if (lo_ahead < hi_ahead && upgrade_copies(device, lo_ahead, hi_ahead) > 0)
+          note_upgrade(device, lo_ahead);
       }
       policy::PageMask m;
       for (std::size_t i = 0; i < os::kPagesPerBlock; ++i) {

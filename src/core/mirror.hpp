@@ -268,6 +268,10 @@ class Mirror final : public device::FaultResolver, public os::RuntimeAllocated {
   // faults in that mapping instead of copying them.
   std::uint32_t upgraded_epoch_[kMaxDevices] = {};
   std::uintptr_t upgraded_at_[kMaxDevices] = {};
+  void note_upgrade(std::size_t device, std::uintptr_t addr) {
+    upgraded_epoch_[device] = devices_[device]->access_epoch();
+    upgraded_at_[device] = addr;
+  }
   std::size_t mapping_limit_ = 0;
   // Would mapping `more` pages take the device past the limit?
   bool over_limit(std::size_t device, std::size_t more) const {

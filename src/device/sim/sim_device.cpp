@@ -159,7 +159,6 @@ void SimDevice::service_main(void* arg) { static_cast<SimDevice*>(arg)->run_serv
 
 void SimDevice::run_service() {
   FaultRequest* batch[FaultBuffer::kMaxBatch];
-  FaultRequest* next[FaultBuffer::kMaxBatch];
   std::size_t carried = 0;  // requests the last flush kept: they open the next batch
   for (;;) {
     std::size_t n = carried;
@@ -171,8 +170,7 @@ void SimDevice::run_service() {
     }
     injector_->maybe_stall(core::FaultInjector::service_delay);
     serve_batch(batch, n);
-    carried = flush(next, FaultBuffer::kMaxBatch);
-    std::copy_n(next, carried, batch);
+    carried = flush(batch);  // the served batch's slots take what opens the next one
   }
 }
 
@@ -182,16 +180,15 @@ void SimDevice::run_service() {
 // the batch instead of costing a batch of their own; the rest open the next one. Only requests
 // that a replay settles are flushed (`replayable`: a miss in the device's page table, not an
 // in-place access the CPU refused, and not an API call's range).
-std::size_t SimDevice::flush(FaultRequest** keep, std::size_t room) {
-  FaultRequest* late[FaultBuffer::kMaxBatch];
-  std::size_t n = faults_.take(late, std::min(room, FaultBuffer::kMaxBatch));
+std::size_t SimDevice::flush(FaultRequest** keep) {
+  std::size_t n = faults_.take(keep, FaultBuffer::kMaxBatch);
   std::size_t kept = 0, flushed = 0;
   for (std::size_t i = 0; i < n; ++i) {
-    if (late[i]->replayable && served(*late[i])) {
+    if (keep[i]->replayable && served(*keep[i])) {
       ++flushed;
-      late[i]->complete();
+      keep[i]->complete();
     } else {
-      keep[kept++] = late[i];
+      keep[kept++] = keep[i];
     }
   }
   if (flushed > 0) {

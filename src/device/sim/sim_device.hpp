@@ -145,7 +145,7 @@ class SimDevice final : public DeviceBackend, public os::RuntimeAllocated {
   void run_worker(detail::WorkerContext* w);
   void run_service();
   void serve_batch(FaultRequest** reqs, std::size_t n);
-  std::size_t flush(FaultRequest** keep, std::size_t room);
+  std::size_t flush(FaultRequest** keep);  // keep: kMaxBatch slots; returns how many it kept
   bool served(const FaultRequest& r) const;
 
   std::size_t index_;
