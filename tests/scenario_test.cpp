@@ -173,6 +173,39 @@ TEST_P(Scenario, ForkWithPagesOnTheDevice) {
   EXPECT_TRUE(check_pattern(priv.get(), 8 * kPage, 5));
 }
 
+// A forked child that starts a runtime of its own migrates its own data. The parent's cached
+// /proc/self/pagemap descriptor, inherited by the child, described the parent's memory: pages
+// the child had written looked untouched and migrated as zeros (issue 16).
+TEST_P(Scenario, AForkedChildsOwnRuntimeMigratesItsOwnData) {
+  {
+    Runtime rt(options());
+    Mapping m(8 * kPage);
+    fill_and_migrate(rt.device(0), m, 7);  // the parent reads its pagemap
+  }
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    int bad = 0;
+    try {
+      Runtime rt(options());
+      Mapping m(16 * kPage);  // written only in the child
+      fill_pattern(m.get(), m.size(), 8);
+      rt.device(0).migrate_to_device(m.get(), m.size());
+      std::vector<std::byte> out(m.size());
+      rt.device(0).read(m.get(), out.data(), out.size());
+      if (!check_pattern(out.data(), out.size(), 8)) bad |= 1;
+      if (!check_pattern(m.get(), m.size(), 8)) bad |= 2;
+    } catch (const Error&) {
+      bad |= 4;
+    }
+    _exit(bad);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "1: device read, 2: CPU read, 4: hetmm::Error";
+}
+
 // read(2)/write(2) on buffers whose pages are on a device: served with full userfaultfd; with
 // the mprotect fallback (and user-mode-only userfaultfd) the kernel's own access fails with
 // EFAULT, and nothing is corrupted.

@@ -121,14 +121,19 @@ struct FaultInjection {
                                // fails with EAGAIN or ENOMEM
   double service_delay = 0;    // the fault service thread sleeps before serving a batch
   double worker_stall = 0;     // a device worker sleeps before a TLB-missing access
+  double host_change = 0;      // an interposed munmap, madvise, mprotect, mremap or
+                               // mmap(MAP_FIXED) sleeps between tearing down device mappings
+                               // and its system call (the window a CPU-side change must keep
+                               // closed to device accesses)
   unsigned max_delay_us = 200;  // longest injected sleep
 };
 
 // How many faults were injected, by kind.
 struct InjectedFaults {
-  std::uint64_t frame_alloc = 0, copy = 0, uffd_ioctl = 0, service_delay = 0, worker_stall = 0;
+  std::uint64_t frame_alloc = 0, copy = 0, uffd_ioctl = 0, service_delay = 0, worker_stall = 0,
+                host_change = 0;
   std::uint64_t total() const {
-    return frame_alloc + copy + uffd_ioctl + service_delay + worker_stall;
+    return frame_alloc + copy + uffd_ioctl + service_delay + worker_stall + host_change;
   }
 };
 

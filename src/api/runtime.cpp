@@ -128,6 +128,7 @@ RuntimeImpl::RuntimeImpl(const Options& options) : options_(options) {
   mirror_ = std::make_unique<core::Mirror>(tracker, options.devices, options.policy,
                                           options.uvm);
   mirror_->set_event_log(events_.get());
+  mirror_->set_fault_injector(injector_.get());
   if (options.max_oversubscription > 0)
     mirror_->set_mapping_limit(std::max<std::size_t>(
         1, static_cast<std::size_t>(options.max_oversubscription *
@@ -287,8 +288,7 @@ void RuntimeImpl::deallocate(void* p) {
     size = it->second;
     allocations_.erase(it);
   }
-  mirror_->before_unmap(base, base + size);
-  os::sys_munmap(p, size);
+  host::unmap(p, size);
 }
 
 }  // namespace hetmm::detail

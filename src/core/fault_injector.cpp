@@ -20,6 +20,7 @@ FaultInjector::FaultInjector(const FaultInjection& c) {
   threshold_[uffd_ioctl] = threshold_of(c.uffd_ioctl);
   threshold_[service_delay] = threshold_of(c.service_delay);
   threshold_[worker_stall] = threshold_of(c.worker_stall);
+  threshold_[host_change] = threshold_of(c.host_change);
   max_delay_us_ = c.max_delay_us;
   state_.store(c.seed, std::memory_order_relaxed);
   for (std::uint64_t t : threshold_) enabled_ |= t != 0;
@@ -57,6 +58,7 @@ InjectedFaults FaultInjector::counts() const {
   f.uffd_ioctl = count(uffd_ioctl);
   f.service_delay = count(service_delay);
   f.worker_stall = count(worker_stall);
+  f.host_change = count(host_change);
   return f;
 }
 

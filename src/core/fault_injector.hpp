@@ -1,5 +1,6 @@
 // Fault injection: makes device frame allocations, copy-engine transfers and userfaultfd ioctls
-// fail, and the fault service thread and device workers stall, at chosen rates, so that tests
+// fail, and the fault service thread, device workers and CPU-side changes (the interposed
+// munmap & co., between their teardown and their system call) stall, at chosen rates, so that tests
 // can show every failure ends in a defined outcome (docs/RELIABILITY.md lists them).
 //
 // Compiled in always; off unless Options::inject sets a rate. When off, a site costs one
@@ -19,7 +20,15 @@ namespace hetmm::core {
 
 class FaultInjector : public os::RuntimeAllocated {
  public:
-  enum Point : unsigned { frame_alloc, copy, uffd_ioctl, service_delay, worker_stall, kPoints };
+  enum Point : unsigned {
+    frame_alloc,
+    copy,
+    uffd_ioctl,
+    service_delay,
+    worker_stall,
+    host_change,
+    kPoints
+  };
 
   FaultInjector() = default;
   explicit FaultInjector(const FaultInjection& config);

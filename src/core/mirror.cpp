@@ -1,4 +1,5 @@
 #include "core/mirror.hpp"
+#include "core/fault_injector.hpp"
 #include "core/mirror_internal.hpp"
 #include "telemetry/event_log.hpp"
 
@@ -27,11 +28,18 @@ using detail::Locked;
 using detail::query;
 using detail::Vmas;
 
+namespace {
+// The calling thread's id, cached. A forked child's only thread inherits its parent's cache,
+// which names another process's thread: forget_current_tid() clears it in the child.
+thread_local pid_t t_tid __attribute__((tls_model("initial-exec"))) = 0;
+}  // namespace
+
 pid_t current_tid() {
-  static thread_local pid_t tid __attribute__((tls_model("initial-exec"))) = 0;
-  if (tid == 0) tid = os::sys_gettid();
-  return tid;
+  if (t_tid == 0) t_tid = os::sys_gettid();
+  return t_tid;
 }
+
+void forget_current_tid() { t_tid = 0; }
 
 namespace {
 
@@ -751,27 +759,55 @@ void Mirror::drop_range(std::uintptr_t start, std::uintptr_t end, bool make_acce
   }
 }
 
-void Mirror::before_unmap(std::uintptr_t start, std::uintptr_t end) {
-  Locked lock(lock_);
+void Mirror::begin_change() { lock_.lock_nested(); }
+
+void Mirror::end_change() { lock_.unlock(); }
+
+void Mirror::unmap_begin(std::uintptr_t start, std::uintptr_t end) {
+  assert(lock_.held_by_me());
   ReasonScope why(this, EventReason::host_change);
   emit(EventKind::invalidate, EventReason::host_change, -1, kSystem, kSystem, start, end - start);
   invalidate_all(start, end);
   collapse_range(start, end, -1, false);
+}
+
+void Mirror::unmap_end(std::uintptr_t start, std::uintptr_t end, bool done) {
+  assert(lock_.held_by_me());
+  if (!done) {
+    // Refused: usually before anything changed (a bad descriptor, the map-count limit), but
+    // mmap(MAP_FIXED) can fail after it unmapped the old range. The memory map says which:
+    // data goes only where no mapping is left.
+    Vmas vmas;
+    if (!query(start, end, vmas.list)) return;
+    for (std::uintptr_t page = start; page < end; page += kPageSize)
+      if (os::find_vma(vmas.list, page) == nullptr)
+        drop_range(page, page + kPageSize, false, ~std::uint64_t{0});
+    return;
+  }
+  ReasonScope why(this, EventReason::host_change);
   drop_range(start, end, false, ~std::uint64_t{0});
   clear_advice(start, end);
 }
 
-void Mirror::before_discard(std::uintptr_t start, std::uintptr_t end) {
-  Locked lock(lock_);
+void Mirror::discard_begin(std::uintptr_t start, std::uintptr_t end) {
+  assert(lock_.held_by_me());
   ReasonScope why(this, EventReason::host_change);
   emit(EventKind::invalidate, EventReason::host_change, -1, kSystem, kSystem, start, end - start);
   invalidate_all(start, end);
   collapse_range(start, end, -1);
+}
+
+void Mirror::discard_end(std::uintptr_t start, std::uintptr_t end, bool done) {
+  assert(lock_.held_by_me());
+  // A refused discard (MADV_REMOVE of private memory, a locked range) keeps the device's data,
+  // as the kernel kept the CPU's. The device mappings torn down come back through faults.
+  if (!done) return;
+  ReasonScope why(this, EventReason::host_change);
   drop_range(start, end, true, ~std::uint64_t{0});
 }
 
 int Mirror::protect(std::uintptr_t start, std::uintptr_t end, int prot) {
-  Locked lock(lock_);
+  assert(lock_.held_by_me());
   ReasonScope why(this, EventReason::host_change);
   emit(EventKind::invalidate, EventReason::host_change, -1, kSystem, kSystem, start, end - start);
   // Device mappings go first; they come back through faults with the new rights. Read-only
@@ -807,8 +843,8 @@ int Mirror::protect(std::uintptr_t start, std::uintptr_t end, int prot) {
   return rc;
 }
 
-void Mirror::before_remap(std::uintptr_t start, std::uintptr_t end) {
-  Locked lock(lock_);
+void Mirror::remap_begin(std::uintptr_t start, std::uintptr_t end) {
+  assert(lock_.held_by_me());
   ReasonScope why(this, EventReason::host_change);
   emit(EventKind::invalidate, EventReason::host_change, -1, kSystem, kSystem, start, end - start);
   std::size_t left = 0;
@@ -818,6 +854,10 @@ void Mirror::before_remap(std::uintptr_t start, std::uintptr_t end) {
   // Found by the differential tester: a range once migrated stayed registered with
   // userfaultfd in pieces, and mremap of it failed with EFAULT where plain memory succeeds.
   if (left == 0) tracker_->forget(start, end - start);
+}
+
+void Mirror::change_window() {
+  if (injector_ != nullptr) injector_->maybe_stall(FaultInjector::host_change);
 }
 
 bool Mirror::on_unmap_event(std::uintptr_t start, std::uintptr_t end, std::uint64_t stamp,

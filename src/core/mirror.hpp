@@ -38,6 +38,8 @@ class EventLog;
 
 namespace hetmm::core {
 
+class FaultInjector;
+
 // Counters the mirror keeps per device (merged into DeviceStats by the API layer).
 struct MirrorCounters {
   std::atomic<std::uint64_t> pages_to_device{0}, pages_to_system{0}, cpu_faults{0},
@@ -78,6 +80,7 @@ class Mirror final : public device::FaultResolver, public os::RuntimeAllocated {
   // Telemetry (null when off): record with `if (auto* log = event_log()) log->record(...)`.
   // record() is lock-free and async-signal-safe, so it may be called anywhere, lock held or not.
   void set_event_log(telemetry::EventLog* log) { event_log_ = log; }
+  void set_fault_injector(FaultInjector* injector) { injector_ = injector; }
   telemetry::EventLog* event_log() const { return event_log_; }
 
   // ---- interval-notifier sequence ----------------------------------------------------------
@@ -130,12 +133,27 @@ class Mirror final : public device::FaultResolver, public os::RuntimeAllocated {
   void lock_for_fork();
   void unlock_after_fork();
 
-  // Hooks, called before the CPU-side change (src/host/hooks.cpp).
-  void before_unmap(std::uintptr_t start, std::uintptr_t end);
-  void before_discard(std::uintptr_t start, std::uintptr_t end);
+  // CPU-side changes (src/host/hooks.cpp). The hook holds the state lock from begin_change()
+  // to end_change(), its system call included, so that no device access goes through a range
+  // the change has begun to tear down: the kernel holds mmap_lock for write across the
+  // invalidation and the change alike. (Issue 16: the lock was dropped before munmap, and a
+  // device read in between got zeros for device-resident pages the hook had already dropped.)
+  // Device-resident data is dropped only once the kernel has done the change: a refused call
+  // loses nothing. All but begin_change need the lock held.
+  void begin_change();  // lock_nested: a hook takes every runtime's lock, in slot order
+  void end_change();
+  // munmap, mmap(MAP_FIXED) and mremap(MREMAP_FIXED)'s target. `done`: the call succeeded.
+  void unmap_begin(std::uintptr_t start, std::uintptr_t end);
+  void unmap_end(std::uintptr_t start, std::uintptr_t end, bool done);
+  // madvise(MADV_DONTNEED/FREE/REMOVE). `done`: the kernel discarded the range.
+  void discard_begin(std::uintptr_t start, std::uintptr_t end);
+  void discard_end(std::uintptr_t start, std::uintptr_t end, bool done);
   // Applies mprotect itself (revoked pages keep their real protection in mprotect mode).
   int protect(std::uintptr_t start, std::uintptr_t end, int prot);
-  void before_remap(std::uintptr_t start, std::uintptr_t end);
+  // mremap's source: every page comes home, so the kernel moves the data with its page table.
+  void remap_begin(std::uintptr_t start, std::uintptr_t end);
+  // Options::inject's host_change point: a pause between the teardown and the system call.
+  void change_window();
 
   // userfaultfd events, processed after the fact (see docs/ARCHITECTURE.md, "Events").
   std::uint64_t event_stamp() { return clock_.fetch_add(1, std::memory_order_acq_rel) + 1; }
@@ -236,6 +254,7 @@ class Mirror final : public device::FaultResolver, public os::RuntimeAllocated {
 
   HostTracker* tracker_;
   telemetry::EventLog* event_log_ = nullptr;
+  FaultInjector* injector_ = nullptr;  // Options::inject (null in unit tests)
   // Why pages are moving, for the event stream: set for a scope by the operation that moves
   // them (ReasonScope), read where the copies happen. Under the state lock.
   EventReason move_reason_ = EventReason::request;

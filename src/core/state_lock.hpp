@@ -19,6 +19,8 @@
 namespace hetmm::core {
 
 pid_t current_tid();
+// In a forked child (fork's child handler): the cached id is the parent's thread's.
+void forget_current_tid();
 
 class StateLock {
  public:

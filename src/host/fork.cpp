@@ -29,6 +29,8 @@ void parent() {
 }
 
 void child() {
+  // Before anything compares thread ids: a lock's holder, a fault's thread (userfaultfd's ptid).
+  core::forget_current_tid();
   for (auto& s : g_slots) {
     Registered* r = s.load(std::memory_order_acquire);
     if (r != nullptr && !r->orphaned.load()) {

@@ -27,13 +27,54 @@ bool plausible(void* addr, std::size_t len) {
   return len != 0 && (a & (os::kPageSize - 1)) == 0 && a + len > a;
 }
 
-// A hook reached from inside the runtime while it holds its state lock must not re-enter it.
-template <class F>
-void each(F&& f) {
-  for_each_runtime([&](Registered& r) {
-    if (!r.mirror->state_lock().held_by_me()) f(r);
-  });
-}
+// One CPU-side change, atomic for every device: each live runtime's state lock is held from the
+// teardown of its device mappings until the system call has returned, as the kernel holds
+// mmap_lock for write across the invalidation and the change. Released between the two, a
+// device access in the gap went through a range the change had begun to tear down (issue 16: a
+// device read between munmap's drop of device-resident data and the unmap itself got zeros).
+//
+// Locks are taken in registry slot order, as fork's prepare handler takes them. A runtime whose
+// lock this thread already holds (a hook reached from inside that runtime) is left out. The
+// system call under the lock is safe: it touches no user memory, and the userfaultfd handler,
+// which must read the UNMAP/REMOVE/REMAP event it raises, never blocks on a state lock.
+// Holding g_users keeps the runtimes registered (and alive) until the change is over.
+class Change {
+ public:
+  Change() {
+    if (g_count.load(std::memory_order_acquire) == 0) return;
+    counted_ = true;
+    g_users.fetch_add(1, std::memory_order_acq_rel);
+    for (auto& slot : g_slots) {
+      Registered* r = slot.load(std::memory_order_acquire);
+      if (r == nullptr || r->orphaned.load(std::memory_order_relaxed) ||
+          r->mirror->state_lock().held_by_me())
+        continue;
+      r->mirror->begin_change();
+      held_[n_++] = r;
+    }
+  }
+  ~Change() {
+    for (std::size_t i = n_; i > 0; --i) held_[i - 1]->mirror->end_change();
+    if (counted_) g_users.fetch_sub(1, std::memory_order_acq_rel);
+  }
+  Change(const Change&) = delete;
+  Change& operator=(const Change&) = delete;
+
+  template <class F>
+  void each(F&& f) {
+    for (std::size_t i = 0; i < n_; ++i) f(*held_[i]->mirror);
+  }
+  bool any() const { return n_ != 0; }
+  // Options::inject's host_change point (tests hold the window open with it).
+  void window() {
+    each([](core::Mirror& m) { m.change_window(); });
+  }
+
+ private:
+  Registered* held_[kMaxRuntimes] = {};
+  std::size_t n_ = 0;
+  bool counted_ = false;
+};
 
 int finish(int rc) {
   if (rc < 0) {
@@ -55,20 +96,26 @@ bool hooks_interposed() {
   return resolved == reinterpret_cast<void*>(static_cast<int (*)(void*, std::size_t)>(&::munmap));
 }
 
+int unmap(void* addr, std::size_t len) {
+  if (!plausible(addr, len)) return os::sys_munmap(addr, len);
+  auto s = reinterpret_cast<std::uintptr_t>(addr);
+  auto e = os::page_up(s + len);
+  Change change;
+  change.each([&](core::Mirror& m) { m.unmap_begin(s, e); });
+  change.window();
+  int rc = os::sys_munmap(addr, len);
+  change.each([&](core::Mirror& m) { m.unmap_end(s, e, rc == 0); });
+  return rc;
+}
+
 }  // namespace hetmm::host
 
-using hetmm::host::each;
-using hetmm::host::Registered;
+using hetmm::host::Change;
 
 extern "C" {
 
 __attribute__((visibility("default"))) int munmap(void* addr, std::size_t len) noexcept {
-  if (hetmm::host::plausible(addr, len)) {
-    auto s = reinterpret_cast<std::uintptr_t>(addr);
-    auto e = hetmm::os::page_up(s + len);
-    each([&](Registered& r) { r.mirror->before_unmap(s, e); });
-  }
-  return hetmm::host::finish(hetmm::os::sys_munmap(addr, len));
+  return hetmm::host::finish(hetmm::host::unmap(addr, len));
 }
 
 __attribute__((visibility("default"))) int mprotect(void* addr, std::size_t len, int prot) noexcept {
@@ -76,14 +123,18 @@ __attribute__((visibility("default"))) int mprotect(void* addr, std::size_t len,
     // A runtime applies the mprotect itself (it keeps its revoked pages inaccessible).
     auto s = reinterpret_cast<std::uintptr_t>(addr);
     auto e = hetmm::os::page_up(s + len);
-    int rc = 0;
-    bool handled = false;
-    each([&](Registered& r) {
-      int x = r.mirror->protect(s, e, prot);
-      if (!handled) rc = x;
-      handled = true;
-    });
-    if (handled) return hetmm::host::finish(rc);
+    Change change;
+    if (change.any()) {
+      int rc = 0;
+      bool first = true;
+      change.each([&](hetmm::core::Mirror& m) {
+        if (first) m.change_window();
+        int x = m.protect(s, e, prot);
+        if (first) rc = x;
+        first = false;
+      });
+      return hetmm::host::finish(rc);
+    }
   }
   return hetmm::host::finish(hetmm::os::sys_mprotect(addr, len, prot));
 }
@@ -91,12 +142,18 @@ __attribute__((visibility("default"))) int mprotect(void* addr, std::size_t len,
 __attribute__((visibility("default"))) int madvise(void* addr, std::size_t len, int advice) noexcept {
   bool discards = advice == MADV_DONTNEED || advice == MADV_FREE || advice == MADV_REMOVE ||
                   advice == 24 /* MADV_DONTNEED_LOCKED */;
-  if (discards && hetmm::host::plausible(addr, len)) {
-    auto s = reinterpret_cast<std::uintptr_t>(addr);
-    auto e = hetmm::os::page_up(s + len);
-    each([&](Registered& r) { r.mirror->before_discard(s, e); });
-  }
-  return hetmm::host::finish(hetmm::os::sys_madvise(addr, len, advice));
+  if (!discards || !hetmm::host::plausible(addr, len))
+    return hetmm::host::finish(hetmm::os::sys_madvise(addr, len, advice));
+  auto s = reinterpret_cast<std::uintptr_t>(addr);
+  auto e = hetmm::os::page_up(s + len);
+  Change change;
+  change.each([&](hetmm::core::Mirror& m) { m.discard_begin(s, e); });
+  change.window();
+  int rc = hetmm::os::sys_madvise(addr, len, advice);
+  // ENOMEM: part of the range is not mapped; the kernel discarded every part that is.
+  bool done = rc == 0 || rc == -ENOMEM;
+  change.each([&](hetmm::core::Mirror& m) { m.discard_end(s, e, done); });
+  return hetmm::host::finish(rc);
 }
 
 __attribute__((visibility("default"))) void* mremap(void* old_addr, std::size_t old_len,
@@ -108,30 +165,42 @@ __attribute__((visibility("default"))) void* mremap(void* old_addr, std::size_t 
     new_addr = va_arg(ap, void*);
     va_end(ap);
   }
-  if (hetmm::host::plausible(old_addr, old_len == 0 ? hetmm::os::kPageSize : old_len)) {
-    auto s = reinterpret_cast<std::uintptr_t>(old_addr);
-    auto e = hetmm::os::page_up(s + (old_len == 0 ? hetmm::os::kPageSize : old_len));
-    each([&](Registered& r) { r.mirror->before_remap(s, e); });
-    if ((flags & MREMAP_FIXED) && hetmm::host::plausible(new_addr, new_len)) {
-      auto ns = reinterpret_cast<std::uintptr_t>(new_addr);
-      auto ne = hetmm::os::page_up(ns + new_len);
-      each([&](Registered& r) { r.mirror->before_unmap(ns, ne); });
-    }
-  }
   int err = 0;
+  if (!hetmm::host::plausible(old_addr, old_len == 0 ? hetmm::os::kPageSize : old_len)) {
+    void* p = hetmm::os::sys_mremap(old_addr, old_len, new_len, flags, new_addr, &err);
+    return hetmm::host::finish_ptr(p, err);
+  }
+  auto s = reinterpret_cast<std::uintptr_t>(old_addr);
+  auto e = hetmm::os::page_up(s + (old_len == 0 ? hetmm::os::kPageSize : old_len));
+  bool fixed = (flags & MREMAP_FIXED) && hetmm::host::plausible(new_addr, new_len);
+  auto ns = reinterpret_cast<std::uintptr_t>(new_addr);
+  auto ne = fixed ? hetmm::os::page_up(ns + new_len) : ns;
+  Change change;
+  change.each([&](hetmm::core::Mirror& m) {
+    m.remap_begin(s, e);
+    if (fixed) m.unmap_begin(ns, ne);
+  });
+  change.window();
   void* p = hetmm::os::sys_mremap(old_addr, old_len, new_len, flags, new_addr, &err);
+  if (fixed) change.each([&](hetmm::core::Mirror& m) { m.unmap_end(ns, ne, p != MAP_FAILED); });
   return hetmm::host::finish_ptr(p, err);
 }
 
 __attribute__((visibility("default"))) void* mmap(void* addr, std::size_t len, int prot,
                                                   int flags, int fd, off_t off) noexcept {
-  if ((flags & MAP_FIXED) && !(flags & MAP_FIXED_NOREPLACE) && hetmm::host::plausible(addr, len)) {
-    auto s = reinterpret_cast<std::uintptr_t>(addr);
-    auto e = hetmm::os::page_up(s + len);
-    each([&](Registered& r) { r.mirror->before_unmap(s, e); });
-  }
   int err = 0;
+  if (!(flags & MAP_FIXED) || (flags & MAP_FIXED_NOREPLACE) || !hetmm::host::plausible(addr, len)) {
+    void* p = hetmm::os::sys_mmap(addr, len, prot, flags, fd, off, &err);
+    return hetmm::host::finish_ptr(p, err);
+  }
+  // MAP_FIXED replaces whatever is mapped there: an unmap, then a new mapping.
+  auto s = reinterpret_cast<std::uintptr_t>(addr);
+  auto e = hetmm::os::page_up(s + len);
+  Change change;
+  change.each([&](hetmm::core::Mirror& m) { m.unmap_begin(s, e); });
+  change.window();
   void* p = hetmm::os::sys_mmap(addr, len, prot, flags, fd, off, &err);
+  change.each([&](hetmm::core::Mirror& m) { m.unmap_end(s, e, p != MAP_FAILED); });
   return hetmm::host::finish_ptr(p, err);
 }
 

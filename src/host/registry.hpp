@@ -48,5 +48,9 @@ void for_each_runtime(F&& f) {
 void install_process_handlers();
 // True when our munmap & co. are the ones the program's calls resolve to.
 bool hooks_interposed();
+// munmap as the interposed one does it, for the runtime's own callers (Runtime::deallocate):
+// every live runtime's device mappings of the range go, and its device-resident data once the
+// kernel has unmapped it, all under the state locks (hooks.cpp). Returns 0 or -errno.
+int unmap(void* addr, std::size_t len);
 
 }  // namespace hetmm::host
