@@ -125,15 +125,19 @@ struct FaultInjection {
                                // mmap(MAP_FIXED) sleeps between tearing down device mappings
                                // and its system call (the window a CPU-side change must keep
                                // closed to device accesses)
+  double event_defer = 0;      // the userfaultfd handler leaves an UNMAP/REMOVE/REMAP event it
+                               // read for the next holder of the state lock, as when it finds
+                               // the lock busy
   unsigned max_delay_us = 200;  // longest injected sleep
 };
 
 // How many faults were injected, by kind.
 struct InjectedFaults {
   std::uint64_t frame_alloc = 0, copy = 0, uffd_ioctl = 0, service_delay = 0, worker_stall = 0,
-                host_change = 0;
+                host_change = 0, event_defer = 0;
   std::uint64_t total() const {
-    return frame_alloc + copy + uffd_ioctl + service_delay + worker_stall + host_change;
+    return frame_alloc + copy + uffd_ioctl + service_delay + worker_stall + host_change +
+           event_defer;
   }
 };
 

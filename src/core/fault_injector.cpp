@@ -21,6 +21,7 @@ FaultInjector::FaultInjector(const FaultInjection& c) {
   threshold_[service_delay] = threshold_of(c.service_delay);
   threshold_[worker_stall] = threshold_of(c.worker_stall);
   threshold_[host_change] = threshold_of(c.host_change);
+  threshold_[event_defer] = threshold_of(c.event_defer);
   max_delay_us_ = c.max_delay_us;
   state_.store(c.seed, std::memory_order_relaxed);
   for (std::uint64_t t : threshold_) enabled_ |= t != 0;
@@ -59,6 +60,7 @@ InjectedFaults FaultInjector::counts() const {
   f.service_delay = count(service_delay);
   f.worker_stall = count(worker_stall);
   f.host_change = count(host_change);
+  f.event_defer = count(event_defer);
   return f;
 }
 

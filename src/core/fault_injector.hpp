@@ -27,6 +27,7 @@ class FaultInjector : public os::RuntimeAllocated {
     service_delay,
     worker_stall,
     host_change,
+    event_defer,
     kPoints
   };
 

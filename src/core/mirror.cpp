@@ -76,6 +76,7 @@ Mirror::Mirror(HostTracker* tracker, std::size_t device_count, PolicyProfile pol
   frames_ = static_cast<std::uint32_t*>(
       os::map_runtime_memory(os::kPagesPerBlock * sizeof(std::uint32_t)));
   bits_ = static_cast<std::uint8_t*>(os::map_runtime_memory(os::kPagesPerBlock));
+  lock_.set_deferred_work(&Mirror::drain_events, this);
 }
 
 Mirror::~Mirror() {
@@ -860,21 +861,54 @@ void Mirror::change_window() {
   if (injector_ != nullptr) injector_->maybe_stall(FaultInjector::host_change);
 }
 
-bool Mirror::on_unmap_event(std::uintptr_t start, std::uintptr_t end, std::uint64_t stamp,
-                            bool try_only) {
-  if (!acquire(try_only)) return false;
-  Locked lock(lock_, Locked::adopt);
+bool Mirror::post_event(const HostEvent& e) {
+  std::uint64_t tail = events_tail_.load(std::memory_order_relaxed);
+  if (tail - events_head_.load(std::memory_order_acquire) == kEventQueue) return false;
+  events_[tail % kEventQueue] = e;
+  events_tail_.store(tail + 1, std::memory_order_release);
+  lock_.post_deferred();
+  return true;
+}
+
+bool Mirror::apply_events(bool try_only) {
+  if (!events_pending()) return true;
+  if (!acquire(try_only)) return false;  // taking the lock applied them (drain_events)
+  lock_.unlock();
+  return !events_pending();
+}
+
+bool Mirror::event_pending_at(std::uintptr_t addr) const {
+  std::uint64_t tail = events_tail_.load(std::memory_order_relaxed);  // ours: we write it
+  for (std::uint64_t i = events_head_.load(std::memory_order_acquire); i < tail; ++i)
+    if (events_[i % kEventQueue].covers(addr)) return true;
+  return false;
+}
+
+void Mirror::drain_events(void* self) {
+  auto* m = static_cast<Mirror*>(self);
+  m->lock_.take_deferred();
+  std::uint64_t head = m->events_head_.load(std::memory_order_relaxed);
+  std::uint64_t tail = m->events_tail_.load(std::memory_order_acquire);
+  ReasonScope why(m, EventReason::host_change);
+  for (; head != tail; ++head) {
+    const HostEvent& e = m->events_[head % kEventQueue];
+    if (e.remap)
+      m->apply_remap_event(e.from, e.to, e.len, e.stamp);
+    else
+      m->apply_unmap_event(e.from, e.from + e.len, e.stamp);
+    m->events_head_.store(head + 1, std::memory_order_release);
+  }
+}
+
+void Mirror::apply_unmap_event(std::uintptr_t start, std::uintptr_t end, std::uint64_t stamp) {
   invalidate_all(start, end);
   collapse_range(start, end, -1, false);
   drop_range(start, end, false, stamp);
   clear_advice(start, end);
-  return true;
 }
 
-bool Mirror::on_remap_event(std::uintptr_t from, std::uintptr_t to, std::size_t len,
-                            std::uint64_t stamp, bool try_only) {
-  if (!acquire(try_only)) return false;
-  Locked lock(lock_, Locked::adopt);
+void Mirror::apply_remap_event(std::uintptr_t from, std::uintptr_t to, std::size_t len,
+                               std::uint64_t stamp) {
   invalidate_all(from, from + len);
   invalidate_all(to, to + len);
   // Copies of either range are stale: the source is gone, and the destination's pages were
@@ -903,7 +937,6 @@ bool Mirror::on_remap_event(std::uintptr_t from, std::uintptr_t to, std::size_t 
     src->flags[i].store(0, std::memory_order_release);
     --src->resident;
   }
-  return true;
 }
 
 #ifndef NDEBUG

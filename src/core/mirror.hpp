@@ -157,11 +157,32 @@ class Mirror final : public device::FaultResolver, public os::RuntimeAllocated {
 
   // userfaultfd events, processed after the fact (see docs/ARCHITECTURE.md, "Events").
   std::uint64_t event_stamp() { return clock_.fetch_add(1, std::memory_order_acq_rel) + 1; }
-  // With try_only they return false, doing nothing, when the state lock is busy.
-  bool on_unmap_event(std::uintptr_t start, std::uintptr_t end, std::uint64_t stamp,
-                      bool try_only = false);
-  bool on_remap_event(std::uintptr_t from, std::uintptr_t to, std::size_t len,
-                      std::uint64_t stamp, bool try_only = false);
+  // An UNMAP or REMOVE ([from, from + len) dropped) or REMAP (moved to `to`) event, stamped
+  // when it was read.
+  struct HostEvent {
+    bool remap;
+    std::uintptr_t from, to, len;
+    std::uint64_t stamp;
+    bool covers(std::uintptr_t a) const {
+      return (a >= from && a < from + len) || (remap && a >= to && a < to + len);
+    }
+  };
+  // The handler queues each event it reads (lock-free, one producer: the handler thread). The
+  // kernel has already changed the address space, and the program that made the change runs on:
+  // it may map new memory at the same address and hand it to a device at once. So the next
+  // holder of the state lock applies every queued event before anything else (StateLock's
+  // deferred work): a device read or write, a fault, a launch or a migration that follows the
+  // change never sees the device mappings it removed (issue 16). False when the queue is full.
+  bool post_event(const HostEvent& e);
+  // Applies the queued events now if the lock can be had (try_only: without waiting). Returns
+  // whether the queue is empty.
+  bool apply_events(bool try_only);
+  bool events_pending() const {
+    return events_head_.load(std::memory_order_acquire) !=
+           events_tail_.load(std::memory_order_acquire);
+  }
+  // Whether a queued event covers addr (a fault there waits for it). The handler thread only.
+  bool event_pending_at(std::uintptr_t addr) const;
 
  private:
   VaBlock* find_block(std::uintptr_t addr) const { return blocks_.find(addr >> os::kBlockShift); }
@@ -179,6 +200,10 @@ class Mirror final : public device::FaultResolver, public os::RuntimeAllocated {
   // home (release, fork, mremap, ~Runtime).
   std::size_t bring_home_fully(std::uintptr_t start, std::uintptr_t end, int only, int skip,
                                std::size_t* left = nullptr);
+  static void drain_events(void* self);  // StateLock's deferred work, lock held
+  void apply_unmap_event(std::uintptr_t start, std::uintptr_t end, std::uint64_t stamp);
+  void apply_remap_event(std::uintptr_t from, std::uintptr_t to, std::size_t len,
+                         std::uint64_t stamp);
   // Drops device-resident data in [start, end) (pages born before `stamp`).
   void drop_range(std::uintptr_t start, std::uintptr_t end, bool make_accessible,
                   std::uint64_t stamp);
@@ -255,6 +280,11 @@ class Mirror final : public device::FaultResolver, public os::RuntimeAllocated {
   HostTracker* tracker_;
   telemetry::EventLog* event_log_ = nullptr;
   FaultInjector* injector_ = nullptr;  // Options::inject (null in unit tests)
+  // Events read but not yet applied: a ring written by the userfaultfd handler at tail and
+  // consumed, under the state lock, at head.
+  static constexpr std::size_t kEventQueue = 256;
+  HostEvent events_[kEventQueue] = {};
+  std::atomic<std::uint64_t> events_head_{0}, events_tail_{0};
   // Why pages are moving, for the event stream: set for a scope by the operation that moves
   // them (ReasonScope), read where the copies happen. Under the state lock.
   EventReason move_reason_ = EventReason::request;

@@ -26,20 +26,34 @@ class StateLock {
  public:
   void lock() {
     mutex_.lock();
-    owner_.store(current_tid(), std::memory_order_relaxed);
+    acquired();
   }
-  // For fork's prepare handler only: it holds every runtime's state lock at once, taking them
-  // in registry slot order (the one exception to "no two locks of one rank").
+  // For the hooks of CPU-side changes and fork's prepare handler: they hold every runtime's
+  // state lock at once, taking them in registry slot order (the one exception to "no two locks
+  // of one rank").
   void lock_nested() {
     mutex_.lock_nested();
-    owner_.store(current_tid(), std::memory_order_relaxed);
+    acquired();
   }
   // Never blocks, so never checked against the lock order (the hold is still recorded).
   bool try_lock() {
     if (!mutex_.try_lock()) return false;
-    owner_.store(current_tid(), std::memory_order_relaxed);
+    acquired();
     return true;
   }
+
+  // Deferred work: changes that happened to the address space while the lock was busy (the
+  // userfaultfd handler's UNMAP/REMOVE/REMAP events). Whoever takes the lock next runs `fn`
+  // first, before it looks at any state, so no holder ever acts on a mapping the kernel has
+  // already changed. post_deferred() is lock-free; take_deferred() is for `fn`, lock held.
+  void set_deferred_work(void (*fn)(void*), void* arg) {
+    deferred_fn_ = fn;
+    deferred_arg_ = arg;
+  }
+  void post_deferred() { deferred_.store(true, std::memory_order_seq_cst); }
+  // Clears the flag; the caller then takes everything posted so far (a post after this sets
+  // it again, for the next holder).
+  void take_deferred() { deferred_.store(false, std::memory_order_seq_cst); }
   void unlock() {
     // End of a write section: the sequence turns even again (see begin_invalidate).
     std::uint64_t s = seq_.load(std::memory_order_relaxed);
@@ -64,7 +78,16 @@ class StateLock {
   bool held_by_me() const { return owner() == current_tid(); }
 
  private:
+  void acquired() {
+    owner_.store(current_tid(), std::memory_order_relaxed);
+    if (deferred_.load(std::memory_order_seq_cst) && deferred_fn_ != nullptr)
+      deferred_fn_(deferred_arg_);
+  }
+
   lock_order::RankedMutex<lock_order::Rank::state> mutex_;
+  std::atomic<bool> deferred_{false};
+  void (*deferred_fn_)(void*) = nullptr;
+  void* deferred_arg_ = nullptr;
   std::atomic<pid_t> owner_{0};
   std::atomic<std::uint64_t> seq_{0};
 };

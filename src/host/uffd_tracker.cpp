@@ -29,16 +29,6 @@ struct PendingFault {
   pid_t tid;
 };
 
-// An UNMAP or REMAP event that could not take the state lock yet. Events are applied in the
-// order they were read; faults in a range that a pending event moves wait behind it.
-struct PendingEvent {
-  bool remap;
-  std::uintptr_t from, to, len;  // UNMAP: [from, from + len)
-  std::uint64_t stamp;
-  bool covers(std::uintptr_t a) const {
-    return (a >= from && a < from + len) || (remap && a >= to && a < to + len);
-  }
-};
 }  // namespace
 
 UffdTracker* UffdTracker::open(bool force_user_mode_only, core::FaultInjector* injector,
@@ -287,18 +277,14 @@ void UffdTracker::run_handler() {
   constexpr std::size_t kPending = 256;
   uffd_msg msgs[kMsgs];
   PendingFault pending[kPending];
-  PendingEvent events[kPending];
-  std::size_t npending = 0, nevents = 0;
-  auto apply = [&](const PendingEvent& e) {
-    return e.remap ? mirror_->on_remap_event(e.from, e.to, e.len, e.stamp, /*try_only=*/true)
-                   : mirror_->on_unmap_event(e.from, e.from + e.len, e.stamp, /*try_only=*/true);
-  };
-  // Applies pending events in order, stopping at the first that cannot take the lock yet.
+  std::size_t npending = 0;
+  // Events go to the mirror's queue, which the next holder of the state lock applies before
+  // anything else (Mirror::post_event): this thread only tries to be that holder. With
+  // Options::inject.event_defer it leaves them all to the others, as when the lock is busy.
   auto apply_pending = [&] {
-    std::size_t done = 0;
-    while (done < nevents && apply(events[done])) ++done;
-    for (std::size_t i = done; i < nevents; ++i) events[i - done] = events[i];
-    nevents -= done;
+    if (!mirror_->events_pending()) return;
+    if (injector_->fire(core::FaultInjector::event_defer)) return;
+    mirror_->apply_events(/*try_only=*/true);
   };
   // A fault waits behind a pending event on its address, except the state-lock holder's own:
   // the event needs the lock it holds. (Found by the differential tester: a device read
@@ -306,13 +292,11 @@ void UffdTracker::run_handler() {
   // holder gets is what the kernel would give for memory just dropped: zeros.)
   auto behind_event = [&](std::uintptr_t addr, pid_t tid) {
     if (tid != 0 && tid == mirror_->state_lock().owner()) return false;
-    for (std::size_t i = 0; i < nevents; ++i)
-      if (events[i].covers(addr)) return true;
-    return false;
+    return mirror_->event_pending_at(addr);
   };
   for (;;) {
     pollfd fds[2] = {{fd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
-    int rc = ::poll(fds, 2, (npending > 0 || nevents > 0) ? 1 : -1);
+    int rc = ::poll(fds, 2, (npending > 0 || mirror_->events_pending()) ? 1 : -1);
     if (rc < 0 && errno != EINTR) return;
     if (fds[1].revents & POLLIN) return;
     // Older work first: pending events in order, then pending faults.
@@ -347,25 +331,24 @@ void UffdTracker::run_handler() {
         }
         continue;
       }
-      PendingEvent e{};
+      core::Mirror::HostEvent e{};
       if (m.event == UFFD_EVENT_REMOVE) {
         // Ours (a revocation) or the program's (a MADV_DONTNEED/FREE/REMOVE that bypassed the
         // hook): the latter drops device-resident data just as UNMAP does.
         if (take_own_remove(m.arg.remove.start, m.arg.remove.end)) continue;
-        e = PendingEvent{false, m.arg.remove.start, 0, m.arg.remove.end - m.arg.remove.start, stamp};
+        e = {false, m.arg.remove.start, 0, m.arg.remove.end - m.arg.remove.start, stamp};
       } else if (m.event == UFFD_EVENT_UNMAP) {
-        e = PendingEvent{false, m.arg.remove.start, 0, m.arg.remove.end - m.arg.remove.start, stamp};
+        e = {false, m.arg.remove.start, 0, m.arg.remove.end - m.arg.remove.start, stamp};
       } else if (m.event == UFFD_EVENT_REMAP) {
-        e = PendingEvent{true, m.arg.remap.from, m.arg.remap.to, m.arg.remap.len, stamp};
+        e = {true, m.arg.remap.from, m.arg.remap.to, m.arg.remap.len, stamp};
       } else {
         continue;
       }
-      if (nevents == 0 && apply(e)) continue;
-      while (nevents == kPending) {  // full: the oldest must go first
+      while (!mirror_->post_event(e)) {  // full: the oldest must go first
         ::poll(nullptr, 0, 1);
-        apply_pending();
+        mirror_->apply_events(/*try_only=*/true);
       }
-      events[nevents++] = e;
+      apply_pending();
     }
   }
 }
