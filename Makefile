@@ -4,12 +4,14 @@ BUILD      ?= build
 ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
 FUZZ_BUILD ?= build-fuzz
+RELEASE_BUILD ?= build-release
+DEBUG_BUILD ?= build-debug
 FUZZ_SECONDS ?= 30
 JOBS       ?= $(shell nproc)
 CMAKE_GEN  ?= -G "Unix Makefiles"
 
-.PHONY: all deps build build-asan build-tsan build-fuzz demo test test-main test-asan test-tsan fuzz install clean info bench \
-        bench-spirv
+.PHONY: all deps build build-asan build-tsan build-fuzz demo test test-main test-load test-asan test-tsan fuzz install clean info bench \
+        bench-spirv build-types
 
 all: build
 
@@ -17,22 +19,23 @@ deps:
 	@./scripts/install-deps.sh
 
 build: deps
-	cmake -S . -B $(BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake -S . -B $(BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHETMM_WERROR=ON
 	cmake --build $(BUILD) -j$(JOBS)
 
 build-asan: deps
-	cmake -S . -B $(ASAN_BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=Debug -DHETMM_SANITIZE=address,undefined
+	cmake -S . -B $(ASAN_BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=Debug -DHETMM_SANITIZE=address,undefined \
+	  -DHETMM_WERROR=ON
 	cmake --build $(ASAN_BUILD) -j$(JOBS)
 
 build-tsan: deps
 	cmake -S . -B $(TSAN_BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHETMM_SANITIZE=thread -DHETMM_BUILD_TOOLS=OFF \
-	  -DHETMM_SPIRV=OFF
+	  -DHETMM_SPIRV=OFF -DHETMM_WERROR=ON
 	cmake --build $(TSAN_BUILD) -j$(JOBS)
 
 # The libFuzzer target (clang 14, -fsanitize=fuzzer,address,undefined), tests and tools left out.
 build-fuzz: deps
 	cmake -S . -B $(FUZZ_BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHETMM_FUZZ=ON -DHETMM_SPIRV=OFF \
-	  -DCMAKE_CXX_COMPILER=clang++-14 -DCMAKE_ASM_COMPILER=clang++-14
+	  -DCMAKE_CXX_COMPILER=clang++-14 -DCMAKE_ASM_COMPILER=clang++-14 -DHETMM_WERROR=ON
 	cmake --build $(FUZZ_BUILD) -j$(JOBS)
 
 demo: build
@@ -51,7 +54,14 @@ bench: build
 bench-spirv: build
 	$(BUILD)/hetmm_spirv_bench
 
-test: test-main test-asan test-tsan fuzz
+test: test-main test-load test-asan test-tsan fuzz
+
+# The load stage (scripts/test-under-load.sh): the concurrency-sensitive tests repeated for
+# LOAD_SECONDS, both tracking modes, while `hetmm load` churns memory beside them; then
+# `hetmm stress` in each mode under the same load.
+LOAD_SECONDS ?= 150
+test-load: build
+	./scripts/test-under-load.sh $(BUILD) $(LOAD_SECONDS)
 
 test-main: build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) --timeout 300
@@ -82,8 +92,13 @@ fuzz: build-fuzz
 	    -detect_leaks=0 -print_final_stats=1 -artifact_prefix=artifacts/ \
 	    corpus $(CURDIR)/fuzz/corpus
 
+# Plain-CMake Release and Debug builds as a user would configure them (no -Werror), each from
+# clean, failing on any warning; then the Release build's tests (CI runs it after `test`).
+build-types: deps
+	RELEASE_BUILD=$(RELEASE_BUILD) DEBUG_BUILD=$(DEBUG_BUILD) JOBS=$(JOBS) ./scripts/ci-build-types.sh
+
 install: build
 	cmake --install $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD) $(RELEASE_BUILD) $(DEBUG_BUILD)

@@ -1,5 +1,5 @@
 // What hetmm says when a device touches memory it may not: each error names the address.
-// Run: build/example_errors
+// Run: build/hetmm-example-errors (installed: bin/hetmm-example-errors)
 #include <hetmm/hetmm.hpp>
 
 #include <cstdio>

@@ -1,5 +1,5 @@
 // saxpy over std::vector memory on a software device, with the data migrated first.
-// Run: build/example_saxpy
+// Run: build/hetmm-example-saxpy (installed: bin/hetmm-example-saxpy)
 #include <hetmm/hetmm.hpp>
 
 #include <cstdio>

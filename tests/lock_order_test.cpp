@@ -1,6 +1,6 @@
-// The lock-order checker (core/lock_order.hpp): ranked locks taken in the wrong order abort in
+// The lock-order checker (base/lock_order.hpp): ranked locks taken in the wrong order abort in
 // debug builds, naming both locks; the right order, try_lock and condition waits pass.
-#include "core/lock_order.hpp"
+#include "base/lock_order.hpp"
 #include "core/state_lock.hpp"
 
 #include <gtest/gtest.h>
@@ -12,8 +12,8 @@
 namespace hetmm::test {
 namespace {
 
-using core::lock_order::Rank;
-using core::lock_order::RankedMutex;
+using base::lock_order::Rank;
+using base::lock_order::RankedMutex;
 
 TEST(LockOrder, RightOrderPasses) {
   RankedMutex<Rank::launch> launch;
@@ -21,36 +21,36 @@ TEST(LockOrder, RightOrderPasses) {
   core::StateLock state;
   RankedMutex<Rank::uffd_own_removes> own;
   RankedMutex<Rank::arena> arena;
-  unsigned before = core::lock_order::held_count();
+  unsigned before = base::lock_order::held_count();
   {
     std::lock_guard a(launch);
     std::lock_guard b(alloc);
     std::lock_guard c(state);
     std::lock_guard d(own);
     std::unique_lock e(arena);
-    EXPECT_EQ(core::lock_order::held_count(), before + (core::lock_order::kChecked ? 5 : 0));
+    EXPECT_EQ(base::lock_order::held_count(), before + (base::lock_order::kChecked ? 5 : 0));
     e.unlock();
     // Released out of order, then taken again: still above everything held.
     std::lock_guard f(arena);
   }
-  EXPECT_EQ(core::lock_order::held_count(), before);
+  EXPECT_EQ(base::lock_order::held_count(), before);
   // Skipping ranks is fine.
   {
     std::lock_guard a(launch);
     std::lock_guard b(arena);
   }
-  EXPECT_EQ(core::lock_order::held_count(), before);
+  EXPECT_EQ(base::lock_order::held_count(), before);
 }
 
 TEST(LockOrder, TryLockIsRecordedButNotChecked) {
   RankedMutex<Rank::alloc> alloc;
   core::StateLock state;
-  unsigned before = core::lock_order::held_count();
+  unsigned before = base::lock_order::held_count();
   std::lock_guard s(state);
   ASSERT_TRUE(alloc.try_lock());  // below state, but try_lock never blocks
-  EXPECT_EQ(core::lock_order::held_count(), before + (core::lock_order::kChecked ? 2 : 0));
+  EXPECT_EQ(base::lock_order::held_count(), before + (base::lock_order::kChecked ? 2 : 0));
   alloc.unlock();
-  EXPECT_EQ(core::lock_order::held_count(), before + (core::lock_order::kChecked ? 1 : 0));
+  EXPECT_EQ(base::lock_order::held_count(), before + (base::lock_order::kChecked ? 1 : 0));
 }
 
 TEST(LockOrder, ConditionWaitKeepsTheHold) {
@@ -63,12 +63,12 @@ TEST(LockOrder, ConditionWaitKeepsTheHold) {
     cv.notify_all();
   });
   {
-    core::lock_order::UniqueLock<Rank::fault_buffer> lock(m);
+    base::lock_order::UniqueLock<Rank::fault_buffer> lock(m);
     cv.wait(lock.get(), [&] { return ready; });
-    EXPECT_EQ(core::lock_order::held_count(), core::lock_order::kChecked ? 1u : 0u);
+    EXPECT_EQ(base::lock_order::held_count(), base::lock_order::kChecked ? 1u : 0u);
   }
   t.join();
-  EXPECT_EQ(core::lock_order::held_count(), 0u);
+  EXPECT_EQ(base::lock_order::held_count(), 0u);
 }
 
 TEST(LockOrder, NestedStateLocksForFork) {
@@ -77,7 +77,7 @@ TEST(LockOrder, NestedStateLocksForFork) {
   b.lock_nested();
   b.unlock();
   a.unlock();
-  EXPECT_EQ(core::lock_order::held_count(), 0u);
+  EXPECT_EQ(base::lock_order::held_count(), 0u);
 }
 
 #ifndef NDEBUG

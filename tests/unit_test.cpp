@@ -1,8 +1,9 @@
 // Unit tests of the pieces under the API: frame pool, radix table, /proc readers, fault buffer.
-#include "core/radix_table.hpp"
+#include "base/radix_table.hpp"
 #include "device/sim/fault_buffer.hpp"
 #include "device/sim/frame_pool.hpp"
 #include "device/sim/sim_device.hpp"
+#include "os/arena.hpp"
 #include "os/page.hpp"
 #include "os/pagemap.hpp"
 #include "os/proc_maps.hpp"
@@ -38,7 +39,7 @@ TEST(FramePool, AllocatesUpToCapacityAndReuses) {
 // the end of chunk 0 into a neighbour's memory (found by the kernel tests as a corrupted malloc
 // header). Each frame must receive exactly its own page.
 TEST(SimDevice, CopiesAcrossChunkBoundariesPageByPage) {
-  core::FaultInjector off;
+  base::FaultInjector off;
   device::sim::SimDevice dev(0, 4 * 512 * kPage, 1, nullptr, &off);
   std::vector<std::uint32_t> all(1024);
   ASSERT_EQ(dev.alloc_frames(1024, all.data()), 1024u);
@@ -72,7 +73,7 @@ TEST(SimDevice, FaultsServedByTheBatchInServiceAreReplayedWithIt) {
           dev->set_pte(page, device::pte::make(page, r[k].write, false));
     }
   } resolver;
-  core::FaultInjector off;
+  base::FaultInjector off;
   device::sim::SimDevice dev(0, 512 * kPage, 1, &resolver, &off);
   resolver.dev = &dev;
   dev.start();
@@ -106,7 +107,7 @@ TEST(RadixTable, FindsWhatItCreatedAndVisitsInOrder) {
     explicit Leaf(std::uint64_t k) : key(k) {}
     std::uint64_t key;
   };
-  core::RadixTable<Leaf> t;
+  base::RadixTable<Leaf, os::RuntimeMemory> t;
   std::vector<std::uint64_t> keys = {0, 1, 511, 512, 1u << 20, (1ull << 35) + 7};
   for (auto k : keys) t.get_or_create(k, [&] { return os::arena_new<Leaf>(k); });
   for (auto k : keys) {

@@ -98,7 +98,7 @@ RuntimeImpl::RuntimeImpl(const Options& options) : options_(options) {
                 "Options::event_capacity must be at most " +
                     std::to_string(telemetry::EventLog::kMaxCapacity) + " events, got " +
                     std::to_string(options.event_capacity));
-  injector_ = std::make_unique<core::FaultInjector>(options.inject);
+  injector_ = std::make_unique<Injector>(options.inject);
   if (options.event_capacity != 0)
     events_ = std::make_unique<telemetry::EventLog>(options.event_capacity);
   core::HostTracker* tracker = nullptr;

@@ -1,11 +1,12 @@
+// Layer api: includes every layer but spirv.
 // The runtime behind hetmm::Runtime: host tracking, the mirror, the devices, and its entry in
 // the process-wide registry.
 #pragma once
 
 #include "os/arena.hpp"
 
-#include "core/fault_injector.hpp"
-#include "core/lock_order.hpp"
+#include "base/fault_injector.hpp"
+#include "base/lock_order.hpp"
 #include "core/mirror.hpp"
 #include "device/sim/sim_device.hpp"
 #include "host/mprotect_tracker.hpp"
@@ -36,7 +37,7 @@ class RuntimeImpl : public os::RuntimeAllocated {
   Tracking tracking() const { return tracking_; }
   const std::string& reason() const { return reason_; }
   std::string kernel_features() const;
-  core::FaultInjector& injector() { return *injector_; }
+  base::FaultInjector& injector() { return *injector_; }
   const LinkProfile& link() const { return options_.link; }
   // Null when Options::event_capacity is 0, so that a recording site costs one branch:
   //   if (auto* log = rt.events()) log->record(...);
@@ -53,7 +54,11 @@ class RuntimeImpl : public os::RuntimeAllocated {
 
  private:
   Options options_;
-  std::unique_ptr<core::FaultInjector> injector_;  // before everything that uses it
+  // In runtime memory: the fault path reads it (base/ knows nothing of runtime memory).
+  struct Injector : base::FaultInjector, os::RuntimeAllocated {
+    using base::FaultInjector::FaultInjector;
+  };
+  std::unique_ptr<Injector> injector_;  // before everything that uses it
   std::unique_ptr<telemetry::EventLog> events_;    // likewise: the mirror and devices record
   Tracking tracking_ = Tracking::mprotect;
   std::string reason_;
@@ -64,7 +69,7 @@ class RuntimeImpl : public os::RuntimeAllocated {
   host::Registered registered_;
   bool registered_ok_ = false;
   std::atomic<void*> staging_cache_{nullptr};  // kStagingCached bytes, or null
-  core::lock_order::RankedMutex<core::lock_order::Rank::alloc> alloc_mutex_;
+  base::lock_order::RankedMutex<base::lock_order::Rank::alloc> alloc_mutex_;
   std::map<std::uintptr_t, std::size_t> allocations_;  // base -> mapped length
 };
 

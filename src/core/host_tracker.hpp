@@ -1,3 +1,4 @@
+// Layer core: includes base, os, device, telemetry, policy.
 // How the mirror revokes and restores the CPU's copy of a page. Two implementations live in
 // src/host/: userfaultfd (MISSING + write-protect) and mprotect (PROT_NONE + SIGSEGV).
 //

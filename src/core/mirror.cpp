@@ -1,5 +1,5 @@
 #include "core/mirror.hpp"
-#include "core/fault_injector.hpp"
+#include "base/fault_injector.hpp"
 #include "core/mirror_internal.hpp"
 #include "telemetry/event_log.hpp"
 
@@ -646,9 +646,14 @@ Location Mirror::location(std::uintptr_t addr) {
 void Mirror::snapshot(std::uintptr_t start, std::size_t npages, PageState* out) {
   Vmas vmas;
   std::uintptr_t end = start + npages * kPageSize;
-  query(start, end, vmas.list);
+  // The map and the state as of one moment (the read_begin/read_retry loop): a change between
+  // reading the map and taking the lock described pages by a mapping already gone.
+  if (!lock_with_map(start, end, vmas.list)) {
+    vmas.list.clear();  // unreadable map: every page of the system reports an error
+    lock_.lock();
+  }
   std::uint8_t bits[os::kPagesPerBlock];
-  Locked lock(lock_);
+  Locked lock(lock_, Locked::adopt);
   for (std::size_t base = 0; base < npages; base += os::kPagesPerBlock) {
     std::size_t n = std::min(os::kPagesPerBlock, npages - base);
     std::uintptr_t chunk = start + base * kPageSize;
@@ -858,7 +863,7 @@ void Mirror::remap_begin(std::uintptr_t start, std::uintptr_t end) {
 }
 
 void Mirror::change_window() {
-  if (injector_ != nullptr) injector_->maybe_stall(FaultInjector::host_change);
+  if (injector_ != nullptr) injector_->maybe_stall(base::FaultInjector::host_change);
 }
 
 bool Mirror::post_event(const HostEvent& e) {

@@ -1,3 +1,4 @@
+// Layer core: includes base, os, device, telemetry, policy.
 // The mirror: hetmm's picture of the process address space as the devices see it.
 //
 // It keeps per-page state in 2 MiB VaBlocks (where the data lives, which devices map it), the
@@ -6,7 +7,7 @@
 // invalidation before CPU-side changes, and the CPU fault-back of revoked pages.
 //
 // Locking: one state lock (StateLock) guards all block state, device page tables and frame
-// pools. Lock order (core/lock_order.hpp, checked in debug builds): launch < alloc < state <
+// pools. Lock order (base/lock_order.hpp, checked in debug builds): launch < alloc < state <
 // uffd_own_removes < fault_buffer < arena. Under the state lock only the runtime memory pool and
 // the userfaultfd own-REMOVE list are taken; the launch lock is never taken inside it, and the
 // fault-buffer lock is a leaf taken without it. Workers never take the state lock. See
@@ -16,7 +17,7 @@
 #include "os/arena.hpp"
 
 #include "core/host_tracker.hpp"
-#include "core/radix_table.hpp"
+#include "base/radix_table.hpp"
 #include "core/state_lock.hpp"
 #include "core/va_block.hpp"
 #include "device/device_backend.hpp"
@@ -36,9 +37,11 @@ namespace hetmm::telemetry {
 class EventLog;
 }
 
-namespace hetmm::core {
-
+namespace hetmm::base {
 class FaultInjector;
+}
+
+namespace hetmm::core {
 
 // Counters the mirror keeps per device (merged into DeviceStats by the API layer).
 struct MirrorCounters {
@@ -80,7 +83,7 @@ class Mirror final : public device::FaultResolver, public os::RuntimeAllocated {
   // Telemetry (null when off): record with `if (auto* log = event_log()) log->record(...)`.
   // record() is lock-free and async-signal-safe, so it may be called anywhere, lock held or not.
   void set_event_log(telemetry::EventLog* log) { event_log_ = log; }
-  void set_fault_injector(FaultInjector* injector) { injector_ = injector; }
+  void set_fault_injector(base::FaultInjector* injector) { injector_ = injector; }
   telemetry::EventLog* event_log() const { return event_log_; }
 
   // ---- interval-notifier sequence ----------------------------------------------------------
@@ -279,7 +282,7 @@ class Mirror final : public device::FaultResolver, public os::RuntimeAllocated {
 
   HostTracker* tracker_;
   telemetry::EventLog* event_log_ = nullptr;
-  FaultInjector* injector_ = nullptr;  // Options::inject (null in unit tests)
+  base::FaultInjector* injector_ = nullptr;  // Options::inject (null in unit tests)
   // Events read but not yet applied: a ring written by the userfaultfd handler at tail and
   // consumed, under the state lock, at head.
   static constexpr std::size_t kEventQueue = 256;
@@ -305,7 +308,7 @@ class Mirror final : public device::FaultResolver, public os::RuntimeAllocated {
   device::DeviceBackend* devices_[32] = {};
   MirrorCounters* counters_;
   StateLock lock_;
-  RadixTable<VaBlock> blocks_;
+  base::RadixTable<VaBlock, os::RuntimeMemory> blocks_;
   std::atomic<std::uint64_t> clock_{1};
   PolicyProfile default_profile_;
   policy::Policy* policies_[3] = {};  // by PolicyProfile

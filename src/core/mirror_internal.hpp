@@ -1,3 +1,4 @@
+// Layer core: includes base, os, device, telemetry, policy.
 // Helpers shared by the mirror's source files (mirror.cpp, device_fault.cpp, eviction.cpp).
 #pragma once
 

@@ -1,3 +1,4 @@
+// Layer core: includes base, os, device, telemetry, policy.
 // The mirror's state lock: the analogue of a driver's "update lock" in the kernel's interval
 // notifier protocol. It records its holder so that the CPU fault paths can tell a fault raised
 // by the holder itself (which must be served without the lock) from everyone else's.
@@ -5,11 +6,11 @@
 // Rule: no malloc, no exception construction and no touch of possibly-revoked user memory
 // while holding it (a thread in malloc may be the one faulting on a revoked page).
 //
-// Its place in the lock order (core/lock_order.hpp): rank `state`. Only the runtime memory
+// Its place in the lock order (base/lock_order.hpp): rank `state`. Only the runtime memory
 // pool and the userfaultfd own-REMOVE list may be taken inside it.
 #pragma once
 
-#include "core/lock_order.hpp"
+#include "base/lock_order.hpp"
 
 #include <atomic>
 #include <cstdint>
@@ -84,7 +85,7 @@ class StateLock {
       deferred_fn_(deferred_arg_);
   }
 
-  lock_order::RankedMutex<lock_order::Rank::state> mutex_;
+  base::lock_order::RankedMutex<base::lock_order::Rank::state> mutex_;
   std::atomic<bool> deferred_{false};
   void (*deferred_fn_)(void*) = nullptr;
   void* deferred_arg_ = nullptr;

@@ -1,3 +1,4 @@
+// Layer core: includes base, os, device, telemetry, policy.
 // Per-page state of one 2 MiB block of virtual addresses: the unit of the mirror's bookkeeping.
 //
 // Invariants (checked by Mirror::check_block in debug builds):

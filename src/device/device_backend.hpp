@@ -1,3 +1,4 @@
+// Layer device: includes base, os, telemetry.
 // The interface every device implements for the mirror: memory frames, a copy engine, an MMU
 // (page table plus TLB shootdown) and a fault source. `sim` implements it in software; a CUDA
 // backend will implement the same on a GPU.

@@ -1,3 +1,4 @@
+// Layer host: includes base, os, device, core.
 // Host tracking with mprotect + SIGSEGV: works wherever userfaultfd is refused.
 //
 // Revoke: PROT_NONE, then MADV_DONTNEED to free the memory. A CPU touch raises SIGSEGV, served

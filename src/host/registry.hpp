@@ -1,3 +1,4 @@
+// Layer host: includes base, os, device, core.
 // The live runtimes of the process, as the process-wide hooks see them: the SIGSEGV handler,
 // the interposed munmap/mprotect/madvise/mremap/mmap and the fork handlers.
 //

@@ -31,7 +31,7 @@ struct PendingFault {
 
 }  // namespace
 
-UffdTracker* UffdTracker::open(bool force_user_mode_only, core::FaultInjector* injector,
+UffdTracker* UffdTracker::open(bool force_user_mode_only, base::FaultInjector* injector,
                                std::string* why) {
   os::UffdOpen u = os::uffd_open(force_user_mode_only, kWanted);
   if (u.fd < 0) {
@@ -46,7 +46,7 @@ UffdTracker* UffdTracker::open(bool force_user_mode_only, core::FaultInjector* i
   return new UffdTracker(u.fd, u.user_mode_only, u.features, injector);
 }
 
-UffdTracker::UffdTracker(int fd, bool umo, std::uint64_t features, core::FaultInjector* injector)
+UffdTracker::UffdTracker(int fd, bool umo, std::uint64_t features, base::FaultInjector* injector)
     : fd_(fd), user_mode_only_(umo), features_(features), injector_(injector) {
   stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   zero_page_ = os::map_runtime_memory(os::kPageSize);
@@ -283,7 +283,7 @@ void UffdTracker::run_handler() {
   // Options::inject.event_defer it leaves them all to the others, as when the lock is busy.
   auto apply_pending = [&] {
     if (!mirror_->events_pending()) return;
-    if (injector_->fire(core::FaultInjector::event_defer)) return;
+    if (injector_->fire(base::FaultInjector::event_defer)) return;
     mirror_->apply_events(/*try_only=*/true);
   };
   // A fault waits behind a pending event on its address, except the state-lock holder's own:

@@ -1,3 +1,4 @@
+// Layer host: includes base, os, device, core.
 // Host tracking with userfaultfd: MISSING + write-protect faults, UNMAP, REMOVE and REMAP events.
 //
 // Revoke: the range is registered (MISSING|WP), write-protected while its data is copied into
@@ -16,9 +17,9 @@
 
 #include "os/arena.hpp"
 
-#include "core/fault_injector.hpp"
+#include "base/fault_injector.hpp"
 #include "core/host_tracker.hpp"
-#include "core/lock_order.hpp"
+#include "base/lock_order.hpp"
 #include "core/mirror.hpp"
 #include "os/os_thread.hpp"
 #include "os/uffd.hpp"
@@ -33,7 +34,7 @@ namespace hetmm::host {
 class UffdTracker final : public core::HostTracker, public os::RuntimeAllocated {
  public:
   // Opens the fd. On failure returns nullptr and explains in *why.
-  static UffdTracker* open(bool force_user_mode_only, core::FaultInjector* injector,
+  static UffdTracker* open(bool force_user_mode_only, base::FaultInjector* injector,
                            std::string* why);
   ~UffdTracker() override;
 
@@ -60,10 +61,10 @@ class UffdTracker final : public core::HostTracker, public os::RuntimeAllocated 
   bool serves_kernel_faults() const override { return !user_mode_only_; }
 
  private:
-  UffdTracker(int fd, bool umo, std::uint64_t features, core::FaultInjector* injector);
+  UffdTracker(int fd, bool umo, std::uint64_t features, base::FaultInjector* injector);
   // An injected ioctl failure (-EAGAIN or -ENOMEM), or 0.
   int injected() {
-    return injector_->fire(core::FaultInjector::uffd_ioctl) ? -injector_->ioctl_errno() : 0;
+    return injector_->fire(base::FaultInjector::uffd_ioctl) ? -injector_->ioctl_errno() : 0;
   }
   static void handler_main(void* self);
   void run_handler();
@@ -80,7 +81,7 @@ class UffdTracker final : public core::HostTracker, public os::RuntimeAllocated 
   };
   static constexpr std::size_t kOwnRemoves = 64;
   // Leaf lock (order: uffd_own_removes): revocations (under the state lock) and the handler.
-  core::lock_order::RankedMutex<core::lock_order::Rank::uffd_own_removes> own_mutex_;
+  base::lock_order::RankedMutex<base::lock_order::Rank::uffd_own_removes> own_mutex_;
   OwnRemove own_[kOwnRemoves];
   std::size_t own_count_ = 0;
 
@@ -89,7 +90,7 @@ class UffdTracker final : public core::HostTracker, public os::RuntimeAllocated 
   bool user_mode_only_;
   std::uint64_t features_;
   core::Mirror* mirror_ = nullptr;
-  core::FaultInjector* injector_;
+  base::FaultInjector* injector_;
   os::OsThread handler_;
   void* zero_page_;
 };

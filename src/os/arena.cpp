@@ -1,6 +1,6 @@
 #include "os/arena.hpp"
 
-#include "core/lock_order.hpp"
+#include "base/lock_order.hpp"
 #include "os/page.hpp"
 #include "os/syscalls.hpp"
 
@@ -41,7 +41,7 @@ class LockedPool final : public std::pmr::memory_resource {
   bool do_is_equal(const std::pmr::memory_resource& other) const noexcept override {
     return this == &other;
   }
-  core::lock_order::RankedMutex<core::lock_order::Rank::arena> mutex_;  // lock order: arena
+  base::lock_order::RankedMutex<base::lock_order::Rank::arena> mutex_;  // lock order: arena
   std::pmr::unsynchronized_pool_resource pool_;
 };
 }  // namespace

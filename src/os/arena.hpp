@@ -1,3 +1,4 @@
+// Layer os: includes base.
 // Memory for the runtime's own state.
 //
 // Invariant: everything the fault path touches (block table, per-page state, device page
@@ -44,5 +45,18 @@ void arena_delete(T* p) {
   p->~T();
   runtime_memory()->deallocate(p, sizeof(T), alignof(T));
 }
+
+// The allocation policy of base containers whose nodes live in runtime memory
+// (base::RadixTable<Leaf, os::RuntimeMemory>).
+struct RuntimeMemory {
+  template <class T, class... Args>
+  static T* make(Args&&... args) {
+    return arena_new<T>(static_cast<Args&&>(args)...);
+  }
+  template <class T>
+  static void destroy(T* p) {
+    arena_delete(p);
+  }
+};
 
 }  // namespace hetmm::os

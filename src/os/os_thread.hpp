@@ -1,3 +1,4 @@
+// Layer os: includes base.
 // Runtime threads (device workers, fault service, userfaultfd handler).
 //
 // Their stacks come from runtime memory (see arena.hpp): a worker runs user kernels whose locals

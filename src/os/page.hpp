@@ -1,3 +1,4 @@
+// Layer os: includes base.
 // Page and block geometry shared by every subsystem.
 #pragma once
 

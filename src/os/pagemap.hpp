@@ -1,3 +1,4 @@
+// Layer os: includes base.
 // What backs each page right now, without faulting anything in.
 //
 // Uses the PAGEMAP_SCAN ioctl (Linux 6.7+): one call per range, and it tells the shared zero

@@ -1,3 +1,4 @@
+// Layer os: includes base.
 // The process's memory map, as the kernel reports it in /proc/self/maps.
 //
 // This is hetmm's view of the CPU page tables at VMA granularity: what hmm_range_fault learns

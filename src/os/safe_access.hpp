@@ -1,3 +1,4 @@
+// Layer os: includes base.
 // Recoverable accesses to memory that may be unmapped or protected at any moment.
 // Each returns 0, or -1 when the access faulted (nothing is known about how much of a copy
 // happened then). Requires the signal handler of src/host/signal_dispatch.cpp to be installed.

@@ -1,3 +1,4 @@
+// Layer os: includes base.
 // The only place that calls the memory-management system calls directly.
 //
 // hetmm interposes the libc symbols munmap/mprotect/madvise/mremap/mmap (src/host/hooks.cpp) so

@@ -1,3 +1,4 @@
+// Layer os: includes base.
 // userfaultfd(2): thin, errno-free wrappers. Every function returns 0 (or a count) on success
 // and -errno on failure. Contracts and measured costs on this machine class are in
 // ../shared/docs/machine-limits.md: a MISSING round trip ~19 us, UFFDIO_COPY of 512 pages ~5 GB/s.

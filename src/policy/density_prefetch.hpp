@@ -1,3 +1,4 @@
+// Layer policy: includes base, os and core's page state (core/va_block.hpp).
 // The NVIDIA driver's density ("tree-based neighborhood") prefetcher over one 2 MiB block
 // (uvm_perf_prefetch.c, paraphrased in ../shared/docs/uvm-policies.md §1.3):
 //  - leaves are the pages already resident at the destination or faulted in this batch, each

@@ -1,3 +1,4 @@
+// Layer policy: includes base, os and core's page state (core/va_block.hpp).
 #pragma once
 
 #include "policy/density_prefetch.hpp"

@@ -1,3 +1,4 @@
+// Layer policy: includes base, os and core's page state (core/va_block.hpp).
 // Migration policies: what a device fault does with the pages it needs, which blocks leave a
 // full device first, and how thrashing is answered. The mirror owns the mechanism (copies,
 // mappings, invalidation); a policy only decides, from a read-only view of one 2 MiB block.

@@ -1,3 +1,4 @@
+// Layer policy: includes base, os and core's page state (core/va_block.hpp).
 // Thrashing detection, after the NVIDIA driver's (uvm_perf_thrashing.c, paraphrased in
 // ../shared/docs/uvm-policies.md §1.4): a page whose migrations (device-fault migrations in,
 // CPU fault-backs out) follow each other closer than the lapse `uvm_perf_thrashing_threshold`

@@ -1,3 +1,4 @@
+// Layer spirv: includes every layer.
 // A compiled program: its kernels' signatures and the JIT'd work-group runners.
 #pragma once
 

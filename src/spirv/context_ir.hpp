@@ -1,3 +1,4 @@
+// Layer spirv: includes every layer.
 // IR that reads the hidden work-group context (KernelContext, kernel_context.hpp), shared by the
 // kernel ABI, barrier-region and MMU passes. Every field is constant while a group runs, so the
 // loads carry !invariant.load and LLVM hoists them out of the work-item loops.

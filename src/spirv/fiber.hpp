@@ -1,3 +1,4 @@
+// Layer spirv: includes every layer.
 // Fibers: one stack per work-item of a group that uses barriers. barrier() switches back to the
 // group's scheduler, which resumes the next work-item; when all have arrived, the next phase
 // starts. One thread runs the whole group, so barriers cost two stack switches per work-item.

@@ -1,3 +1,4 @@
+// Layer spirv: includes every layer.
 // The on-disk cache of compiled programs: the object code and the kernels' signatures, keyed by
 // a hash of the SPIR-V module, the build options, hetmm's version and the host CPU (the code is
 // compiled for it). A hit skips validation, translation, the passes and code generation.

@@ -1,3 +1,4 @@
+// Layer spirv: includes every layer.
 // What JIT-compiled kernel code sees of the device: the work-group context every kernel
 // function receives as a hidden argument, and the runtime entry points it calls.
 //

@@ -1,3 +1,4 @@
+// Layer spirv: includes every layer.
 // The IR passes between the reverse-translated SPIR-V module and the JIT.
 //
 //   kernel ABI    every defined function gains the hidden parameters (ctx, lx, ly, lz); work-item

@@ -1,3 +1,4 @@
+// Layer spirv: includes every layer.
 // SPIR-V validation before translation: libLLVMSPIRVLib (Debian's build has assertions on)
 // aborts the process on some malformed modules, so nothing reaches it unvalidated.
 #pragma once

@@ -1,3 +1,4 @@
+// Layer telemetry: includes base, os.
 // The telemetry event log: a fixed-capacity ring of Events that the fault paths write into.
 //
 // record() runs inside the SIGSEGV handler (mprotect tracking), in the userfaultfd handler
@@ -25,7 +26,7 @@
 // The slots and the scratch buffer take() drains into live in runtime memory (os/arena.hpp).
 #pragma once
 
-#include "core/lock_order.hpp"
+#include "base/lock_order.hpp"
 #include "os/arena.hpp"
 
 #include <hetmm/hetmm.hpp>
@@ -79,7 +80,7 @@ class EventLog final : public os::RuntimeAllocated {
   alignas(64) std::atomic<std::uint64_t> tail_{0};  // next position a producer claims
   alignas(64) std::atomic<std::uint64_t> head_{0};  // next position take() reads
   std::atomic<std::uint64_t> dropped_{0};
-  core::lock_order::RankedMutex<core::lock_order::Rank::telemetry> take_mutex_;
+  base::lock_order::RankedMutex<base::lock_order::Rank::telemetry> take_mutex_;
 };
 
 }  // namespace hetmm::telemetry

@@ -1,3 +1,4 @@
+// Layer telemetry: includes base, os.
 // A small, strict JSON reader (RFC 8259) for reading traces back: hetmm writes its Chrome traces
 // itself and needs to read only those, so a recursive-descent parser of a few hundred lines is
 // preferable to a dependency. Strict: no comments, no trailing commas, no NaN, no leading zeros,

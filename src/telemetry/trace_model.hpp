@@ -1,3 +1,4 @@
+// Layer telemetry: includes base, os.
 // The conventions a hetmm trace shares between its writer (chrome_trace.cpp), its reader
 // (trace_reader.cpp) and its renderer (trace_svg.cpp): which track an event belongs to, which
 // events move bytes between locations, and how bytes resident per location follow from them.

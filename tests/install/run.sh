@@ -9,6 +9,7 @@ cmake -S "$src" -B "$work" -DCMAKE_PREFIX_PATH="$prefix" \
   -DCMAKE_BUILD_RPATH="$prefix/lib" > /dev/null
 PKG_CONFIG_PATH="$prefix/lib/pkgconfig" cmake -S "$src" -B "$work" > /dev/null
 cmake --build "$work" -j2 > /dev/null
-LD_LIBRARY_PATH="$prefix/lib" "$work/consumer"
-LD_LIBRARY_PATH="$prefix/lib" "$work/consumer_pc"
+# No LD_LIBRARY_PATH: the consumers find the installed libhetmm by their build-tree RPATH.
+env -u LD_LIBRARY_PATH "$work/consumer"
+env -u LD_LIBRARY_PATH "$work/consumer_pc"
 echo "installed hetmm: find_package and pkg-config consumers ran"

@@ -3,6 +3,8 @@
 // update of W in the same pass). The layer used last going forward is the first going back.
 #include <algorithm>
 #include <cmath>
+#include <string>
+#include <utility>
 
 #include "access.hpp"
 #include "placement.hpp"
@@ -32,8 +34,13 @@ class Layers final : public Workload {
     for (std::size_t i = 0; i < d_; ++i) acts[i] = rng.uniform(0, 1);
     add("activations", Role::inout, acts.size() * sizeof(float)).set_init(acts);
     add("gradients", Role::output, grads.size() * sizeof(float));
-    for (std::size_t l = 0; l < kLayers; ++l)
-      add("w" + std::to_string(l), Role::inout, d_ * d_ * sizeof(float)).set_init(w[l]);
+    for (std::size_t l = 0; l < kLayers; ++l) {
+      // Not "w" + std::to_string(l): GCC 12's -Wrestrict false positive in std::string's
+      // operator+(const char*, string&&) at -O3 (GCC bugs 105329, 105651).
+      std::string name = "w";
+      name += std::to_string(l);
+      add(std::move(name), Role::inout, d_ * d_ * sizeof(float)).set_init(w[l]);
+    }
 
     for (std::size_t l = 0; l < kLayers; ++l)
       for (std::size_t i = 0; i < d_; ++i)

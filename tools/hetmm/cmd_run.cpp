@@ -646,9 +646,17 @@ int run(const hetmm::Options& base, const RunArgs& args) {
   hetmm::DeviceStats s2 = dev.stats();
 
   auto range = [](const hetmm::NDRange& n) {
+    // Appended piece by piece: `"," + std::to_string(...)` draws GCC 12's -Wrestrict false
+    // positive in std::string's operator+(const char*, string&&) at -O3 (GCC bugs 105329, 105651).
     std::string s = std::to_string(n.x);
-    if (n.dims >= 2) s += "," + std::to_string(n.y);
-    if (n.dims >= 3) s += "," + std::to_string(n.z);
+    if (n.dims >= 2) {
+      s += ',';
+      s += std::to_string(n.y);
+    }
+    if (n.dims >= 3) {
+      s += ',';
+      s += std::to_string(n.z);
+    }
     return s;
   };
   std::printf("hetmm run: %s from %s, global %s, local %s, %zu argument%s (%.1f MiB of "

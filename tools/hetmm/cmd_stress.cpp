@@ -1,8 +1,10 @@
 // `hetmm stress`: the differential tester for a time budget (tools/stress/).
 #include "commands.hpp"
+#include "load.hpp"
 #include "stress.hpp"
 
 #include <cstdio>
+#include <memory>
 #include <unistd.h>
 
 int cmd_stress(const hetmm::Options& opt, const StressArgs& args) {
@@ -30,8 +32,36 @@ int cmd_stress(const hetmm::Options& opt, const StressArgs& args) {
                    static_cast<unsigned long long>(n.total_ops()));
     };
   }
+  // --load: memory load beside the run, from processes of our own command (`hetmm load`),
+  // stopped with it (a margin in case the run overruns its budget).
+  std::unique_ptr<hetmm::load::Background> load;
+  if (args.load) {
+    hetmm::load::Config lc;
+    lc.seconds = args.seconds + 30;
+    lc.seed = args.seed;
+    load = std::make_unique<hetmm::load::Background>("/proc/self/exe", lc);
+    if (!load->running()) {
+      std::fprintf(stderr, "hetmm stress: could not start the load generator\n");
+      return 2;
+    }
+  }
   hetmm::stress::Report r = hetmm::stress::run(c);
+  if (load) load->stop();
   if (c.progress) std::fprintf(stderr, "\n");
   std::fputs(hetmm::stress::format(r, c).c_str(), stdout);
+  if (args.load) std::printf("under load: %s\n", "hetmm load (map, fork, allocation, huge-page, "
+                                                   "page-cache and compaction churn)");
   return r.clean() ? 0 : 1;
+}
+
+int cmd_load(const LoadArgs& args) {
+  hetmm::load::Config c;
+  c.seconds = args.seconds;
+  c.processes = args.processes;
+  c.memory_mib = args.memory_mib;
+  c.compaction = !args.no_compaction;
+  c.seed = args.seed;
+  hetmm::load::Counters n = hetmm::load::run(c);
+  if (!args.quiet) std::fputs(hetmm::load::format(n, c).c_str(), stdout);
+  return 0;
 }

@@ -17,9 +17,21 @@ struct StressArgs {
   double inject = 0;
   bool no_fork = false;
   bool default_devices = false;  // --devices not given: stress uses 2
+  bool load = false;             // run the memory load generator beside it (tools/load/)
 };
 
 int cmd_stress(const hetmm::Options& opt, const StressArgs& args);
+
+// `hetmm load`: the memory load generator (tools/load/load.hpp) on its own.
+struct LoadArgs {
+  double seconds = 60;
+  unsigned processes = 2;
+  std::size_t memory_mib = 256;
+  bool no_compaction = false;
+  bool quiet = false;
+  std::uint64_t seed = 1;
+};
+int cmd_load(const LoadArgs& args);
 
 // Renders the Chrome trace at `path` as an SVG at out_path (default: path with .svg).
 int cmd_trace(const std::string& path, const std::string& out_path);

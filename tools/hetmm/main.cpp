@@ -234,6 +234,20 @@ int main(int argc, char** argv) {
                      "ioctl, service delay, worker stall)")
       ->check(CLI::Range(0.0, 0.5));
   stress->add_flag("--no-fork", sargs.no_fork, "leave fork out of the operations");
+  stress->add_flag("--load", sargs.load,
+                   "run the memory load generator (`hetmm load`) beside the test");
+  auto* load = app.add_subcommand(
+      "load", "memory load for testing under load: processes that map, fault, fork, allocate, "
+              "collapse huge pages and fill the page cache");
+  LoadArgs largs;
+  load->add_option("--seconds", largs.seconds, "how long")->check(CLI::PositiveNumber);
+  load->add_option("--processes", largs.processes, "worker processes")->check(CLI::Range(1, 64));
+  load->add_option("--memory-mib", largs.memory_mib, "live memory per worker at most, MiB")
+      ->check(CLI::Range(16, 1 << 16));
+  load->add_option("--seed", largs.seed, "random seed");
+  load->add_flag("--no-compaction", largs.no_compaction,
+                 "do not write /proc/sys/vm/compact_memory");
+  load->add_flag("--quiet", largs.quiet, "print nothing at the end");
   auto* bench = app.add_subcommand(
       "bench", "workloads x modes x working-set factors on modeled and wall time, verified, and "
                "the micro-costs (docs/PERFORMANCE.md)");
@@ -296,6 +310,7 @@ int main(int argc, char** argv) {
     if (*demo) return cmd_demo(opt, size_mib, demo_trace);
     if (*trace) return cmd_trace(trace_file, trace_out);
     if (*stress) return cmd_stress(opt, sargs);
+    if (*load) return cmd_load(largs);
     if (*bench) return cmd_bench(opt, bargs);
     if (*run) return cmd_run(opt, rargs);
   } catch (const hetmm::Error& e) {

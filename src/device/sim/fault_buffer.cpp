@@ -13,7 +13,7 @@ FaultBuffer::FaultBuffer() {
 FaultBuffer::~FaultBuffer() { os::unmap_runtime_memory(ring_, kCapacity * sizeof(FaultRequest*)); }
 
 void FaultBuffer::post(FaultRequest* r) {
-  core::lock_order::UniqueLock lock(mutex_);
+  base::lock_order::UniqueLock lock(mutex_);
   not_full_.wait(lock.get(), [&] { return count_ < kCapacity || stopping_; });
   if (stopping_) {
     lock.unlock();
@@ -30,14 +30,14 @@ void FaultBuffer::post(FaultRequest* r) {
 
 std::size_t FaultBuffer::drain(FaultRequest** out, std::size_t max) {
   {
-    core::lock_order::UniqueLock lock(mutex_);
+    base::lock_order::UniqueLock lock(mutex_);
     not_empty_.wait(lock.get(), [&] { return count_ > 0 || stopping_; });
   }
   return take(out, max);
 }
 
 std::size_t FaultBuffer::take(FaultRequest** out, std::size_t max) {
-  core::lock_order::UniqueLock lock(mutex_);
+  base::lock_order::UniqueLock lock(mutex_);
   std::size_t n = 0;
   while (n < max && count_ > 0) {
     out[n++] = ring_[head_];

@@ -1,3 +1,4 @@
+// Layer device: includes base, os, telemetry.
 // The replayable fault buffer of the software device.
 //
 // A worker that misses in its TLB and page table posts a FaultRequest and sleeps on it; API
@@ -6,7 +7,7 @@
 // the mirror, then completes each request ("replay"). Requests live in runtime memory.
 #pragma once
 
-#include "core/lock_order.hpp"
+#include "base/lock_order.hpp"
 
 #include <atomic>
 #include <condition_variable>
@@ -76,8 +77,8 @@ class FaultBuffer {
   void restart();
 
  private:
-  // Lock order: a leaf, taken with no other lock held (core/lock_order.hpp).
-  mutable core::lock_order::RankedMutex<core::lock_order::Rank::fault_buffer> mutex_;
+  // Lock order: a leaf, taken with no other lock held (base/lock_order.hpp).
+  mutable base::lock_order::RankedMutex<base::lock_order::Rank::fault_buffer> mutex_;
   std::condition_variable not_empty_;
   std::condition_variable not_full_;
   FaultRequest** ring_;

@@ -1,3 +1,4 @@
+// Layer device: includes base, os, telemetry.
 // Device memory of the software device: 4 KiB frames carved from 2 MiB chunks.
 //
 // Frames are handed out from chunks already in use before a whole free chunk is broken, in

@@ -1,10 +1,12 @@
+// Layer device: includes base, os, telemetry.
 // The software device's page table, keyed by process virtual address (device address ==
 // process address). Leaves hold the 512 PTEs of one 2 MiB block; workers read them lock-free,
 // the mirror writes them under its state lock.
 #pragma once
 
-#include "core/radix_table.hpp"
+#include "base/radix_table.hpp"
 #include "device/device_backend.hpp"
+#include "os/arena.hpp"
 #include "os/page.hpp"
 
 #include <atomic>
@@ -108,7 +110,7 @@ class PageTable {
         touched.store(epoch, std::memory_order_relaxed);
     }
   };
-  core::RadixTable<Leaf> table_;
+  base::RadixTable<Leaf, os::RuntimeMemory> table_;
   std::atomic<std::int64_t> valid_{0};  // written under the mirror's state lock
 };
 

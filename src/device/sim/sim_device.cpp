@@ -19,7 +19,7 @@ namespace hetmm::device::sim {
 using detail::WorkerContext;
 
 SimDevice::SimDevice(std::size_t index, std::size_t memory_bytes, unsigned workers,
-                     FaultResolver* resolver, core::FaultInjector* injector, bool movable_memory)
+                     FaultResolver* resolver, base::FaultInjector* injector, bool movable_memory)
     : index_(index),
       resolver_(resolver),
       injector_(injector),
@@ -98,7 +98,7 @@ std::size_t contiguous_run(const std::uint32_t* frames, std::size_t n) {
 }  // namespace
 
 bool SimDevice::copy_to_frames(const std::uint32_t* frames, std::size_t n, const void* src) {
-  if (injector_->fire(core::FaultInjector::copy)) return false;
+  if (injector_->fire(base::FaultInjector::copy)) return false;
   auto* s = static_cast<const std::byte*>(src);
   for (std::size_t i = 0; i < n;) {
     std::size_t run = contiguous_run(frames + i, n - i);
@@ -110,7 +110,7 @@ bool SimDevice::copy_to_frames(const std::uint32_t* frames, std::size_t n, const
 }
 
 bool SimDevice::copy_from_frames(void* dst, const std::uint32_t* frames, std::size_t n) {
-  if (injector_->fire(core::FaultInjector::copy)) return false;
+  if (injector_->fire(base::FaultInjector::copy)) return false;
   auto* d = static_cast<std::byte*>(dst);
   for (std::size_t i = 0; i < n;) {
     std::size_t run = contiguous_run(frames + i, n - i);
@@ -168,7 +168,7 @@ void SimDevice::run_service() {
     } else {
       n += faults_.take(batch + n, FaultBuffer::kMaxBatch - n);
     }
-    injector_->maybe_stall(core::FaultInjector::service_delay);
+    injector_->maybe_stall(base::FaultInjector::service_delay);
     serve_batch(batch, n);
     carried = flush(batch);  // the served batch's slots take what opens the next one
   }
@@ -302,7 +302,7 @@ void SimDevice::launch(std::size_t threads, std::unique_ptr<detail::KernelBase> 
 }
 
 void SimDevice::synchronize() {
-  core::lock_order::UniqueLock lock(launch_mutex_);
+  base::lock_order::UniqueLock lock(launch_mutex_);
   idle_cv_.wait(lock.get(), [&] { return queue_.empty() && destroying_ == 0; });
   if (pending_error_) {
     std::exception_ptr e = pending_error_;
@@ -328,7 +328,7 @@ void SimDevice::run_worker(WorkerContext* w) {
   for (;;) {
     Launch* l;
     {
-      core::lock_order::UniqueLock lock(launch_mutex_);
+      base::lock_order::UniqueLock lock(launch_mutex_);
       launch_cv_.wait(lock.get(), [&] {
         return stopping_ || (!queue_.empty() && launch_generation_ != done_generation);
       });

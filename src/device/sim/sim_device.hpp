@@ -1,3 +1,4 @@
+// Layer device: includes base, os, telemetry.
 // `sim`: the software device. Its own memory (FramePool), a page table keyed by process virtual
 // address, per-worker TLBs with shootdown, worker threads that run kernels, and a replayable
 // fault buffer drained in batches by a service thread.
@@ -5,8 +6,8 @@
 
 #include "os/arena.hpp"
 
-#include "core/fault_injector.hpp"
-#include "core/lock_order.hpp"
+#include "base/fault_injector.hpp"
+#include "base/lock_order.hpp"
 #include "device/device_backend.hpp"
 #include "device/sim/fault_buffer.hpp"
 #include "device/sim/frame_pool.hpp"
@@ -41,7 +42,7 @@ class SimDevice final : public DeviceBackend, public os::RuntimeAllocated {
   // movable_memory: device memory takes whole blocks by remapping (UFFDIO_MOVE) where the
   // kernel allows it; the runtime asks for it when its tracker's userfaultfd can move pages back.
   SimDevice(std::size_t index, std::size_t memory_bytes, unsigned workers,
-            FaultResolver* resolver, core::FaultInjector* injector, bool movable_memory = false);
+            FaultResolver* resolver, base::FaultInjector* injector, bool movable_memory = false);
   ~SimDevice() override;
 
   void start();
@@ -53,7 +54,7 @@ class SimDevice final : public DeviceBackend, public os::RuntimeAllocated {
   // DeviceBackend
   std::size_t index() const override { return index_; }
   std::size_t alloc_frames(std::size_t n, std::uint32_t* out) override {
-    if (injector_->fire(core::FaultInjector::frame_alloc)) return 0;
+    if (injector_->fire(base::FaultInjector::frame_alloc)) return 0;
     return pool_.alloc(n, out);
   }
   void free_frame(std::uint32_t frame) override { pool_.free(frame); }
@@ -63,13 +64,13 @@ class SimDevice final : public DeviceBackend, public os::RuntimeAllocated {
   void* frame_host_address(std::uint32_t frame) override { return pool_.address(frame); }
   bool movable_memory() const override { return pool_.movable(); }
   bool alloc_block_frames(std::uint32_t* first) override {
-    if (injector_->fire(core::FaultInjector::frame_alloc)) return false;
+    if (injector_->fire(base::FaultInjector::frame_alloc)) return false;
     return pool_.alloc_chunk(first);
   }
   long move_block_in(std::uint32_t first, const void* src) override {
     // An injected copy-engine failure stops the move half way, as the kernel does at a page it
     // cannot move: the mirror copies the rest (and gives up on it when the copy fails too).
-    bool half = injector_->fire(core::FaultInjector::copy);
+    bool half = injector_->fire(base::FaultInjector::copy);
     return pool_.move_into_chunk(first, src, half ? FramePool::kChunkSize / 2 : FramePool::kChunkSize);
   }
   void block_moved_out(std::uint32_t first) override { pool_.chunk_emptied(first); }
@@ -126,7 +127,7 @@ class SimDevice final : public DeviceBackend, public os::RuntimeAllocated {
   bool on_worker_thread() const;
 
   DeviceStats stats() const;
-  core::FaultInjector& injector() { return *injector_; }
+  base::FaultInjector& injector() { return *injector_; }
   AtomicStats& counters() { return stats_; }
   std::uint64_t epoch() const { return epoch_.load(std::memory_order_acquire); }
   const std::atomic<std::uint64_t>& epoch_ref() const { return epoch_; }
@@ -150,7 +151,7 @@ class SimDevice final : public DeviceBackend, public os::RuntimeAllocated {
 
   std::size_t index_;
   FaultResolver* resolver_;
-  core::FaultInjector* injector_;
+  base::FaultInjector* injector_;
   telemetry::EventLog* events_ = nullptr;
   FramePool pool_;
   PageTable pt_;
@@ -163,7 +164,7 @@ class SimDevice final : public DeviceBackend, public os::RuntimeAllocated {
   AtomicStats stats_;
 
   // Launch queue: kernels run in order, one at a time, on all workers.
-  core::lock_order::RankedMutex<core::lock_order::Rank::launch> launch_mutex_;  // lock order: launch
+  base::lock_order::RankedMutex<base::lock_order::Rank::launch> launch_mutex_;  // lock order: launch
   std::condition_variable launch_cv_;   // workers wait for work
   std::condition_variable idle_cv_;     // synchronize waits for an empty queue
   std::deque<Launch*> queue_;

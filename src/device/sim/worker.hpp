@@ -1,3 +1,4 @@
+// Layer device: includes base, os, telemetry.
 // A worker thread of the software device: its TLB, its fault request and its place in the
 // shootdown protocol.
 //

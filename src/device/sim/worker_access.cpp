@@ -77,7 +77,7 @@ std::byte* translate(WorkerContext* w, std::uintptr_t va, bool write, bool* loca
     } else {
       bump(w->tlb_misses);
       // An injected stall here holds up TLB shootdowns too, as a slow worker would.
-      w->device->injector().maybe_stall(core::FaultInjector::worker_stall);
+      w->device->injector().maybe_stall(base::FaultInjector::worker_stall);
       std::uint64_t p = w->device->walk(va);
       if ((p & pte::kValid) && (!write || (p & pte::kWrite))) {
         t.vpn = vpn;

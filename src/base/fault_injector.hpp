@@ -1,24 +1,24 @@
+// Layer base: includes only the standard library and <hetmm/hetmm.hpp>.
 // Fault injection: makes device frame allocations, copy-engine transfers and userfaultfd ioctls
 // fail, and the fault service thread, device workers and CPU-side changes (the interposed
-// munmap & co., between their teardown and their system call) stall, at chosen rates, so that tests
-// can show every failure ends in a defined outcome (docs/RELIABILITY.md lists them).
+// munmap & co., between their teardown and their system call) stall, and the userfaultfd
+// handler leave events to others, at chosen rates, so that tests can show every failure ends in a defined outcome (docs/RELIABILITY.md lists them).
 //
 // Compiled in always; off unless Options::inject sets a rate. When off, a site costs one
 // load of a bool that is false for the runtime's life (a predicted branch). fire() is
 // lock-free and async-signal-safe (one atomic add, no allocation): it is called on the fault
-// path, under the state lock and in the userfaultfd handler.
+// path, under the state lock and in the userfaultfd handler. The fault path reads it, so the
+// runtime allocates it in runtime memory (api/runtime_impl.hpp).
 #pragma once
-
-#include "os/arena.hpp"
 
 #include <hetmm/hetmm.hpp>
 
 #include <atomic>
 #include <cstdint>
 
-namespace hetmm::core {
+namespace hetmm::base {
 
-class FaultInjector : public os::RuntimeAllocated {
+class FaultInjector {
  public:
   enum Point : unsigned {
     frame_alloc,
@@ -62,4 +62,4 @@ class FaultInjector : public os::RuntimeAllocated {
   std::atomic<std::uint64_t> count_[kPoints] = {};
 };
 
-}  // namespace hetmm::core
+}  // namespace hetmm::base

@@ -1,9 +1,9 @@
-#include "core/lock_order.hpp"
+#include "base/lock_order.hpp"
 
 #include <cstdlib>
 #include <unistd.h>
 
-namespace hetmm::core::lock_order {
+namespace hetmm::base::lock_order {
 
 const char* name(Rank r) {
   switch (r) {
@@ -78,7 +78,7 @@ void acquire(Rank r, bool nested) {
     if (held < r || (nested && held == r)) continue;
     (Message() << "hetmm: lock order violation: taking " << name(r) << " [rank "
                << rank_number(r) << "] while holding " << name(held) << " [rank "
-               << rank_number(held) << "] (see src/core/lock_order.hpp)")
+               << rank_number(held) << "] (see src/base/lock_order.hpp)")
         .die();
   }
   record(r);
@@ -101,4 +101,4 @@ void release(Rank r) {
 unsigned held_count() { return t_held.count; }
 #endif
 
-}  // namespace hetmm::core::lock_order
+}  // namespace hetmm::base::lock_order

@@ -1,10 +1,10 @@
-#include "core/fault_injector.hpp"
+#include "base/fault_injector.hpp"
 
 #include <cerrno>
 #include <cmath>
 #include <ctime>
 
-namespace hetmm::core {
+namespace hetmm::base {
 
 namespace {
 std::uint64_t threshold_of(double p) {
@@ -64,4 +64,4 @@ InjectedFaults FaultInjector::counts() const {
   return f;
 }
 
-}  // namespace hetmm::core
+}  // namespace hetmm::base

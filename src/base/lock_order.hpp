@@ -1,3 +1,4 @@
+// Layer base: includes only the standard library and <hetmm/hetmm.hpp>.
 // Lock order: every mutex of the library has a rank, and a thread takes locks only in
 // increasing rank. Debug builds (!NDEBUG) check it: each thread keeps the ranks it holds, and
 // blocking on a lock whose rank is not strictly greater than every rank the thread already holds
@@ -34,12 +35,12 @@
 // malloc, initial-exec TLS) and the message goes out with write(2): the checker runs on the
 // fault path and in the SIGSEGV handler.
 //
-// This header depends on nothing else in the library: every layer (os/ included) uses it.
+// Every layer (os/ included) uses it.
 #pragma once
 
 #include <mutex>
 
-namespace hetmm::core::lock_order {
+namespace hetmm::base::lock_order {
 
 enum class Rank : unsigned char {
   launch = 1,
@@ -131,4 +132,4 @@ class UniqueLock {
   std::unique_lock<std::mutex> lock_;
 };
 
-}  // namespace hetmm::core::lock_order
+}  // namespace hetmm::base::lock_order

@@ -1,22 +1,24 @@
+// Layer base: includes only the standard library and <hetmm/hetmm.hpp>.
 // A sparse table keyed by 2 MiB block number: four levels of 512 atomic pointers.
 //
 // Lookups are lock-free (workers, the userfaultfd handler and signal handlers read it);
-// insertions happen under the owner's lock. Nodes and leaves live in runtime memory and are
-// freed only when the table is destroyed, so a reader never sees a freed node.
+// insertions happen under the owner's lock. Nodes and leaves come from `Memory` (for hetmm's
+// tables, os::RuntimeMemory: runtime memory, which the fault path may touch) and are freed only
+// when the table is destroyed, so a reader never sees a freed node. Memory provides
+// `template <class T, class... A> static T* make(A&&...)` and `template <class T> static void
+// destroy(T*)`.
 #pragma once
-
-#include "os/arena.hpp"
 
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
 
-namespace hetmm::core {
+namespace hetmm::base {
 
-template <class Leaf>
+template <class Leaf, class Memory>
 class RadixTable {
  public:
-  RadixTable() { root_ = os::arena_new<Node>(); }
+  RadixTable() { root_ = Memory::template make<Node>(); }
   ~RadixTable() { destroy(root_, 0); }
   RadixTable(const RadixTable&) = delete;
   RadixTable& operator=(const RadixTable&) = delete;
@@ -38,7 +40,7 @@ class RadixTable {
       auto& s = n->slot[index(key, level)];
       void* next = s.load(std::memory_order_acquire);
       if (next == nullptr) {
-        next = os::arena_new<Node>();
+        next = Memory::template make<Node>();
         s.store(next, std::memory_order_release);
       }
       n = static_cast<Node*>(next);
@@ -79,12 +81,12 @@ class RadixTable {
     for (auto& s : n->slot) {
       void* p = s.load(std::memory_order_relaxed);
       if (p == nullptr) continue;
-      if (level == kLevels - 1) os::arena_delete(static_cast<Leaf*>(p));
+      if (level == kLevels - 1) Memory::destroy(static_cast<Leaf*>(p));
       else destroy(static_cast<Node*>(p), level + 1);
     }
-    os::arena_delete(n);
+    Memory::destroy(n);
   }
   Node* root_;
 };
 
-}  // namespace hetmm::core
+}  // namespace hetmm::base
