@@ -41,12 +41,14 @@ done
 echo "load stage: $passes passes of $count concurrency-sensitive tests in $((SECONDS - start)) s" \
      "under hetmm load, no failure"
 
+seed=1
 for mode in userfaultfd mprotect; do
-  if ! "$hetmm" --tracking "$mode" stress --seconds 20 --seed $((RANDOM + 1)) > "$log" 2>&1; then
+  if ! "$hetmm" --tracking "$mode" stress --seconds 20 --seed "$seed" > "$log" 2>&1; then
     cat "$log"
     echo "load stage: hetmm stress ($mode) FAILED under hetmm load"
     exit 1
   fi
   tail -n 3 "$log"
+  seed=$((seed + 1000))
 done
 echo "$((passes * count)) passed, 0 failed"
