@@ -128,16 +128,21 @@ struct FaultInjection {
   double event_defer = 0;      // the userfaultfd handler leaves an UNMAP/REMOVE/REMAP event it
                                // read for the next holder of the state lock, as when it finds
                                // the lock busy
+  double move_miscount = 0;    // a zero-copy block move moves the whole block but reports half
+                               // of it moved (Linux 6.18's UFFDIO_MOVE, failing part way under
+                               // memory load, reported less than it had moved)
+  double decision_delay = 0;   // the userfaultfd handler pauses between deciding that a faulting
+                               // page is not hetmm's and serving it (a zero page, write access)
   unsigned max_delay_us = 200;  // longest injected sleep
 };
 
 // How many faults were injected, by kind.
 struct InjectedFaults {
   std::uint64_t frame_alloc = 0, copy = 0, uffd_ioctl = 0, service_delay = 0, worker_stall = 0,
-                host_change = 0, event_defer = 0;
+                host_change = 0, event_defer = 0, move_miscount = 0, decision_delay = 0;
   std::uint64_t total() const {
     return frame_alloc + copy + uffd_ioctl + service_delay + worker_stall + host_change +
-           event_defer;
+           event_defer + move_miscount + decision_delay;
   }
 };
 

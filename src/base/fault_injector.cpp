@@ -22,6 +22,8 @@ FaultInjector::FaultInjector(const FaultInjection& c) {
   threshold_[worker_stall] = threshold_of(c.worker_stall);
   threshold_[host_change] = threshold_of(c.host_change);
   threshold_[event_defer] = threshold_of(c.event_defer);
+  threshold_[move_miscount] = threshold_of(c.move_miscount);
+  threshold_[decision_delay] = threshold_of(c.decision_delay);
   max_delay_us_ = c.max_delay_us;
   state_.store(c.seed, std::memory_order_relaxed);
   for (std::uint64_t t : threshold_) enabled_ |= t != 0;
@@ -61,6 +63,8 @@ InjectedFaults FaultInjector::counts() const {
   f.worker_stall = count(worker_stall);
   f.host_change = count(host_change);
   f.event_defer = count(event_defer);
+  f.move_miscount = count(move_miscount);
+  f.decision_delay = count(decision_delay);
   return f;
 }
 

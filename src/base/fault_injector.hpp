@@ -28,6 +28,8 @@ class FaultInjector {
     worker_stall,
     host_change,
     event_defer,
+    move_miscount,
+    decision_delay,
     kPoints
   };
 

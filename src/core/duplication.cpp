@@ -37,7 +37,8 @@ std::size_t Mirror::duplicate_run(std::size_t device, std::uintptr_t start, std:
   invalidate_all(start, end);
   // CPU writes wait from here (the flag), and fault once the range is write-protected: the
   // copy below is then the page's last word until a write drops it.
-  for (std::size_t k = 0; k < n; ++k) b->flags[i0 + k].store(kMigrating, std::memory_order_release);
+  for (std::size_t k = 0; k < n; ++k) b->flags[i0 + k].store(kMigrating, std::memory_order_seq_cst);
+  tracker_->quiesce();  // a write access the handler gave back before the mark lands first
   if (tracker_->prepare(start, len, vma) < 0) return abort(false);
   if (tracker_->freeze(start, len) < 0) return abort(true);
   os::query_pages(start, n, bits_);

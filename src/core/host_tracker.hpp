@@ -23,6 +23,14 @@ class HostTracker {
   virtual Tracking mode() const = 0;
   // Make [start, start+len) (inside vma) trackable. Returns 0 or -errno.
   virtual int prepare(std::uintptr_t start, std::size_t len, const os::Vma& vma) = 0;
+  // After pages were marked (kMigrating): waits until no CPU-fault decision taken without the
+  // state lock before the mark is still being carried out. The userfaultfd handler serves a
+  // fault on a page that is not hetmm's without the lock (a zero page, or its write access
+  // back); decided just before a migration marked the page and carried out just after the
+  // page left (a zero-copy move, a copy's write-protect), it put a zero page where the
+  // device's data belonged, or let a write in under the copy (issue 16). Never blocks for long:
+  // the decision and its one ioctl take no lock.
+  virtual void quiesce() {}
   // Stop CPU writes: from here until revoke or thaw, a CPU write waits for the state lock.
   virtual int freeze(std::uintptr_t start, std::size_t len) = 0;
   virtual void thaw(std::uintptr_t start, std::size_t len, int prot) = 0;

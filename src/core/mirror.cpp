@@ -333,6 +333,15 @@ std::uintptr_t Mirror::system_only_end(std::uintptr_t start, std::uintptr_t end)
   return end;
 }
 
+void Mirror::zero_unless_arrived(device::DeviceBackend* dev, std::size_t k, std::size_t run) {
+  // frames_[k..k+run) are consecutive pages of one chunk of movable device memory.
+  std::uint8_t here[os::kPagesPerBlock];
+  os::query_pages(reinterpret_cast<std::uintptr_t>(dev->frame_host_address(frames_[k])), run,
+                  here);
+  for (std::size_t j = 0; j < run; ++j)
+    if (!(here[j] & (os::kPagePresent | os::kPageSwapped))) dev->zero_frames(frames_ + k + j, 1);
+}
+
 std::size_t Mirror::migrate_run_in(std::size_t device, std::uintptr_t start, std::uintptr_t end,
                                    const os::Vma& vma, bool* out_of_memory) {
   device::DeviceBackend* dev = devices_[device];
@@ -368,7 +377,7 @@ std::size_t Mirror::migrate_run_in(std::size_t device, std::uintptr_t start, std
   // Pages [0, kept) are in device memory for good (a move cannot be undone here); the rest
   // go back to being the system's, frames freed.
   auto give_up = [&](std::size_t kept, std::uintptr_t thaw_from, bool thaw) {
-    if (thaw) tracker_->thaw(thaw_from, end - thaw_from, vma.prot());
+      if (thaw) tracker_->thaw(thaw_from, end - thaw_from, vma.prot());
     for (std::size_t k = kept; k < n; ++k) {
       dev->free_frame(frames_[k]);
       b->flags[i0 + k].store(0, std::memory_order_release);
@@ -381,7 +390,9 @@ std::size_t Mirror::migrate_run_in(std::size_t device, std::uintptr_t start, std
   //    marked; marking first would let the shootdown wait for a worker that waits for us.
   invalidate_all(start, end);
   // 2. Mark the pages: from here a CPU fault on them waits for the state lock.
-  for (std::size_t k = 0; k < n; ++k) b->flags[i0 + k].store(kMigrating, std::memory_order_release);
+  for (std::size_t k = 0; k < n; ++k) b->flags[i0 + k].store(kMigrating, std::memory_order_seq_cst);
+  //    A zero page or write access the handler decided on before the mark lands first.
+  tracker_->quiesce();
   if (tracker_->prepare(start, len, vma) < 0) return give_up(0, start, false);
   // 3a. By move: each page leaves the CPU's page table as it lands in device memory, atomically
   //     (a CPU write lands before, and moves with the page, or faults after and waits for the
@@ -390,6 +401,19 @@ std::size_t Mirror::migrate_run_in(std::size_t device, std::uintptr_t start, std
   if (by_move) {
     long r = dev->move_block_in(frames_[0], reinterpret_cast<const void*>(start));
     moved = r > 0 ? static_cast<std::size_t>(r) / kPageSize : 0;
+    // A short move's count is not the truth: Linux 6.18's UFFDIO_MOVE, failing part way under
+    // memory load (compaction, khugepaged), reported fewer bytes than it had moved, and the
+    // pages it left out of the count, already in the chunk, were zero-filled as untouched
+    // (found by the load stage: ZeroCopy.ConcurrentCpuWritesAreNeverLost, 1 run in 20). What is
+    // no longer in the CPU's page table moved: into the chunk, or as a hole (untouched, which
+    // reads as zeros there too). A CPU touch cannot bring one back meanwhile: the pages are
+    // marked, and their faults wait for the state lock.
+    if (moved < n) {
+      os::query_pages(start + moved * kPageSize, n - moved, bits_);
+      std::size_t gone = 0;
+      while (moved + gone < n && !(bits_[gone] & (os::kPagePresent | os::kPageSwapped))) ++gone;
+      moved += gone;
+    }
     if (moved == n) counters_[device].blocks_moved_in.fetch_add(1, std::memory_order_relaxed);
   }
   // 3b. By copy: stop CPU writes, then copy what is there (untouched pages are zero-filled, not
@@ -417,6 +441,10 @@ std::size_t Mirror::migrate_run_in(std::size_t device, std::uintptr_t start, std
         // A failed copy leaves the run in system memory, where the device maps it in place.
         auto* from = reinterpret_cast<void*>(start + k * kPageSize);
         ok = copy_with_retry([&] { return dev->copy_to_frames(frames_ + k, run, from); });
+      } else if (by_move) {
+        // After a short move, a page may be missing here because it went into the chunk
+        // (above): only what is in neither place is untouched.
+        zero_unless_arrived(dev, k, run);
       } else {
         dev->zero_frames(frames_ + k, run);
       }

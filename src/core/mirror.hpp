@@ -216,6 +216,9 @@ class Mirror final : public device::FaultResolver, public os::RuntimeAllocated {
   // Moves one run of system pages (one VMA) into device memory. Returns pages moved.
   std::size_t migrate_run_in(std::size_t device, std::uintptr_t start, std::uintptr_t end,
                              const os::Vma& vma, bool* out_of_memory);
+  // After a short zero-copy move: zero frames_[k, k + run) except the pages that arrived in
+  // the chunk (the kernel's count of a failed move can fall short of what it moved).
+  void zero_unless_arrived(device::DeviceBackend* dev, std::size_t k, std::size_t run);
   // 1: moved; 0: no free frame; -1: the copy failed (the page came home instead).
   int move_between_devices(std::size_t device, std::uintptr_t page);
   // Maps one page on the device (locally or in place). Returns false, mapping nothing, when the

@@ -220,6 +220,13 @@ void UffdTracker::forget(std::uintptr_t start, std::size_t len) {
 
 void UffdTracker::settle(std::uintptr_t start, std::size_t len) { os::uffd_wake(fd_, start, len); }
 
+void UffdTracker::quiesce() {
+  // Pairs with handle_fault: the mark (seq_cst stores of the page flags) and this load, against
+  // the handler's seq_cst store of the flag and its load of the page flags.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  while (unlocked_decision_.load(std::memory_order_acquire)) ::sched_yield();
+}
+
 void UffdTracker::handler_main(void* self) { static_cast<UffdTracker*>(self)->run_handler(); }
 
 void UffdTracker::zero_fill(std::uintptr_t page, bool write, bool write_protect) {
@@ -236,6 +243,14 @@ void UffdTracker::zero_fill(std::uintptr_t page, bool write, bool write_protect)
 
 bool UffdTracker::handle_fault(std::uintptr_t addr, bool write, bool wp, pid_t tid) {
   std::uintptr_t page = os::page_down(addr);
+  // From here to the end of a not-hetmm's answer, quiesce() waits: a migration that marks the
+  // page now either is seen below, or waits until our answer is in place (and then moves it).
+  unlocked_decision_.store(true, std::memory_order_seq_cst);
+  std::atomic_thread_fence(std::memory_order_seq_cst);  // the flag before the page's flags
+  struct Done {
+    std::atomic<bool>& flag;
+    ~Done() { flag.store(false, std::memory_order_release); }
+  } done{unlocked_decision_};
   if (mirror_->tracks(page)) {
     // The state-lock holder itself faulted on a page it is migrating, or reads in place (a
     // device_copy) an untouched page a device holds a copy of. Serve what the kernel would
@@ -248,6 +263,7 @@ bool UffdTracker::handle_fault(std::uintptr_t addr, bool write, bool wp, pid_t t
       zero_fill(page, write, /*write_protect=*/!write && mirror_->copied(page));
       return true;
     }
+    unlocked_decision_.store(false, std::memory_order_release);  // what follows takes the lock
     core::CpuFault r = mirror_->cpu_fault(page, write, /*try_only=*/true);
     if (r == core::CpuFault::busy) return false;
     // settle() woke the thread if the page came home; this covers the other outcomes (home
@@ -255,6 +271,7 @@ bool UffdTracker::handle_fault(std::uintptr_t addr, bool write, bool wp, pid_t t
     os::uffd_wake(fd_, page, os::kPageSize);
     return true;
   }
+  injector_->maybe_stall(base::FaultInjector::decision_delay);  // decided: not ours
   if (wp) {
     // Write-protected but not ours (a freeze that was thawed meanwhile, or a thaw that failed):
     // let it through. The ioctl fails with EAGAIN while an UNMAP/REMOVE/REMAP event is in

@@ -56,6 +56,7 @@ class UffdTracker final : public core::HostTracker, public os::RuntimeAllocated 
   int restore(std::uintptr_t start, const void* src, std::size_t len, int prot,
               std::size_t* settled) override;
   void discard(std::uintptr_t, std::size_t, int) override {}
+  void quiesce() override;
   void forget(std::uintptr_t start, std::size_t len) override;
   void settle(std::uintptr_t start, std::size_t len) override;
   bool serves_kernel_faults() const override { return !user_mode_only_; }
@@ -90,6 +91,9 @@ class UffdTracker final : public core::HostTracker, public os::RuntimeAllocated 
   bool user_mode_only_;
   std::uint64_t features_;
   core::Mirror* mirror_ = nullptr;
+  // The handler is deciding about, or serving, a fault on a page that is not hetmm's, without
+  // the state lock (quiesce() waits for it). Written by the handler thread only.
+  std::atomic<bool> unlocked_decision_{false};
   base::FaultInjector* injector_;
   os::OsThread handler_;
   void* zero_page_;

@@ -71,7 +71,13 @@ class SimDevice final : public DeviceBackend, public os::RuntimeAllocated {
     // An injected copy-engine failure stops the move half way, as the kernel does at a page it
     // cannot move: the mirror copies the rest (and gives up on it when the copy fails too).
     bool half = injector_->fire(base::FaultInjector::copy);
-    return pool_.move_into_chunk(first, src, half ? FramePool::kChunkSize / 2 : FramePool::kChunkSize);
+    long moved =
+        pool_.move_into_chunk(first, src, half ? FramePool::kChunkSize / 2 : FramePool::kChunkSize);
+    // The kernel's count of a move that failed part way can fall short of what it moved.
+    if (moved == static_cast<long>(FramePool::kChunkSize) &&
+        injector_->fire(base::FaultInjector::move_miscount))
+      return moved / 2;
+    return moved;
   }
   void block_moved_out(std::uint32_t first) override { pool_.chunk_emptied(first); }
   bool copy_to_frames(const std::uint32_t* frames, std::size_t n, const void* src) override;
