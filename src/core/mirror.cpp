@@ -114,7 +114,8 @@ bool Mirror::copied(std::uintptr_t addr) const {
 bool Mirror::tracks(std::uintptr_t addr) const {
   VaBlock* b = find_block(addr);
   if (b == nullptr) return false;
-  return (b->flags[os::page_index_in_block(addr)].load(std::memory_order_acquire) &
+  // seq_cst: the userfaultfd handler's side of HostTracker::quiesce (uffd_tracker.cpp).
+  return (b->flags[os::page_index_in_block(addr)].load(std::memory_order_seq_cst) &
           (kRevoked | kMigrating | kDuplicated)) != 0;
 }
 

@@ -221,10 +221,10 @@ void UffdTracker::forget(std::uintptr_t start, std::size_t len) {
 void UffdTracker::settle(std::uintptr_t start, std::size_t len) { os::uffd_wake(fd_, start, len); }
 
 void UffdTracker::quiesce() {
-  // Pairs with handle_fault: the mark (seq_cst stores of the page flags) and this load, against
-  // the handler's seq_cst store of the flag and its load of the page flags.
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  while (unlocked_decision_.load(std::memory_order_acquire)) ::sched_yield();
+  // Dekker with handle_fault, all seq_cst: the mark (page flags) then this load, against the
+  // handler's store of the flag then its load of the page flags (Mirror::tracks). One of the
+  // two sees the other.
+  while (unlocked_decision_.load(std::memory_order_seq_cst)) ::sched_yield();
 }
 
 void UffdTracker::handler_main(void* self) { static_cast<UffdTracker*>(self)->run_handler(); }
@@ -245,8 +245,7 @@ bool UffdTracker::handle_fault(std::uintptr_t addr, bool write, bool wp, pid_t t
   std::uintptr_t page = os::page_down(addr);
   // From here to the end of a not-hetmm's answer, quiesce() waits: a migration that marks the
   // page now either is seen below, or waits until our answer is in place (and then moves it).
-  unlocked_decision_.store(true, std::memory_order_seq_cst);
-  std::atomic_thread_fence(std::memory_order_seq_cst);  // the flag before the page's flags
+  unlocked_decision_.store(true, std::memory_order_seq_cst);  // before tracks() reads the flags
   struct Done {
     std::atomic<bool>& flag;
     ~Done() { flag.store(false, std::memory_order_release); }
