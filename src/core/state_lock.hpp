@@ -15,6 +15,7 @@
 #include <atomic>
 #include <cstdint>
 #include <mutex>
+#include <sched.h>
 #include <sys/types.h>
 
 namespace hetmm::core {
@@ -52,6 +53,11 @@ class StateLock {
     deferred_arg_ = arg;
   }
   void post_deferred() { deferred_.store(true, std::memory_order_seq_cst); }
+  // The userfaultfd handler is between reading events and queueing them (its thread id):
+  // whoever else takes the lock meanwhile waits for the queue to be complete. The handler
+  // takes no lock while reading, so the wait is short.
+  void begin_reading(pid_t reader) { reading_.store(reader, std::memory_order_seq_cst); }
+  void end_reading() { reading_.store(0, std::memory_order_seq_cst); }
   // Clears the flag; the caller then takes everything posted so far (a post after this sets
   // it again, for the next holder).
   void take_deferred() { deferred_.store(false, std::memory_order_seq_cst); }
@@ -80,13 +86,16 @@ class StateLock {
 
  private:
   void acquired() {
-    owner_.store(current_tid(), std::memory_order_relaxed);
+    pid_t me = current_tid();
+    owner_.store(me, std::memory_order_relaxed);
+    for (pid_t r; (r = reading_.load(std::memory_order_seq_cst)) != 0 && r != me;) sched_yield();
     if (deferred_.load(std::memory_order_seq_cst) && deferred_fn_ != nullptr)
       deferred_fn_(deferred_arg_);
   }
 
   base::lock_order::RankedMutex<base::lock_order::Rank::state> mutex_;
   std::atomic<bool> deferred_{false};
+  std::atomic<pid_t> reading_{0};
   void (*deferred_fn_)(void*) = nullptr;
   void* deferred_arg_ = nullptr;
   std::atomic<pid_t> owner_{0};

@@ -324,29 +324,23 @@ void UffdTracker::run_handler() {
     }
     npending = kept;
     if (!(fds[0].revents & POLLIN)) continue;
+    // The kernel lets a munmap caller go on as soon as its UNMAP event is read, before the event
+    // is in the mirror's queue: from the read until every event of the batch is queued, a new
+    // holder of the state lock waits (StateLock::begin_reading), or a device read of memory
+    // mapped right after the munmap would still find the old device mappings.
+    auto& lock = mirror_->state_lock();
+    lock.begin_reading(core::current_tid());
     ssize_t n = ::read(fd_, msgs, sizeof msgs);
-    if (n <= 0) continue;
+    if (n <= 0) {
+      lock.end_reading();
+      continue;
+    }
     std::size_t count = static_cast<std::size_t>(n) / sizeof(uffd_msg);
     // Stamp events at once: pages that leave system memory after this moment are not theirs.
     std::uint64_t stamp = mirror_->event_stamp();
+    // Events first (faults in their ranges wait behind them), then the faults, in order.
     for (std::size_t i = 0; i < count; ++i) {
       const uffd_msg& m = msgs[i];
-      if (m.event == UFFD_EVENT_PAGEFAULT) {
-        auto addr = static_cast<std::uintptr_t>(m.arg.pagefault.address);
-        bool write = (m.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE) != 0;
-        bool wp = (m.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) != 0;
-        auto tid = static_cast<pid_t>(m.arg.pagefault.feat.ptid);
-        if (!behind_event(addr, tid) && handle_fault(addr, write, wp, tid)) continue;
-        if (npending < kPending) {
-          pending[npending++] = PendingFault{addr, write, wp, tid};
-          continue;
-        }
-        while (behind_event(addr, tid) || !handle_fault(addr, write, wp, tid)) {
-          ::poll(nullptr, 0, 1);
-          apply_pending();
-        }
-        continue;
-      }
       core::Mirror::HostEvent e{};
       if (m.event == UFFD_EVENT_REMOVE) {
         // Ours (a revocation) or the program's (a MADV_DONTNEED/FREE/REMOVE that bypassed the
@@ -360,11 +354,34 @@ void UffdTracker::run_handler() {
       } else {
         continue;
       }
-      while (!mirror_->post_event(e)) {  // full: the oldest must go first
-        ::poll(nullptr, 0, 1);
-        mirror_->apply_events(/*try_only=*/true);
+      if (!mirror_->post_event(e)) {
+        // Full: the oldest must go first, by whoever holds the lock, who must not wait for us.
+        lock.end_reading();
+        while (!mirror_->post_event(e)) {
+          ::poll(nullptr, 0, 1);
+          mirror_->apply_events(/*try_only=*/true);
+        }
+        lock.begin_reading(core::current_tid());
       }
-      apply_pending();
+    }
+    lock.end_reading();
+    apply_pending();
+    for (std::size_t i = 0; i < count; ++i) {
+      const uffd_msg& m = msgs[i];
+      if (m.event != UFFD_EVENT_PAGEFAULT) continue;
+      auto addr = static_cast<std::uintptr_t>(m.arg.pagefault.address);
+      bool write = (m.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE) != 0;
+      bool wp = (m.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) != 0;
+      auto tid = static_cast<pid_t>(m.arg.pagefault.feat.ptid);
+      if (!behind_event(addr, tid) && handle_fault(addr, write, wp, tid)) continue;
+      if (npending < kPending) {
+        pending[npending++] = PendingFault{addr, write, wp, tid};
+        continue;
+      }
+      while (behind_event(addr, tid) || !handle_fault(addr, write, wp, tid)) {
+        ::poll(nullptr, 0, 1);
+        apply_pending();
+      }
     }
   }
 }
