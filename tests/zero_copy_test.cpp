@@ -180,35 +180,43 @@ TEST(ZeroCopy, WriteOnlyPagesStillArriveAsZeros) {
   rt.deallocate(p);
 }
 
-TEST(ZeroCopy, ConcurrentCpuWritesAreNeverLost) {
-  SKIP_WITHOUT_MOVE();
-  Runtime rt(zero_copy_options());
-  auto* p = static_cast<std::uint64_t*>(rt.allocate(kBlock));
-  std::memset(p, 0, kBlock);
-  // The writer puts an increasing count into one word per page, round after round: after each
-  // store the word must read back what was stored, whatever moved meanwhile.
+// A CPU writer puts an increasing count into one word per page of p's block, round after round,
+// while the block moves to device 0 and back `cycles` times. Returns the last full round; after
+// each store the word must read back what was stored (*bad counts the misses).
+std::uint64_t move_under_a_writer(Runtime& rt, std::uint64_t* p, int cycles, std::uint64_t* bad) {
   const std::size_t stride = kPage / sizeof(std::uint64_t);
   std::atomic<bool> stop{false};
-  std::atomic<std::uint64_t> bad{0}, rounds{0};
+  std::atomic<std::uint64_t> misses{0}, rounds{0};
   std::thread writer([&] {
     for (std::uint64_t v = 1; !stop.load(std::memory_order_relaxed); ++v) {
       for (std::size_t i = 0; i < kBlock / sizeof(std::uint64_t); i += stride) {
         reinterpret_cast<volatile std::uint64_t*>(p)[i] = v;
-        if (reinterpret_cast<volatile std::uint64_t*>(p)[i] != v) bad.fetch_add(1);
+        if (reinterpret_cast<volatile std::uint64_t*>(p)[i] != v) misses.fetch_add(1);
       }
       rounds.store(v);
     }
   });
   while (rounds.load() < 2) std::this_thread::yield();
-  for (int r = 0; r < 200; ++r) {
+  for (int r = 0; r < cycles; ++r) {
     rt.prefetch(p, kBlock, Location::device(0));
     rt.prefetch(p, kBlock, Location::system());
   }
   stop = true;
   writer.join();
-  EXPECT_EQ(bad.load(), 0u);
+  *bad = misses.load();
+  return rounds.load();
+}
+
+TEST(ZeroCopy, ConcurrentCpuWritesAreNeverLost) {
+  SKIP_WITHOUT_MOVE();
+  Runtime rt(zero_copy_options());
+  auto* p = static_cast<std::uint64_t*>(rt.allocate(kBlock));
+  std::memset(p, 0, kBlock);
+  std::uint64_t bad = 0;
+  std::uint64_t last = move_under_a_writer(rt, p, 200, &bad);
+  EXPECT_EQ(bad, 0u);
   // Every page holds the last round's value or the one before it (the round in flight).
-  std::uint64_t last = rounds.load();
+  const std::size_t stride = kPage / sizeof(std::uint64_t);
   for (std::size_t i = 0; i < kBlock / sizeof(std::uint64_t); i += stride)
     ASSERT_TRUE(p[i] == last || p[i] == last + 1) << "page " << i / stride << ": " << p[i];
   rt.deallocate(p);
@@ -263,24 +271,9 @@ TEST(ZeroCopy, AnUnlockedFaultAnswerNeverLandsUnderAMove) {
   Runtime rt(o);
   auto* p = static_cast<std::uint64_t*>(rt.allocate(kBlock));
   std::memset(p, 0, kBlock);
+  std::uint64_t bad = 0;
+  std::uint64_t last = move_under_a_writer(rt, p, 100, &bad);
   const std::size_t stride = kPage / sizeof(std::uint64_t);
-  std::atomic<bool> stop{false};
-  std::atomic<std::uint64_t> rounds{0};
-  std::thread writer([&] {
-    for (std::uint64_t v = 1; !stop.load(std::memory_order_relaxed); ++v) {
-      for (std::size_t i = 0; i < kBlock / sizeof(std::uint64_t); i += stride)
-        reinterpret_cast<volatile std::uint64_t*>(p)[i] = v;
-      rounds.store(v);
-    }
-  });
-  while (rounds.load() < 2) std::this_thread::yield();
-  for (int r = 0; r < 100; ++r) {
-    rt.prefetch(p, kBlock, Location::device(0));
-    rt.prefetch(p, kBlock, Location::system());
-  }
-  stop = true;
-  writer.join();
-  std::uint64_t last = rounds.load();
   EXPECT_GT(rt.injected_faults().decision_delay, 0u);
   for (std::size_t i = 0; i < kBlock / sizeof(std::uint64_t); i += stride)
     ASSERT_TRUE(p[i] == last || p[i] == last + 1) << "page " << i / stride << ": " << p[i];

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -29,26 +30,29 @@ constexpr std::uint64_t PAGE_IS_PFNZERO = 1u << 5;
 constexpr std::uint64_t PAGE_IS_HUGE = 1u << 6;
 constexpr unsigned long PAGEMAP_SCAN = _IOWR('f', 16, pm_scan_arg);
 
-// The descriptor is kept open, with the process it belongs to: /proc/self/pagemap names the
-// process that opened it, and a forked child inherits the descriptor. Read in the child, it
-// described the parent's memory: pages the child had written but the parent had not looked
-// untouched, and a migration zero-filled them (found by the privileges test, which forks a
-// child that uses hetmm, when an earlier test in the same process had migrated pages).
-// Packed as (pid << 32) | (fd + 2); 0: not opened yet.
+// The descriptor is kept open. /proc/self/pagemap names the process that opened it, and a forked
+// child inherits the descriptor: read in the child, it described the parent's memory, pages the
+// child had written but the parent had not looked untouched, and a migration zero-filled them
+// (found by the privileges test, which forks a child that uses hetmm, when an earlier test in
+// the same process had migrated pages). A fork handler, installed with the first open, closes
+// it in the child, so the scan path pays no system call to check whose it is.
+std::atomic<int> g_pagemap_fd{-2};  // -2: not opened yet
+
+void forget_pagemap_in_child() {
+  int fd = g_pagemap_fd.exchange(-2);
+  if (fd >= 0) ::close(fd);
+}
+
 int pagemap_fd() {
-  static std::atomic<std::uint64_t> cached{0};
-  auto pid = static_cast<std::uint32_t>(sys_getpid());
-  std::uint64_t c = cached.load(std::memory_order_acquire);
-  if (c != 0 && (c >> 32) == pid) return static_cast<int>(c & 0xffffffffu) - 2;
+  int f = g_pagemap_fd.load(std::memory_order_acquire);
+  if (f != -2) return f;
+  static const int handler = ::pthread_atfork(nullptr, nullptr, &forget_pagemap_in_child);
+  (void)handler;
   int nf = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-  std::uint64_t mine = (std::uint64_t{pid} << 32) | static_cast<std::uint32_t>(nf + 2);
-  if (cached.compare_exchange_strong(c, mine, std::memory_order_acq_rel)) {
-    int inherited = c == 0 ? -1 : static_cast<int>(c & 0xffffffffu) - 2;
-    if (inherited >= 0) ::close(inherited);  // the parent's, copied into this process by fork
-    return nf;
-  }
+  int expected = -2;
+  if (g_pagemap_fd.compare_exchange_strong(expected, nf, std::memory_order_acq_rel)) return nf;
   if (nf >= 0) ::close(nf);  // another thread opened it first
-  return static_cast<int>(c & 0xffffffffu) - 2;
+  return expected;
 }
 
 std::atomic<int> scan_state{0};  // 0 unknown, 1 works, -1 refused

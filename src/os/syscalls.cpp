@@ -65,7 +65,6 @@ long sys_pread(int fd, void* buf, std::size_t n, off_t off) {
   return raw(SYS_pread64, fd, reinterpret_cast<long>(buf), static_cast<long>(n), off, 0, 0);
 }
 pid_t sys_gettid() { return static_cast<pid_t>(syscall(SYS_gettid)); }
-pid_t sys_getpid() { return static_cast<pid_t>(syscall(SYS_getpid)); }
 
 namespace {
 // A sparse memfd that every runtime mapping maps privately (see syscalls.hpp).

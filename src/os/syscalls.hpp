@@ -25,7 +25,6 @@ long sys_ioctl(int fd, unsigned long request, void* arg);
 long sys_pwrite(int fd, const void* buf, std::size_t n, off_t off);
 long sys_pread(int fd, void* buf, std::size_t n, off_t off);
 pid_t sys_gettid();
-pid_t sys_getpid();
 
 // Memory that belongs to the runtime: a private mapping of a memfd. Being file-backed it never
 // migrates (only private anonymous memory does), so the runtime's own state can never be revoked
