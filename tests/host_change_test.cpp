@@ -161,6 +161,14 @@ TEST_P(HostChange, MigrationsInAnMremapsWindowKeepEveryByte) {
   }
 }
 
+// The device and the CPU both still see m filled with the pattern of seed.
+void expect_intact(Device& dev, const Mapping& m, std::uint32_t seed) {
+  std::vector<std::byte> out(m.size());
+  dev.read(m.get(), out.data(), out.size());
+  EXPECT_TRUE(check_pattern(out.data(), out.size(), seed));
+  EXPECT_TRUE(check_pattern(m.get(), m.size(), seed));
+}
+
 // MADV_REMOVE is for shared memory: on private anonymous memory the kernel refuses it (EINVAL)
 // and discards nothing. The hook dropped the device's only copy all the same.
 TEST_P(HostChange, ARefusedDiscardKeepsDeviceData) {
@@ -170,10 +178,7 @@ TEST_P(HostChange, ARefusedDiscardKeepsDeviceData) {
   errno = 0;
   EXPECT_EQ(::madvise(m.get(), m.size(), MADV_REMOVE), -1);
   EXPECT_EQ(errno, EINVAL);
-  std::vector<std::byte> out(m.size());
-  rt.device(0).read(m.get(), out.data(), out.size());
-  EXPECT_TRUE(check_pattern(out.data(), out.size(), 190));
-  EXPECT_TRUE(check_pattern(m.get(), m.size(), 190));
+  expect_intact(rt.device(0), m, 190);
 }
 
 // mmap(MAP_FIXED) with a bad descriptor fails before it replaces anything: the old mapping, and
@@ -188,10 +193,7 @@ TEST_P(HostChange, ARefusedFixedMmapKeepsDeviceData) {
   errno = 0;
   EXPECT_EQ(::mmap(m.get(), m.size(), PROT_READ, MAP_SHARED | MAP_FIXED, bad, 0), MAP_FAILED);
   EXPECT_EQ(errno, EBADF);
-  std::vector<std::byte> out(m.size());
-  rt.device(0).read(m.get(), out.data(), out.size());
-  EXPECT_TRUE(check_pattern(out.data(), out.size(), 191));
-  EXPECT_TRUE(check_pattern(m.get(), m.size(), 191));
+  expect_intact(rt.device(0), m, 191);
 }
 
 // A munmap that bypasses the hooks (glibc's free() of a large block makes it from inside the

@@ -7,6 +7,7 @@
 // with Errc::device_lost. Without UFFD_FEATURE_EVENT_FORK the kernel drops userfaultfd
 // registrations in the child, which is what we want: its memory is ordinary memory.
 #include "host/registry.hpp"
+#include "os/pagemap.hpp"
 
 #include <pthread.h>
 
@@ -31,6 +32,7 @@ void parent() {
 void child() {
   // Before anything compares thread ids: a lock's holder, a fault's thread (userfaultfd's ptid).
   core::forget_current_tid();
+  os::forget_pagemap();  // the descriptor describes the parent's memory
   for (auto& s : g_slots) {
     Registered* r = s.load(std::memory_order_acquire);
     if (r != nullptr && !r->orphaned.load()) {

@@ -7,7 +7,6 @@
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
-#include <pthread.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -34,20 +33,13 @@ constexpr unsigned long PAGEMAP_SCAN = _IOWR('f', 16, pm_scan_arg);
 // child inherits the descriptor: read in the child, it described the parent's memory, pages the
 // child had written but the parent had not looked untouched, and a migration zero-filled them
 // (found by the privileges test, which forks a child that uses hetmm, when an earlier test in
-// the same process had migrated pages). A fork handler, installed with the first open, closes
-// it in the child, so the scan path pays no system call to check whose it is.
+// the same process had migrated pages). fork's child handler (host/fork.cpp) closes it through
+// forget_pagemap(), so the scan path pays no system call to check whose it is.
 std::atomic<int> g_pagemap_fd{-2};  // -2: not opened yet
-
-void forget_pagemap_in_child() {
-  int fd = g_pagemap_fd.exchange(-2);
-  if (fd >= 0) ::close(fd);
-}
 
 int pagemap_fd() {
   int f = g_pagemap_fd.load(std::memory_order_acquire);
   if (f != -2) return f;
-  static const int handler = ::pthread_atfork(nullptr, nullptr, &forget_pagemap_in_child);
-  (void)handler;
   int nf = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
   int expected = -2;
   if (g_pagemap_fd.compare_exchange_strong(expected, nf, std::memory_order_acq_rel)) return nf;
@@ -132,6 +124,11 @@ bool pagemap_scan_supported() {
   static char probe[kPageSize] __attribute__((aligned(4096)));
   query_pages(reinterpret_cast<std::uintptr_t>(probe), 1, b);
   return scan_state.load() == 1;
+}
+
+void forget_pagemap() {
+  int fd = g_pagemap_fd.exchange(-2);
+  if (fd >= 0) ::close(fd);
 }
 
 }  // namespace hetmm::os

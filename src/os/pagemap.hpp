@@ -26,4 +26,7 @@ bool query_pages(std::uintptr_t start, std::size_t npages, std::uint8_t* out);
 // Whether PAGEMAP_SCAN is available (for `hetmm info`).
 bool pagemap_scan_supported();
 
+// In a forked child: the cached /proc/self/pagemap descriptor is the parent's; close it.
+void forget_pagemap();
+
 }  // namespace hetmm::os
