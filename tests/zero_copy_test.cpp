@@ -274,7 +274,8 @@ TEST(ZeroCopy, AnUnlockedFaultAnswerNeverLandsUnderAMove) {
   std::uint64_t bad = 0;
   std::uint64_t last = move_under_a_writer(rt, p, 100, &bad);
   const std::size_t stride = kPage / sizeof(std::uint64_t);
-  EXPECT_GT(rt.injected_faults().decision_delay, 0u);
+  // No check that a delay was injected: a "not hetmm's" answer needs a stale fault, which only
+  // the machine's timing gives (a busy machine ran whole tests without one).
   for (std::size_t i = 0; i < kBlock / sizeof(std::uint64_t); i += stride)
     ASSERT_TRUE(p[i] == last || p[i] == last + 1) << "page " << i / stride << ": " << p[i];
   rt.deallocate(p);
