@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The include graph reads bottom-up (docs/ARCHITECTURE.md, "Layers"):
-#   base -> os -> device, telemetry -> policy -> core -> host -> api -> spirv
+#   base -> os -> device, telemetry -> policy -> core -> host -> api -> spirv -> opencl
 # Each layer includes only itself and what this table allows; every header of src/ says its
 # layer's line as its first line. Run by CTest (layers.includes); prints each violation.
 set -euo pipefail
@@ -15,6 +15,7 @@ declare -A allowed=(
   [host]="base os device core"
   [api]="base os device telemetry policy core host"
   [spirv]="base os device telemetry policy core host api"
+  [opencl]="spirv"
 )
 bad=0
 for dir in "$src"/*/; do

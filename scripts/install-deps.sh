@@ -31,6 +31,10 @@ command -v llvm-spirv-15 >/dev/null 2>&1 || need+=(llvm-spirv-15)
 [ -f /usr/include/CL/cl.h ] || need+=(opencl-headers)
 ls /usr/lib/x86_64-linux-gnu/libOpenCL.so >/dev/null 2>&1 || need+=(ocl-icd-opencl-dev)
 [ -f /etc/OpenCL/vendors/pocl.icd ] || need+=(pocl-opencl-icd)
+# The OpenCL platform (issue 13): the clients its tests run through the ICD loader.
+command -v clinfo >/dev/null 2>&1 || need+=(clinfo)
+/usr/bin/python3 -c 'import pyopencl, numpy' >/dev/null 2>&1 || need+=(python3-pyopencl python3-numpy)
+command -v clpeak >/dev/null 2>&1 || need+=(clpeak)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

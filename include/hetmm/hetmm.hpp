@@ -17,6 +17,7 @@
 //   int x = v[5];                            // the CPU touch brings the page home
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -445,6 +446,11 @@ class Device {
   }
   void launch_program(const Program& program, std::string_view kernel, NDRange global,
                       NDRange local, std::vector<detail::LaunchArg> args);
+  // With a global work offset (OpenCL's global_work_offset): get_global_id(d) runs from
+  // global_offset[d] to global_offset[d] + global size - 1.
+  void launch_program(const Program& program, std::string_view kernel, NDRange global,
+                      NDRange local, std::vector<detail::LaunchArg> args,
+                      const std::array<std::size_t, 3>& global_offset);
   void synchronize();  // waits for launched kernels; rethrows a kernel's error as hetmm::Error
   void release();      // every page home, device memory freed
 

@@ -21,4 +21,8 @@ void Device::launch_program(const Program&, std::string_view, NDRange, NDRange,
                             std::vector<detail::LaunchArg>) {
   unavailable();
 }
+void Device::launch_program(const Program&, std::string_view, NDRange, NDRange,
+                            std::vector<detail::LaunchArg>, const std::array<std::size_t, 3>&) {
+  unavailable();
+}
 }  // namespace hetmm

@@ -359,7 +359,7 @@ struct NdRangeLaunch final : detail::KernelBase, os::RuntimeAllocated {
   std::pmr::vector<detail::LaunchArg> args{os::runtime_memory()};
   std::pmr::vector<std::size_t> local_offset{os::runtime_memory()};  // per argument: its arena slice
   std::size_t local_bytes = 0;
-  std::uint64_t global[3], local[3], groups[3], dims;
+  std::uint64_t global[3], local[3], groups[3], offset[3], dims;
 
   void run(Thread& t) override;
 };
@@ -410,7 +410,7 @@ void NdRangeLaunch::run(Thread& t) {
     c.local_size[d] = std::min(local[d], global[d] - c.group_id[d] * local[d]);
     c.global_size[d] = global[d];
     c.num_groups[d] = groups[d];
-    c.global_offset[d] = 0;
+    c.global_offset[d] = offset[d];
   }
   c.work_dim = dims;
   c.local_base = j.arena;
@@ -474,6 +474,12 @@ namespace hetmm {
 
 void Device::launch_program(const Program& program, std::string_view kernel_name, NDRange global,
                             NDRange local, std::vector<detail::LaunchArg> args) {
+  launch_program(program, kernel_name, global, local, std::move(args), {0, 0, 0});
+}
+
+void Device::launch_program(const Program& program, std::string_view kernel_name, NDRange global,
+                            NDRange local, std::vector<detail::LaunchArg> args,
+                            const std::array<std::size_t, 3>& global_offset) {
   using spirv::bad_arg;
   const detail::CompiledProgram& p = program.compiled();
   const detail::CompiledProgram::Kernel* k = p.find(kernel_name);
@@ -561,6 +567,7 @@ void Device::launch_program(const Program& program, std::string_view kernel_name
     launch->global[d] = g[d];
     launch->local[d] = l[d];
     launch->groups[d] = (g[d] + l[d] - 1) / l[d];
+    launch->offset[d] = global_offset[d];
     total *= launch->groups[d];
   }
   launch->dims = dims;
