@@ -38,8 +38,12 @@ build-fuzz: deps
 	  -DCMAKE_CXX_COMPILER=clang++-14 -DCMAKE_ASM_COMPILER=clang++-14 -DHETMM_WERROR=ON
 	cmake --build $(FUZZ_BUILD) -j$(JOBS)
 
+# The hetmm demo, then an unmodified OpenCL program on hetmm's device through the system's ICD
+# loader, with the report of what its memory did (HETMM_REPORT, docs/OPENCL.md).
 demo: build
 	$(BUILD)/hetmm demo
+	@echo
+	OCL_ICD_VENDORS=$(abspath $(BUILD))/opencl-vendors HETMM_REPORT=1 $(BUILD)/hetmm-example-opencl-saxpy
 
 info: build
 	$(BUILD)/hetmm info

@@ -78,7 +78,10 @@ void write_exit_outputs(hetmm::Runtime& rt, const std::string& trace_file, bool 
       write_chrome_trace(out, rt.take_events(), info);
       if (!out) std::fprintf(stderr, "hetmm: HETMM_TRACE: cannot write %s\n", trace_file.c_str());
     }
-    if (report) std::fputs(memory_report(rt, link_name).c_str(), stderr);
+    if (report) {
+      std::fflush(stdout);  // the program's own output first
+      std::fputs(memory_report(rt, link_name).c_str(), stderr);
+    }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "hetmm: at exit: %s\n", e.what());
   }
