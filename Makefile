@@ -11,7 +11,7 @@ JOBS       ?= $(shell nproc)
 CMAKE_GEN  ?= -G "Unix Makefiles"
 
 .PHONY: all deps build build-asan build-tsan build-fuzz demo test test-main test-load test-asan test-tsan fuzz install clean info bench \
-        bench-spirv build-types
+        bench-spirv bench-opencl build-types
 
 all: build
 
@@ -57,6 +57,11 @@ bench: build
 # memory, MMU on, and a -mmu=off build for the MMU's own cost); about 2 minutes, not part of `test`.
 bench-spirv: build
 	$(BUILD)/hetmm_spirv_bench
+
+# The OpenCL platform beside PoCL in one run: launch overhead, transfer bandwidth (ours), then
+# clpeak on each (scripts/bench-opencl.sh); several minutes, not part of `test`.
+bench-opencl: build
+	./scripts/bench-opencl.sh $(BUILD)
 
 test: test-main test-load test-asan test-tsan fuzz
 

@@ -30,5 +30,20 @@ run "$prefix/$bindir/hetmm" info
 for program in "$@"; do
   run "$prefix/$bindir/$program"
 done
+# The OpenCL platform: the install registered hetmm.icd under PREFIX/etc/OpenCL/vendors, naming
+# the installed libhetmm_opencl by absolute path; an unmodified OpenCL program finds it through
+# the system's loader.
+icd="$prefix/etc/OpenCL/vendors/hetmm.icd"
+if [ -f "$build/libhetmm_opencl.so.0" ]; then
+  echo "== OpenCL: $icd"
+  if [ ! -f "$icd" ] || [ "$(cat "$icd")" != "$(ls -d "$prefix"/lib*/libhetmm_opencl.so.0)" ]; then
+    echo "FAILED: $icd missing or not naming the installed library: $(cat "$icd" 2>/dev/null)" >&2
+    failed=1
+  elif ! env -u LD_LIBRARY_PATH OCL_ICD_VENDORS="$prefix/etc/OpenCL/vendors" \
+         "$prefix/$bindir/hetmm-example-opencl-saxpy" 100000; then
+    echo "FAILED: the installed OpenCL example did not run on the installed platform" >&2
+    failed=1
+  fi
+fi
 if [ "$failed" -ne 0 ]; then exit 1; fi
 echo "installed hetmm and $# example(s) ran from $prefix/$bindir"
