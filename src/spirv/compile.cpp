@@ -163,6 +163,7 @@ const RuntimeSymbol kRuntimeSymbols[] = {
     {"hetmm_jit_refill", reinterpret_cast<void*>(&hetmm_jit_refill)},
     {"hetmm_jit_divergence", reinterpret_cast<void*>(&hetmm_jit_divergence)},
     {"hetmm_jit_range", reinterpret_cast<void*>(&hetmm_jit_range)},
+    {"hetmm_jit_local_range", reinterpret_cast<void*>(&hetmm_jit_local_range)},
 };
 
 bool is_runtime_symbol(StringRef name) {

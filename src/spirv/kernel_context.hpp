@@ -21,6 +21,14 @@
 //      comes with a newer epoch, which empties the TLB before the entry is used.
 //  J3. Errors never unwind through JIT frames: the slow path and the SIGSEGV handler record the
 //      error in the WorkerContext and siglongjmp to the work-group driver (kernel_driver.cpp).
+//  J4. A loop whose every range check found its range in device frames (one contiguous run each:
+//      hetmm_jit_local_range) and that makes no calls and has no probed access runs a clone with
+//      each access on process address + the run's delta, inside one shootdown grace period for
+//      the whole loop: e = epoch before the checks; active = e (seq_cst); epoch == e again
+//      (seq_cst) or fall back to the probed loop; active = 0 (release) on every exit. Frames
+//      never fault (the movable pool raises no userfaultfd fault), so holding `active` cannot
+//      block a shootdown's progress for longer than the loop runs; no in-place access (which
+//      may block in a CPU fault that the invalidator itself must serve) runs inside it.
 #pragma once
 
 #include "device/sim/worker.hpp"
@@ -94,6 +102,12 @@ void hetmm_jit_barrier(KernelContext* ctx);
 // probe (mmu_pass.cpp), which J1 allows: they are CPU accesses to the process's pages.
 std::uint64_t hetmm_jit_range(KernelContext* ctx, std::uint64_t lo, std::uint64_t hi,
                               std::uint64_t write);
+// Whether every page of [lo, hi) is in device memory (local PTEs, the needed right) in one run of
+// contiguous frames; returns frame address - process address for the whole range, or 0. Reads
+// the epoch before the PTEs, as a refill does: a loop that uses the answer publishes `active`
+// with the epoch it read first and re-checks it (J4).
+std::uint64_t hetmm_jit_local_range(KernelContext* ctx, std::uint64_t lo, std::uint64_t hi,
+                                    std::uint64_t write);
 // Work-items of a group reached different barriers (region loops): reports it, never returns.
 void hetmm_jit_divergence(KernelContext* ctx);
 // A TLB miss: loads the page's PTE into the worker's TLB when it is valid with the needed right

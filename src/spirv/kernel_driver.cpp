@@ -263,7 +263,8 @@ std::uint64_t fill_tlb(detail::WorkerContext* w, std::uint64_t vpn) {
 // sync_tlb, J2).
 bool block_in_place_with(detail::WorkerContext* w, std::uint64_t block, std::uint64_t need) {
   detail::TlbEntry& t = w->block_tlb[detail::WorkerContext::block_slot(block)];
-  if (t.vpn == block) return (t.pte & need) == need;
+  if (t.vpn == block)
+    return (t.pte & (need | device::pte::kLocal | device::pte::kValid)) == (need | device::pte::kValid);
   std::uint64_t rights = w->device->block_in_place(block << 21);
   if (rights == 0) return false;
   t.vpn = block;
@@ -329,6 +330,49 @@ extern "C" std::uint64_t hetmm_jit_range(KernelContext* ctx, std::uint64_t lo, s
     }
   }
   return 1;
+}
+
+extern "C" std::uint64_t hetmm_jit_local_range(KernelContext* ctx, std::uint64_t lo,
+                                               std::uint64_t hi, std::uint64_t write) {
+  if (hi <= lo || (hi >> 57) != 0) return 0;
+  const std::uint64_t first = lo >> 12, last = (hi - 1) >> 12;
+  if (last - first >= 512) return 0;  // a loop over more than 2 MiB: probe each access
+  detail::WorkerContext* w = ctx->worker;
+  sync_tlb(w);
+  const std::uint64_t need = device::pte::kValid | device::pte::kLocal |
+                             (write != 0 ? device::pte::kWrite : 0);
+  // Within one block: its block entry, filled when the whole block is one run of frames, lets
+  // the next loops over it check inline (mmu_pass.cpp, version_local).
+  if ((lo >> 21) == ((hi - 1) >> 21)) {
+    detail::TlbEntry& t = w->block_tlb[detail::WorkerContext::block_slot(lo >> 21)];
+    if (t.vpn != (lo >> 21)) {
+      // A settled block's answer is kept either way: a run of frames, or kLocal alone (no
+      // kValid: "neither in place nor one run", so that no loop scans it again in this epoch;
+      // both inline probes reject it). A block with pages still unmapped may yet be filled in
+      // place or in frames without a new epoch: nothing is kept for it.
+      bool settled = false;
+      std::uint64_t b = w->device->block_local(lo, &settled);
+      if (settled && b == 0 && w->device->block_in_place(lo) == 0) b = device::pte::kLocal;
+      if (b != 0) {
+        t.vpn = lo >> 21;
+        t.pte = b;
+        __atomic_store_n(&w->tlb_misses, w->tlb_misses + 1, __ATOMIC_RELAXED);
+      }
+    }
+    if (t.vpn == (lo >> 21) && (t.pte & need) == need)
+      return (t.pte & device::pte::kAddrMask) - ((lo >> 21) << 21);
+  }
+  std::uint64_t base = 0;
+  for (std::uint64_t vpn = first; vpn <= last; ++vpn) {
+    const detail::TlbEntry& t = w->tlb[detail::WorkerContext::slot(vpn)];
+    std::uint64_t p = t.vpn == vpn ? t.pte : fill_tlb(w, vpn);
+    if ((p & need) != need) return 0;
+    std::uint64_t frame = p & device::pte::kAddrMask;
+    if (vpn == first) base = frame;
+    else if (frame != base + ((vpn - first) << 12)) return 0;  // not one contiguous run
+  }
+  // Frames and process pages never coincide: a delta of 0 cannot be a translation.
+  return base - (first << 12);
 }
 
 extern "C" void hetmm_jit_divergence(KernelContext* ctx) {
@@ -442,7 +486,11 @@ void NdRangeLaunch::run(Thread& t) {
   } else if (kernel->info.uses_barriers && items > 1) {
     mode = GroupMode::fibers;
   }
-  if (execute_group(w, j, kernel->run, argv, mode, kernel->info.name) == 0) return;
+  const int left = execute_group(w, j, kernel->run, argv, mode, kernel->info.name);
+  // A frame loop (J4) clears `active` on every exit; a jump out of a group must not leave it
+  // set either, or every later shootdown would wait on this worker.
+  w->active.store(0, std::memory_order_release);
+  if (left == 0) return;
   w->jit_recover = nullptr;
   c.fibers = nullptr;
   if (j.error) {

@@ -26,6 +26,7 @@
 #include <llvm/Analysis/ScalarEvolutionExpressions.h>
 #include <llvm/Analysis/TargetLibraryInfo.h>
 #include <llvm/Analysis/TargetTransformInfo.h>
+#include <llvm/ADT/SmallPtrSet.h>
 #include <llvm/ADT/Triple.h>
 #include <llvm/IR/Dominators.h>
 #include <llvm/Analysis/ValueTracking.h>
@@ -61,7 +62,7 @@ bool needs_mmu(Value* ptr) {
 }
 
 struct Runtime {
-  FunctionCallee load, store, atomic, refill, range;
+  FunctionCallee load, store, atomic, refill, range, local_range;
 };
 
 Runtime declare_runtime(Module& m) {
@@ -77,6 +78,8 @@ Runtime declare_runtime(Module& m) {
           m.getOrInsertFunction("hetmm_jit_refill",
                                 FunctionType::get(i64, {i8p, i64, i64, i64}, false)),
           m.getOrInsertFunction("hetmm_jit_range",
+                                FunctionType::get(i64, {i8p, i64, i64, i64}, false)),
+          m.getOrInsertFunction("hetmm_jit_local_range",
                                 FunctionType::get(i64, {i8p, i64, i64, i64}, false))};
 }
 
@@ -106,8 +109,37 @@ Value* emit_block_probe(IRBuilder<>& b, Value* ctx, Value* va, std::uint64_t byt
   Value* bits = b.CreateAlignedLoad(i64, b.CreateConstInBoundsGEP1_64(i64, entry, 1), Align(8));
   Value* hit = b.CreateAnd(epoch_ok, b.CreateICmpEQ(block, last));
   hit = b.CreateAnd(hit, b.CreateICmpEQ(tag, block));
-  if (write) hit = b.CreateAnd(hit, b.CreateICmpNE(b.CreateAnd(bits, k(pte::kWrite)), k(0)));
+  // In place: no kLocal (a block in device frames, J4), and kWrite for a write.
+  std::uint64_t mask = pte::kLocal | (write ? pte::kWrite : 0);
+  hit = b.CreateAnd(hit, b.CreateICmpEQ(b.CreateAnd(bits, k(mask)), k(write ? pte::kWrite : 0)));
   return hit;
+}
+
+// The block-TLB probe for a range in device frames (J4): [lo, last] in one block whose entry
+// says it is one run of frames with the needed right.
+struct LocalProbe {
+  Value* hit;           // i1: the range lies in a block of frames with the right
+  Value* delta;         // i64: frame address - process address there
+  Value* not_in_place;  // i1: the block entry says the block is not in place
+};
+LocalProbe emit_local_block_probe(IRBuilder<>& b, Value* ctx, Value* lo, Value* last, bool write,
+                                  Value* epoch_ok) {
+  Type* i64 = b.getInt64Ty();
+  auto k = [&](std::uint64_t v) { return ConstantInt::get(i64, v); };
+  Value* block = b.CreateLShr(lo, k(21));
+  Value* slot = b.CreateAnd(block, k(detail::WorkerContext::kBlockTlbEntries - 1));
+  Value* table = load_ctx_field(b, ctx, ctx_offset::block_tlb, i64->getPointerTo());
+  Value* entry = b.CreateInBoundsGEP(i64, table, b.CreateShl(slot, k(1)));
+  Value* tag = b.CreateAlignedLoad(i64, entry, Align(8));
+  Value* bits = b.CreateAlignedLoad(i64, b.CreateConstInBoundsGEP1_64(i64, entry, 1), Align(8));
+  std::uint64_t need = pte::kValid | pte::kLocal | (write ? pte::kWrite : 0);
+  Value* same = b.CreateAnd(epoch_ok, b.CreateICmpEQ(block, b.CreateLShr(last, k(21))));
+  same = b.CreateAnd(same, b.CreateICmpEQ(tag, block));
+  Value* hit = b.CreateAnd(same, b.CreateICmpEQ(b.CreateAnd(bits, k(need)), k(need)));
+  Value* delta = b.CreateSub(b.CreateAnd(bits, k(pte::kAddrMask)), b.CreateShl(block, k(21)));
+  // kLocal alone: the worker knows the block is neither in place nor one run of frames.
+  Value* not_in_place = b.CreateAnd(same, b.CreateICmpNE(b.CreateAnd(bits, k(pte::kLocal)), k(0)));
+  return {hit, delta, not_in_place};
 }
 
 // The epochs: the device's shootdown epoch and the one the worker's TLBs hold.
@@ -415,17 +447,136 @@ Value* emit_range_check(Instruction* where, Value* ctx, Value* epoch_ok, Value* 
   Value* inline_ok = emit_block_probe(b, ctx, lo, 1, write, epoch_ok);
   inline_ok = b.CreateAnd(inline_ok, b.CreateICmpEQ(b.CreateLShr(lo, 21), b.CreateLShr(last, 21)));
   inline_ok = b.CreateAnd(inline_ok, b.CreateICmpULT(lo, hi));
+  // A block the worker knows is in device frames is not in place: no call to learn it again.
+  Value* known_local = emit_local_block_probe(b, ctx, lo, last, false, epoch_ok).not_in_place;
   BasicBlock* head = where->getParent();
-  Instruction* then_term = SplitBlockAndInsertIfThen(b.CreateNot(inline_ok), where, false,
-                                                     nullptr, &dt, &li);
+  Instruction* then_term = SplitBlockAndInsertIfThen(
+      b.CreateNot(b.CreateOr(inline_ok, known_local)), where, false, nullptr, &dt, &li);
   b.SetInsertPoint(then_term);
   Value* called = b.CreateICmpNE(b.CreateCall(rt.range, {ctx, lo, hi, b.getInt64(write ? 1 : 0)}),
                                  b.getInt64(0));
   b.SetInsertPoint(where);
   PHINode* passed = b.CreatePHI(b.getInt1Ty(), 2, "mmu.range.ok");
-  passed->addIncoming(b.getTrue(), head);
+  passed->addIncoming(inline_ok, head);
   passed->addIncoming(called, then_term->getParent());
   return b.CreateAnd(ok, passed);
+}
+
+// Whether loop l calls nothing but LLVM intrinsics (no runtime entry point, no builtin that
+// could touch memory through the MMU or switch fibers): required to hold `active` across it.
+bool calls_only_intrinsics(Loop* l) {
+  for (BasicBlock* bb : l->blocks())
+    for (Instruction& i : *bb)
+      if (auto* cb = dyn_cast<CallBase>(&i)) {
+        Function* fn = cb->getCalledFunction();
+        if (fn == nullptr || !fn->isIntrinsic() || isa<MemIntrinsic>(cb)) return false;
+      }
+  return true;
+}
+
+// A range checked for the device-frame version of a loop: the access, its range (expanded in the
+// in-place check's block, which dominates what follows) and whether it writes.
+struct LocalRange {
+  Instruction* inst;
+  Value* lo;
+  Value* hi;
+  bool write;
+};
+
+// The device-frame version of loop l (J4), after version_loop gave it its in-place version:
+// where every range lies in one contiguous run of device frames, a clone runs each access at
+// process address + the run's delta, holding the shootdown protocol's `active` for the whole
+// loop; otherwise the probed original runs. `pred_ok` is the loop's no-wrap predicate.
+void version_local(Loop* l, Value* ctx, Value* pred_ok, const std::vector<LocalRange>& ranges,
+                   const Runtime& rt, DominatorTree& dt, LoopInfo& li, ScalarEvolution& se) {
+  BasicBlock* check = l->getLoopPreheader();
+  LLVMContext& c = check->getContext();
+  IRBuilder<> b(check->getTerminator());
+  Type* i64 = b.getInt64Ty();
+  Type* i64p = i64->getPointerTo();
+  Value* epoch_ptr = load_ctx_field(b, ctx, ctx_offset::device_epoch, i64p);
+  LoadInst* epoch = b.CreateAlignedLoad(i64, epoch_ptr, Align(8));
+  epoch->setAtomic(AtomicOrdering::Acquire);  // before any PTE the checks read (J2, J4)
+  Value* tlb_epoch = b.CreateAlignedLoad(i64, load_ctx_field(b, ctx, ctx_offset::tlb_epoch, i64p),
+                                         Align(8));
+  Value* epoch_ok = b.CreateICmpEQ(epoch, tlb_epoch);
+  Value* all = pred_ok;
+  std::vector<Value*> deltas;
+  for (const LocalRange& r : ranges) {
+    // Inline from the block entry when the range lies in a block of frames the worker knows
+    // (J4), else the runtime checks the range's pages (and fills the block entry it can).
+    Value* last = b.CreateSub(r.hi, b.getInt64(1));
+    auto [block_hit, block_delta, unused] =
+        emit_local_block_probe(b, ctx, r.lo, last, r.write, epoch_ok);
+    (void)unused;
+    // A range inside one page (a small group's slice of an array): that page's TLB entry.
+    auto k = [&](std::uint64_t v) { return ConstantInt::get(i64, v); };
+    Value* vpn = b.CreateLShr(r.lo, k(12));
+    Value* slot = b.CreateLShr(b.CreateMul(vpn, k(detail::WorkerContext::kTlbHash)),
+                               k(64 - detail::WorkerContext::kTlbShift));
+    Value* entry = b.CreateInBoundsGEP(i64, load_ctx_field(b, ctx, ctx_offset::tlb, i64p),
+                                       b.CreateShl(slot, k(1)));
+    Value* tag = b.CreateAlignedLoad(i64, entry, Align(8));
+    Value* bits = b.CreateAlignedLoad(i64, b.CreateConstInBoundsGEP1_64(i64, entry, 1), Align(8));
+    std::uint64_t need = pte::kValid | pte::kLocal | (r.write ? pte::kWrite : 0);
+    Value* page_hit = b.CreateAnd(epoch_ok, b.CreateICmpEQ(vpn, b.CreateLShr(last, k(12))));
+    page_hit = b.CreateAnd(page_hit, b.CreateICmpEQ(tag, vpn));
+    page_hit = b.CreateAnd(page_hit, b.CreateICmpEQ(b.CreateAnd(bits, k(need)), k(need)));
+    Value* page_delta = b.CreateSub(b.CreateAnd(bits, k(pte::kAddrMask)), b.CreateShl(vpn, k(12)));
+    Value* hit = b.CreateAnd(b.CreateOr(block_hit, page_hit), b.CreateICmpULT(r.lo, r.hi));
+    Value* inline_delta = b.CreateSelect(block_hit, block_delta, page_delta);
+    BasicBlock* head = b.GetInsertBlock();
+    Instruction* call_term = SplitBlockAndInsertIfThen(b.CreateNot(hit), &*b.GetInsertPoint(),
+                                                       false, nullptr, &dt, &li);
+    IRBuilder<> cb(call_term);
+    Value* called = cb.CreateCall(rt.local_range, {ctx, r.lo, r.hi, b.getInt64(r.write ? 1 : 0)});
+    b.SetInsertPoint(call_term->getParent()->getSingleSuccessor()->getFirstNonPHI());
+    PHINode* d = b.CreatePHI(i64, 2, "mmu.frame.delta");
+    d->addIncoming(inline_delta, head);
+    d->addIncoming(called, call_term->getParent());
+    deltas.push_back(d);
+    all = b.CreateAnd(all, b.CreateICmpNE(d, b.getInt64(0)));
+  }
+  Value* active = load_ctx_field(b, ctx, ctx_offset::active, i64p);
+  Value* zero = b.getInt64(0);
+  b.CreateAlignedStore(b.CreateSelect(all, epoch, zero), active, Align(8))
+      ->setAtomic(AtomicOrdering::SequentiallyConsistent);
+  LoadInst* again = b.CreateAlignedLoad(i64, epoch_ptr, Align(8));
+  again->setAtomic(AtomicOrdering::SequentiallyConsistent);
+  Value* go = b.CreateAnd(all, b.CreateICmpEQ(again, epoch));
+  b.CreateAlignedStore(b.CreateSelect(go, epoch, zero), active, Align(8))
+      ->setAtomic(AtomicOrdering::Release);
+
+  std::vector<BasicBlock*> original(l->blocks().begin(), l->blocks().end());
+  ValueToValueMapTy vmap;
+  if (!version_loop(l, go, dt, li, se, vmap)) {  // cannot happen: the in-place version worked
+    b.SetInsertPoint(check->getTerminator());
+    b.CreateAlignedStore(zero, active, Align(8))->setAtomic(AtomicOrdering::Release);
+    return;
+  }
+  // The clone's accesses go to the frames.
+  for (std::size_t i = 0; i < ranges.size(); ++i) {
+    auto* ci = cast<Instruction>(vmap[ranges[i].inst]);
+    unsigned index = isa<StoreInst>(ci) ? StoreInst::getPointerOperandIndex() : 0;
+    Value* p = ci->getOperand(index);
+    auto* pt = cast<PointerType>(p->getType());
+    b.SetInsertPoint(ci);
+    Value* bytes = b.CreateBitCast(p, Type::getInt8PtrTy(c, pt->getAddressSpace()));
+    Value* moved = b.CreateGEP(b.getInt8Ty(), bytes, deltas[i], "mmu.frame");
+    ci->setOperand(index, b.CreateBitCast(moved, pt));
+  }
+  // Every way out of the clone ends the grace period.
+  SmallPtrSet<BasicBlock*, 16> clone;
+  for (BasicBlock* bb : original) clone.insert(cast<BasicBlock>(vmap[bb]));
+  std::vector<std::pair<BasicBlock*, BasicBlock*>> exits;
+  for (BasicBlock* bb : clone)
+    for (BasicBlock* succ : successors(bb))
+      if (!clone.contains(succ)) exits.push_back({bb, succ});
+  for (auto& [from, to] : exits) {
+    BasicBlock* edge = SplitEdge(from, to, &dt, &li);
+    b.SetInsertPoint(edge->getTerminator());
+    b.CreateAlignedStore(zero, active, Align(8))->setAtomic(AtomicOrdering::Release);
+  }
 }
 
 // Loop range checks: for the loads and stores of an innermost loop whose addresses are affine
@@ -517,20 +668,26 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
     Value* ok = b.getTrue();
     if (!lc.pse->getPredicate().isAlwaysTrue())
       ok = b.CreateNot(expander.expandCodeForPredicate(&lc.pse->getPredicate(), where));
+    Value* pred_ok = ok;
+    std::vector<LocalRange> local;
     // The epochs once for all the loop's checks (an entry of an older epoch is at worst a stale
     // in-place translation, which J1 tolerates).
     Value* epoch_ok = emit_epochs(b, ctx).epoch_ok;
     for (auto& [inst, lo, hi] : lc.ranges) {
       Value* lo_v = expander.expandCodeFor(lo, i64, where);
       Value* hi_v = expander.expandCodeFor(hi, i64, where);
+      local.push_back({inst, lo_v, hi_v, isa<StoreInst>(inst)});
       ok = emit_range_check(where, ctx, epoch_ok, lo_v, hi_v, isa<StoreInst>(inst), ok, rt, dt,
                             li);
       where = l->getLoopPreheader()->getTerminator();
     }
+    const bool frames_ok = lc.probed.empty() && calls_only_intrinsics(l);
     ValueToValueMapTy vmap;
     if (version_loop(l, ok, dt, li, se, vmap)) {
       for (auto& [inst, ptr] : lc.probed)
         cloned.push_back({cast<Instruction>(vmap[inst]), vmap.count(ptr) ? static_cast<Value*>(vmap[ptr]) : ptr});
+      // Data in device memory: a third version, on the frames (J4).
+      if (frames_ok) version_local(l, ctx, pred_ok, local, rt, dt, li, se);
       continue;
     }
     for (auto& [inst, lo, hi] : lc.ranges) checks[inst] = ok;

@@ -8,10 +8,12 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <numeric>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -42,6 +44,9 @@ __kernel void generic_ptrs(__global int* out, __local int* scratch) {
 __kernel void gather(__global const float* src, __global const uint* idx, __global float* out) {
   out[get_global_id(0)] = src[idx[get_global_id(0)]];
 }
+
+// One increment per work-item: lost updates show as a count short of the launches.
+__kernel void bump(__global int* v) { v[get_global_id(0)] += 1; }
 
 // Unaligned 16-byte loads and stores, some of which straddle a page boundary.
 __kernel void copy_unaligned(__global const uchar* in, __global uchar* out, int offset) {
@@ -159,6 +164,72 @@ TEST_P(JitPaths, BlockEntriesFollowChangesInsideTheBlock) {
   EXPECT_EQ(out[1], -1.0f);
   EXPECT_EQ(rt.audit(), "");
   munmap(raw, 3 * kBlock);
+}
+
+// Arrays in device memory run the loops' frame versions (J4): whole blocks moved in (one run of
+// frames each: block entries), pages migrated in reverse order (frames not in one run: page
+// entries for small ranges, probes for the rest), and a mix of frames and system memory.
+TEST_P(JitPaths, FrameLoopsComputeOnDeviceResidentData) {
+  hetmm::Runtime rt(options(GetParam()));
+  auto& dev = rt.device(0);
+  constexpr std::size_t kBlock = 2u << 20;
+  const std::size_t n = 2 * kBlock / sizeof(float);
+  auto* v = static_cast<float*>(rt.allocate(2 * kBlock));
+  for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<float>(i % 1000);
+  dev.migrate_to_device(v, 2 * kBlock);
+  for (std::size_t group : {64, 1024}) {
+    dev.launch(program(), "scale", hetmm::NDRange{n}, hetmm::NDRange{group}, v, 2.0f);
+    dev.synchronize();
+  }
+  for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(v[i], 4.0f * static_cast<float>(i % 1000)) << i;
+  // Reverse order: consecutive pages get descending frames.
+  for (std::size_t page = n * sizeof(float) / 4096; page-- > 0;)
+    dev.migrate_to_device(reinterpret_cast<char*>(v) + page * 4096, 4096);
+  dev.launch(program(), "scale", hetmm::NDRange{n}, hetmm::NDRange{256}, v, 0.5f);
+  dev.synchronize();
+  for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(v[i], 2.0f * static_cast<float>(i % 1000)) << i;
+  // Half home again: loops over system memory and frames side by side.
+  dev.migrate_to_system(v, kBlock);
+  dev.launch(program(), "scale", hetmm::NDRange{n}, hetmm::NDRange{128}, v, 0.5f);
+  dev.synchronize();
+  for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(v[i], static_cast<float>(i % 1000)) << i;
+  EXPECT_EQ(rt.audit(), "");
+  rt.deallocate(v);
+}
+
+// A frame loop holds the shootdown protocol's `active` for the whole loop (J4): while kernels
+// increment every element of device-resident data, a CPU thread reads pages, which brings them
+// home (an invalidation that must wait for every loop that may still write the frame). A loop
+// that wrote a frame after its page was copied home would lose increments.
+TEST_P(JitPaths, FrameLoopsLoseNoUpdateWhileTheCpuTakesPagesHome) {
+  hetmm::Runtime rt(options(GetParam()));
+  auto& dev = rt.device(0);
+  constexpr std::size_t kBytes = 4u << 20;
+  const std::size_t n = kBytes / sizeof(int);
+  auto* v = static_cast<int*>(rt.allocate(kBytes));
+  std::memset(v, 0, kBytes);
+  std::atomic<bool> done{false};
+  std::atomic<long> touched{0};
+  std::thread cpu([&] {
+    std::size_t page = 0;
+    while (!done.load()) {
+      // A read of the page's first element (every work-item writes only its own element).
+      touched += reinterpret_cast<volatile int*>(v)[(page % (kBytes / 4096)) * 1024] >= 0;
+      page += 7;
+    }
+  });
+  const int launches = 40;
+  for (int k = 0; k < launches; ++k) {
+    if (k % 8 == 0) dev.migrate_to_device(v, kBytes);  // everything back to frames
+    dev.launch(program(), "bump", hetmm::NDRange{n}, hetmm::NDRange{64}, v);
+    dev.synchronize();
+  }
+  done = true;
+  cpu.join();
+  for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(v[i], launches) << i;
+  EXPECT_GT(touched.load(), 0);
+  EXPECT_EQ(rt.audit(), "");
+  rt.deallocate(v);
 }
 
 INSTANTIATE_TEST_SUITE_P(Policies, JitPaths,

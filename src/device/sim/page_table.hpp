@@ -50,6 +50,32 @@ class PageTable {
     return pte::kValid |
            (l->in_place_write.load(std::memory_order_acquire) == os::kPagesPerBlock ? pte::kWrite : 0);
   }
+  // A worker's block walk for device memory: when every page of va's block is in device frames
+  // in one contiguous run, the first frame's address | kValid | kLocal | kWrite (when every page
+  // allows writes), else 0; *settled says whether every page of the block is mapped (then only an
+  // invalidation, which advances the shootdown epoch, can change the answer). Scans the 512
+  // entries (once per block and epoch, by the JIT's frame loops, J4); read after the epoch, as
+  // block_in_place.
+  std::uint64_t block_local(std::uintptr_t va, std::uint32_t epoch, bool* settled) const {
+    *settled = false;
+    Leaf* l = table_.find(va >> os::kBlockShift);
+    if (l == nullptr) return 0;
+    std::uint64_t first = l->pte[0].load(std::memory_order_acquire);
+    std::uint64_t rights = pte::kValid | pte::kLocal | pte::kWrite;
+    bool run = true, all_valid = true;
+    for (std::size_t i = 0; i < os::kPagesPerBlock; ++i) {
+      std::uint64_t e = l->pte[i].load(std::memory_order_acquire);
+      all_valid = all_valid && (e & pte::kValid) != 0;
+      run = run && (e & (pte::kValid | pte::kLocal)) == (pte::kValid | pte::kLocal) &&
+            (e & pte::kAddrMask) == (first & pte::kAddrMask) + i * os::kPageSize;
+      rights &= e | ~pte::kWrite;
+      if (!all_valid) return 0;
+    }
+    *settled = true;
+    if (!run) return 0;
+    l->touch(epoch);
+    return (first & pte::kAddrMask) | rights;
+  }
   // Access counters: bytes workers accessed in place in va's block, added as their counter
   // slots are recycled and when they finish a kernel (SimDevice::count_in_place), taken (and
   // reset) by the mirror at launches. Approximate by design: a hint for which blocks to promote.

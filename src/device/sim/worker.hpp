@@ -57,7 +57,8 @@ struct WorkerContext {
   std::uint64_t tlb_epoch = 0;
   TlbEntry tlb[kTlbEntries];
   // Block entries (JIT-compiled kernels only): vpn = address >> 21, pte = the rights every page
-  // of that 2 MiB block has in place (kValid, kWrite), in this epoch. A gather over a table of
+  // of that 2 MiB block has in place (kValid, kWrite), in this epoch; or, with kLocal, the block
+  // is in device memory in one contiguous run of frames starting at pte & kAddrMask (J4). A gather over a table of
   // a few MiB would miss in the page TLB on nearly every access; eight block entries cover 16 MiB.
   static constexpr std::size_t kBlockTlbEntries = 64;
   TlbEntry block_tlb[kBlockTlbEntries];
