@@ -214,6 +214,14 @@ CL_API_ENTRY cl_int CL_API_CALL clGetKernelArgInfo(cl_kernel k, cl_uint index,
     get(k);
     if (index >= k->info->args.size()) fail(CL_INVALID_ARG_INDEX);
     const hetmm::KernelArgInfo& a = k->info->args[index];
+    // The source's spelling where the program was compiled here (SPIR-V has no signedness).
+    hetmm::spirv::SourceArg source;
+    {
+      std::lock_guard lock(k->program->mutex);
+      auto it = k->program->signatures.find(k->info->name);
+      if (it != k->program->signatures.end() && index < it->second.size()) source = it->second[index];
+    }
+    const std::string& type_name = source.type.empty() ? a.type_name : source.type;
     cl_int rc;
     switch (param) {
       case CL_KERNEL_ARG_ADDRESS_QUALIFIER: {
@@ -228,12 +236,15 @@ CL_API_ENTRY cl_int CL_API_CALL clGetKernelArgInfo(cl_kernel k, cl_uint index,
         rc = info<cl_kernel_arg_access_qualifier>(size, value, size_ret, CL_KERNEL_ARG_ACCESS_NONE);
         break;
       case CL_KERNEL_ARG_TYPE_NAME:
-        if (a.type_name.empty()) fail(CL_KERNEL_ARG_INFO_NOT_AVAILABLE);
-        rc = info_string(size, value, size_ret, a.type_name);
+        if (type_name.empty()) fail(CL_KERNEL_ARG_INFO_NOT_AVAILABLE);
+        rc = info_string(size, value, size_ret, type_name);
         break;
       case CL_KERNEL_ARG_TYPE_QUALIFIER: {
         cl_kernel_arg_type_qualifier t =
             a.kind == ArgKind::constant_pointer ? CL_KERNEL_ARG_TYPE_CONST : CL_KERNEL_ARG_TYPE_NONE;
+        if (source.qualifiers.find("const") != std::string::npos) t |= CL_KERNEL_ARG_TYPE_CONST;
+        if (source.qualifiers.find("volatile") != std::string::npos) t |= CL_KERNEL_ARG_TYPE_VOLATILE;
+        if (source.qualifiers.find("restrict") != std::string::npos) t |= CL_KERNEL_ARG_TYPE_RESTRICT;
         rc = info(size, value, size_ret, t);
         break;
       }

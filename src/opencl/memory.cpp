@@ -23,7 +23,7 @@ void check_range(cl_mem m, std::size_t offset, std::size_t size) {
 
 cl_int finish_blocking(cl_event e, bool blocking, cl_event* out) {
   cl_int rc = CL_SUCCESS;
-  if (blocking && e->wait() < 0) rc = CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST;
+  if (blocking && wait_helping(e) < 0) rc = CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST;
   if (out != nullptr) *out = e;
   else release(e);
   return rc;

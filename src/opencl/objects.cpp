@@ -4,6 +4,8 @@
 
 #include <time.h>
 
+#include <algorithm>
+#include <mutex>
 #include <shared_mutex>
 #include <unordered_map>
 
@@ -22,6 +24,42 @@ Registry& registry() {
 }
 
 }  // namespace
+
+namespace {
+struct Storage {
+  std::mutex mutex;
+  std::unordered_map<std::size_t, void*> free;  // by object size: a list linked through word 1
+};
+Storage& storage() {
+  static auto* s = new Storage;  // leaked: see Registry
+  return *s;
+}
+}  // namespace
+
+void* ObjectHeader::operator new(std::size_t n) {
+  Storage& s = storage();
+  {
+    std::lock_guard lock(s.mutex);
+    void*& head = s.free[n];
+    if (head != nullptr) {
+      void* p = head;
+      head = static_cast<void**>(p)[1];
+      return p;
+    }
+  }
+  return ::operator new(std::max(n, 2 * sizeof(void*)));
+}
+
+void ObjectHeader::operator delete(void* p, std::size_t n) {
+  if (p == nullptr) return;
+  auto** words = static_cast<void**>(p);
+  words[0] = const_cast<cl_icd_dispatch*>(&kDispatch);
+  Storage& s = storage();
+  std::lock_guard lock(s.mutex);
+  void*& head = s.free[n];
+  words[1] = head;
+  head = p;
+}
 
 void register_object(ObjectHeader* o) {
   Registry& r = registry();

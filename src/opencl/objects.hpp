@@ -13,6 +13,7 @@
 
 #include "hetmm/hetmm.hpp"
 #include "hetmm/program.hpp"
+#include "spirv/compiled_program.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -47,6 +48,12 @@ struct ObjectHeader {
   Kind kind;
   std::atomic<cl_uint> refs{1};
   explicit ObjectHeader(Kind k) : kind(k) {}
+  // Objects' storage is never returned to the system: a released object's first word keeps
+  // pointing at the dispatch table (its storage waits in a free list for the next object of its
+  // size). The loader calls through that pointer before we see the handle, so a released handle
+  // then reaches us and gets its CL_INVALID_* code instead of a crash in the loader.
+  static void* operator new(std::size_t n);
+  static void operator delete(void* p, std::size_t n);
 };
 
 // The registry of live handles.
@@ -160,6 +167,7 @@ struct _cl_program : ObjectHeader {
   cl_program_binary_type binary_type = CL_PROGRAM_BINARY_TYPE_NONE;
   std::string options, log;
   std::optional<hetmm::Program> built;  // the JIT'd kernels, once built
+  hetmm::spirv::SourceSignatures signatures;  // argument types as the source spelled them
   std::size_t attached_kernels = 0;     // kernels created from it (a rebuild is then refused)
   std::vector<std::pair<void(CL_CALLBACK*)(cl_program, void*), void*>> release_callbacks;
 };
@@ -234,6 +242,9 @@ cl_event submit(cl_command_queue q, cl_command_type type, cl_uint num_waits,
 void check_wait_list(cl_context ctx, cl_uint num, const cl_event* list);
 // Wakes every device scheduler: an event they may be waiting on changed.
 void wake_schedulers();
+// Waits for e to complete; a command's event is helped along by running ready commands of its
+// device on the calling thread while no other thread runs one. Returns the final status.
+cl_int wait_helping(cl_event e);
 
 // Releases an object reference, destroying the object at zero. Safe on any kind.
 void release(cl_event e);

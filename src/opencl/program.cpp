@@ -153,7 +153,8 @@ void set_state(cl_program p, cl_build_status status, cl_program_binary_type type
 // Source to SPIR-V, with headers for clCompileProgram. Throws hetmm::Error with the log.
 std::vector<std::uint32_t> compile_source(const std::string& source, const std::string& options,
                                           cl_uint num_headers, const cl_program* headers,
-                                          const char** header_names) {
+                                          const char** header_names,
+                                          spirv::SourceSignatures* signatures) {
   std::string o = front_end_options(options);
   std::optional<Scratch> inc;
   if (num_headers != 0) {
@@ -162,7 +163,7 @@ std::vector<std::uint32_t> compile_source(const std::string& source, const std::
       inc->write(header_names[i], headers[i]->source.data(), headers[i]->source.size());
     o += " -I" + inc->path;
   }
-  return spirv::opencl_c_to_spirv(source, o);
+  return spirv::opencl_c_to_spirv(source, o, signatures);
 }
 
 void notify_done(void(CL_CALLBACK* fn)(cl_program, void*), cl_program p, void* data) {
@@ -269,12 +270,14 @@ CL_API_ENTRY cl_int CL_API_CALL clBuildProgram(cl_program p, cl_uint n, const cl
       fail(CL_COMPILER_NOT_AVAILABLE);
     set_state(p, CL_BUILD_IN_PROGRESS, CL_PROGRAM_BINARY_TYPE_NONE, opts, "");
     try {
+      hetmm::spirv::SourceSignatures signatures;
       std::vector<std::uint32_t> words =
           p->origin == _cl_program::Origin::source
-              ? hetmm::spirv::opencl_c_to_spirv(p->source, front_end_options(opts))
+              ? hetmm::spirv::opencl_c_to_spirv(p->source, front_end_options(opts), &signatures)
               : p->il;
       auto compiled = hetmm::spirv::compile_spirv(words.data(), words.size(), jit_options(opts));
       std::lock_guard lock(p->mutex);
+      if (p->origin == _cl_program::Origin::source) p->signatures = std::move(signatures);
       p->il = std::move(words);
       p->built.emplace(std::move(compiled));
       p->build_status = CL_BUILD_SUCCESS;
@@ -310,8 +313,10 @@ CL_API_ENTRY cl_int CL_API_CALL clCompileProgram(cl_program p, cl_uint n, const 
     std::string opts = options != nullptr ? options : "";
     set_state(p, CL_BUILD_IN_PROGRESS, CL_PROGRAM_BINARY_TYPE_NONE, opts, "");
     try {
-      auto words = compile_source(p->source, opts, num_headers, headers, header_names);
+      hetmm::spirv::SourceSignatures signatures;
+      auto words = compile_source(p->source, opts, num_headers, headers, header_names, &signatures);
       std::lock_guard lock(p->mutex);
+      p->signatures = std::move(signatures);
       p->il = std::move(words);
       p->built.reset();
       p->build_status = CL_BUILD_SUCCESS;
@@ -330,23 +335,27 @@ CL_API_ENTRY cl_program CL_API_CALL clLinkProgram(cl_context ctx, cl_uint n,
                                                   cl_uint num_inputs, const cl_program* inputs,
                                                   void(CL_CALLBACK* notify)(cl_program, void*),
                                                   void* data, cl_int* errcode_ret) {
-  return guarded_create<cl_program>(errcode_ret, [&] {
+  cl_int link_status = CL_SUCCESS;
+  cl_program linked = guarded_create<cl_program>(errcode_ret, [&] {
     get(ctx);
     std::vector<cl_device_id> devs = device_list(ctx, n, devices);
     if (notify == nullptr && data != nullptr) fail(CL_INVALID_VALUE);
     if (num_inputs == 0 || inputs == nullptr) fail(CL_INVALID_VALUE);
     std::vector<std::vector<std::uint32_t>> modules;
+    hetmm::spirv::SourceSignatures signatures;
     for (cl_uint i = 0; i < num_inputs; ++i) {
       get(inputs[i]);
       if (inputs[i]->context != ctx) fail(CL_INVALID_CONTEXT);
       std::lock_guard lock(inputs[i]->mutex);
       if (inputs[i]->il.empty() || inputs[i]->build_status == CL_BUILD_ERROR) fail(CL_INVALID_OPERATION);
       modules.push_back(inputs[i]->il);
+      signatures.insert(inputs[i]->signatures.begin(), inputs[i]->signatures.end());
     }
     std::string opts = options != nullptr ? options : "";
     const bool library = opts.find("-create-library") != std::string::npos;
     cl_program p = new_program(ctx, _cl_program::Origin::linked);
     p->devices = std::move(devs);
+    p->signatures = std::move(signatures);
     register_object(p);
     std::string log;
     try {
@@ -387,15 +396,16 @@ CL_API_ENTRY cl_program CL_API_CALL clLinkProgram(cl_context ctx, cl_uint n,
         p->options = opts;
       }
     } catch (const hetmm::Error& e) {
+      // The program is returned with its log, as the spec asks, with the failure reported.
       set_state(p, CL_BUILD_ERROR, CL_PROGRAM_BINARY_TYPE_NONE, opts, e.what());
-      notify_done(notify, p, data);
-      // The program is returned with its log, as the spec asks, and the error reported.
-      if (errcode_ret != nullptr) *errcode_ret = CL_LINK_PROGRAM_FAILURE;
-      throw ClError{CL_LINK_PROGRAM_FAILURE};
+      link_status = CL_LINK_PROGRAM_FAILURE;
     }
     notify_done(notify, p, data);
     return p;
   });
+  if (linked != nullptr && link_status != CL_SUCCESS && errcode_ret != nullptr)
+    *errcode_ret = link_status;
+  return linked;
 }
 
 CL_API_ENTRY cl_int CL_API_CALL clGetProgramInfo(cl_program p, cl_program_info param, size_t size,

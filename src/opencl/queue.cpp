@@ -26,6 +26,10 @@ namespace hetmm::opencl {
 
 class Scheduler {
  public:
+  // Runs ready commands on the calling thread (one that is about to block on `target`) while
+  // the scheduler thread is not running one: an enqueue followed by clFinish then costs no
+  // hand-off to the scheduler thread and back. Then waits for `target`.
+  cl_int help_until(cl_event target);
   void add(Command* c) {
     {
       std::lock_guard lock(mutex_);
@@ -46,11 +50,15 @@ class Scheduler {
  private:
   void run();
   Command* next_ready();
+  Command* take_if_free();  // the oldest ready command when no thread runs one (marks it running)
+  void done_running();
+  static void execute(Command* c);
 
   std::mutex mutex_;
   std::condition_variable cv_;
   std::deque<Command*> pending_;
   std::uint64_t generation_ = 0;
+  bool running_ = false;  // a thread (the scheduler's or a helping one) is running a command
 };
 
 namespace {
@@ -121,6 +129,45 @@ Command* Scheduler::next_ready() {
   return nullptr;
 }
 
+Command* Scheduler::take_if_free() {
+  if (running_) return nullptr;
+  Command* c = next_ready();
+  if (c != nullptr) running_ = true;
+  return c;
+}
+
+void Scheduler::done_running() {
+  {
+    std::lock_guard lock(mutex_);
+    running_ = false;
+    ++generation_;
+  }
+  cv_.notify_all();
+}
+
+void Scheduler::execute(Command* c) {
+  cl_int status = CL_COMPLETE;
+  for (cl_event w : c->waits)
+    if (w->current_status() < 0) status = CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST;
+  c->event->set_status(CL_SUBMITTED);
+  c->event->set_status(CL_RUNNING);
+  if (status == CL_COMPLETE && c->work) {
+    try {
+      status = c->work();
+    } catch (const ClError& e) {
+      status = e.code;
+    } catch (const hetmm::Error& e) {
+      status = code_of(e) == CL_INVALID_VALUE ? CL_INVALID_OPERATION : CL_OUT_OF_RESOURCES;
+      c->event->context->report(e.what());
+    } catch (const std::bad_alloc&) {
+      status = CL_OUT_OF_HOST_MEMORY;
+    } catch (...) {
+      status = CL_OUT_OF_RESOURCES;
+    }
+  }
+  finish_command(c, status);
+}
+
 void Scheduler::run() {
   for (;;) {
     Command* c = nullptr;
@@ -128,32 +175,34 @@ void Scheduler::run() {
       std::unique_lock lock(mutex_);
       for (;;) {
         std::uint64_t seen = generation_;
-        c = next_ready();
+        c = take_if_free();
         if (c != nullptr) break;
         cv_.wait(lock, [&] { return generation_ != seen; });
       }
     }
-    cl_int status = CL_COMPLETE;
-    for (cl_event w : c->waits)
-      if (w->current_status() < 0) status = CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST;
-    c->event->set_status(CL_SUBMITTED);
-    c->event->set_status(CL_RUNNING);
-    if (status == CL_COMPLETE && c->work) {
-      try {
-        status = c->work();
-      } catch (const ClError& e) {
-        status = e.code;
-      } catch (const hetmm::Error& e) {
-        status = code_of(e) == CL_INVALID_VALUE ? CL_INVALID_OPERATION : CL_OUT_OF_RESOURCES;
-        c->event->context->report(e.what());
-      } catch (const std::bad_alloc&) {
-        status = CL_OUT_OF_HOST_MEMORY;
-      } catch (...) {
-        status = CL_OUT_OF_RESOURCES;
-      }
-    }
-    finish_command(c, status);
+    execute(c);
+    done_running();
   }
+}
+
+cl_int Scheduler::help_until(cl_event target) {
+  while (!target->finished()) {
+    Command* c;
+    {
+      std::lock_guard lock(mutex_);
+      c = take_if_free();
+    }
+    if (c == nullptr) break;
+    execute(c);
+    done_running();
+  }
+  return target->wait();
+}
+
+cl_int wait_helping(cl_event e) {
+  if (e->queue != nullptr && schedulers().ready.load(std::memory_order_acquire))
+    return scheduler_for(e->queue->device).help_until(e);
+  return e->wait();
 }
 
 void wake_schedulers() {
@@ -259,7 +308,7 @@ void wait_all(cl_command_queue q) {
     }
   }
   for (cl_event e : snapshot) {
-    e->wait();
+    wait_helping(e);
     release(e);
   }
 }
@@ -406,7 +455,7 @@ CL_API_ENTRY cl_int CL_API_CALL clWaitForEvents(cl_uint num, const cl_event* lis
       if (list[i]->context != list[0]->context) fail(CL_INVALID_CONTEXT);
     }
     bool failed = false;
-    for (cl_uint i = 0; i < num; ++i) failed |= list[i]->wait() < 0;
+    for (cl_uint i = 0; i < num; ++i) failed |= wait_helping(list[i]) < 0;
     if (failed) fail(CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST);
   });
 }

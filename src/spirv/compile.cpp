@@ -90,6 +90,34 @@ std::unique_ptr<Module> read_module(LLVMContext& c, const std::uint32_t* words, 
   return std::unique_ptr<Module>(m);
 }
 
+}  // namespace
+
+SourceSignatures source_signatures(const std::string& bitcode) {
+  SourceSignatures out;
+  LLVMContext c;
+  auto m = parseBitcodeFile(MemoryBufferRef(StringRef(bitcode), "kernel.bc"), c);
+  if (!m) {
+    consumeError(m.takeError());
+    return out;  // no signatures: the SPIR-V's own types are used
+  }
+  auto strings = [](MDNode* md, unsigned i) -> std::string {
+    if (md != nullptr && i < md->getNumOperands())
+      if (auto* s = dyn_cast<MDString>(md->getOperand(i))) return s->getString().str();
+    return "";
+  };
+  for (Function& f : **m) {
+    MDNode* types = f.getMetadata("kernel_arg_type");
+    if (types == nullptr) continue;
+    MDNode* quals = f.getMetadata("kernel_arg_type_qual");
+    std::vector<SourceArg>& args = out[f.getName().str()];
+    for (unsigned i = 0; i < types->getNumOperands(); ++i)
+      args.push_back({strings(types, i), strings(quals, i)});
+  }
+  return out;
+}
+
+namespace {
+
 std::string arg_type_name(Function& f, unsigned i) {
   if (MDNode* md = f.getMetadata("kernel_arg_type"))
     if (i < md->getNumOperands())

@@ -2,6 +2,8 @@
 // A compiled program: its kernels' signatures and the JIT'd work-group runners.
 #pragma once
 
+#include <map>
+
 #include "hetmm/program.hpp"
 #include "spirv/kernel_context.hpp"
 
@@ -55,7 +57,18 @@ inline bool is_jit_option(std::string_view o) {
 std::shared_ptr<const detail::CompiledProgram> compile_spirv(const std::uint32_t* words,
                                                              std::size_t count,
                                                              std::string_view options);
-// OpenCL C source to SPIR-V words with clang-15 and llvm-spirv-15.
-std::vector<std::uint32_t> opencl_c_to_spirv(std::string_view source, std::string_view options);
+// What SPIR-V cannot carry of a kernel's signature, as the source spelled it: per kernel, per
+// argument, the type ("uint4*": SPIR-V integers have no sign) and its qualifiers ("const").
+struct SourceArg {
+  std::string type, qualifiers;
+};
+using SourceSignatures = std::map<std::string, std::vector<SourceArg>>;
+
+// OpenCL C source to SPIR-V words with clang-15 and llvm-spirv-15; with `signatures`, also the
+// kernels' source-level argument types (from clang's kernel_arg_type metadata).
+std::vector<std::uint32_t> opencl_c_to_spirv(std::string_view source, std::string_view options,
+                                             SourceSignatures* signatures = nullptr);
+// The kernel_arg_type / kernel_arg_type_qual metadata of an LLVM bitcode module.
+SourceSignatures source_signatures(const std::string& bitcode);
 
 }  // namespace hetmm::spirv

@@ -83,7 +83,8 @@ std::vector<std::string> split_options(std::string_view options) {
 
 }  // namespace
 
-std::vector<std::uint32_t> opencl_c_to_spirv(std::string_view source, std::string_view options) {
+std::vector<std::uint32_t> opencl_c_to_spirv(std::string_view source, std::string_view options,
+                                             SourceSignatures* signatures) {
   TempDir dir;
   const std::string src = dir.path + "/source.cl", bc = dir.path + "/kernel.bc",
                     spv = dir.path + "/kernel.spv", log = dir.path + "/log.txt";
@@ -110,6 +111,7 @@ std::vector<std::uint32_t> opencl_c_to_spirv(std::string_view source, std::strin
                                        "); install it with: apt-get install clang-15 llvm-spirv-15");
   if (rc != 0)
     throw Error(Errc::invalid_argument, "OpenCL C: build failed:\n" + read_file(log));
+  if (signatures != nullptr) *signatures = source_signatures(read_file(bc));
   rc = run({"llvm-spirv-15", "--spirv-max-version=1.0", bc, "-o", spv}, log, &spawn_errno);
   if (rc < 0)
     throw Error(Errc::unsupported, std::string("OpenCL C: cannot run llvm-spirv-15 (") +
