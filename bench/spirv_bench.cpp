@@ -10,6 +10,10 @@
 //                in system memory; the device maps it in place on its first faults);
 //   hetmm -mmu=off  the same program built without the MMU rewrite (kernels touch raw process
 //                memory): only to measure what the MMU costs;
+//   hetmm device the MMU-on program over its own copies of the buffers, which the default policy
+//                (hetmm) manages and which are in device memory before every timed run
+//                (Runtime::prefetch): where HMM puts a kernel's data (issue 15: goal
+//                device / in place <= 1.1x per kernel);
 // with the ratios hetmm/PoCL (goal: geometric mean <= 1.5) and MMU on/off. Each side runs once
 // untimed first (PoCL compiles its work-group functions at the first enqueue; hetmm's first
 // launch faults the pages into the device page table), then --repeat timed runs.
@@ -602,9 +606,10 @@ class Pocl {
 // ---------------------------------------------------------------------------------------------
 // Running a case on the three sides
 // ---------------------------------------------------------------------------------------------
-enum Side { kPocl = 0, kHetmm = 1, kHetmmOff = 2, kSides = 3 };
+enum Side { kPocl = 0, kHetmm = 1, kHetmmOff = 2, kHetmmDev = 3, kSides = 4 };
 const char* side_name(int s) {
-  return s == kPocl ? "PoCL" : s == kHetmm ? "hetmm" : "hetmm -mmu=off";
+  return s == kPocl ? "PoCL" : s == kHetmm ? "hetmm" : s == kHetmmOff ? "hetmm -mmu=off"
+                                                                     : "hetmm device";
 }
 
 // The device's counters summed over the timed runs of one hetmm side.
@@ -628,12 +633,13 @@ struct CaseResult {
   std::string name, what;
   SideResult side[kSides];
   bool verified() const {
-    for (int s : {kHetmm, kHetmmOff})
+    for (int s : {kHetmm, kHetmmOff, kHetmmDev})
       if (!side[s].ran || side[s].cmp.mismatches != 0) return false;
     return side[kPocl].ran;
   }
   double ratio_pocl() const { return side[kHetmm].median_ms / side[kPocl].median_ms; }
   double ratio_mmu() const { return side[kHetmm].median_ms / side[kHetmmOff].median_ms; }
+  double ratio_device() const { return side[kHetmmDev].median_ms / side[kHetmm].median_ms; }
 };
 
 struct Settings {
@@ -647,7 +653,7 @@ struct Settings {
 class Bench {
  public:
   Bench(Pocl& pocl, hetmm::Runtime& rt, const Settings& s)
-      : pocl_(pocl), dev_(rt.device(0)), settings_(s) {}
+      : pocl_(pocl), rt_(rt), dev_(rt.device(0)), settings_(s) {}
 
   CaseResult run(const Case& c) {
     CaseResult r;
@@ -667,13 +673,33 @@ class Bench {
         b.init(shared[i].data(), b.count, rng);
       }
     }
+    // The device side's own buffers: whole pages from the runtime, under the default policy.
+    struct RuntimeBuffers {
+      hetmm::Runtime& rt;
+      std::vector<std::uint32_t*> p;
+      ~RuntimeBuffers() {
+        for (std::uint32_t* b : p) rt.deallocate(b);
+      }
+    } dev_bufs{rt_, {}};
+    for (std::size_t i = 0; i < c.buffers.size(); ++i) {
+      const std::size_t bytes = std::max<std::size_t>(c.buffers[i].count * 4, 4);
+      auto* b = static_cast<std::uint32_t*>(rt_.allocate(bytes));
+      dev_bufs.p.push_back(b);
+      if (!c.buffers[i].output) std::memcpy(b, shared[i].data(), c.buffers[i].count * 4);
+      rt_.set_policy(b, bytes, hetmm::PolicyProfile::hetmm);
+    }
     auto ptr = [&](int side, std::size_t i) -> std::uint32_t* {
+      if (side == kHetmmDev) return dev_bufs.p[i];
       return c.buffers[i].output ? outputs[side][i].data() : shared[i].data();
     };
     auto reset = [&](int side) {
       for (std::size_t i = 0; i < c.buffers.size(); ++i)
         if (c.buffers[i].zero_each_run)
-          std::memset(outputs[side][i].data(), 0, c.buffers[i].count * 4);
+          std::memset(ptr(side, i), 0, c.buffers[i].count * 4);
+      if (side == kHetmmDev)  // every buffer in device memory before the run (untimed)
+        for (std::size_t i = 0; i < c.buffers.size(); ++i)
+          rt_.prefetch(dev_bufs.p[i], std::max<std::size_t>(c.buffers[i].count * 4, 4),
+                       hetmm::Location::device(0));
     };
     // Each side is prepared (built, arguments set) into `once`, a function that runs the case
     // once and waits for it; a side that fails to build or run is left out from then on.
@@ -717,8 +743,8 @@ class Bench {
       }
     }
 
-    // hetmm, MMU on and off.
-    for (int side : {kHetmm, kHetmmOff}) {
+    // hetmm, MMU on and off, and MMU on over data in device memory.
+    for (int side : {kHetmm, kHetmmOff, kHetmmDev}) {
       SideResult& sr = r.side[side];
       try {
         auto t0 = Clock::now();
@@ -812,12 +838,11 @@ class Bench {
 
     // Every hetmm output against PoCL's.
     if (r.side[kPocl].ran) {
-      for (int side : {kHetmm, kHetmmOff}) {
+      for (int side : {kHetmm, kHetmmOff, kHetmmDev}) {
         if (!r.side[side].ran) continue;
         for (std::size_t i = 0; i < c.buffers.size(); ++i)
           if (c.buffers[i].output)
-            compare(c.buffers[i], outputs[side][i].data(), outputs[kPocl][i].data(),
-                    r.side[side].cmp);
+            compare(c.buffers[i], ptr(side, i), outputs[kPocl][i].data(), r.side[side].cmp);
       }
     }
     return r;
@@ -825,6 +850,7 @@ class Bench {
 
  private:
   Pocl& pocl_;
+  hetmm::Runtime& rt_;
   hetmm::Device& dev_;
   const Settings& settings_;
 };
@@ -867,9 +893,9 @@ std::string json_num(double v, const char* format = "%.4f") {
 }
 
 void print_table(std::FILE* f, const std::vector<CaseResult>& results, double g_pocl,
-                 double g_mmu) {
-  std::fprintf(f, "\n%-13s %-30s %9s %9s %8s %9s %8s  %s\n", "kernel", "size", "PoCL ms",
-               "hetmm ms", "h/PoCL", "MMUoff ms", "on/off", "check");
+                 double g_mmu, double g_dev) {
+  std::fprintf(f, "\n%-13s %-30s %9s %9s %8s %9s %8s %9s %8s  %s\n", "kernel", "size", "PoCL ms",
+               "hetmm ms", "h/PoCL", "MMUoff ms", "on/off", "device ms", "dev/in", "check");
   for (const CaseResult& r : results) {
     auto ms = [](const SideResult& s) {
       char b[32];
@@ -883,12 +909,13 @@ void print_table(std::FILE* f, const std::vector<CaseResult>& results, double g_
       else std::snprintf(b, sizeof b, "%8s", "-");
       return std::string(b);
     };
-    const bool p = r.side[kPocl].ran, h = r.side[kHetmm].ran, o = r.side[kHetmmOff].ran;
+    const bool p = r.side[kPocl].ran, h = r.side[kHetmm].ran, o = r.side[kHetmmOff].ran,
+               d = r.side[kHetmmDev].ran;
     std::string check;
     if (r.verified()) {
       check = "ok";
     } else {
-      for (int s : {kPocl, kHetmm, kHetmmOff}) {
+      for (int s : {kPocl, kHetmm, kHetmmOff, kHetmmDev}) {
         if (!r.side[s].ran) check += std::string(side_name(s)) + " failed; ";
         else if (s != kPocl && p && r.side[s].cmp.mismatches)
           check += std::string(side_name(s)) + ": " + std::to_string(r.side[s].cmp.mismatches) +
@@ -896,15 +923,18 @@ void print_table(std::FILE* f, const std::vector<CaseResult>& results, double g_
       }
       if (check.size() >= 2) check.resize(check.size() - 2);  // the last "; "
     }
-    std::fprintf(f, "%-13s %-30s %s %s %s %s %s  %s\n", r.name.c_str(), r.what.c_str(),
+    std::fprintf(f, "%-13s %-30s %s %s %s %s %s %s %s  %s\n", r.name.c_str(), r.what.c_str(),
                  ms(r.side[kPocl]).c_str(), ms(r.side[kHetmm]).c_str(),
                  ratio(p && h, r.ratio_pocl()).c_str(), ms(r.side[kHetmmOff]).c_str(),
-                 ratio(h && o, r.ratio_mmu()).c_str(), check.c_str());
+                 ratio(h && o, r.ratio_mmu()).c_str(), ms(r.side[kHetmmDev]).c_str(),
+                 ratio(h && d, r.ratio_device()).c_str(), check.c_str());
   }
   std::fprintf(f, "\ngeometric mean hetmm/PoCL:  %s (goal <= 1.5x)\n",
                std::isfinite(g_pocl) ? (json_num(g_pocl) + "x").c_str() : "-");
   std::fprintf(f, "geometric mean MMU on/off:  %s\n",
                std::isfinite(g_mmu) ? (json_num(g_mmu) + "x").c_str() : "-");
+  std::fprintf(f, "geometric mean device memory / in place:  %s (goal <= 1.1x per kernel)\n",
+               std::isfinite(g_dev) ? (json_num(g_dev) + "x").c_str() : "-");
   // What the device counted per timed run, MMU on: TLB misses and faults are the MMU's slow
   // paths (a fault or an invalidation inside the timed runs would mean pages left the page table).
   // (TLB hits on the JIT's inline fast path are not counted by the device.)
@@ -920,7 +950,7 @@ void print_table(std::FILE* f, const std::vector<CaseResult>& results, double g_
   }
   // Details: failures, mismatches.
   for (const CaseResult& r : results) {
-    for (int s : {kPocl, kHetmm, kHetmmOff}) {
+    for (int s : {kPocl, kHetmm, kHetmmOff, kHetmmDev}) {
       const SideResult& sr = r.side[s];
       if (!sr.ran && !sr.error.empty())
         std::fprintf(f, "  %s on %s failed: %s\n", r.name.c_str(), side_name(s), sr.error.c_str());
@@ -932,7 +962,7 @@ void print_table(std::FILE* f, const std::vector<CaseResult>& results, double g_
 }
 
 void print_json(std::FILE* f, const std::vector<CaseResult>& results, double g_pocl,
-                double g_mmu, const Settings& s, const std::string& pocl_device) {
+                double g_mmu, double g_dev, const Settings& s, const std::string& pocl_device) {
   std::fprintf(f, "{\"kernels\": [");
   for (std::size_t i = 0; i < results.size(); ++i) {
     const CaseResult& r = results[i];
@@ -941,7 +971,7 @@ void print_json(std::FILE* f, const std::vector<CaseResult>& results, double g_p
       return h.stats.runs ? double(v) / double(h.stats.runs) : NAN;
     };
     std::string errors;
-    for (int sd : {kPocl, kHetmm, kHetmmOff}) {
+    for (int sd : {kPocl, kHetmm, kHetmmOff, kHetmmDev}) {
       const SideResult& sr = r.side[sd];
       if (!sr.error.empty()) errors += std::string(side_name(sd)) + ": " + sr.error + "\n";
       else if (sr.cmp.mismatches) errors += std::string(side_name(sd)) + ": " + sr.cmp.first + "\n";
@@ -953,7 +983,8 @@ void print_json(std::FILE* f, const std::vector<CaseResult>& results, double g_p
         "\"pocl_first_ms\": %s, \"hetmm_first_ms\": %s, \"hetmm_mmu_off_first_ms\": %s, "
         "\"pocl_build_ms\": %s, \"hetmm_build_ms\": %s, \"verified\": %s, "
         "\"mismatches\": %zu, \"mmu_off_mismatches\": %zu, \"max_abs_diff\": %s, "
-        "\"tlb_misses_per_run\": %s, \"faults_per_run\": %s, \"error\": %s}",
+        "\"tlb_misses_per_run\": %s, \"faults_per_run\": %s, \"hetmm_device_ms\": %s, "
+        "\"device_over_in_place\": %s, \"error\": %s}",
         i ? "," : "", json_escape(r.name).c_str(), json_escape(r.what).c_str(),
         json_num(p.ran ? p.median_ms : NAN).c_str(), json_num(h.ran ? h.median_ms : NAN).c_str(),
         json_num(p.ran && h.ran ? r.ratio_pocl() : NAN).c_str(),
@@ -963,12 +994,15 @@ void print_json(std::FILE* f, const std::vector<CaseResult>& results, double g_p
         json_num(h.build_ms).c_str(), r.verified() ? "true" : "false", h.cmp.mismatches,
         o.cmp.mismatches, json_num(std::max(h.cmp.max_abs, o.cmp.max_abs), "%.3g").c_str(),
         json_num(per_run(h.stats.tlb_misses)).c_str(), json_num(per_run(h.stats.faults)).c_str(),
+        json_num(r.side[kHetmmDev].ran ? r.side[kHetmmDev].median_ms : NAN).c_str(),
+        json_num(h.ran && r.side[kHetmmDev].ran ? r.ratio_device() : NAN).c_str(),
         errors.empty() ? "null" : ("\"" + json_escape(errors) + "\"").c_str());
   }
   std::fprintf(f,
                "\n], \"geomean_hetmm_over_pocl\": %s, \"geomean_mmu_on_over_off\": %s, "
+               "\"geomean_device_over_in_place\": %s, "
                "\"repeat\": %d, \"quick\": %s, \"pocl_device\": \"%s\"}\n",
-               json_num(g_pocl).c_str(), json_num(g_mmu).c_str(), s.repeat,
+               json_num(g_pocl).c_str(), json_num(g_mmu).c_str(), json_num(g_dev).c_str(), s.repeat,
                s.quick ? "true" : "false", json_escape(pocl_device).c_str());
 }
 
@@ -976,8 +1010,8 @@ void usage(std::FILE* f) {
   std::fprintf(f,
                "usage: hetmm_spirv_bench [--repeat N] [--kernels a,b,...] [--workers N] [--quick] "
                "[--json] [--list]\n"
-               "  Runs OpenCL C kernels on PoCL and on hetmm (in place, MMU on and -mmu=off) over\n"
-               "  the same process memory and reports median times and ratios.\n"
+               "  Runs OpenCL C kernels on PoCL and on hetmm (in place, MMU on and -mmu=off; and MMU\n"
+               "  on over its own copies in device memory) and reports median times and ratios.\n"
                "  --repeat N   timed runs per kernel and side after one untimed run (default 15)\n"
                "  --kernels    only these kernels (see --list)\n"
                "  --workers N  threads for both sides (hetmm workers, PoCL threads); default:\n"
@@ -1108,7 +1142,7 @@ int main(int argc, char** argv) {
     std::fflush(log);
   }
 
-  std::vector<double> rp, rm;
+  std::vector<double> rp, rm, rd;
   bool all_ok = true;
   for (const CaseResult& r : results) {
     if (!r.verified()) {
@@ -1117,9 +1151,10 @@ int main(int argc, char** argv) {
     }
     rp.push_back(r.ratio_pocl());
     rm.push_back(r.ratio_mmu());
+    rd.push_back(r.ratio_device());
   }
-  const double g_pocl = geomean(rp), g_mmu = geomean(rm);
-  print_table(log, results, g_pocl, g_mmu);
-  if (s.json) print_json(stdout, results, g_pocl, g_mmu, s, pocl->device_name());
+  const double g_pocl = geomean(rp), g_mmu = geomean(rm), g_dev = geomean(rd);
+  print_table(log, results, g_pocl, g_mmu, g_dev);
+  if (s.json) print_json(stdout, results, g_pocl, g_mmu, g_dev, s, pocl->device_name());
   return all_ok ? 0 : 1;
 }

@@ -6,7 +6,6 @@
 #include "telemetry/event_log.hpp"
 
 #include <algorithm>
-#include <chrono>
 #include <cstring>
 #include <sched.h>
 #include <thread>
@@ -61,7 +60,6 @@ void SimDevice::stop() {
   {
     std::lock_guard lock(launch_mutex_);
     stopping_ = true;
-    work_seq_.fetch_add(1, std::memory_order_release);
   }
   launch_cv_.notify_all();
   for (unsigned i = 0; i < nworkers_; ++i) workers_[i]->thread.join();
@@ -283,24 +281,6 @@ void SimDevice::serve_batch(FaultRequest** reqs, std::size_t n) {
 // ---------------------------------------------------------------------------------------------
 // Kernels
 // ---------------------------------------------------------------------------------------------
-namespace {
-// Polls done() for up to `us` microseconds, yielding the CPU between polls (a device has as many
-// workers as the machine has cores: a spinning worker must not keep the launching thread from
-// running); true when it held.
-template <class Done>
-bool spin_until(Done done, int us) {
-  const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(us);
-  for (;;) {
-    if (done()) return true;
-    sched_yield();
-    if (std::chrono::steady_clock::now() >= until) return done();
-  }
-}
-constexpr int kWorkerSpinUs = 50;       // a worker after its part of a kernel
-constexpr int kSynchronizeSpinUs = 50;  // synchronize before it sleeps
-}  // namespace
-
-
 void SimDevice::launch(std::size_t threads, std::unique_ptr<detail::KernelBase> kernel) {
   auto* l = new Launch;
   l->kernel = std::move(kernel);
@@ -317,14 +297,11 @@ void SimDevice::launch(std::size_t threads, std::unique_ptr<detail::KernelBase> 
       advance_access_epoch();  // a kernel starts
     }
     queue_.push_back(l);
-    idle_.store(false, std::memory_order_relaxed);
-    work_seq_.fetch_add(1, std::memory_order_release);
   }
   launch_cv_.notify_all();
 }
 
 void SimDevice::synchronize() {
-  spin_until([&] { return idle_.load(std::memory_order_acquire); }, kSynchronizeSpinUs);
   base::lock_order::UniqueLock lock(launch_mutex_);
   idle_cv_.wait(lock.get(), [&] { return queue_.empty() && destroying_ == 0; });
   if (pending_error_) {
@@ -348,14 +325,10 @@ void SimDevice::run_worker(WorkerContext* w) {
   detail::tls_worker = w;
   w->tid = os::sys_gettid();
   std::uint64_t done_generation = 0;
-  std::uint64_t seen_work = 0;
   for (;;) {
     Launch* l;
-    spin_until([&] { return work_seq_.load(std::memory_order_acquire) != seen_work; },
-               kWorkerSpinUs);
     {
       base::lock_order::UniqueLock lock(launch_mutex_);
-      seen_work = work_seq_.load(std::memory_order_relaxed);
       launch_cv_.wait(lock.get(), [&] {
         return stopping_ || (!queue_.empty() && launch_generation_ != done_generation);
       });
@@ -396,7 +369,6 @@ void SimDevice::run_worker(WorkerContext* w) {
         if (!queue_.empty()) {
           ++launch_generation_;
           advance_access_epoch();  // the next kernel starts
-          work_seq_.fetch_add(1, std::memory_order_release);
         }
         launch_cv_.notify_all();
       }
@@ -407,7 +379,6 @@ void SimDevice::run_worker(WorkerContext* w) {
       delete finished;
       std::lock_guard lock(launch_mutex_);
       --destroying_;
-      if (queue_.empty() && destroying_ == 0) idle_.store(true, std::memory_order_release);
       idle_cv_.notify_all();
     }
   }

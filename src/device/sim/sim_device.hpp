@@ -180,12 +180,6 @@ class SimDevice final : public DeviceBackend, public os::RuntimeAllocated {
   std::uint64_t launch_generation_ = 0;  // bumped when the head launch changes
   unsigned destroying_ = 0;  // finished kernels whose destructors are running
   std::exception_ptr pending_error_;
-  // Mirrors of the launch state for a short spin before sleeping (spin_until): a launch that
-  // follows its predecessor closely (an enqueue/finish loop) is then picked up, and its end seen,
-  // without a futex sleep and wake-up each (tens of microseconds on a virtual machine). Written
-  // under launch_mutex_; the condition variables' predicates stay the authority.
-  std::atomic<std::uint64_t> work_seq_{0};  // bumped when workers have something new to do
-  std::atomic<bool> idle_{true};            // queue empty and no kernel being destroyed
   bool stopping_ = false;
   bool started_ = false;
 };
