@@ -129,6 +129,9 @@ RuntimeImpl::RuntimeImpl(const Options& options) : options_(options) {
                                           options.uvm);
   mirror_->set_event_log(events_.get());
   mirror_->set_fault_injector(injector_.get());
+  // Hooks that did not take hold mean libhetmm came after libc in symbol lookup: it was
+  // dlopen'ed (the OpenCL loader), and the dynamic linker's records of it are on the heap.
+  mirror_->keep_brk_heap_in_place(!host::hooks_interposed());
   if (options.max_oversubscription > 0)
     mirror_->set_mapping_limit(std::max<std::size_t>(
         1, static_cast<std::size_t>(options.max_oversubscription *

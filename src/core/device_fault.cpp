@@ -201,6 +201,7 @@ bool Mirror::maps_ahead_in_place(std::size_t device, std::uintptr_t page,
 
 bool Mirror::migrates_on_fault(const os::Vma& vma) const {
   if (!vma.migratable() || vma.main_stack || vma.library_data) return false;
+  if (vma.brk_heap && brk_heap_in_place_) return false;
   // A PROT_NONE mapping below: a thread's stack guard, unless it is pages hetmm revoked
   // itself (mprotect tracking makes revoked pages PROT_NONE).
   return vma.guard_below == 0 || tracks(vma.start - kPageSize);

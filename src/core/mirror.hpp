@@ -79,6 +79,11 @@ class Mirror final : public device::FaultResolver, public os::RuntimeAllocated {
   StateLock& state_lock() { return lock_; }
   // Options::max_oversubscription: a device maps at most this many pages (0 = no limit).
   void set_mapping_limit(std::size_t pages) { mapping_limit_ = pages; }
+  // Device faults leave the brk heap in place (os::Vma::brk_heap): set when hetmm was loaded
+  // with dlopen (the OpenCL loader), whose link_maps for hetmm's own libraries are heap data
+  // that the fault-serving threads read; a page of them in device memory would make such a
+  // thread fault on a page only it can serve. Explicit migrations still move heap pages.
+  void keep_brk_heap_in_place(bool keep) { brk_heap_in_place_ = keep; }
   std::size_t mapping_limit() const { return mapping_limit_; }
   // Telemetry (null when off): record with `if (auto* log = event_log()) log->record(...)`.
   // record() is lock-free and async-signal-safe, so it may be called anywhere, lock held or not.
@@ -328,6 +333,7 @@ class Mirror final : public device::FaultResolver, public os::RuntimeAllocated {
     upgraded_at_[device] = addr;
   }
   std::size_t mapping_limit_ = 0;
+  bool brk_heap_in_place_ = false;
   // Would mapping `more` pages take the device past the limit?
   bool over_limit(std::size_t device, std::size_t more) const {
     return mapping_limit_ != 0 && devices_[device]->mapped_pages() + more > mapping_limit_;

@@ -91,9 +91,19 @@ void* finish_ptr(void* p, int err) {
 
 }  // namespace
 
+}  // namespace hetmm::host
+
+// This library's own munmap, bound locally: &::munmap goes through the GOT like any call and
+// names whichever definition the dynamic linker found first, ours or libc's, so comparing it
+// with dlsym's answer always agreed (even when the OpenCL loader had dlopen'ed libhetmm).
+extern "C" int hetmm_own_munmap(void* addr, std::size_t len) noexcept
+    __attribute__((alias("munmap"), visibility("hidden")));
+
+namespace hetmm::host {
+
 bool hooks_interposed() {
   void* resolved = dlsym(RTLD_DEFAULT, "munmap");
-  return resolved == reinterpret_cast<void*>(static_cast<int (*)(void*, std::size_t)>(&::munmap));
+  return resolved == reinterpret_cast<void*>(&hetmm_own_munmap);
 }
 
 int unmap(void* addr, std::size_t len) {

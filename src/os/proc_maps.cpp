@@ -114,6 +114,7 @@ bool query_one(int fd, std::uintptr_t addr, Queried& q, long* err) {
   v.anonymous = r.inode == 0 && !named_file;
   if (v.anonymous && in_runtime_range(v.start)) v.special = true;
   v.main_stack = std::strncmp(name, "[stack", 6) == 0;
+  v.brk_heap = std::strcmp(name, "[heap]") == 0;
   q.guard = v.anonymous && !v.shared && !v.read && !v.write && !v.exec &&
             v.end - v.start <= kMaxStackGuard;
   q.library = named_file && std::strstr(name, ".so") != nullptr;
@@ -238,6 +239,7 @@ void query_vmas_text(std::uintptr_t start, std::uintptr_t end, VmaList& out) {
       if (v.anonymous && in_runtime_range(v.start)) v.special = true;
       static constexpr char kStack[] = "[stack";
       v.main_stack = nl - p >= 6 && std::memcmp(p, kStack, 6) == 0;
+      v.brk_heap = nl - p >= 6 && std::memcmp(p, "[heap]", 6) == 0;
       if (v.anonymous && !v.shared && guard_end == v.start && guard_end != 0) v.guard_below = guard_start;
       v.library_data = v.anonymous && library_end == v.start && library_end != 0;
       if (named_file) {

@@ -33,6 +33,10 @@ struct Vma {
   // A shared library's .bss (anonymous memory right after a mapping of a .so file): libc's and
   // the loader's state, which the runtime itself uses under its lock. Never migrated on faults.
   bool library_data = false;
+  // The brk heap, [heap]: malloc's main arena, where a program's small arrays share pages with
+  // the C library's and the dynamic linker's data (the link_maps of dlopen'ed libraries, thread
+  // DTVs, dynamic TLS blocks) that hetmm's own fault-serving threads read.
+  bool brk_heap = false;
   int prot() const;
   // Only private anonymous memory migrates into device memory, as in the kernel.
   bool migratable() const { return anonymous && !shared && !special && read; }
