@@ -97,7 +97,11 @@ std::string device_description(cl_device_id d) {
   unsigned workers = o.workers != 0 ? o.workers : std::max(1u, std::thread::hardware_concurrency());
   std::string tracking = runtime_started() ? to_string(runtime().tracking())
                                            : std::string(to_string(o.tracking));
-  char buf[256];
+  // Once the runtime runs: whether its munmap/mprotect/... hooks took hold (not when the loader
+  // dlopen'ed hetmm, unless LD_PRELOAD put libhetmm first; docs/OPENCL.md).
+  if (runtime_started())
+    tracking += runtime().hooks_active() ? ", hooks interposed" : ", hooks not interposed";
+  char buf[320];
   std::snprintf(buf, sizeof buf,
                 "device %zu: %zu MiB device memory, %u workers, policy %s, link %s, tracking %s",
                 d->index, o.device_memory >> 20, workers, to_string(o.policy),
