@@ -106,8 +106,18 @@ fuzz: build-fuzz
 build-types: deps
 	RELEASE_BUILD=$(RELEASE_BUILD) DEBUG_BUILD=$(DEBUG_BUILD) JOBS=$(JOBS) ./scripts/ci-build-types.sh
 
+# Installs into PREFIX (/usr/local) and registers the OpenCL platform where the system's loader
+# looks, /etc/OpenCL/vendors (cmake --install writes PREFIX/etc/OpenCL/vendors/hetmm.icd, which
+# is that folder only for the /usr prefix).
+PREFIX ?= /usr/local
+SUDO   ?= $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 install: build
-	cmake --install $(BUILD)
+	cmake --install $(BUILD) --prefix $(PREFIX)
+	@icd="$(PREFIX)/etc/OpenCL/vendors/hetmm.icd"; \
+	if [ -f "$$icd" ] && [ "$$(readlink -f "$$icd")" != /etc/OpenCL/vendors/hetmm.icd ]; then \
+	  echo "registering $$icd in /etc/OpenCL/vendors"; \
+	  $(SUDO) install -m 644 -D "$$icd" /etc/OpenCL/vendors/hetmm.icd; \
+	fi
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD) $(RELEASE_BUILD) $(DEBUG_BUILD)
