@@ -285,7 +285,9 @@ void SimDevice::launch(std::size_t threads, std::unique_ptr<detail::KernelBase> 
   auto* l = new Launch;
   l->kernel = std::move(kernel);
   l->threads = threads;
-  l->workers_left = nworkers_;
+  const unsigned wanted =
+      static_cast<unsigned>(std::min<std::size_t>(nworkers_, std::max<std::size_t>(threads, 1)));
+  l->wanted = l->workers_left = wanted;
   {
     std::lock_guard lock(launch_mutex_);
     if (stopping_ || !started_) {
@@ -298,7 +300,11 @@ void SimDevice::launch(std::size_t threads, std::unique_ptr<detail::KernelBase> 
     }
     queue_.push_back(l);
   }
-  launch_cv_.notify_all();
+  if (wanted == nworkers_) {
+    launch_cv_.notify_all();
+  } else {
+    for (unsigned i = 0; i < wanted; ++i) launch_cv_.notify_one();
+  }
 }
 
 void SimDevice::synchronize() {
@@ -335,6 +341,9 @@ void SimDevice::run_worker(WorkerContext* w) {
       if (stopping_) break;
       l = queue_.front();
       done_generation = launch_generation_;
+      // Enough workers on it already: wait for the next launch.
+      if (l->joined >= l->wanted) continue;
+      ++l->joined;
     }
     // Threads are handed out in chunks so that workers rarely contend on the counter.
     std::size_t chunk = std::max<std::size_t>(1, l->threads / (std::size_t{nworkers_} * 16));

@@ -147,7 +147,12 @@ class SimDevice final : public DeviceBackend, public os::RuntimeAllocated {
     std::size_t threads = 0;
     std::atomic<std::size_t> next{0};
     std::atomic<bool> abort{false};
-    unsigned workers_left = 0;  // under launch_mutex_
+    // A launch of fewer threads than the device has workers takes only that many (each worker
+    // that joins must check out before the kernel counts as done): a one-item kernel then costs
+    // one worker's wake-up, not all of them. Under launch_mutex_.
+    unsigned wanted = 0;        // workers that take part
+    unsigned joined = 0;        // of them, those that took it
+    unsigned workers_left = 0;  // of them, those not done yet
     std::exception_ptr error;   // under launch_mutex_
   };
   static void worker_main(void* arg);
