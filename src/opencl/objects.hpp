@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -168,6 +169,7 @@ struct _cl_program : ObjectHeader {
   std::string options, log;
   std::optional<hetmm::Program> built;  // the JIT'd kernels, once built
   hetmm::spirv::SourceSignatures signatures;  // argument types as the source spelled them
+  std::map<cl_uint, std::uint64_t> spec_values;  // clSetProgramSpecializationConstant (IL)
   std::size_t attached_kernels = 0;     // kernels created from it (a rebuild is then refused)
   std::vector<std::pair<void(CL_CALLBACK*)(cl_program, void*), void*>> release_callbacks;
 };

@@ -275,7 +275,13 @@ CL_API_ENTRY cl_int CL_API_CALL clBuildProgram(cl_program p, cl_uint n, const cl
           p->origin == _cl_program::Origin::source
               ? hetmm::spirv::opencl_c_to_spirv(p->source, front_end_options(opts), &signatures)
               : p->il;
-      auto compiled = hetmm::spirv::compile_spirv(words.data(), words.size(), jit_options(opts));
+      std::string jit = jit_options(opts);
+      {
+        std::lock_guard lock(p->mutex);
+        for (const auto& [id, v] : p->spec_values)
+          jit += " -spec-const=" + std::to_string(id) + ":" + std::to_string(v);
+      }
+      auto compiled = hetmm::spirv::compile_spirv(words.data(), words.size(), jit);
       std::lock_guard lock(p->mutex);
       if (p->origin == _cl_program::Origin::source) p->signatures = std::move(signatures);
       p->il = std::move(words);
@@ -501,12 +507,23 @@ CL_API_ENTRY cl_int CL_API_CALL clSetProgramReleaseCallback(cl_program p,
   });
 }
 
-CL_API_ENTRY cl_int CL_API_CALL clSetProgramSpecializationConstant(cl_program p, cl_uint, size_t,
-                                                                   const void*) {
+CL_API_ENTRY cl_int CL_API_CALL clSetProgramSpecializationConstant(cl_program p, cl_uint id,
+                                                                   size_t size,
+                                                                   const void* value) {
   return guarded([&] {
     get(p);
     if (p->origin != _cl_program::Origin::il) fail(CL_INVALID_PROGRAM);
-    // Specialization constants are not yet passed to the SPIR-V reader (docs/OPENCL.md).
-    fail(CL_INVALID_SPEC_ID);
+    if (value == nullptr) fail(CL_INVALID_VALUE);
+    // The module says which SpecIds exist and their sizes; the value goes to the SPIR-V reader
+    // at the next build (-spec-const=ID:VALUE, a JIT build option).
+    std::size_t expected = 0;
+    for (const auto& [spec_id, bytes] : hetmm::spirv::spec_constants(p->il.data(), p->il.size()))
+      if (spec_id == id) expected = bytes;
+    if (expected == 0) fail(CL_INVALID_SPEC_ID);
+    if (size != expected || size > sizeof(std::uint64_t)) fail(CL_INVALID_VALUE);
+    std::uint64_t v = 0;
+    std::memcpy(&v, value, size);
+    std::lock_guard lock(p->mutex);
+    p->spec_values[id] = v;
   });
 }

@@ -57,6 +57,7 @@ void init_llvm() {
 struct BuildOptions {
   bool mmu = true;
   OptimizationLevel level = OptimizationLevel::O3;
+  std::vector<std::pair<std::uint32_t, std::uint64_t>> spec_constants;  // -spec-const=ID:VALUE
 };
 
 BuildOptions parse_options(std::string_view text) {
@@ -64,6 +65,20 @@ BuildOptions parse_options(std::string_view text) {
   std::istringstream in{std::string(text)};
   std::string opt;
   while (in >> opt) {
+    if (opt.rfind("-spec-const=", 0) == 0) {
+      // -spec-const=ID:VALUE (decimal or 0x hex): a SPIR-V specialization constant's value.
+      const char* p = opt.c_str() + 12;
+      char* end = nullptr;
+      unsigned long long id = std::strtoull(p, &end, 0);
+      if (end == p || *end != ':')
+        fail(Errc::invalid_argument, "build options: '" + opt + "': expected -spec-const=ID:VALUE");
+      const char* v = end + 1;
+      unsigned long long value = std::strtoull(v, &end, 0);
+      if (end == v || *end != '\0' || id > 0xffffffffull)
+        fail(Errc::invalid_argument, "build options: '" + opt + "': expected -spec-const=ID:VALUE");
+      o.spec_constants.emplace_back(static_cast<std::uint32_t>(id), value);
+      continue;
+    }
     if (opt == "-mmu=off") o.mmu = false;
     else if (opt == "-mmu=on") o.mmu = true;
     else if (opt == "-O0") o.level = OptimizationLevel::O0;
@@ -72,17 +87,19 @@ BuildOptions parse_options(std::string_view text) {
     else if (opt == "-O3") o.level = OptimizationLevel::O3;
     else if (opt.rfind("-cl-", 0) == 0 || opt == "-w" || opt == "-Werror") continue;  // OpenCL's, for the front end
     else fail(Errc::invalid_argument, "build options: unknown option '" + opt +
-                                          "' (hetmm takes -mmu=on|off, -O0..-O3 and OpenCL's -cl-*)");
+                                          "' (hetmm takes -mmu=on|off, -O0..-O3, -spec-const=ID:VALUE and OpenCL's -cl-*)");
   }
   return o;
 }
 
-std::unique_ptr<Module> read_module(LLVMContext& c, const std::uint32_t* words, std::size_t count) {
+std::unique_ptr<Module> read_module(LLVMContext& c, const std::uint32_t* words, std::size_t count,
+                                    const BuildOptions& options) {
   std::string bytes(reinterpret_cast<const char*>(words), count * 4);
   std::istringstream in(bytes);
   SPIRV::TranslatorOpts opts;
   opts.enableAllExtensions();
   opts.setDesiredBIsRepresentation(SPIRV::BIsRepresentation::OpenCL12);
+  for (const auto& [id, value] : options.spec_constants) opts.setSpecConst(id, value);
   Module* m = nullptr;
   std::string err;
   if (!readSpirv(c, opts, in, m, err))
@@ -91,6 +108,15 @@ std::unique_ptr<Module> read_module(LLVMContext& c, const std::uint32_t* words, 
 }
 
 }  // namespace
+
+std::vector<std::pair<std::uint32_t, std::uint32_t>> spec_constants(const std::uint32_t* words,
+                                                                      std::size_t count) {
+  std::string bytes(reinterpret_cast<const char*>(words), count * 4);
+  std::istringstream in(bytes);
+  std::vector<SpecConstInfoTy> info;
+  if (!getSpecConstInfo(in, info)) return {};
+  return {info.begin(), info.end()};
+}
 
 SourceSignatures source_signatures(const std::string& bitcode) {
   SourceSignatures out;
@@ -335,7 +361,7 @@ std::string compile_to_object(detail::CompiledProgram& program, const std::uint3
   LLVMContext context;
   // Translator 15 works on typed pointers and asserts with opaque ones.
   context.setOpaquePointers(false);
-  std::unique_ptr<Module> m = read_module(context, words, count);
+  std::unique_ptr<Module> m = read_module(context, words, count, options);
 
   std::vector<std::string> kernel_names;
   for (Function& f : *m)

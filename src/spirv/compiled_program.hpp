@@ -50,7 +50,8 @@ namespace hetmm::spirv {
 // Whether a build option is the JIT's (-mmu=on|off, -O0..-O3) rather than the OpenCL C front
 // end's: from_opencl_c passes the JIT's to compile_spirv and the rest to clang.
 inline bool is_jit_option(std::string_view o) {
-  return o.rfind("-mmu=", 0) == 0 || o == "-O0" || o == "-O1" || o == "-O2" || o == "-O3";
+  return o.rfind("-mmu=", 0) == 0 || o == "-O0" || o == "-O1" || o == "-O2" || o == "-O3" ||
+         o.rfind("-spec-const=", 0) == 0;
 }
 
 // SPIR-V words to a compiled program (validated, translated, rewritten, JIT-compiled).
@@ -68,6 +69,10 @@ using SourceSignatures = std::map<std::string, std::vector<SourceArg>>;
 // kernels' source-level argument types (from clang's kernel_arg_type metadata).
 std::vector<std::uint32_t> opencl_c_to_spirv(std::string_view source, std::string_view options,
                                              SourceSignatures* signatures = nullptr);
+// A SPIR-V module's specialization constants: (SpecId, size in bytes) each. Their values are
+// build options: -spec-const=ID:VALUE (compile_spirv).
+std::vector<std::pair<std::uint32_t, std::uint32_t>> spec_constants(const std::uint32_t* words,
+                                                                      std::size_t count);
 // The kernel_arg_type / kernel_arg_type_qual metadata of an LLVM bitcode module.
 SourceSignatures source_signatures(const std::string& bitcode);
 
