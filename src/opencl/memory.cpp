@@ -355,11 +355,14 @@ CL_API_ENTRY cl_int CL_API_CALL clEnqueueFillBuffer(cl_command_queue q, cl_mem m
   });
 }
 
-CL_API_ENTRY cl_int CL_API_CALL clEnqueueReadBufferRect(
-    cl_command_queue q, cl_mem m, cl_bool blocking, const size_t* buffer_origin,
-    const size_t* host_origin, const size_t* region, size_t buffer_row_pitch,
-    size_t buffer_slice_pitch, size_t host_row_pitch, size_t host_slice_pitch, void* ptr,
-    cl_uint num, const cl_event* waits, cl_event* event) {
+namespace {
+// clEnqueueReadBufferRect and clEnqueueWriteBufferRect: one rectangle between a buffer and host
+// memory, `to_host` saying which way.
+cl_int transfer_rect(cl_command_queue q, cl_mem m, bool blocking, bool to_host,
+                     const size_t* buffer_origin, const size_t* host_origin, const size_t* region,
+                     size_t buffer_row_pitch, size_t buffer_slice_pitch, size_t host_row_pitch,
+                     size_t host_slice_pitch, void* ptr, cl_uint num, const cl_event* waits,
+                     cl_event* event) {
   cl_int rc = CL_SUCCESS;
   cl_int g = guarded([&] {
     get(q);
@@ -371,16 +374,30 @@ CL_API_ENTRY cl_int CL_API_CALL clEnqueueReadBufferRect(
     Rect b = make_rect(buffer_origin, region, buffer_row_pitch, buffer_slice_pitch);
     Rect h = make_rect(host_origin, region, host_row_pitch, host_slice_pitch);
     check_rect(b, region, m->size);
-    check_host_access(m, true, false);
-    const char* src = m->data;
+    check_host_access(m, to_host, !to_host);
+    char* buffer = m->data;
+    auto* host = static_cast<char*>(ptr);
     std::array<size_t, 3> r{region[0], region[1], region[2]};
-    cl_event e = submit(q, CL_COMMAND_READ_BUFFER_RECT, num, waits, with_mem([=] {
-      copy_rect(static_cast<char*>(ptr), h, src, b, r.data());
-      return CL_COMPLETE;
-    }, {m}));
+    cl_event e = submit(q, to_host ? CL_COMMAND_READ_BUFFER_RECT : CL_COMMAND_WRITE_BUFFER_RECT,
+                        num, waits, with_mem([=] {
+                          if (to_host) copy_rect(host, h, buffer, b, r.data());
+                          else copy_rect(buffer, b, host, h, r.data());
+                          return CL_COMPLETE;
+                        }, {m}));
     rc = finish_blocking(e, blocking, event);
   });
   return g != CL_SUCCESS ? g : rc;
+}
+}  // namespace
+
+CL_API_ENTRY cl_int CL_API_CALL clEnqueueReadBufferRect(
+    cl_command_queue q, cl_mem m, cl_bool blocking, const size_t* buffer_origin,
+    const size_t* host_origin, const size_t* region, size_t buffer_row_pitch,
+    size_t buffer_slice_pitch, size_t host_row_pitch, size_t host_slice_pitch, void* ptr,
+    cl_uint num, const cl_event* waits, cl_event* event) {
+  return transfer_rect(q, m, blocking, true, buffer_origin, host_origin, region, buffer_row_pitch,
+                       buffer_slice_pitch, host_row_pitch, host_slice_pitch, ptr, num, waits,
+                       event);
 }
 
 CL_API_ENTRY cl_int CL_API_CALL clEnqueueWriteBufferRect(
@@ -388,27 +405,10 @@ CL_API_ENTRY cl_int CL_API_CALL clEnqueueWriteBufferRect(
     const size_t* host_origin, const size_t* region, size_t buffer_row_pitch,
     size_t buffer_slice_pitch, size_t host_row_pitch, size_t host_slice_pitch, const void* ptr,
     cl_uint num, const cl_event* waits, cl_event* event) {
-  cl_int rc = CL_SUCCESS;
-  cl_int g = guarded([&] {
-    get(q);
-    get(m);
-    check_same_context(q, m);
-    check_wait_list(q->context, num, waits);
-    if (ptr == nullptr) fail(CL_INVALID_VALUE);
-    check_region(region);
-    Rect b = make_rect(buffer_origin, region, buffer_row_pitch, buffer_slice_pitch);
-    Rect h = make_rect(host_origin, region, host_row_pitch, host_slice_pitch);
-    check_rect(b, region, m->size);
-    check_host_access(m, false, true);
-    char* dst = m->data;
-    std::array<size_t, 3> r{region[0], region[1], region[2]};
-    cl_event e = submit(q, CL_COMMAND_WRITE_BUFFER_RECT, num, waits, with_mem([=] {
-      copy_rect(dst, b, static_cast<const char*>(ptr), h, r.data());
-      return CL_COMPLETE;
-    }, {m}));
-    rc = finish_blocking(e, blocking, event);
-  });
-  return g != CL_SUCCESS ? g : rc;
+  // The host memory is only read: the const goes only as far as the copy's direction.
+  return transfer_rect(q, m, blocking, false, buffer_origin, host_origin, region,
+                       buffer_row_pitch, buffer_slice_pitch, host_row_pitch, host_slice_pitch,
+                       const_cast<void*>(ptr), num, waits, event);
 }
 
 CL_API_ENTRY cl_int CL_API_CALL clEnqueueCopyBufferRect(

@@ -8,17 +8,12 @@
 
 #include "spirv/compiled_program.hpp"
 
-#include <fcntl.h>
-#include <spawn.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <fstream>
 #include <sstream>
-
-extern char** environ;
 
 namespace hetmm::opencl {
 namespace {
@@ -113,25 +108,6 @@ struct Scratch {
     rmdir(path.c_str());
   }
 };
-
-// Runs argv with stdout and stderr into log; the exit status, or -1 when it cannot start.
-int run_tool(const std::vector<std::string>& argv, const std::string& log) {
-  std::vector<char*> args;
-  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
-  posix_spawn_file_actions_adddup2(&actions, 1, 2);
-  pid_t pid;
-  int rc = posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) return -1;
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
 
 std::string slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -380,7 +356,8 @@ CL_API_ENTRY cl_program CL_API_CALL clLinkProgram(cl_context ctx, cl_uint n,
         dir.files.push_back(out);
         dir.files.push_back(logf);
         argv.insert(argv.end(), {"-o", out});
-        int rc = run_tool(argv, logf);
+        int spawn_errno = 0;
+        int rc = hetmm::spirv::run_tool(argv, logf, &spawn_errno);
         std::string bytes = slurp(out);
         if (rc != 0 || !is_spirv(bytes.data(), bytes.size()))
           throw hetmm::Error(hetmm::Errc::invalid_argument, "spirv-link failed:\n" + slurp(logf));

@@ -69,6 +69,12 @@ using SourceSignatures = std::map<std::string, std::vector<SourceArg>>;
 // kernels' source-level argument types (from clang's kernel_arg_type metadata).
 std::vector<std::uint32_t> opencl_c_to_spirv(std::string_view source, std::string_view options,
                                              SourceSignatures* signatures = nullptr);
+// Runs argv (a program on PATH) with stdout and stderr appended to the file `log`; returns the
+// exit status, 128 + the signal, or -1 with *spawn_errno when it could not start. posix_spawn
+// (vfork semantics: no pthread_atfork handlers run). The compilers run this way: a crash of
+// theirs cannot take the caller's process down.
+int run_tool(const std::vector<std::string>& argv, const std::string& log, int* spawn_errno);
+
 // A SPIR-V module's specialization constants: (SpecId, size in bytes) each. Their values are
 // build options: -spec-const=ID:VALUE (compile_spirv).
 std::vector<std::pair<std::uint32_t, std::uint32_t>> spec_constants(const std::uint32_t* words,

@@ -51,8 +51,17 @@ std::string read_file(const std::string& path) {
   return s.str();
 }
 
-// Runs argv with stdout and stderr into log; returns the exit status, or -1 with the spawn error.
-int run(const std::vector<std::string>& argv, const std::string& log, int* spawn_errno) {
+std::vector<std::string> split_options(std::string_view options) {
+  std::vector<std::string> out;
+  std::istringstream in{std::string(options)};
+  std::string o;
+  while (in >> o) out.push_back(o);
+  return out;
+}
+
+}  // namespace
+
+int run_tool(const std::vector<std::string>& argv, const std::string& log, int* spawn_errno) {
   std::vector<char*> args;
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
@@ -72,16 +81,6 @@ int run(const std::vector<std::string>& argv, const std::string& log, int* spawn
   }
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
-
-std::vector<std::string> split_options(std::string_view options) {
-  std::vector<std::string> out;
-  std::istringstream in{std::string(options)};
-  std::string o;
-  while (in >> o) out.push_back(o);
-  return out;
-}
-
-}  // namespace
 
 std::vector<std::uint32_t> opencl_c_to_spirv(std::string_view source, std::string_view options,
                                              SourceSignatures* signatures) {
@@ -104,7 +103,7 @@ std::vector<std::uint32_t> opencl_c_to_spirv(std::string_view source, std::strin
   }
   clang.insert(clang.end(), {src, "-o", bc});
   int spawn_errno = 0;
-  int rc = run(clang, log, &spawn_errno);
+  int rc = run_tool(clang, log, &spawn_errno);
   if (rc < 0)
     throw Error(Errc::unsupported, std::string("OpenCL C: cannot run clang-15 (") +
                                        std::strerror(spawn_errno) +
@@ -112,7 +111,7 @@ std::vector<std::uint32_t> opencl_c_to_spirv(std::string_view source, std::strin
   if (rc != 0)
     throw Error(Errc::invalid_argument, "OpenCL C: build failed:\n" + read_file(log));
   if (signatures != nullptr) *signatures = source_signatures(read_file(bc));
-  rc = run({"llvm-spirv-15", "--spirv-max-version=1.0", bc, "-o", spv}, log, &spawn_errno);
+  rc = run_tool({"llvm-spirv-15", "--spirv-max-version=1.0", bc, "-o", spv}, log, &spawn_errno);
   if (rc < 0)
     throw Error(Errc::unsupported, std::string("OpenCL C: cannot run llvm-spirv-15 (") +
                                        std::strerror(spawn_errno) +
