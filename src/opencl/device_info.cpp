@@ -101,7 +101,9 @@ std::string device_description(cl_device_id d) {
   // dlopen'ed hetmm, unless LD_PRELOAD put libhetmm first; docs/OPENCL.md).
   if (runtime_started())
     tracking += runtime().hooks_active() ? ", hooks interposed" : ", hooks not interposed";
-  char buf[320];
+  if (migrations_off())
+    tracking += " (so nothing migrates: LD_PRELOAD=libhetmm.so.0 to let pages move)";
+  char buf[400];
   std::snprintf(buf, sizeof buf,
                 "device %zu: %zu MiB device memory, %u workers, policy %s, link %s, tracking %s",
                 d->index, o.device_memory >> 20, workers, to_string(o.policy),

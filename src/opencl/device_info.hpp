@@ -30,6 +30,8 @@ const hetmm::Options& configured_options();
 const std::string& configured_link();
 // "device 0: 256 MiB device memory, 2 workers, policy hetmm, link pcie4, tracking userfaultfd"
 std::string device_description(cl_device_id d);
+// Nothing migrates (mprotect tracking with hetmm's hooks behind libc's: platform.cpp).
+bool migrations_off();
 bool compiler_available();  // clang-15 and llvm-spirv-15 on PATH
 bool linker_available();    // spirv-link on PATH
 

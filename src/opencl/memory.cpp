@@ -44,7 +44,7 @@ void check_pattern(const void* pattern, std::size_t pattern_size) {
 }
 
 void prefetch(cl_command_queue q, const void* addr, std::size_t size, bool to_host) {
-  if (size == 0) return;
+  if (size == 0 || migrations_off()) return;  // a hint, not heeded then (platform.cpp)
   auto a = reinterpret_cast<std::uintptr_t>(addr);
   std::uintptr_t lo = a & ~std::uintptr_t{4095}, hi = (a + size + 4095) & ~std::uintptr_t{4095};
   try {

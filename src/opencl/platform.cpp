@@ -85,6 +85,7 @@ struct State {
   std::once_flag runtime_once;
   hetmm::Runtime* rt = nullptr;
   std::atomic<bool> started{false};
+  bool migrations_off = false;  // set before `started`: mprotect tracking without hooks
   State() {
     register_object(&platform);
     for (std::size_t i = 0; i < config.options.devices; ++i) {
@@ -118,6 +119,17 @@ hetmm::Runtime& runtime() {
   State& s = state();
   std::call_once(s.runtime_once, [&] {
     s.rt = new hetmm::Runtime(s.config.options);
+    if (s.rt->tracking() == Tracking::mprotect && !s.rt->hooks_active()) {
+      // Under mprotect tracking only the interposed munmap/mmap/... tell hetmm of a CPU-side
+      // change, and the loader's dlopen left them behind libc's: a page moved to device memory
+      // and then unmapped and mapped anew would be read from its stale frame. Nothing moves,
+      // then: the device accesses system memory in place (the CPU MMU keeps that coherent),
+      // and migration requests are hints left unheeded. LD_PRELOAD=libhetmm.so.0 lifts it.
+      delete s.rt;
+      s.config.options.policy = PolicyProfile::in_place;
+      s.rt = new hetmm::Runtime(s.config.options);
+      s.migrations_off = true;
+    }
     s.started.store(true, std::memory_order_release);
     if (!s.config.trace_file.empty() || s.config.report) std::atexit(at_exit);
   });
@@ -126,6 +138,8 @@ hetmm::Runtime& runtime() {
 }
 
 bool runtime_started() { return state().started.load(std::memory_order_acquire); }
+
+bool migrations_off() { return runtime_started() && state().migrations_off; }
 
 const hetmm::Options& configured_options() { return state().config.options; }
 const std::string& configured_link() { return state().config.link_name; }
