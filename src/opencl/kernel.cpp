@@ -77,8 +77,6 @@ CL_API_ENTRY cl_kernel CL_API_CALL clCloneKernel(cl_kernel source, cl_int* errco
     k->args = source->args;
     for (KernelArg& a : k->args)
       if (a.kind == KernelArg::Kind::mem && a.mem != nullptr) retain(a.mem);
-    k->svm_pointers = source->svm_pointers;
-    k->fine_grain_system = source->fine_grain_system;
     return k;
   });
 }
@@ -161,18 +159,14 @@ CL_API_ENTRY cl_int CL_API_CALL clSetKernelExecInfo(cl_kernel k, cl_kernel_exec_
   return guarded([&] {
     get(k);
     if (value == nullptr) fail(CL_INVALID_VALUE);
-    std::lock_guard lock(k->mutex);
+    // Checked, and otherwise nothing to do: every process pointer is reachable already
+    // (fine-grain system SVM), listed or not, and no query returns these.
     switch (param) {
-      case CL_KERNEL_EXEC_INFO_SVM_PTRS: {
+      case CL_KERNEL_EXEC_INFO_SVM_PTRS:
         if (size % sizeof(void*) != 0) fail(CL_INVALID_VALUE);
-        auto* p = static_cast<void* const*>(value);
-        // Every pointer is reachable already (fine-grain system SVM): kept for the query only.
-        k->svm_pointers.assign(p, p + size / sizeof(void*));
         break;
-      }
       case CL_KERNEL_EXEC_INFO_SVM_FINE_GRAIN_SYSTEM:
         if (size != sizeof(cl_bool)) fail(CL_INVALID_VALUE);
-        k->fine_grain_system = *static_cast<const cl_bool*>(value) != CL_FALSE;
         break;
       default: fail(CL_INVALID_VALUE);
     }

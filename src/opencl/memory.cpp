@@ -267,10 +267,11 @@ CL_API_ENTRY cl_int CL_API_CALL clGetMemObjectInfo(cl_mem m, cl_mem_info param, 
 }
 
 // ---- commands ----------------------------------------------------------------------------------
-CL_API_ENTRY cl_int CL_API_CALL clEnqueueReadBuffer(cl_command_queue q, cl_mem m, cl_bool blocking,
-                                                    size_t offset, size_t size, void* ptr,
-                                                    cl_uint num, const cl_event* waits,
-                                                    cl_event* event) {
+namespace {
+// clEnqueueReadBuffer and clEnqueueWriteBuffer: bytes between a buffer and host memory,
+// `to_host` saying which way.
+cl_int transfer(cl_command_queue q, cl_mem m, bool blocking, bool to_host, size_t offset,
+                size_t size, void* ptr, cl_uint num, const cl_event* waits, cl_event* event) {
   cl_int rc = CL_SUCCESS;
   cl_int g = guarded([&] {
     get(q);
@@ -279,34 +280,33 @@ CL_API_ENTRY cl_int CL_API_CALL clEnqueueReadBuffer(cl_command_queue q, cl_mem m
     check_wait_list(q->context, num, waits);
     if (ptr == nullptr || size == 0) fail(CL_INVALID_VALUE);
     check_range(m, offset, size);
-    check_host_access(m, true, false);
-    const char* src = m->data + offset;
-    cl_event e = submit(q, CL_COMMAND_READ_BUFFER, num, waits,
-                        with_mem([=] { std::memcpy(ptr, src, size); return CL_COMPLETE; }, {m}));
+    check_host_access(m, to_host, !to_host);
+    char* buffer = m->data + offset;
+    cl_event e = submit(q, to_host ? CL_COMMAND_READ_BUFFER : CL_COMMAND_WRITE_BUFFER, num, waits,
+                        with_mem([=] {
+                          if (to_host) std::memcpy(ptr, buffer, size);
+                          else std::memcpy(buffer, ptr, size);
+                          return CL_COMPLETE;
+                        }, {m}));
     rc = finish_blocking(e, blocking, event);
   });
   return g != CL_SUCCESS ? g : rc;
+}
+}  // namespace
+
+CL_API_ENTRY cl_int CL_API_CALL clEnqueueReadBuffer(cl_command_queue q, cl_mem m, cl_bool blocking,
+                                                    size_t offset, size_t size, void* ptr,
+                                                    cl_uint num, const cl_event* waits,
+                                                    cl_event* event) {
+  return transfer(q, m, blocking, true, offset, size, ptr, num, waits, event);
 }
 
 CL_API_ENTRY cl_int CL_API_CALL clEnqueueWriteBuffer(cl_command_queue q, cl_mem m, cl_bool blocking,
                                                      size_t offset, size_t size, const void* ptr,
                                                      cl_uint num, const cl_event* waits,
                                                      cl_event* event) {
-  cl_int rc = CL_SUCCESS;
-  cl_int g = guarded([&] {
-    get(q);
-    get(m);
-    check_same_context(q, m);
-    check_wait_list(q->context, num, waits);
-    if (ptr == nullptr || size == 0) fail(CL_INVALID_VALUE);
-    check_range(m, offset, size);
-    check_host_access(m, false, true);
-    char* dst = m->data + offset;
-    cl_event e = submit(q, CL_COMMAND_WRITE_BUFFER, num, waits,
-                        with_mem([=] { std::memcpy(dst, ptr, size); return CL_COMPLETE; }, {m}));
-    rc = finish_blocking(e, blocking, event);
-  });
-  return g != CL_SUCCESS ? g : rc;
+  // The host memory is only read: the const goes as far as the copy's direction.
+  return transfer(q, m, blocking, false, offset, size, const_cast<void*>(ptr), num, waits, event);
 }
 
 CL_API_ENTRY cl_int CL_API_CALL clEnqueueCopyBuffer(cl_command_queue q, cl_mem src, cl_mem dst,

@@ -189,8 +189,6 @@ struct _cl_kernel : ObjectHeader {
   const hetmm::KernelInfo* info = nullptr;
   std::mutex mutex;
   std::vector<KernelArg> args;
-  std::vector<const void*> svm_pointers;  // clSetKernelExecInfo(CL_KERNEL_EXEC_INFO_SVM_PTRS)
-  bool fine_grain_system = true;
   explicit _cl_kernel(hetmm::Program p) : ObjectHeader(Kind::kernel), code(std::move(p)) {}
 };
 

@@ -38,9 +38,11 @@ class Scheduler {
     }
     cv_.notify_one();
   }
+  // An event completed: only commands waiting here can care (add() wakes for new ones).
   void wake() {
     {
       std::lock_guard lock(mutex_);
+      if (pending_.empty()) return;
       ++generation_;
     }
     cv_.notify_one();
