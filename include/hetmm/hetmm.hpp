@@ -20,6 +20,8 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -451,6 +453,14 @@ class Device {
   void launch_program(const Program& program, std::string_view kernel, NDRange global,
                       NDRange local, std::vector<detail::LaunchArg> args,
                       const std::array<std::size_t, 3>& global_offset);
+  // Completion of one launch, for callers that must not block on synchronize (an OpenCL
+  // event): runs on a device thread once the kernel has finished and its state is destroyed,
+  // with nullptr or the kernel's error (which synchronize then does not rethrow). It must not
+  // launch, synchronize or wait for the device. A launch that throws never calls it.
+  using Completion = std::function<void(std::exception_ptr)>;
+  void launch_program(const Program& program, std::string_view kernel, NDRange global,
+                      NDRange local, std::vector<detail::LaunchArg> args,
+                      const std::array<std::size_t, 3>& global_offset, Completion done);
   void synchronize();  // waits for launched kernels; rethrows a kernel's error as hetmm::Error
   void release();      // every page home, device memory freed
 
@@ -461,7 +471,8 @@ class Device {
   Device& operator=(const Device&) = delete;
 
  private:
-  void launch_erased(std::size_t threads, std::unique_ptr<detail::KernelBase> kernel);
+  void launch_erased(std::size_t threads, std::unique_ptr<detail::KernelBase> kernel,
+                     Completion done = {});
   detail::RuntimeImpl* rt_;
   std::size_t index_;
 };

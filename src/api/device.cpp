@@ -192,13 +192,18 @@ std::vector<PageState> Device::snapshot(const void* addr, std::size_t len) {
   return out;
 }
 
-void Device::launch_erased(std::size_t threads, std::unique_ptr<detail::KernelBase> kernel) {
+void Device::launch_erased(std::size_t threads, std::unique_ptr<detail::KernelBase> kernel,
+                           Completion done) {
   rt_->check_usable("launch");
   if (detail::tls_worker != nullptr)
     throw Error(Errc::invalid_argument, "launch: not callable from inside a kernel");
-  if (threads == 0) return;
+  if (threads == 0) {
+    kernel.reset();
+    if (done) done(nullptr);
+    return;
+  }
   rt_->mirror().before_launch(index_);
-  rt_->device(index_).launch(threads, std::move(kernel));
+  rt_->device(index_).launch(threads, std::move(kernel), std::move(done));
 }
 
 void Device::synchronize() {

@@ -25,4 +25,9 @@ void Device::launch_program(const Program&, std::string_view, NDRange, NDRange,
                             std::vector<detail::LaunchArg>, const std::array<std::size_t, 3>&) {
   unavailable();
 }
+void Device::launch_program(const Program&, std::string_view, NDRange, NDRange,
+                            std::vector<detail::LaunchArg>, const std::array<std::size_t, 3>&,
+                            Completion) {
+  unavailable();
+}
 }  // namespace hetmm

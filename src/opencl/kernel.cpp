@@ -401,13 +401,15 @@ CL_API_ENTRY cl_int CL_API_CALL clEnqueueNDRangeKernel(cl_command_queue q, cl_ke
       std::string name = k->info->name;
       std::size_t device = q->device->index;
       hetmm::NDRange gr{g[0], g[1], g[2], work_dim}, lr{l[0], l[1], l[2], work_dim};
-      c.work = [code, name, device, gr, lr, args = std::move(args), off]() mutable {
-        hetmm::Device& dev = runtime().device(device);
-        dev.launch_program(code, name, gr, lr, std::move(args), off);
-        dev.synchronize();
-        return CL_COMPLETE;
+      // The launch completes on the device's worker (complete_in_flight): no thread waits
+      // for it, and the enqueuing thread may start it itself (run_here).
+      c.start = [code, name, device, gr, lr, args = std::move(args), off](Command* self) mutable {
+        runtime().device(device).launch_program(
+            code, name, gr, lr, std::move(args), off,
+            [self](std::exception_ptr error) { complete_in_flight(self, std::move(error)); });
       };
     }
+    c.run_here = true;
     finish_blocking(submit(q, CL_COMMAND_NDRANGE_KERNEL, num, waits, std::move(c)), false, event);
   });
 }

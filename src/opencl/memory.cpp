@@ -282,12 +282,14 @@ cl_int transfer(cl_command_queue q, cl_mem m, bool blocking, bool to_host, size_
     check_range(m, offset, size);
     check_host_access(m, to_host, !to_host);
     char* buffer = m->data + offset;
+    Command c = with_mem([=] {
+      if (to_host) std::memcpy(ptr, buffer, size);
+      else std::memcpy(buffer, ptr, size);
+      return CL_COMPLETE;
+    }, {m});
+    c.run_here = blocking;
     cl_event e = submit(q, to_host ? CL_COMMAND_READ_BUFFER : CL_COMMAND_WRITE_BUFFER, num, waits,
-                        with_mem([=] {
-                          if (to_host) std::memcpy(ptr, buffer, size);
-                          else std::memcpy(buffer, ptr, size);
-                          return CL_COMPLETE;
-                        }, {m}));
+                        std::move(c));
     rc = finish_blocking(e, blocking, event);
   });
   return g != CL_SUCCESS ? g : rc;
@@ -378,12 +380,14 @@ cl_int transfer_rect(cl_command_queue q, cl_mem m, bool blocking, bool to_host,
     char* buffer = m->data;
     auto* host = static_cast<char*>(ptr);
     std::array<size_t, 3> r{region[0], region[1], region[2]};
+    Command c = with_mem([=] {
+      if (to_host) copy_rect(host, h, buffer, b, r.data());
+      else copy_rect(buffer, b, host, h, r.data());
+      return CL_COMPLETE;
+    }, {m});
+    c.run_here = blocking;
     cl_event e = submit(q, to_host ? CL_COMMAND_READ_BUFFER_RECT : CL_COMMAND_WRITE_BUFFER_RECT,
-                        num, waits, with_mem([=] {
-                          if (to_host) copy_rect(host, h, buffer, b, r.data());
-                          else copy_rect(buffer, b, host, h, r.data());
-                          return CL_COMPLETE;
-                        }, {m}));
+                        num, waits, std::move(c));
     rc = finish_blocking(e, blocking, event);
   });
   return g != CL_SUCCESS ? g : rc;
@@ -466,7 +470,9 @@ CL_API_ENTRY void* CL_API_CALL clEnqueueMapBuffer(cl_command_queue q, cl_mem m, 
     check_host_access(m, (flags & CL_MAP_READ) != 0,
                       (flags & (CL_MAP_WRITE | CL_MAP_WRITE_INVALIDATE_REGION)) != 0);
     // The mapping is the buffer itself: no copy either way, only the ordering of the command.
-    cl_event e = submit(q, CL_COMMAND_MAP_BUFFER, num, waits, with_mem(nullptr, {m}));
+    Command c = with_mem(nullptr, {m});
+    c.run_here = blocking;
+    cl_event e = submit(q, CL_COMMAND_MAP_BUFFER, num, waits, std::move(c));
     m->map_count.fetch_add(1);
     out = m->data + offset;
     rc = finish_blocking(e, blocking, event);

@@ -224,9 +224,19 @@ void _cl_context::report(const std::string& message) {
 
 void _cl_event::set_status(cl_int s) {
   std::vector<Callback> due;
+  if (!mark(s, &due)) return;
+  run_callbacks(due, s);
+  if (s <= CL_COMPLETE) hetmm::opencl::wake_schedulers();
+}
+
+void _cl_event::run_callbacks(const std::vector<Callback>& due, cl_int s) {
+  for (const Callback& c : due) c.fn(this, s < 0 ? s : c.on, c.data);
+}
+
+bool _cl_event::mark(cl_int s, std::vector<Callback>* due) {
   {
     std::lock_guard lock(mutex);
-    if (status <= CL_COMPLETE) return;  // already final
+    if (status <= CL_COMPLETE) return false;  // already final
     std::uint64_t t = hetmm::opencl::now_ns();
     if (s <= CL_SUBMITTED && t_submit == 0) t_submit = t;
     if (s <= CL_RUNNING && t_start == 0) t_start = t;
@@ -234,12 +244,11 @@ void _cl_event::set_status(cl_int s) {
     status = s;
     // A callback registered for a state fires once the event reaches it; an error reaches all.
     std::vector<Callback> keep;
-    for (const Callback& c : callbacks) (s <= c.on ? due : keep).push_back(c);
+    for (const Callback& c : callbacks) (s <= c.on ? *due : keep).push_back(c);
     callbacks.swap(keep);
   }
   done.notify_all();
-  for (const Callback& c : due) c.fn(this, s < 0 ? s : c.on, c.data);
-  if (s <= CL_COMPLETE) hetmm::opencl::wake_schedulers();
+  return true;
 }
 
 cl_int _cl_event::wait() {

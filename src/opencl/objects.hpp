@@ -120,6 +120,7 @@ struct _cl_event : ObjectHeader {
     void* data;
   };
   std::vector<Callback> callbacks;
+  int helpers = 0;  // threads blocked on it in help_until (under its device scheduler's mutex)
 
   bool finished() {
     std::lock_guard lock(mutex);
@@ -132,6 +133,10 @@ struct _cl_event : ObjectHeader {
   // Moves the event to `s` (CL_SUBMITTED, CL_RUNNING, CL_COMPLETE or an error), recording the
   // time, waking waiters and running the callbacks that became due (outside the lock).
   void set_status(cl_int s);
+  // set_status's first half: moves and wakes waiters; returns the callbacks that became due
+  // (false: the event was final already).
+  bool mark(cl_int s, std::vector<Callback>* due);
+  void run_callbacks(const std::vector<Callback>& due, cl_int s);
   cl_int wait();  // until complete; returns the final status
 };
 
@@ -203,6 +208,13 @@ struct Command {
   std::vector<cl_event> after;       // ordering only (retained): the in-order predecessor, the
                                      // last barrier; a failure there does not spread
   std::function<cl_int()> work;      // null for markers and barriers
+  // Instead of work: starts work that completes later, on another thread, through
+  // complete_in_flight(command, error) (a kernel launch). If it throws, it never completes.
+  std::function<void(Command*)> start;
+  // The enqueuing thread may run it when it is ready and its device's scheduler is idle: work
+  // that only starts (a launch), or work the caller is about to wait for (a blocking read).
+  // Saves the hand-off to the scheduler thread and back.
+  bool run_here = false;
   std::vector<cl_mem> mems;          // retained while the command is pending
   std::vector<cl_kernel> kernels;    // retained while the command is pending
 };
@@ -242,6 +254,11 @@ cl_event submit(cl_command_queue q, cl_command_type type, cl_uint num_waits,
 void check_wait_list(cl_context ctx, cl_uint num, const cl_event* list);
 // Wakes every device scheduler: an event they may be waiting on changed.
 void wake_schedulers();
+// The end of a command's started work (Command::start), from any thread but the enqueuing
+// one's stack: with no error the event completes at once (its waiters wake) and the rest
+// (callbacks, releases) runs on the scheduler thread; an error is reported and completed there.
+// Never blocks.
+void complete_in_flight(Command* c, std::exception_ptr error);
 // Waits for e to complete; a command's event is helped along by running ready commands of its
 // device on the calling thread while no other thread runs one. Returns the final status.
 cl_int wait_helping(cl_event e);

@@ -5,9 +5,14 @@
 // the oldest command whose wait list is complete. An in-order queue makes each command wait for
 // the one before it; an out-of-order queue only for its wait list and the last barrier. Only a
 // failed event of the wait list fails a command: a kernel that faulted does not take down the
-// commands queued after it in order (the queue keeps working, as the context does). One
-// thread per device keeps a launch's Device::synchronize its own (hetmm runs a device's
-// kernels in order anyway) and keeps host-side copies ordered with kernels without locks.
+// commands queued after it in order (the queue keeps working, as the context does).
+//
+// Two shortcuts keep a launch's latency at two thread wake-ups (the worker's, then the waiting
+// caller's), as a CPU runtime's: a command that is ready when enqueued, on an idle scheduler,
+// may run on the enqueuing thread (Command::run_here: launches and blocking transfers), and a
+// kernel is only started there: its worker completes the event (complete_in_flight) and the
+// scheduler thread does the rest later (callbacks, releases) off the waiter's path. A thread
+// that blocks on an event runs ready commands while no other thread runs one (help_until).
 //
 // States of a command's event: CL_QUEUED (enqueued, waiting) -> CL_SUBMITTED -> CL_RUNNING (the
 // scheduler took it) -> CL_COMPLETE, or a negative status: the work failed (a kernel fault:
@@ -19,6 +24,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <iterator>
 #include <utility>
 #include <thread>
 
@@ -48,17 +54,34 @@ class Scheduler {
     cv_.notify_one();
   }
   void start() { std::thread([this] { run(); }).detach(); }
+  // Marks `c` running if it may run now on the calling thread: it is ready, nothing is
+  // pending before it and no thread runs a command. The caller then executes it.
+  bool take_now(Command* c);
+  // A started command finished on another thread (complete_in_flight).
+  void retire(Command* c, std::exception_ptr error);
+  static void execute(Command* c);
+  void done_running();
 
  private:
+  // A command whose work finished elsewhere: with no error its event is complete already and
+  // `due` are the callbacks that fell due; the rest (callbacks, releases, an error's report)
+  // is left to the scheduler thread, or to a thread that waited for the event (help_until).
+  struct Retired {
+    Command* command;
+    std::exception_ptr error;
+    std::vector<_cl_event::Callback> due;
+  };
   void run();
+  static void finish_retired(Retired& r);
   Command* next_ready();
   Command* take_if_free();  // the oldest ready command when no thread runs one (marks it running)
-  void done_running();
-  static void execute(Command* c);
 
   std::mutex mutex_;
-  std::condition_variable cv_;
+  std::condition_variable cv_;  // the scheduler thread waits here (alone)
   std::deque<Command*> pending_;
+  std::vector<Retired> retired_;
+  // Lock order: mutex_ -> a command's event mutex (retire marks events under mutex_, so that
+  // a thread woken by the mark finds its command in retired_).
   std::uint64_t generation_ = 0;
   bool running_ = false;  // a thread (the scheduler's or a helping one) is running a command
 };
@@ -87,6 +110,29 @@ Scheduler& scheduler_for(cl_device_id d) {
     s.ready.store(true, std::memory_order_release);
   });
   return *s.all.at(d->index);
+}
+
+// What a command's failed work means for its event; the message goes to the context.
+cl_int status_of(std::exception_ptr error, cl_context context) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const ClError& e) {
+    return e.code;
+  } catch (const hetmm::Error& e) {
+    context->report(e.what());
+    return code_of(e) == CL_INVALID_VALUE ? CL_INVALID_OPERATION : CL_OUT_OF_RESOURCES;
+  } catch (const std::bad_alloc&) {
+    return CL_OUT_OF_HOST_MEMORY;
+  } catch (...) {
+    return CL_OUT_OF_RESOURCES;
+  }
+}
+
+bool is_ready(const Command* c) {
+  for (const auto* list : {&c->waits, &c->after})
+    for (cl_event w : *list)
+      if (!w->finished()) return false;
+  return true;
 }
 
 void finish_command(Command* c, cl_int status) {
@@ -118,11 +164,7 @@ void finish_command(Command* c, cl_int status) {
 
 Command* Scheduler::next_ready() {
   for (auto it = pending_.begin(); it != pending_.end(); ++it) {
-    bool ready = true;
-    for (const auto* list : {&(*it)->waits, &(*it)->after})
-      for (cl_event w : *list)
-        if (ready && !w->finished()) ready = false;
-    if (ready) {
+    if (is_ready(*it)) {
       Command* c = *it;
       pending_.erase(it);
       return c;
@@ -138,13 +180,23 @@ Command* Scheduler::take_if_free() {
   return c;
 }
 
+bool Scheduler::take_now(Command* c) {
+  std::lock_guard lock(mutex_);
+  if (running_ || !pending_.empty() || !is_ready(c)) return false;
+  running_ = true;
+  return true;
+}
+
 void Scheduler::done_running() {
+  bool wake;
   {
     std::lock_guard lock(mutex_);
     running_ = false;
-    ++generation_;
+    // Only the scheduler thread waits on cv_, and only pending commands need it now.
+    wake = !pending_.empty();
+    if (wake) ++generation_;
   }
-  cv_.notify_all();
+  if (wake) cv_.notify_one();
 }
 
 void Scheduler::execute(Command* c) {
@@ -153,37 +205,72 @@ void Scheduler::execute(Command* c) {
     if (w->current_status() < 0) status = CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST;
   c->event->set_status(CL_SUBMITTED);
   c->event->set_status(CL_RUNNING);
-  if (status == CL_COMPLETE && c->work) {
+  if (status == CL_COMPLETE && (c->work || c->start)) {
     try {
+      if (c->start) {
+        c->start(c);
+        return;  // c belongs to its completion now (it may be gone already)
+      }
       status = c->work();
-    } catch (const ClError& e) {
-      status = e.code;
-    } catch (const hetmm::Error& e) {
-      status = code_of(e) == CL_INVALID_VALUE ? CL_INVALID_OPERATION : CL_OUT_OF_RESOURCES;
-      c->event->context->report(e.what());
-    } catch (const std::bad_alloc&) {
-      status = CL_OUT_OF_HOST_MEMORY;
     } catch (...) {
-      status = CL_OUT_OF_RESOURCES;
+      status = status_of(std::current_exception(), c->event->context);
     }
   }
   finish_command(c, status);
 }
 
+void Scheduler::retire(Command* c, std::exception_ptr error) {
+  bool notify = true;
+  {
+    std::lock_guard lock(mutex_);
+    Retired r{c, error, {}};
+    if (!error) {
+      c->event->mark(CL_COMPLETE, &r.due);
+      // A thread blocked on this very event takes the rest when it wakes: the scheduler
+      // thread need not wake too (two more context switches per launch), unless callbacks
+      // fell due (user code, not to run inside a wait) or commands are pending (they may wait
+      // for this event).
+      notify = !r.due.empty() || c->event->helpers == 0 || !pending_.empty();
+    }
+    retired_.push_back(std::move(r));
+    if (notify) ++generation_;
+  }
+  if (notify) cv_.notify_one();
+}
+
+void Scheduler::finish_retired(Retired& r) {
+  Command* c = r.command;
+  if (r.error) {
+    finish_command(c, status_of(r.error, c->event->context));
+    return;
+  }
+  c->event->run_callbacks(r.due, CL_COMPLETE);
+  finish_command(c, CL_COMPLETE);  // the event is final: only the releases are left
+  wake_schedulers();               // other devices' commands may wait for this event
+}
+
 void Scheduler::run() {
   for (;;) {
     Command* c = nullptr;
+    std::vector<Retired> retired;
     {
       std::unique_lock lock(mutex_);
       for (;;) {
         std::uint64_t seen = generation_;
+        if (!retired_.empty()) {
+          retired.swap(retired_);
+          break;
+        }
         c = take_if_free();
         if (c != nullptr) break;
         cv_.wait(lock, [&] { return generation_ != seen; });
       }
     }
-    execute(c);
-    done_running();
+    for (Retired& r : retired) finish_retired(r);
+    if (c != nullptr) {
+      execute(c);
+      done_running();
+    }
   }
 }
 
@@ -198,13 +285,35 @@ cl_int Scheduler::help_until(cl_event target) {
     execute(c);
     done_running();
   }
-  return target->wait();
+  {
+    std::lock_guard lock(mutex_);
+    ++target->helpers;
+  }
+  const cl_int status = target->wait();
+  // Completed commands with nothing but releases left: done here, not by waking the
+  // scheduler thread.
+  std::vector<Retired> quiet;
+  {
+    std::lock_guard lock(mutex_);
+    --target->helpers;
+    auto loud = std::stable_partition(retired_.begin(), retired_.end(), [](const Retired& r) {
+      return r.error || !r.due.empty();
+    });
+    std::move(loud, retired_.end(), std::back_inserter(quiet));
+    retired_.erase(loud, retired_.end());
+  }
+  for (Retired& r : quiet) finish_retired(r);
+  return status;
 }
 
 cl_int wait_helping(cl_event e) {
   if (e->queue != nullptr && schedulers().ready.load(std::memory_order_acquire))
     return scheduler_for(e->queue->device).help_until(e);
   return e->wait();
+}
+
+void complete_in_flight(Command* c, std::exception_ptr error) {
+  scheduler_for(c->event->queue->device).retire(c, std::move(error));
 }
 
 void wake_schedulers() {
@@ -268,7 +377,13 @@ cl_event submit(cl_command_queue q, cl_command_type type, cl_uint num_waits,
     retain(e);
     q->outstanding.push_back(e);
   }
-  scheduler_for(q->device).add(c);
+  Scheduler& s = scheduler_for(q->device);
+  if (c->run_here && s.take_now(c)) {
+    Scheduler::execute(c);
+    s.done_running();
+  } else {
+    s.add(c);
+  }
   return e;
 }
 

@@ -116,6 +116,7 @@ CL_API_ENTRY cl_int CL_API_CALL clEnqueueSVMMemcpy(cl_command_queue q, cl_bool b
       std::memcpy(d, s, size);
       return CL_COMPLETE;
     };
+    c.run_here = blocking;
     rc = finish_blocking(submit(q, CL_COMMAND_SVM_MEMCPY, num, waits, std::move(c)), blocking, event);
   });
   return g != CL_SUCCESS ? g : rc;
@@ -156,7 +157,9 @@ CL_API_ENTRY cl_int CL_API_CALL clEnqueueSVMMap(cl_command_queue q, cl_bool bloc
     if (ptr == nullptr || size == 0) fail(CL_INVALID_VALUE);
     constexpr cl_map_flags known = CL_MAP_READ | CL_MAP_WRITE | CL_MAP_WRITE_INVALIDATE_REGION;
     if ((flags & ~known) != 0) fail(CL_INVALID_VALUE);
-    rc = finish_blocking(submit(q, CL_COMMAND_SVM_MAP, num, waits, Command{}), blocking, event);
+    Command c;
+    c.run_here = blocking;
+    rc = finish_blocking(submit(q, CL_COMMAND_SVM_MAP, num, waits, std::move(c)), blocking, event);
   });
   return g != CL_SUCCESS ? g : rc;
 }

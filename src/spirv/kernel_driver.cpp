@@ -528,6 +528,12 @@ void Device::launch_program(const Program& program, std::string_view kernel_name
 void Device::launch_program(const Program& program, std::string_view kernel_name, NDRange global,
                             NDRange local, std::vector<detail::LaunchArg> args,
                             const std::array<std::size_t, 3>& global_offset) {
+  launch_program(program, kernel_name, global, local, std::move(args), global_offset, {});
+}
+
+void Device::launch_program(const Program& program, std::string_view kernel_name, NDRange global,
+                            NDRange local, std::vector<detail::LaunchArg> args,
+                            const std::array<std::size_t, 3>& global_offset, Completion done) {
   using spirv::bad_arg;
   const detail::CompiledProgram& p = program.compiled();
   const detail::CompiledProgram::Kernel* k = p.find(kernel_name);
@@ -623,7 +629,7 @@ void Device::launch_program(const Program& program, std::string_view kernel_name
   launch->program = program.shared();
   launch->kernel = k;
   launch->args.assign(args.begin(), args.end());
-  launch_erased(total, std::move(launch));
+  launch_erased(total, std::move(launch), std::move(done));
 }
 
 }  // namespace hetmm

@@ -2,8 +2,10 @@
 // out-of-order execution, user events, event callbacks, markers, barriers and profiling.
 #include "cl_test_support.hpp"
 
+#include <atomic>
 #include <chrono>
 #include <future>
+#include <thread>
 
 namespace cltest {
 namespace {
@@ -187,6 +189,76 @@ TEST_F(Queues, ClFinishWaitsForEverything) {
   ASSERT_OK(rc);
   for (int i = 0; i < 1024; ++i) ASSERT_EQ(p[i], 20);
   ASSERT_OK(clEnqueueUnmapMemObject(queue_, buf, p, 0, nullptr, nullptr));
+}
+
+// Kernels complete on the device's workers and the rest of a command on whichever thread is
+// free: threads that launch and wait every way at once (clFinish, clWaitForEvents, a blocking
+// read, polling the event while a callback counts) must each see their own work done.
+TEST_F(Queues, ThreadsLaunchingAndWaitingEveryWayAtOnce) {
+  Program program = Build(kCommonSource);
+  ASSERT_TRUE(program);
+  constexpr int kThreads = 4, kRounds = 120, kItems = 64;
+  std::atomic<int> callbacks{0};
+  std::vector<std::string> failures(kThreads);
+  auto body = [&](int t) {
+    std::string& failure = failures[t];
+    cl_int rc = CL_SUCCESS;
+    Queue q(clCreateCommandQueueWithProperties(ctx_, device_, nullptr, &rc));
+    Kernel add(clCreateKernel(program, "add_value", &rc));
+    Mem buf(clCreateBuffer(ctx_, CL_MEM_READ_WRITE, kItems * sizeof(cl_int), nullptr, &rc));
+    cl_int zero = 0, one = 1;
+    if (clEnqueueFillBuffer(q, buf, &zero, sizeof zero, 0, kItems * sizeof(cl_int), 0, nullptr,
+                            nullptr) != CL_SUCCESS ||
+        clSetKernelArg(add, 0, sizeof(cl_mem), buf.ptr()) != CL_SUCCESS ||
+        clSetKernelArg(add, 1, sizeof one, &one) != CL_SUCCESS) {
+      failure = "set-up failed";
+      return;
+    }
+    const size_t n = kItems;
+    for (int i = 0; i < kRounds && failure.empty(); ++i) {
+      Event e;
+      if (clEnqueueNDRangeKernel(q, add, 1, nullptr, &n, nullptr, 0, nullptr, e.out()) !=
+          CL_SUCCESS) {
+        failure = "enqueue failed";
+        break;
+      }
+      cl_event ev = e.get();
+      switch (i % 4) {
+        case 0: clFinish(q); break;
+        case 1: clWaitForEvents(1, &ev); break;
+        case 2: {
+          cl_int got[kItems];
+          clEnqueueReadBuffer(q, buf, CL_TRUE, 0, sizeof got, got, 0, nullptr, nullptr);
+          for (cl_int g : got)
+            if (g != i + 1) failure = "round " + std::to_string(i) + ": read " + std::to_string(g);
+          break;
+        }
+        case 3: {
+          clSetEventCallback(ev, CL_COMPLETE, [](cl_event, cl_int, void* c) {
+            static_cast<std::atomic<int>*>(c)->fetch_add(1);
+          }, &callbacks);
+          cl_int status = CL_QUEUED;
+          while (status > CL_COMPLETE)
+            clGetEventInfo(ev, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof status, &status, nullptr);
+          break;
+        }
+      }
+      if (failure.empty() && EventStatus(ev) != CL_COMPLETE)
+        failure = "round " + std::to_string(i) + ": event not complete after its wait";
+    }
+    cl_int got[kItems];
+    clEnqueueReadBuffer(q, buf, CL_TRUE, 0, sizeof got, got, 0, nullptr, nullptr);
+    for (cl_int g : got)
+      if (failure.empty() && g != kRounds) failure = "final value " + std::to_string(g);
+  };
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) threads.emplace_back(body, t);
+  for (std::thread& t : threads) t.join();
+  for (int t = 0; t < kThreads; ++t) EXPECT_EQ(failures[t], "") << "thread " << t;
+  // Callbacks run asynchronously: every one of them comes, if not before the waits end.
+  for (int spins = 0; callbacks.load() < kThreads * kRounds / 4 && spins < 60000; ++spins)
+    usleep(1000);
+  EXPECT_EQ(callbacks.load(), kThreads * kRounds / 4);
 }
 
 class Events : public ClTest {

@@ -266,6 +266,48 @@ TEST(JitErrors, InaccessibleMemoryIsAFaultNotACrash) {
   munmap(p, page);
 }
 
+// A launch's completion callback (what OpenCL events use): it runs once per launch, after the
+// kernel's work, and takes the kernel's error instead of synchronize.
+TEST(JitCompletion, CallbackSeesTheWorkDoneAndTakesTheError) {
+  hetmm::Runtime rt;
+  auto& dev = rt.device(0);
+  const long page = sysconf(_SC_PAGESIZE);
+  void* bad = mmap(nullptr, page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(bad, MAP_FAILED);
+  constexpr int kLaunches = 64;
+  std::vector<int> v(1024, 0);
+  std::atomic<int> ok{0}, failed{0}, saw_all_work{0};
+  for (int i = 0; i < kLaunches; ++i) {
+    const bool faulty = i % 8 == 7;
+    std::vector<hetmm::detail::LaunchArg> args{
+        hetmm::detail::make_launch_arg(faulty ? static_cast<int*>(bad) : v.data())};
+    const int expected = i - i / 8;  // increments done by the good launches up to this one
+    dev.launch_program(program(), "bump", hetmm::NDRange{1024}, hetmm::NDRange{64},
+                       std::move(args), {0, 0, 0}, [&, faulty, expected](std::exception_ptr e) {
+                         if (faulty != (e != nullptr)) return;
+                         (e ? failed : ok).fetch_add(1);
+                         // Kernels run in order: this one's increments are all visible (later
+                         // kernels may be running already).
+                         if (!faulty && __atomic_load_n(&v[0], __ATOMIC_RELAXED) > expected &&
+                             __atomic_load_n(&v[1023], __ATOMIC_RELAXED) > expected)
+                           saw_all_work.fetch_add(1);
+                       });
+  }
+  dev.synchronize();  // the errors went to the callbacks: nothing to rethrow
+  EXPECT_EQ(ok.load(), kLaunches - kLaunches / 8);
+  EXPECT_EQ(failed.load(), kLaunches / 8);
+  EXPECT_EQ(saw_all_work.load(), ok.load());
+  EXPECT_EQ(v[512], kLaunches - kLaunches / 8);
+  // A launch refused up front never calls back.
+  bool called = false;
+  EXPECT_THROW(dev.launch_program(program(), "bump", hetmm::NDRange{16}, hetmm::NDRange{16}, {},
+                                  {0, 0, 0}, [&](std::exception_ptr) { called = true; }),
+               hetmm::Error);
+  dev.synchronize();
+  EXPECT_FALSE(called);
+  munmap(bad, page);
+}
+
 TEST(JitErrors, RawAccessFaultInJitCodeIsRecovered) {
   // Without the MMU rewrite the kernel touches process memory directly: the CPU's SIGSEGV
   // lands in JIT code, and the handler's jump (J3) turns it into the kernel's error.

@@ -281,9 +281,11 @@ void SimDevice::serve_batch(FaultRequest** reqs, std::size_t n) {
 // ---------------------------------------------------------------------------------------------
 // Kernels
 // ---------------------------------------------------------------------------------------------
-void SimDevice::launch(std::size_t threads, std::unique_ptr<detail::KernelBase> kernel) {
+void SimDevice::launch(std::size_t threads, std::unique_ptr<detail::KernelBase> kernel,
+                       std::function<void(std::exception_ptr)> done) {
   auto* l = new Launch;
   l->kernel = std::move(kernel);
+  l->done = std::move(done);
   l->threads = threads;
   const unsigned wanted =
       static_cast<unsigned>(std::min<std::size_t>(nworkers_, std::max<std::size_t>(threads, 1)));
@@ -370,22 +372,28 @@ void SimDevice::run_worker(WorkerContext* w) {
     {
       std::lock_guard lock(launch_mutex_);
       if (--l->workers_left == 0) {
-        if (l->error && !pending_error_) pending_error_ = l->error;
+        if (l->error && !l->done && !pending_error_) pending_error_ = l->error;
         queue_.pop_front();
         finished = l;
         ++destroying_;
         stats_.kernels.fetch_add(1, std::memory_order_relaxed);
+        // Only a next kernel changes what idle workers wait for: waking them for nothing
+        // costs each a wake-up and a context switch.
         if (!queue_.empty()) {
           ++launch_generation_;
           advance_access_epoch();  // the next kernel starts
+          launch_cv_.notify_all();
         }
-        launch_cv_.notify_all();
       }
     }
     if (finished != nullptr) {
       // The kernel's destructor is the program's code: it runs without the launch lock (it
-      // may launch, synchronize or fault); synchronize waits for it all the same.
+      // may launch, synchronize or fault); synchronize waits for it all the same, and for
+      // the completion callback after it.
+      auto done = std::move(finished->done);
+      std::exception_ptr error = finished->error;  // written under the lock, by now final
       delete finished;
+      if (done) done(error);
       std::lock_guard lock(launch_mutex_);
       --destroying_;
       idle_cv_.notify_all();

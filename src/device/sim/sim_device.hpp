@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <deque>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <mutex>
 
@@ -131,7 +132,10 @@ class SimDevice final : public DeviceBackend, public os::RuntimeAllocated {
   std::size_t queued_faults() const { return faults_.queued(); }  // posted, not yet in a batch
 
   // Kernels.
-  void launch(std::size_t threads, std::unique_ptr<detail::KernelBase> kernel);
+  // `done` (optional) runs on the worker that finishes the kernel, after its destructor, and
+  // takes the kernel's error instead of synchronize.
+  void launch(std::size_t threads, std::unique_ptr<detail::KernelBase> kernel,
+              std::function<void(std::exception_ptr)> done = {});
   void synchronize();
   bool on_worker_thread() const;
 
@@ -154,6 +158,7 @@ class SimDevice final : public DeviceBackend, public os::RuntimeAllocated {
     unsigned joined = 0;        // of them, those that took it
     unsigned workers_left = 0;  // of them, those not done yet
     std::exception_ptr error;   // under launch_mutex_
+    std::function<void(std::exception_ptr)> done;
   };
   static void worker_main(void* arg);
   static void service_main(void* arg);
