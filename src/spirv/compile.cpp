@@ -1,5 +1,6 @@
 // SPIR-V to running code: validate, translate (LLVMSPIRVLib), link the built-in library,
 // retarget to the host, the kernel ABI and MMU passes, optimise (O3, host CPU), JIT (ORC LLJIT).
+#include "os/asymmetric_fence.hpp"
 #include "spirv/builtins/builtins_blob.hpp"
 #include "spirv/compiled_program.hpp"
 #include "spirv/kernel_cache.hpp"
@@ -421,7 +422,9 @@ std::shared_ptr<const detail::CompiledProgram> compile_spirv(const std::uint32_t
   if (words == nullptr || count == 0) validate_module(words, count);  // throws: empty
   init_llvm();
   orc::JITTargetMachineBuilder jtmb = host_machine();
-  std::string host = jtmb.getCPU() + ";" + jtmb.getFeatures().getString();
+  // The shootdown protocol the generated code follows is part of the key (mmu_pass.cpp).
+  std::string host = jtmb.getCPU() + ";" + jtmb.getFeatures().getString() +
+                     (os::asymmetric_fences() ? ";publish=membarrier" : ";publish=fenced");
   std::string key = cache_key(words, count, options_text, host);
 
   auto program = std::make_shared<detail::CompiledProgram>();

@@ -274,6 +274,24 @@ bool block_in_place_with(detail::WorkerContext* w, std::uint64_t block, std::uin
   return (rights & need) == need;
 }
 
+// The block entry of a block in device frames (J4), filled once the block is settled: the
+// run's first frame and its rights when the block is one contiguous run, else kLocal alone (no
+// kValid: "neither in place nor one run", so that nothing scans it again in this epoch; both
+// inline probes reject it). A block with pages still unmapped may yet be filled in place or in
+// frames without a new epoch: nothing is kept for it. Returns the entry's bits, or 0.
+std::uint64_t frame_block_entry(detail::WorkerContext* w, std::uint64_t block) {
+  detail::TlbEntry& t = w->block_tlb[detail::WorkerContext::block_slot(block)];
+  if (t.vpn == block) return t.pte;
+  bool settled = false;
+  std::uint64_t b = w->device->block_local(block << 21, &settled);
+  if (settled && b == 0 && w->device->block_in_place(block << 21) == 0) b = device::pte::kLocal;
+  if (b == 0) return 0;
+  t.vpn = block;
+  t.pte = b;
+  __atomic_store_n(&w->tlb_misses, w->tlb_misses + 1, __ATOMIC_RELAXED);
+  return b;
+}
+
 // A PTE that maps its page in place (system memory) with every right in `need`.
 bool in_place_with(std::uint64_t pte, std::uint64_t need) {
   return (pte & (device::pte::kValid | device::pte::kLocal)) == device::pte::kValid &&
@@ -292,6 +310,12 @@ extern "C" std::uint64_t hetmm_jit_refill(KernelContext* ctx, std::uint64_t va,
       block_in_place_with(w, va >> 21, write != 0 ? device::pte::kWrite : 0))
     return 1;
   std::uint64_t p = fill_tlb(w, va >> 12);
+  // A page in device frames: its block's entry too, when the block is one run of frames, so
+  // that the inline probe finds every page of it there (a gather over data in device memory
+  // would miss the page TLB on most accesses).
+  constexpr std::uint64_t kFrame = device::pte::kValid | device::pte::kLocal;
+  if ((p & kFrame) == kFrame && (va >> 21) == ((va + bytes - 1) >> 21))
+    frame_block_entry(w, va >> 21);
   return p != 0 && (write == 0 || (p & device::pte::kWrite)) ? 1 : 0;
 }
 
@@ -344,23 +368,8 @@ extern "C" std::uint64_t hetmm_jit_local_range(KernelContext* ctx, std::uint64_t
   // Within one block: its block entry, filled when the whole block is one run of frames, lets
   // the next loops over it check inline (mmu_pass.cpp, version_local).
   if ((lo >> 21) == ((hi - 1) >> 21)) {
-    detail::TlbEntry& t = w->block_tlb[detail::WorkerContext::block_slot(lo >> 21)];
-    if (t.vpn != (lo >> 21)) {
-      // A settled block's answer is kept either way: a run of frames, or kLocal alone (no
-      // kValid: "neither in place nor one run", so that no loop scans it again in this epoch;
-      // both inline probes reject it). A block with pages still unmapped may yet be filled in
-      // place or in frames without a new epoch: nothing is kept for it.
-      bool settled = false;
-      std::uint64_t b = w->device->block_local(lo, &settled);
-      if (settled && b == 0 && w->device->block_in_place(lo) == 0) b = device::pte::kLocal;
-      if (b != 0) {
-        t.vpn = lo >> 21;
-        t.pte = b;
-        __atomic_store_n(&w->tlb_misses, w->tlb_misses + 1, __ATOMIC_RELAXED);
-      }
-    }
-    if (t.vpn == (lo >> 21) && (t.pte & need) == need)
-      return (t.pte & device::pte::kAddrMask) - ((lo >> 21) << 21);
+    std::uint64_t b = frame_block_entry(w, lo >> 21);
+    if ((b & need) == need) return (b & device::pte::kAddrMask) - ((lo >> 21) << 21);
   }
   std::uint64_t base = 0;
   for (std::uint64_t vpn = first; vpn <= last; ++vpn) {

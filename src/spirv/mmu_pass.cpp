@@ -14,6 +14,7 @@
 // not process data). A generic pointer into the work-item's stack or the group's __local arena
 // is recognised by address range and accessed directly.
 #include "device/device_backend.hpp"
+#include "os/asymmetric_fence.hpp"
 #include "spirv/context_ir.hpp"
 #include "spirv/kernel_context.hpp"
 #include "spirv/passes.hpp"
@@ -140,6 +141,20 @@ LocalProbe emit_local_block_probe(IRBuilder<>& b, Value* ctx, Value* lo, Value* 
   // kLocal alone: the worker knows the block is neither in place nor one run of frames.
   Value* not_in_place = b.CreateAnd(same, b.CreateICmpNE(b.CreateAnd(bits, k(pte::kLocal)), k(0)));
   return {hit, delta, not_in_place};
+}
+
+// The shootdown protocol's publish of `active` (device/sim/worker.hpp): a plain store and a
+// compiler barrier where the invalidator fences for both sides (membarrier), else a
+// sequentially consistent store. The choice is fixed for the process and part of the kernel
+// cache's key (compile.cpp).
+void emit_publish(IRBuilder<>& b, Value* value, Value* active) {
+  StoreInst* publish = b.CreateAlignedStore(value, active, Align(8));
+  if (os::asymmetric_fences()) {
+    publish->setAtomic(AtomicOrdering::Monotonic);
+    b.CreateFence(AtomicOrdering::SequentiallyConsistent, SyncScope::SingleThread);
+  } else {
+    publish->setAtomic(AtomicOrdering::SequentiallyConsistent);
+  }
 }
 
 // The epochs: the device's shootdown epoch and the one the worker's TLBs hold.
@@ -296,7 +311,16 @@ void rewrite(Instruction* inst, Value* ptr, Value* range_ok, const Runtime& rt,
   // and the page probe's hash and loads then stay off the path (gather: 2x).
   Probe probe = emit_epochs(b, ctx);
   auto* page_bb = BasicBlock::Create(c, "mmu.page", f, join);
-  b.CreateCondBr(emit_block_probe(b, ctx, va, bytes, write, probe.epoch_ok), in_place_bb, page_bb);
+  auto* frame_block_bb = BasicBlock::Create(c, "mmu.frameblock", f, join);
+  b.CreateCondBr(emit_block_probe(b, ctx, va, bytes, write, probe.epoch_ok), in_place_bb,
+                 frame_block_bb);
+  // Then the same block entry for a block in one run of device frames (J4): data in device
+  // memory stays off the page TLB, which a gather over a few MiB would miss on most accesses.
+  b.SetInsertPoint(frame_block_bb);
+  LocalProbe frames = emit_local_block_probe(b, ctx, va, b.CreateAdd(va, b.getInt64(bytes - 1)),
+                                             write, probe.epoch_ok);
+  Value* frame_block_host = b.CreateAdd(va, frames.delta);
+  b.CreateCondBr(frames.hit, enter_local, page_bb);
   b.SetInsertPoint(page_bb);
   emit_page_probe(b, ctx, va, bytes, write, as, probe);
   b.CreateCondBr(probe.in_place, in_place_bb, check_local, likely);
@@ -320,9 +344,11 @@ void rewrite(Instruction* inst, Value* ptr, Value* range_ok, const Runtime& rt,
   b.SetInsertPoint(check_local);
   b.CreateCondBr(probe.local, enter_local, refill_bb);
   b.SetInsertPoint(enter_local);
+  PHINode* frame_host = b.CreatePHI(b.getInt64Ty(), 2, "mmu.frame");
+  frame_host->addIncoming(frame_block_host, frame_block_bb);
+  frame_host->addIncoming(probe.host, check_local);
   Value* active = load_ctx_field(b, ctx, ctx_offset::active, b.getInt64Ty()->getPointerTo());
-  StoreInst* publish = b.CreateAlignedStore(probe.dev_epoch, active, Align(8));
-  publish->setAtomic(AtomicOrdering::SequentiallyConsistent);
+  emit_publish(b, probe.dev_epoch, active);
   LoadInst* again = b.CreateAlignedLoad(b.getInt64Ty(), probe.dev_epoch_ptr, Align(8));
   again->setAtomic(AtomicOrdering::SequentiallyConsistent);
   b.CreateCondBr(b.CreateICmpEQ(again, probe.dev_epoch), local_bb, abort_local);
@@ -330,7 +356,7 @@ void rewrite(Instruction* inst, Value* ptr, Value* range_ok, const Runtime& rt,
   b.CreateAlignedStore(b.getInt64(0), active, Align(8))->setAtomic(AtomicOrdering::Release);
   b.CreateBr(slow_bb);
   b.SetInsertPoint(local_bb);
-  Value* frame_ptr = b.CreateIntToPtr(probe.host, ptr->getType());
+  Value* frame_ptr = b.CreateIntToPtr(frame_host, ptr->getType());
   Instruction* local_inst = inst->clone();
   unsigned ptr_index = isa<StoreInst>(inst) ? StoreInst::getPointerOperandIndex() : 0;
   local_inst->setOperand(ptr_index, frame_ptr);
@@ -539,8 +565,7 @@ void version_local(Loop* l, Value* ctx, Value* pred_ok, const std::vector<LocalR
   }
   Value* active = load_ctx_field(b, ctx, ctx_offset::active, i64p);
   Value* zero = b.getInt64(0);
-  b.CreateAlignedStore(b.CreateSelect(all, epoch, zero), active, Align(8))
-      ->setAtomic(AtomicOrdering::SequentiallyConsistent);
+  emit_publish(b, b.CreateSelect(all, epoch, zero), active);
   LoadInst* again = b.CreateAlignedLoad(i64, epoch_ptr, Align(8));
   again->setAtomic(AtomicOrdering::SequentiallyConsistent);
   Value* go = b.CreateAnd(all, b.CreateICmpEQ(again, epoch));

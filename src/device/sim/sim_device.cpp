@@ -129,6 +129,12 @@ void SimDevice::invalidate(std::uintptr_t start, std::uintptr_t end) {
   if (pt_.clear(start, end) == 0) return;  // no valid PTE: no TLB can hold one either
   stats_.invalidations.fetch_add(1, std::memory_order_relaxed);
   std::uint64_t target = epoch_.fetch_add(1, std::memory_order_seq_cst) + 1;
+  // No worker in a kernel: one that joins later counts itself in first (seq_cst, after this
+  // load in the single order) and so reads the new epoch before any translation.
+  if (running_workers_.load(std::memory_order_seq_cst) == 0) return;
+  // Workers publish `active` with a plain store (worker.hpp): the heavy fence makes every
+  // publish before it visible here, and every re-check after it see the new epoch.
+  if (asymmetric_) os::heavy_fence();
   for (unsigned i = 0; i < nworkers_; ++i) {
     auto& active = workers_[i]->active;
     for (unsigned spins = 0;; ++spins) {
@@ -347,6 +353,8 @@ void SimDevice::run_worker(WorkerContext* w) {
       if (l->joined >= l->wanted) continue;
       ++l->joined;
     }
+    // Before any access of the kernel (the shootdown protocol, worker.hpp).
+    running_workers_.fetch_add(1, std::memory_order_seq_cst);
     // Threads are handed out in chunks so that workers rarely contend on the counter.
     std::size_t chunk = std::max<std::size_t>(1, l->threads / (std::size_t{nworkers_} * 16));
     if (chunk > 4096) chunk = 4096;
@@ -366,6 +374,8 @@ void SimDevice::run_worker(WorkerContext* w) {
         l->abort.store(true, std::memory_order_relaxed);
       }
     }
+    // After the kernel's last access: a shootdown need not wait for this worker any more.
+    running_workers_.fetch_sub(1, std::memory_order_release);
     // Before the kernel counts as done: the next launch reads the counts (Mirror::before_launch).
     flush_in_place_counts(w);
     Launch* finished = nullptr;

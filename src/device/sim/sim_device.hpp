@@ -5,6 +5,7 @@
 #pragma once
 
 #include "os/arena.hpp"
+#include "os/asymmetric_fence.hpp"
 
 #include "base/fault_injector.hpp"
 #include "base/lock_order.hpp"
@@ -144,6 +145,8 @@ class SimDevice final : public DeviceBackend, public os::RuntimeAllocated {
   AtomicStats& counters() { return stats_; }
   std::uint64_t epoch() const { return epoch_.load(std::memory_order_acquire); }
   const std::atomic<std::uint64_t>& epoch_ref() const { return epoch_; }
+  // How workers publish `active` (worker.hpp): fixed for the process (os::asymmetric_fences).
+  bool asymmetric_fences() const { return asymmetric_; }
 
  private:
   struct Launch {
@@ -176,6 +179,10 @@ class SimDevice final : public DeviceBackend, public os::RuntimeAllocated {
   PageTable pt_;
   FaultBuffer faults_;
   alignas(64) std::atomic<std::uint64_t> epoch_{1};
+  // Workers taking part in a kernel (joined, not yet checked out): a shootdown with none skips
+  // the heavy fence and the wait. Its own cache line: every join and check-out writes it.
+  alignas(64) std::atomic<unsigned> running_workers_{0};
+  const bool asymmetric_ = os::asymmetric_fences();
   std::atomic<std::uint32_t> access_epoch_{1};
   detail::WorkerContext** workers_;
   unsigned nworkers_;

@@ -3,16 +3,23 @@
 // shootdown protocol.
 //
 // Shootdown protocol (an RCU-like grace period per access):
-//   worker, around every device access:
+//   worker, while it takes part in a kernel (SimDevice::running_workers_ counts it in first):
+//     around every device access:
 //       e = epoch; active = e; if (epoch != e) retry;   // publish, then re-check
 //       if (e != tlb_epoch) flush TLB;                   // a newer shootdown happened
 //       translate (TLB, else page table); access; active = 0;
 //   invalidator, holding the mirror's state lock:
 //       clear PTEs; target = ++epoch;
+//       if no worker takes part in a kernel: done (one that joins later reads the new epoch);
+//       heavy fence (membarrier, os/asymmetric_fence.hpp);
 //       wait until every worker has active == 0 or active >= target.
 // After the wait no worker can use a translation made before the PTEs were cleared, so the
 // frame may be reused or the CPU-side change may proceed. A worker waiting on a fault, or
 // blocked in a CPU page fault on a raw pointer, has active == 0 and never delays a shootdown.
+// The publish `active = e` is a plain store and a compiler barrier (publish() below): the
+// invalidator's heavy fence orders it against the re-check, so the hot path carries no
+// hardware fence. Where membarrier is unavailable the publish is a sequentially consistent
+// store instead (and the invalidator skips the heavy fence).
 //
 // Only accesses to device frames (local PTEs) stay inside the protocol. An in-place access
 // (a PTE that points at the process page itself) clears `active` once it has its
@@ -25,6 +32,7 @@
 #pragma once
 
 #include "device/sim/fault_buffer.hpp"
+#include "os/asymmetric_fence.hpp"
 #include "os/os_thread.hpp"
 
 #include <atomic>
@@ -101,6 +109,16 @@ struct WorkerContext {
   void flush_tlb() {
     for (auto& e : tlb) e.vpn = ~std::uint64_t{0};
     for (auto& e : block_tlb) e.vpn = ~std::uint64_t{0};
+  }
+  // The protocol's publish (see above); the caller re-reads the epoch next. `asymmetric`:
+  // SimDevice::asymmetric_fences(), fixed for the process.
+  void publish(std::uint64_t e, bool asymmetric) {
+    if (asymmetric) {
+      active.store(e, std::memory_order_relaxed);
+      os::light_fence();
+    } else {
+      active.store(e, std::memory_order_seq_cst);
+    }
   }
   // The TLB holds translations of one shootdown epoch: a newer epoch empties it first.
   void sync_tlb(std::uint64_t epoch) {

@@ -61,11 +61,12 @@ void device_fault(WorkerContext* w, std::uintptr_t va, bool write, const char* w
 std::byte* translate(WorkerContext* w, std::uintptr_t va, bool write, bool* local,
                      const char* what, std::size_t n) {
   const auto& epoch = w->device->epoch_ref();
+  const bool asymmetric = w->device->asymmetric_fences();
   for (;;) {
     std::uint64_t e;
     do {
       e = epoch.load(std::memory_order_seq_cst);
-      w->active.store(e, std::memory_order_seq_cst);
+      w->publish(e, asymmetric);
     } while (epoch.load(std::memory_order_seq_cst) != e);
     w->sync_tlb(e);
     std::uint64_t vpn = va >> os::kPageShift;
