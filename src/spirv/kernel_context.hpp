@@ -59,6 +59,7 @@ struct KernelContext {
   std::atomic<std::uint64_t>* active;      // 224: the worker's shootdown-protocol word
   std::byte* wi_private;                   // 232: per-work-item private memory (region loops)
   detail::TlbEntry* block_tlb;             // 240: the worker's block entries (2 MiB in place)
+  std::uint64_t* block_run;                // 248: per block entry, the pages a run covers
 };
 
 namespace ctx_offset {
@@ -66,7 +67,8 @@ inline constexpr unsigned worker = 0, device_epoch = 8, tlb_epoch = 16, tlb = 24
                           local_size = 56, enqueued_local_size = 80, global_size = 104,
                           num_groups = 128, global_offset = 152, work_dim = 176,
                           local_base = 184, local_span = 192, private_lo = 200,
-                          private_span = 208, fibers = 216, active = 224, wi_private = 232, block_tlb = 240;
+                          private_span = 208, fibers = 216, active = 224, wi_private = 232, block_tlb = 240,
+                          block_run = 248;
 }
 static_assert(offsetof(KernelContext, group_id) == ctx_offset::group_id);
 static_assert(offsetof(KernelContext, local_size) == ctx_offset::local_size);
@@ -81,6 +83,7 @@ static_assert(offsetof(KernelContext, fibers) == ctx_offset::fibers);
 static_assert(offsetof(KernelContext, active) == ctx_offset::active);
 static_assert(offsetof(KernelContext, wi_private) == ctx_offset::wi_private);
 static_assert(offsetof(KernelContext, block_tlb) == ctx_offset::block_tlb);
+static_assert(offsetof(KernelContext, block_run) == ctx_offset::block_run);
 static_assert(sizeof(detail::TlbEntry) == 16 && offsetof(detail::TlbEntry, pte) == 8);
 
 // Atomic operations of the slow path (the values are part of the IR contract).

@@ -274,20 +274,25 @@ bool block_in_place_with(detail::WorkerContext* w, std::uint64_t block, std::uin
   return (rights & need) == need;
 }
 
-// The block entry of a block in device frames (J4), filled once the block is settled: the
-// run's first frame and its rights when the block is one contiguous run, else kLocal alone (no
-// kValid: "neither in place nor one run", so that nothing scans it again in this epoch; both
-// inline probes reject it). A block with pages still unmapped may yet be filled in place or in
-// frames without a new epoch: nothing is kept for it. Returns the entry's bits, or 0.
-std::uint64_t frame_block_entry(detail::WorkerContext* w, std::uint64_t block) {
-  detail::TlbEntry& t = w->block_tlb[detail::WorkerContext::block_slot(block)];
-  if (t.vpn == block) return t.pte;
-  bool settled = false;
-  std::uint64_t b = w->device->block_local(block << 21, &settled);
-  if (settled && b == 0 && w->device->block_in_place(block << 21) == 0) b = device::pte::kLocal;
+// The block entry for the run of device frames around va's page (J4): kept when va's page is
+// in a frame, replacing what the slot held unless that entry already covers va. Returns the
+// entry's bits when it covers va's page, else 0.
+std::uint64_t frame_block_entry(detail::WorkerContext* w, std::uintptr_t va) {
+  const std::uint64_t block = va >> 21;
+  const std::size_t slot = detail::WorkerContext::block_slot(block);
+  detail::TlbEntry& t = w->block_tlb[slot];
+  const std::uint64_t page = (va >> 12) & 511;
+  auto covers = [&] {
+    return t.vpn == block && (t.pte & device::pte::kLocal) != 0 &&
+           page >= (w->block_run[slot] & 0xffffffff) && page <= (w->block_run[slot] >> 32);
+  };
+  if (covers()) return t.pte;
+  std::size_t first = 0, last = 0;
+  std::uint64_t b = w->device->block_local_run(va, &first, &last);
   if (b == 0) return 0;
   t.vpn = block;
   t.pte = b;
+  w->block_run[slot] = first | (std::uint64_t{last} << 32);
   __atomic_store_n(&w->tlb_misses, w->tlb_misses + 1, __ATOMIC_RELAXED);
   return b;
 }
@@ -314,8 +319,7 @@ extern "C" std::uint64_t hetmm_jit_refill(KernelContext* ctx, std::uint64_t va,
   // that the inline probe finds every page of it there (a gather over data in device memory
   // would miss the page TLB on most accesses).
   constexpr std::uint64_t kFrame = device::pte::kValid | device::pte::kLocal;
-  if ((p & kFrame) == kFrame && (va >> 21) == ((va + bytes - 1) >> 21))
-    frame_block_entry(w, va >> 21);
+  if ((p & kFrame) == kFrame && (va >> 21) == ((va + bytes - 1) >> 21)) frame_block_entry(w, va);
   return p != 0 && (write == 0 || (p & device::pte::kWrite)) ? 1 : 0;
 }
 
@@ -368,8 +372,10 @@ extern "C" std::uint64_t hetmm_jit_local_range(KernelContext* ctx, std::uint64_t
   // Within one block: its block entry, filled when the whole block is one run of frames, lets
   // the next loops over it check inline (mmu_pass.cpp, version_local).
   if ((lo >> 21) == ((hi - 1) >> 21)) {
-    std::uint64_t b = frame_block_entry(w, lo >> 21);
-    if ((b & need) == need) return (b & device::pte::kAddrMask) - ((lo >> 21) << 21);
+    std::uint64_t b = frame_block_entry(w, lo);
+    const std::size_t slot = detail::WorkerContext::block_slot(lo >> 21);
+    if ((b & need) == need && ((hi - 1) >> 12 & 511) <= (w->block_run[slot] >> 32))
+      return (b & device::pte::kAddrMask) - ((lo >> 21) << 21);
   }
   std::uint64_t base = 0;
   for (std::uint64_t vpn = first; vpn <= last; ++vpn) {
@@ -453,6 +459,7 @@ void NdRangeLaunch::run(Thread& t) {
   c.tlb_epoch = &w->tlb_epoch;
   c.tlb = w->tlb;
   c.block_tlb = w->block_tlb;
+  c.block_run = w->block_run;
   c.active = &w->active;
   std::uint64_t id = t.id();
   c.group_id[0] = id % groups[0];

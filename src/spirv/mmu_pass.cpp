@@ -117,11 +117,11 @@ Value* emit_block_probe(IRBuilder<>& b, Value* ctx, Value* va, std::uint64_t byt
 }
 
 // The block-TLB probe for a range in device frames (J4): [lo, last] in one block whose entry
-// says it is one run of frames with the needed right.
+// says its pages are in one run of frames with the needed right (the run: block_run).
 struct LocalProbe {
-  Value* hit;           // i1: the range lies in a block of frames with the right
+  Value* hit;           // i1: the range lies in a run of frames with the right
   Value* delta;         // i64: frame address - process address there
-  Value* not_in_place;  // i1: the block entry says the block is not in place
+  Value* not_in_place;  // i1: the block entry says the range is in frames (so not in place)
 };
 LocalProbe emit_local_block_probe(IRBuilder<>& b, Value* ctx, Value* lo, Value* last, bool write,
                                   Value* epoch_ok) {
@@ -134,11 +134,19 @@ LocalProbe emit_local_block_probe(IRBuilder<>& b, Value* ctx, Value* lo, Value* 
   Value* tag = b.CreateAlignedLoad(i64, entry, Align(8));
   Value* bits = b.CreateAlignedLoad(i64, b.CreateConstInBoundsGEP1_64(i64, entry, 1), Align(8));
   std::uint64_t need = pte::kValid | pte::kLocal | (write ? pte::kWrite : 0);
+  Value* run = b.CreateAlignedLoad(
+      i64, b.CreateInBoundsGEP(i64, load_ctx_field(b, ctx, ctx_offset::block_run, i64->getPointerTo()),
+                               slot),
+      Align(8));
+  Value* first_page = b.CreateAnd(b.CreateLShr(lo, k(12)), k(511));
+  Value* last_page = b.CreateAnd(b.CreateLShr(last, k(12)), k(511));
   Value* same = b.CreateAnd(epoch_ok, b.CreateICmpEQ(block, b.CreateLShr(last, k(21))));
   same = b.CreateAnd(same, b.CreateICmpEQ(tag, block));
+  // Within the run (a kLocal entry; an in-place entry's run word is never read as one).
+  same = b.CreateAnd(same, b.CreateICmpUGE(first_page, b.CreateAnd(run, k(0xffffffff))));
+  same = b.CreateAnd(same, b.CreateICmpULE(last_page, b.CreateLShr(run, k(32))));
   Value* hit = b.CreateAnd(same, b.CreateICmpEQ(b.CreateAnd(bits, k(need)), k(need)));
   Value* delta = b.CreateSub(b.CreateAnd(bits, k(pte::kAddrMask)), b.CreateShl(block, k(21)));
-  // kLocal alone: the worker knows the block is neither in place nor one run of frames.
   Value* not_in_place = b.CreateAnd(same, b.CreateICmpNE(b.CreateAnd(bits, k(pte::kLocal)), k(0)));
   return {hit, delta, not_in_place};
 }

@@ -50,31 +50,37 @@ class PageTable {
     return pte::kValid |
            (l->in_place_write.load(std::memory_order_acquire) == os::kPagesPerBlock ? pte::kWrite : 0);
   }
-  // A worker's block walk for device memory: when every page of va's block is in device frames
-  // in one contiguous run, the first frame's address | kValid | kLocal | kWrite (when every page
-  // allows writes), else 0; *settled says whether every page of the block is mapped (then only an
-  // invalidation, which advances the shootdown epoch, can change the answer). Scans the 512
-  // entries (once per block and epoch, by the JIT's frame loops, J4); read after the epoch, as
-  // block_in_place.
-  std::uint64_t block_local(std::uintptr_t va, std::uint32_t epoch, bool* settled) const {
-    *settled = false;
+  // A worker's block walk for device memory: the run of pages around va's page, within its
+  // block, that are in device frames at consecutive frame addresses. Returns the address the
+  // run's frames would have at page 0 of the block (frame of page i = that + i * 4 KiB) |
+  // kValid | kLocal | kWrite (when every page of the run allows writes), and the run's first and
+  // last page indices; 0 when va's page is not in a frame. Read after the shootdown epoch, as
+  // block_in_place: a page of the run cleared later comes with a newer epoch (worker.hpp), and
+  // pages mapped later outside the run change nothing the answer says.
+  std::uint64_t block_local_run(std::uintptr_t va, std::uint32_t epoch, std::size_t* first,
+                                std::size_t* last) const {
     Leaf* l = table_.find(va >> os::kBlockShift);
     if (l == nullptr) return 0;
-    std::uint64_t first = l->pte[0].load(std::memory_order_acquire);
-    std::uint64_t rights = pte::kValid | pte::kLocal | pte::kWrite;
-    bool run = true, all_valid = true;
-    for (std::size_t i = 0; i < os::kPagesPerBlock; ++i) {
-      std::uint64_t e = l->pte[i].load(std::memory_order_acquire);
-      all_valid = all_valid && (e & pte::kValid) != 0;
-      run = run && (e & (pte::kValid | pte::kLocal)) == (pte::kValid | pte::kLocal) &&
-            (e & pte::kAddrMask) == (first & pte::kAddrMask) + i * os::kPageSize;
-      rights &= e | ~pte::kWrite;
-      if (!all_valid) return 0;
-    }
-    *settled = true;
-    if (!run) return 0;
+    constexpr std::uint64_t kFrame = pte::kValid | pte::kLocal;
+    const std::size_t at = os::page_index_in_block(va);
+    const std::uint64_t e = l->pte[at].load(std::memory_order_acquire);
+    if ((e & kFrame) != kFrame) return 0;
+    const std::uint64_t base = (e & pte::kAddrMask) - at * os::kPageSize;
+    std::uint64_t rights = kFrame | pte::kWrite;
+    auto in_run = [&](std::size_t i) {
+      std::uint64_t x = l->pte[i].load(std::memory_order_acquire);
+      if ((x & kFrame) != kFrame || (x & pte::kAddrMask) != base + i * os::kPageSize) return false;
+      rights &= x | ~pte::kWrite;
+      return true;
+    };
+    std::size_t lo = at, hi = at;
+    rights &= e | ~pte::kWrite;
+    while (lo > 0 && in_run(lo - 1)) --lo;
+    while (hi + 1 < os::kPagesPerBlock && in_run(hi + 1)) ++hi;
+    *first = lo;
+    *last = hi;
     l->touch(epoch);
-    return (first & pte::kAddrMask) | rights;
+    return base | rights;
   }
   // Access counters: bytes workers accessed in place in va's block, added as their counter
   // slots are recycled and when they finish a kernel (SimDevice::count_in_place), taken (and

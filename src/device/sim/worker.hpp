@@ -65,11 +65,14 @@ struct WorkerContext {
   std::uint64_t tlb_epoch = 0;
   TlbEntry tlb[kTlbEntries];
   // Block entries (JIT-compiled kernels only): vpn = address >> 21, pte = the rights every page
-  // of that 2 MiB block has in place (kValid, kWrite), in this epoch; or, with kLocal, the block
-  // is in device memory in one contiguous run of frames starting at pte & kAddrMask (J4). A gather over a table of
-  // a few MiB would miss in the page TLB on nearly every access; eight block entries cover 16 MiB.
+  // of that 2 MiB block has in place (kValid, kWrite), in this epoch; or, with kLocal, pages
+  // block_run[slot] (first | last << 32, page indices in the block) are in device memory in
+  // one contiguous run of frames, page i at (pte & kAddrMask) + i * 4 KiB (J4). A gather over
+  // a table of a few MiB would miss in the page TLB on nearly every access; eight block entries
+  // cover 16 MiB. An array smaller than a block, or one not aligned to blocks, is a run too.
   static constexpr std::size_t kBlockTlbEntries = 64;
   TlbEntry block_tlb[kBlockTlbEntries];
+  std::uint64_t block_run[kBlockTlbEntries];
   std::uint64_t tlb_hits = 0;
   std::uint64_t tlb_misses = 0;
   std::uint64_t local_bytes = 0;     // accessed in device frames (for the link model)
