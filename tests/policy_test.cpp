@@ -6,7 +6,9 @@
 #include "policy/thrashing.hpp"
 #include "test_support.hpp"
 
+#include <chrono>
 #include <numeric>
+#include <thread>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -307,6 +309,30 @@ TEST_P(Policies, OversubscribedSweepsEvictUnderUvmAndPinInPlaceUnderHetmm) {
   EXPECT_GT(evicted[0], 3u * 512u);
   EXPECT_EQ(evicted[1], 0u);
   EXPECT_LT(link[1], link[0]);
+}
+
+// The thrashing detector runs on the device's modeled clock when there is a link model: a page
+// that a kernel and the CPU take from each other in turn migrates every ~35 us of modeled time
+// (a 30 us fault batch, a 64 KiB transfer), well within the driver's 500 us lapse however slow
+// this machine is, so uvm throttles its faults (a nap in modeled time) and then pins it. Each
+// round sleeps 1 ms, as a loaded machine would take: on the wall clock no two migrations were
+// ever close and uvm never noticed.
+TEST_P(Policies, UvmThrottlesAPagePingPongingOnTheModeledClock) {
+  Options o = with(PolicyProfile::uvm);
+  o.link = LinkProfile::pcie4();
+  Runtime rt(o);
+  BlockMapping m(kBlock);
+  auto* p = m.as<std::uint64_t>();
+  for (int round = 0; round < 40; ++round) {
+    rt.device(0).launch(1, [p](Thread& t) { t.store(p, t.load(p) + 1); });
+    rt.device(0).synchronize();
+    p[0] += 1;  // the CPU takes it home
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_EQ(p[0], 80u);
+  DeviceStats s = rt.device(0).stats();
+  EXPECT_GT(s.throttle_seconds, 0.0) << "the detector never flagged the ping-pong";
+  EXPECT_LT(s.pages_to_device, 40u * 16u) << "every round still migrated the page";
 }
 
 TEST_P(Policies, HetmmEvictsColdBlocksForANewPhase) {

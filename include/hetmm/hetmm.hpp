@@ -98,8 +98,9 @@ enum class PolicyProfile { hetmm, uvm, in_place };
 
 // The NVIDIA driver's tunables that the policies follow, under the driver's module-parameter
 // names and with its defaults (../shared/docs/uvm-policies.md §1.3-1.4). The thrashing
-// detector serves both uvm and hetmm. Note: kernel launches and faults on the software device
-// are slower than a GPU's, so fewer ping-pongs fall within the 500 us lapse than on hardware.
+// detector serves both uvm and hetmm; with a link model (Options::link) its times are the
+// device's modeled time, so that it sees as close what a GPU behind that link would (this
+// machine's launches and faults are far slower), else the wall clock.
 struct UvmParameters {
   unsigned uvm_perf_prefetch_threshold = 51;       // % of a tree node resident or faulted
   unsigned uvm_perf_prefetch_min_faults = 1;       // faults on a block before prefetching

@@ -128,6 +128,7 @@ RuntimeImpl::RuntimeImpl(const Options& options) : options_(options) {
   mirror_ = std::make_unique<core::Mirror>(tracker, options.devices, options.policy,
                                           options.uvm);
   mirror_->set_event_log(events_.get());
+  mirror_->set_link(options.link);
   mirror_->set_fault_injector(injector_.get());
   // Hooks that did not take hold mean libhetmm came after libc in symbol lookup: it was
   // dlopen'ed (the OpenCL loader), and the dynamic linker's records of it are on the heap.

@@ -216,7 +216,7 @@ void Mirror::migrate_for_fault(std::size_t device, std::uintptr_t start, std::ui
                                bool write, const os::VmaList& vmas) {
   auto d = static_cast<std::int8_t>(device);
   std::uint32_t bit = 1u << device;
-  std::uint64_t now = policy::monotonic_ns();
+  std::uint64_t now = clock_ns(device);
   device::DeviceBackend* dev = devices_[device];
   for (std::uintptr_t bs = os::block_down(start); bs < end; bs += os::kBlockSize) {
     std::uintptr_t lo = std::max(start, bs), hi = std::min(end, bs + os::kBlockSize);
@@ -245,6 +245,7 @@ void Mirror::migrate_for_fault(std::size_t device, std::uintptr_t start, std::ui
     v.block = b;
     v.write = write;
     v.epoch = dev->access_epoch();
+    v.now_ns = now;
     v.first_touch = b->resident == 0;
     v.preferred_here = b->preferred[i0] == d;
     for (std::uintptr_t page = lo; page < hi; page += kPageSize) v.faulted[os::page_index_in_block(page)] = true;
@@ -391,7 +392,7 @@ std::size_t Mirror::migrate_mask(std::size_t device, VaBlock* b, const policy::P
                                  const os::VmaList& vmas, bool* oom,
                                  const policy::PageMask* prefetch, EventReason prefetch_reason) {
   std::size_t moved = 0;
-  std::uint64_t now = policy::monotonic_ns();
+  std::uint64_t now = clock_ns(device);
   for (std::size_t i = 0; i < os::kPagesPerBlock && !*oom;) {
     if (!m[i]) {
       ++i;

@@ -79,6 +79,23 @@ Mirror::Mirror(HostTracker* tracker, std::size_t device_count, PolicyProfile pol
   lock_.set_deferred_work(&Mirror::drain_events, this);
 }
 
+std::uint64_t Mirror::clock_ns(std::size_t device) const {
+  const LinkProfile& l = link_;
+  if (l.bandwidth_gbs <= 0 && l.latency_us <= 0 && l.fault_us <= 0 && l.local_bandwidth_gbs <= 0)
+    return policy::monotonic_ns();
+  const MirrorCounters& c = counters_[device];
+  const device::DeviceBackend::ModelInputs m = devices_[device]->model_inputs();
+  auto over = [](double bytes, double gbs) { return gbs > 0 ? bytes / gbs : 0.0; };  // ns
+  const double ns =
+      static_cast<double>(c.link_transfers.load(std::memory_order_relaxed)) * l.latency_us * 1e3 +
+      over(static_cast<double>(c.link_bytes.load(std::memory_order_relaxed)), l.bandwidth_gbs) +
+      static_cast<double>(m.fault_batches) * l.fault_us * 1e3 +
+      over(static_cast<double>(m.in_place_bytes), l.bandwidth_gbs) +
+      over(static_cast<double>(m.local_bytes), l.local_bandwidth_gbs) +
+      static_cast<double>(c.throttle_ns.load(std::memory_order_relaxed));
+  return static_cast<std::uint64_t>(ns);
+}
+
 Mirror::~Mirror() {
   for (auto* p : policies_) policy::destroy_policy(p);
   os::unmap_runtime_memory(staging_, os::kBlockSize);
@@ -763,7 +780,7 @@ CpuFault Mirror::cpu_fault(std::uintptr_t addr, bool write, bool try_only) {
   // A CPU fault-back is a migration event for thrashing detection (pages ping-ponging
   // between a kernel and CPU threads).
   policy::note_migration(*b, os::page_index_in_block(lo), (hi - lo) / kPageSize,
-                         policy::monotonic_ns(), thrashing_params_);
+                         clock_ns(static_cast<std::size_t>(owner)), thrashing_params_);
   return CpuFault::served;
 }
 

@@ -89,6 +89,15 @@ class Mirror final : public device::FaultResolver, public os::RuntimeAllocated {
   // record() is lock-free and async-signal-safe, so it may be called anywhere, lock held or not.
   void set_event_log(telemetry::EventLog* log) { event_log_ = log; }
   void set_fault_injector(base::FaultInjector* injector) { injector_ = injector; }
+  // The link model (Options::link): with one, the thrashing detector's clock is the device's
+  // modeled time (clock_ns), as a GPU behind that link would see it.
+  void set_link(const LinkProfile& link) { link_ = link; }
+  // The clock thrashing detection and pins run on, for `device`: its modeled time under the
+  // link profile (transfers, fault batches, throttle naps, kernel accesses: the LinkProfile
+  // sum, monotonic since every term only grows), or the wall clock without a link model. On
+  // this machine a migration takes milliseconds of wall time where a GPU's takes
+  // microseconds: on wall time the driver's 500 µs lapse would never see two migrations close.
+  std::uint64_t clock_ns(std::size_t device) const;
   telemetry::EventLog* event_log() const { return event_log_; }
 
   // ---- interval-notifier sequence ----------------------------------------------------------
@@ -321,6 +330,7 @@ class Mirror final : public device::FaultResolver, public os::RuntimeAllocated {
   PolicyProfile default_profile_;
   policy::Policy* policies_[3] = {};  // by PolicyProfile
   policy::ThrashingParams thrashing_params_;
+  LinkProfile link_ = LinkProfile::none();
   bool fault_eviction_ = false;
   std::uint32_t maybe_pinned_ = 0;  // devices that may have pinned blocks (before_launch)
   // The last access epoch in which a device wrote its copies (upgrade_copies), and an address

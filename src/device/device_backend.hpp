@@ -103,6 +103,15 @@ class DeviceBackend {
     (void)va;
     return 0;
   }
+  // What the link model (LinkProfile) charges on the device's side so far: fault batches
+  // served, and bytes kernels accessed in place and in device memory (counted where they are
+  // counted: Thread accesses, not JIT kernels' inline ones). For the modeled clock.
+  struct ModelInputs {
+    std::uint64_t fault_batches = 0;
+    std::uint64_t in_place_bytes = 0;
+    std::uint64_t local_bytes = 0;
+  };
+  virtual ModelInputs model_inputs() const { return {}; }
 };
 
 }  // namespace hetmm::device

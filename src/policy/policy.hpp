@@ -34,6 +34,7 @@ struct FaultView {
   bool first_touch = false;  // the block has no page on any device yet
   bool preferred_here = false;  // the faulted pages' preferred location is this device
   std::uint32_t epoch = 0;      // the device's access epoch now
+  std::uint64_t now_ns = 0;     // the thrashing detector's clock (Mirror::clock_ns)
 };
 
 // What to do. Pages in `migrate` move into the device (as far as frames allow, `prefetch`

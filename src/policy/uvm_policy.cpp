@@ -14,7 +14,7 @@
 namespace hetmm::policy {
 
 void UvmPolicy::plan(const FaultView& v, FaultPlan& out) {
-  std::uint64_t now = monotonic_ns();
+  const std::uint64_t now = v.now_ns;
   PageMask held;  // thrashing pages kept where they are this time
   for (std::size_t i = 0; i < os::kPagesPerBlock; ++i) {
     if (!v.faulted[i] || !v.thrashing[i] || v.resident[i]) continue;

@@ -3,6 +3,8 @@
 
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "micro.hpp"
 #include "runner.hpp"
@@ -15,6 +17,11 @@ struct Summary {
   // modeled_s(on-demand-uvm) / modeled_s(on-demand-hetmm); 0 pairs: NaN. Goal >= 1.5.
   double uvm_over_hetmm_geomean = kNotMeasured;
   std::size_t uvm_hetmm_pairs = 0;
+  // Each of those runs' ratio ("workload xfactor"), in run order, and the geometric mean
+  // without the largest one: a single runaway ratio cannot carry the figure.
+  std::vector<std::pair<std::string, double>> uvm_over_hetmm_runs;
+  double uvm_over_hetmm_geomean_without_largest = kNotMeasured;
+  std::string largest_uvm_over_hetmm_at;
   // The worst modeled_s(on-demand-hetmm) / modeled_s(in-place) over all factors, and where.
   // Goal <= 1.1.
   double worst_hetmm_over_in_place = kNotMeasured;

@@ -412,6 +412,16 @@ void SimDevice::run_worker(WorkerContext* w) {
   detail::tls_worker = nullptr;
 }
 
+DeviceBackend::ModelInputs SimDevice::model_inputs() const {
+  ModelInputs m;
+  m.fault_batches = stats_.fault_batches.load(std::memory_order_relaxed);
+  for (unsigned i = 0; i < nworkers_; ++i) {
+    m.in_place_bytes += __atomic_load_n(&workers_[i]->in_place_bytes, __ATOMIC_RELAXED);
+    m.local_bytes += __atomic_load_n(&workers_[i]->local_bytes, __ATOMIC_RELAXED);
+  }
+  return m;
+}
+
 DeviceStats SimDevice::stats() const {
   DeviceStats s;
   s.fault_rounds = stats_.fault_rounds.load();

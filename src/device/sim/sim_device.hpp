@@ -94,6 +94,7 @@ class SimDevice final : public DeviceBackend, public os::RuntimeAllocated {
   }
   std::uint32_t touched_epoch(std::uintptr_t va) const override { return pt_.touched(va); }
   void advance_access_epoch() override;
+  ModelInputs model_inputs() const override;
   std::uint64_t take_in_place_traffic(std::uintptr_t va) override {
     return pt_.take_in_place_traffic(va);
   }
