@@ -763,10 +763,33 @@ CpuFault Mirror::cpu_fault(std::uintptr_t addr, bool write, bool try_only) {
   if (!(prot & PROT_READ) || (write && !(prot & PROT_WRITE))) return CpuFault::not_ours;
   // Bring home the run of pages of the same device around addr, within a 64 KiB granule: one
   // copy serves a sequential CPU sweep sixteen times faster than page-at-a-time fault-back.
+  // A CPU stream takes more (the stream detector: the last page a fault-back brought home is
+  // below this one by less than a block): the whole block when all of it is on this device (by remapping when it
+  // is one chunk of movable device memory: 2 MiB in one move), else the rest of the run up to
+  // the block's end, ahead of the faulting thread. A sweep pays one 64 KiB fault, then one
+  // fault per block; random touches stay at 64 KiB.
   constexpr std::uintptr_t kGranule = 64 * 1024;
   std::uintptr_t page = os::page_down(addr);
+  const std::uintptr_t block = os::block_down(page);
+  const std::uintptr_t prev = last_cpu_fault_;
+  const bool stream = prev < page && page - prev < os::kBlockSize;
+  if (stream) {
+    bool whole = b->resident == os::kPagesPerBlock;
+    for (std::size_t k = 0; k < os::kPagesPerBlock && whole; ++k)
+      whole = b->owner[k] == owner && b->prot[k] == prot;
+    if (whole) {
+      ReasonScope why(this, EventReason::cpu_fault);
+      bring_home_run(block, block + os::kBlockSize, owner, nullptr);
+      counters_[owner].cpu_faults.fetch_add(1, std::memory_order_relaxed);
+      ++b->cpu_faults;
+      policy::note_migration(*b, 0, os::kPagesPerBlock, clock_ns(static_cast<std::size_t>(owner)),
+                             thrashing_params_);
+      last_cpu_fault_ = block + os::kBlockSize - kPageSize;
+      return CpuFault::served;
+    }
+  }
   std::uintptr_t lo = page, hi = page + kPageSize;
-  std::uintptr_t g0 = page & ~(kGranule - 1), g1 = g0 + kGranule;
+  std::uintptr_t g0 = page & ~(kGranule - 1), g1 = stream ? block + os::kBlockSize : g0 + kGranule;
   while (lo > g0 && b->owner[os::page_index_in_block(lo - kPageSize)] == owner &&
          b->prot[os::page_index_in_block(lo - kPageSize)] == prot)
     lo -= kPageSize;
@@ -774,6 +797,7 @@ CpuFault Mirror::cpu_fault(std::uintptr_t addr, bool write, bool try_only) {
          b->prot[os::page_index_in_block(hi)] == prot)
     hi += kPageSize;
   ReasonScope why(this, EventReason::cpu_fault);
+  last_cpu_fault_ = hi - kPageSize;
   bring_home_run(lo, hi, owner, nullptr);  // what a transient failure leaves faults again
   counters_[owner].cpu_faults.fetch_add(1, std::memory_order_relaxed);
   ++b->cpu_faults;
