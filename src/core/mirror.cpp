@@ -763,16 +763,19 @@ CpuFault Mirror::cpu_fault(std::uintptr_t addr, bool write, bool try_only) {
   if (!(prot & PROT_READ) || (write && !(prot & PROT_WRITE))) return CpuFault::not_ours;
   // Bring home the run of pages of the same device around addr, within a 64 KiB granule: one
   // copy serves a sequential CPU sweep sixteen times faster than page-at-a-time fault-back.
-  // A CPU stream takes more (the stream detector: the last page a fault-back brought home is
-  // below this one by less than a block): the whole block when all of it is on this device (by remapping when it
-  // is one chunk of movable device memory: 2 MiB in one move), else the rest of the run up to
-  // the block's end, ahead of the faulting thread. A sweep pays one 64 KiB fault, then one
-  // fault per block; random touches stay at 64 KiB.
+  // A CPU stream takes more (the stream detector: this fault is on the page right after what
+  // the last fault-back brought home, for the second time in a row): the whole block when all
+  // of it is on this device (by remapping when it is one chunk of movable device memory: 2 MiB
+  // in one move), else the rest of the run up to the block's end, ahead of the faulting thread.
+  // A dense sweep pays two 64 KiB faults, then one fault per block. Random touches, and sparse
+  // sweeps that touch a word every few pages (whole blocks would ping-pong with a kernel that
+  // wants them), stay at 64 KiB.
   constexpr std::uintptr_t kGranule = 64 * 1024;
   std::uintptr_t page = os::page_down(addr);
   const std::uintptr_t block = os::block_down(page);
-  const std::uintptr_t prev = last_cpu_fault_;
-  const bool stream = prev < page && page - prev < os::kBlockSize;
+  const bool adjacent = page == last_cpu_fault_ + kPageSize;
+  cpu_stream_ = adjacent ? cpu_stream_ + 1 : 0;
+  const bool stream = cpu_stream_ >= 2;
   if (stream) {
     bool whole = b->resident == os::kPagesPerBlock;
     for (std::size_t k = 0; k < os::kPagesPerBlock && whole; ++k)

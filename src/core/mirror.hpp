@@ -331,9 +331,10 @@ class Mirror final : public device::FaultResolver, public os::RuntimeAllocated {
   policy::Policy* policies_[3] = {};  // by PolicyProfile
   policy::ThrashingParams thrashing_params_;
   LinkProfile link_ = LinkProfile::none();
-  // The CPU-side stream detector (cpu_fault): the last page the last CPU fault-back brought
-  // home, under the state lock.
+  // The CPU-side stream detector (cpu_fault), under the state lock: the last page the last CPU
+  // fault-back brought home, and how many fault-backs in a row started right after it.
   std::uintptr_t last_cpu_fault_ = 0;
+  unsigned cpu_stream_ = 0;
   bool fault_eviction_ = false;
   std::uint32_t maybe_pinned_ = 0;  // devices that may have pinned blocks (before_launch)
   // The last access epoch in which a device wrote its copies (upgrade_copies), and an address

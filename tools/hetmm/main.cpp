@@ -165,11 +165,13 @@ int cmd_demo(hetmm::Options opt, std::size_t size_mib, const std::string& trace_
   std::printf("migration to device ran at %.2f x the memcpy bandwidth of the same bytes\n",
               mig / ref);
   auto s = dev.stats();
-  std::printf("\nTLB hits %llu, misses %llu; fault batches %llu; device memory used now %zu "
-              "bytes\n",
+  std::printf("\nTLB hits %llu, misses %llu; fault batches %llu; 2 MiB blocks moved (no copy) "
+              "in %llu, out %llu; device memory used now %zu bytes\n",
               static_cast<unsigned long long>(s.tlb_hits),
               static_cast<unsigned long long>(s.tlb_misses),
-              static_cast<unsigned long long>(s.fault_batches), dev.memory_used());
+              static_cast<unsigned long long>(s.fault_batches),
+              static_cast<unsigned long long>(s.blocks_moved_in),
+              static_cast<unsigned long long>(s.blocks_moved_out), dev.memory_used());
   std::printf("result %s (checksum %.0f)\n", ok ? "verified" : "WRONG", sum);
   if (!trace_path.empty()) {
     std::vector<hetmm::Event> events = rt.take_events();
