@@ -401,9 +401,15 @@ void SimDevice::run_worker(WorkerContext* w) {
       // may launch, synchronize or fault); synchronize waits for it all the same, and for
       // the completion callback after it.
       auto done = std::move(finished->done);
-      std::exception_ptr error = finished->error;  // written under the lock, by now final
+      // Only a launch with a completion takes the error here (written under the lock, final by
+      // now); both go before the kernel counts as destroyed, so that no reference to the error
+      // outlives what synchronize waits for.
+      std::exception_ptr error = done ? finished->error : nullptr;
       delete finished;
-      if (done) done(error);
+      if (done) {
+        done(std::move(error));
+        done = nullptr;
+      }
       std::lock_guard lock(launch_mutex_);
       --destroying_;
       idle_cv_.notify_all();
