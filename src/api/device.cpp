@@ -233,14 +233,7 @@ DeviceStats Device::stats() const {
   s.link_bytes = c.link_bytes.load();
   s.throttle_seconds = static_cast<double>(c.throttle_ns.load()) * 1e-9;
   // The link model (LinkProfile): applied when asked, so the hot paths only count.
-  const LinkProfile& l = rt_->link();
-  auto over = [](double bytes, double gbs) { return gbs > 0 ? bytes / (gbs * 1e9) : 0.0; };
-  s.modeled_seconds = static_cast<double>(s.link_transfers) * l.latency_us * 1e-6 +
-                      over(static_cast<double>(s.link_bytes), l.bandwidth_gbs) +
-                      static_cast<double>(s.fault_batches) * l.fault_us * 1e-6 +
-                      over(static_cast<double>(s.in_place_bytes), l.bandwidth_gbs) +
-                      over(static_cast<double>(s.local_bytes), l.local_bandwidth_gbs) +
-                      s.throttle_seconds;
+  s.modeled_seconds = rt_->mirror().modeled_ns(index_) * 1e-9;
   return s;
 }
 

@@ -83,6 +83,11 @@ std::uint64_t Mirror::clock_ns(std::size_t device) const {
   const LinkProfile& l = link_;
   if (l.bandwidth_gbs <= 0 && l.latency_us <= 0 && l.fault_us <= 0 && l.local_bandwidth_gbs <= 0)
     return policy::monotonic_ns();
+  return static_cast<std::uint64_t>(modeled_ns(device));
+}
+
+double Mirror::modeled_ns(std::size_t device) const {
+  const LinkProfile& l = link_;
   const MirrorCounters& c = counters_[device];
   const device::DeviceBackend::ModelInputs m = devices_[device]->model_inputs();
   auto over = [](double bytes, double gbs) { return gbs > 0 ? bytes / gbs : 0.0; };  // ns
@@ -93,7 +98,7 @@ std::uint64_t Mirror::clock_ns(std::size_t device) const {
       over(static_cast<double>(m.in_place_bytes), l.bandwidth_gbs) +
       over(static_cast<double>(m.local_bytes), l.local_bandwidth_gbs) +
       static_cast<double>(c.throttle_ns.load(std::memory_order_relaxed));
-  return static_cast<std::uint64_t>(ns);
+  return ns;
 }
 
 Mirror::~Mirror() {
@@ -776,23 +781,16 @@ CpuFault Mirror::cpu_fault(std::uintptr_t addr, bool write, bool try_only) {
   const bool adjacent = page == last_cpu_fault_ + kPageSize;
   cpu_stream_ = adjacent ? cpu_stream_ + 1 : 0;
   const bool stream = cpu_stream_ >= 2;
+  // A stream's window is the rest of the block, or all of it (one move) when all of it is here.
+  std::uintptr_t g0 = page & ~(kGranule - 1), g1 = g0 + kGranule;
   if (stream) {
+    g1 = block + os::kBlockSize;
     bool whole = b->resident == os::kPagesPerBlock;
     for (std::size_t k = 0; k < os::kPagesPerBlock && whole; ++k)
       whole = b->owner[k] == owner && b->prot[k] == prot;
-    if (whole) {
-      ReasonScope why(this, EventReason::cpu_fault);
-      bring_home_run(block, block + os::kBlockSize, owner, nullptr);
-      counters_[owner].cpu_faults.fetch_add(1, std::memory_order_relaxed);
-      ++b->cpu_faults;
-      policy::note_migration(*b, 0, os::kPagesPerBlock, clock_ns(static_cast<std::size_t>(owner)),
-                             thrashing_params_);
-      last_cpu_fault_ = block + os::kBlockSize - kPageSize;
-      return CpuFault::served;
-    }
+    if (whole) g0 = block;
   }
   std::uintptr_t lo = page, hi = page + kPageSize;
-  std::uintptr_t g0 = page & ~(kGranule - 1), g1 = stream ? block + os::kBlockSize : g0 + kGranule;
   while (lo > g0 && b->owner[os::page_index_in_block(lo - kPageSize)] == owner &&
          b->prot[os::page_index_in_block(lo - kPageSize)] == prot)
     lo -= kPageSize;

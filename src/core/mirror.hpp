@@ -98,6 +98,8 @@ class Mirror final : public device::FaultResolver, public os::RuntimeAllocated {
   // this machine a migration takes milliseconds of wall time where a GPU's takes
   // microseconds: on wall time the driver's 500 µs lapse would never see two migrations close.
   std::uint64_t clock_ns(std::size_t device) const;
+  // The device's modeled time so far under the link profile (DeviceStats::modeled_seconds).
+  double modeled_ns(std::size_t device) const;
   telemetry::EventLog* event_log() const { return event_log_; }
 
   // ---- interval-notifier sequence ----------------------------------------------------------

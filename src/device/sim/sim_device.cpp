@@ -439,11 +439,12 @@ DeviceStats SimDevice::stats() const {
   s.cpu_faults = stats_.cpu_faults.load();
   s.invalidations = stats_.invalidations.load();
   s.kernels = stats_.kernels.load();
+  const ModelInputs m = model_inputs();
+  s.local_bytes = m.local_bytes;
+  s.in_place_bytes = m.in_place_bytes;
   for (unsigned i = 0; i < nworkers_; ++i) {
     s.tlb_hits += __atomic_load_n(&workers_[i]->tlb_hits, __ATOMIC_RELAXED);
     s.tlb_misses += __atomic_load_n(&workers_[i]->tlb_misses, __ATOMIC_RELAXED);
-    s.local_bytes += __atomic_load_n(&workers_[i]->local_bytes, __ATOMIC_RELAXED);
-    s.in_place_bytes += __atomic_load_n(&workers_[i]->in_place_bytes, __ATOMIC_RELAXED);
   }
   return s;
 }
