@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <fcntl.h>
+#include <algorithm>
 #include <thread>
 #include <unistd.h>
 
@@ -32,6 +33,66 @@ TEST(FramePool, AllocatesUpToCapacityAndReuses) {
   EXPECT_EQ(pool.used_bytes(), 0u);
   pool.release();
   EXPECT_EQ(pool.alloc(2, f.data()), 2u);
+}
+
+// Placed allocations put page i of a block at frame i of a chunk: the chunk the block's other
+// pages use when it has room (so the block is one run of frames), the chunk after a neighbour
+// block's when asked (movable memory: contiguous across blocks), any chunk with those places
+// free otherwise, and any free frames when none has them (placement never costs capacity).
+TEST(FramePool, PlacesPagesAtTheirIndexInTheBlockWithoutLosingCapacity) {
+  device::sim::FramePool pool(4 * 512 * kPage, false);
+  constexpr std::uint32_t kNone = device::sim::FramePool::kNoFrame;
+  std::vector<std::uint32_t> a(512), b(512), c(512), rest(2048);
+  // Pages 100..299 of a block, then 0..99 of the same block beside them.
+  ASSERT_EQ(pool.alloc_placed(200, a.data(), 100, kNone), 200u);
+  for (std::uint32_t k = 0; k < 200; ++k) ASSERT_EQ(a[k] % 512, 100 + k);
+  ASSERT_EQ(pool.alloc_placed(100, b.data(), 0, a[0]), 100u);
+  for (std::uint32_t k = 0; k < 100; ++k) ASSERT_EQ(b[k], a[0] - 100 + k);
+  // Another block's pages 50..149 cannot share that chunk's places: another chunk, same places.
+  ASSERT_EQ(pool.alloc_placed(100, c.data(), 50, kNone), 100u);
+  EXPECT_NE(c[0] / 512, a[0] / 512);
+  for (std::uint32_t k = 0; k < 100; ++k) ASSERT_EQ(c[k] % 512, 50 + k);
+  // Everything else still fits, wherever it must go.
+  const std::size_t left = 4 * 512 - 400;
+  std::size_t got = 0;
+  while (got < left) {
+    std::size_t n = pool.alloc_placed(std::min<std::size_t>(300, left - got), rest.data() + got, 0, kNone);
+    ASSERT_GT(n, 0u);
+    got += n;
+  }
+  std::uint32_t none = 0;
+  EXPECT_EQ(pool.alloc_placed(1, &none, 7, kNone), 0u);
+  EXPECT_EQ(pool.used_bytes(), 4 * 512 * kPage);
+  std::vector<std::uint32_t> all(a.begin(), a.begin() + 200);
+  all.insert(all.end(), b.begin(), b.begin() + 100);
+  all.insert(all.end(), c.begin(), c.begin() + 100);
+  all.insert(all.end(), rest.begin(), rest.begin() + static_cast<long>(left));
+  std::sort(all.begin(), all.end());
+  EXPECT_EQ(std::adjacent_find(all.begin(), all.end()), all.end()) << "a frame handed out twice";
+  for (auto f : all) pool.free(f);
+  EXPECT_EQ(pool.used_bytes(), 0u);
+}
+
+TEST(FramePool, MovableBlocksGoBesideTheirNeighbours) {
+  device::sim::FramePool pool(8 * 512 * kPage, true);
+  if (!pool.movable()) GTEST_SKIP() << "no movable device memory here (UFFDIO_MOVE)";
+  std::uint32_t first = 0, next = 0, after = 0;
+  ASSERT_TRUE(pool.alloc_chunk(&first));
+  // The next block asks for the chunk after this one (Mirror::frame_near): it gets it, mapped
+  // out of turn when needed, and a placed run asks the same way.
+  ASSERT_TRUE(pool.alloc_chunk(&next, first + 512));
+  EXPECT_EQ(next, first + 512);
+  std::vector<std::uint32_t> run(10);
+  ASSERT_EQ(pool.alloc_placed(10, run.data(), 0, next + 512 * 3), 10u);
+  EXPECT_EQ(run[0], next + 512 * 3);
+  EXPECT_EQ(static_cast<char*>(pool.address(run[0])) - static_cast<char*>(pool.address(first)),
+            4 * 2 * 1024 * 1024);
+  // A chunk in use is not taken whole.
+  ASSERT_TRUE(pool.alloc_chunk(&after, next));
+  EXPECT_NE(after, next);
+  for (std::uint32_t k = 0; k < 512; ++k) pool.free(first + k), pool.free(next + k), pool.free(after + k);
+  for (auto f : run) pool.free(f);
+  EXPECT_EQ(pool.used_bytes(), 0u);
 }
 
 // Regression: frames 511 and 512 have consecutive numbers but live in different 2 MiB chunks

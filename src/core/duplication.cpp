@@ -18,7 +18,7 @@ std::size_t Mirror::duplicate_run(std::size_t device, std::uintptr_t start, std:
   end = system_only_end(start, end);
   std::size_t n = (end - start) / kPageSize;
   if (n == 0) return 0;
-  n = take_frames(device, n, out_of_memory);
+  n = take_frames(device, start, n, out_of_memory);
   end = start + n * kPageSize;
   if (n == 0) return 0;
   VaBlock* b = get_block(start);

@@ -20,11 +20,34 @@ void Mirror::note_arrival(VaBlock* b, std::size_t device) {
   b->used[device] = ++use_clock_;
 }
 
-std::size_t Mirror::take_frames(std::size_t device, std::size_t n, bool* out_of_memory) {
+std::size_t Mirror::take_frames(std::size_t device, std::uintptr_t start, std::size_t n,
+                                bool* out_of_memory) {
   reserve_frames(device, n);
-  std::size_t got = devices_[device]->alloc_frames(n, frames_);
+  std::size_t got = devices_[device]->alloc_frames_placed(n, frames_, os::page_index_in_block(start),
+                                                          frame_near(device, start));
   if (got < n) *out_of_memory = true;
   return got;
+}
+
+std::uint32_t Mirror::frame_near(std::size_t device, std::uintptr_t addr) const {
+  const auto d = static_cast<std::int8_t>(device);
+  // Page i of the block at frame i of a chunk: that chunk's first frame, or none.
+  auto placed_chunk = [&](std::uintptr_t block_addr) -> std::int64_t {
+    const VaBlock* b = find_block(block_addr);
+    if (b == nullptr || (b->resident == 0 && b->duplicated == 0)) return -1;
+    for (std::size_t i = 0; i < os::kPagesPerBlock; ++i)
+      if ((b->owner[i] == d || b->dup[i] == d) && b->frame[i] % os::kPagesPerBlock == i)
+        return b->frame[i] - static_cast<std::int64_t>(i);
+    return -1;
+  };
+  constexpr std::int64_t kChunk = os::kPagesPerBlock;
+  const std::uintptr_t block = addr & ~(os::kBlockSize - 1);
+  if (std::int64_t c = placed_chunk(block); c >= 0) return static_cast<std::uint32_t>(c);
+  if (std::int64_t c = placed_chunk(block - os::kBlockSize); c >= 0)
+    return static_cast<std::uint32_t>(c + kChunk);
+  if (std::int64_t c = placed_chunk(block + os::kBlockSize); c >= kChunk)
+    return static_cast<std::uint32_t>(c - kChunk);
+  return ~std::uint32_t{0};
 }
 
 void Mirror::reserve_frames(std::size_t device, std::size_t n) {

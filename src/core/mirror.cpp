@@ -386,13 +386,13 @@ std::size_t Mirror::migrate_run_in(std::size_t device, std::uintptr_t start, std
   if (movable) {
     reserve_frames(device, n);
     std::uint32_t first = 0;
-    if (dev->alloc_block_frames(&first)) {
+    if (dev->alloc_block_frames(&first, frame_near(device, start))) {
       for (std::size_t k = 0; k < n; ++k) frames_[k] = first + static_cast<std::uint32_t>(k);
       by_move = true;
     }
   }
   if (!by_move) {
-    n = take_frames(device, n, out_of_memory);
+    n = take_frames(device, start, n, out_of_memory);
     end = start + n * kPageSize;
     if (n == 0) return 0;
   }

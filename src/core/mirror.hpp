@@ -256,8 +256,15 @@ class Mirror final : public device::FaultResolver, public os::RuntimeAllocated {
   // policy ranks first (src/policy/policy.hpp), never pages in [keep_start_, keep_end_) (the
   // request being served). Returns the frames it freed. (src/core/eviction.cpp)
   std::size_t evict(std::size_t device, std::size_t pages);
-  // Up to n frames of `device` into frames_, evicting to make room; fewer sets *out_of_memory.
-  std::size_t take_frames(std::size_t device, std::size_t n, bool* out_of_memory);
+  // Up to n frames of `device` into frames_ for the pages from `start` on (one block), evicting
+  // to make room; fewer sets *out_of_memory. Placed beside the block's other pages on the
+  // device (DeviceBackend::alloc_frames_placed).
+  std::size_t take_frames(std::size_t device, std::uintptr_t start, std::size_t n,
+                          bool* out_of_memory);
+  // Where addr's block should get frames on `device` (DeviceBackend::alloc_frames_placed's
+  // near): the chunk of its pages there, else the chunk after the previous block's or before the
+  // next block's, else ~0u.
+  std::uint32_t frame_near(std::size_t device, std::uintptr_t addr) const;
   // Makes sure `device` has n free frames, evicting when it has fewer (as far as it can).
   void reserve_frames(std::size_t device, std::size_t n);
   // A migration is about to put pages of block b on device (before their owner is set).

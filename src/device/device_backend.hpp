@@ -53,6 +53,15 @@ class DeviceBackend {
 
   // Memory frames (4 KiB). alloc returns how many it could allocate (<= n); prefers contiguous.
   virtual std::size_t alloc_frames(std::size_t n, std::uint32_t* out) = 0;
+  // Frames for pages colour .. colour + n - 1 of one 2 MiB block (colour + n <= 512), placed
+  // so that the block's pages lie at one offset from their addresses where the device can
+  // (sim/frame_pool.hpp); `near` is a frame of the block's already so placed, or ~0u.
+  virtual std::size_t alloc_frames_placed(std::size_t n, std::uint32_t* out, std::size_t colour,
+                                          std::uint32_t near) {
+    (void)colour;
+    (void)near;
+    return alloc_frames(n, out);
+  }
   virtual void free_frame(std::uint32_t frame) = 0;
   virtual std::size_t capacity_bytes() const = 0;
   virtual std::size_t used_bytes() const = 0;
@@ -62,12 +71,14 @@ class DeviceBackend {
 
   // Zero-copy block moves (optional: the sim device when its memory is movable, see
   // sim/frame_pool.hpp). A block is 512 frames from `first` (first % 512 == 0) at one 2 MiB-
-  // aligned host address. alloc_block_frames takes a whole empty one; move_block_in remaps a
+  // aligned host address. alloc_block_frames takes a whole empty one (near's, as in
+  // alloc_frames_placed, when it can); move_block_in remaps a
   // 2 MiB block of the program's private anonymous memory into it (returns the bytes moved, a
   // prefix, or -errno); the mirror moves a block out with its own tracker and then says so.
   virtual bool movable_memory() const { return false; }
-  virtual bool alloc_block_frames(std::uint32_t* first) {
+  virtual bool alloc_block_frames(std::uint32_t* first, std::uint32_t near) {
     (void)first;
+    (void)near;
     return false;
   }
   virtual long move_block_in(std::uint32_t first, const void* src) {

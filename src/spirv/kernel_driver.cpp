@@ -369,13 +369,24 @@ extern "C" std::uint64_t hetmm_jit_local_range(KernelContext* ctx, std::uint64_t
   sync_tlb(w);
   const std::uint64_t need = device::pte::kValid | device::pte::kLocal |
                              (write != 0 ? device::pte::kWrite : 0);
-  // Within one block: its block entry, filled when the whole block is one run of frames, lets
-  // the next loops over it check inline (mmu_pass.cpp, version_local).
-  if ((lo >> 21) == ((hi - 1) >> 21)) {
-    std::uint64_t b = frame_block_entry(w, lo);
-    const std::size_t slot = detail::WorkerContext::block_slot(lo >> 21);
-    if ((b & need) == need && ((hi - 1) >> 12 & 511) <= (w->block_run[slot] >> 32))
-      return (b & device::pte::kAddrMask) - ((lo >> 21) << 21);
+  // Within one block or two: their block entries (the runs of frames around lo and hi - 1) let
+  // the next loops over them check inline (mmu_pass.cpp, version_local), and answer here when
+  // they cover the range at one delta.
+  if ((hi - 1) >> 21 <= (lo >> 21) + 1) {
+    auto part = [&](std::uint64_t from, std::uint64_t to, std::uint64_t* delta) {
+      std::uint64_t b = frame_block_entry(w, from);
+      const std::uint64_t run = w->block_run[detail::WorkerContext::block_slot(from >> 21)];
+      *delta = (b & device::pte::kAddrMask) - ((from >> 21) << 21);
+      return (b & need) == need && (from >> 12 & 511) >= (run & 0xffffffff) &&
+             (to >> 12 & 511) <= (run >> 32);
+    };
+    const std::uint64_t split = (hi - 1) & ~std::uint64_t{(1u << 21) - 1};
+    std::uint64_t d0 = 0, d1 = 0;
+    if (split <= lo) {
+      if (part(lo, hi - 1, &d0)) return d0;
+    } else if (part(lo, split - 1, &d0) && part(split, hi - 1, &d1) && d0 == d1) {
+      return d0;
+    }
   }
   std::uint64_t base = 0;
   for (std::uint64_t vpn = first; vpn <= last; ++vpn) {

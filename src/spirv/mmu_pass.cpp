@@ -468,6 +468,32 @@ bool version_loop(Loop* l, Value* ok, DominatorTree& dt, LoopInfo& li, ScalarEvo
   return true;
 }
 
+// The page TLB's entry for [lo, last] when both lie in one page: hit when it holds that page in
+// this epoch with (bits & mask) == want; delta = frame address - process address there.
+struct PageEntry {
+  Value* hit;
+  Value* delta;
+  Value* same;  // i1: the entry holds that page in this epoch
+  Value* bits;  // i64: its PTE
+};
+PageEntry emit_page_entry(IRBuilder<>& b, Value* ctx, Value* lo, Value* last, std::uint64_t want,
+                          std::uint64_t mask, Value* epoch_ok) {
+  Type* i64 = b.getInt64Ty();
+  auto k = [&](std::uint64_t v) { return ConstantInt::get(i64, v); };
+  Value* vpn = b.CreateLShr(lo, k(12));
+  Value* slot = b.CreateLShr(b.CreateMul(vpn, k(detail::WorkerContext::kTlbHash)),
+                             k(64 - detail::WorkerContext::kTlbShift));
+  Value* entry = b.CreateInBoundsGEP(i64, load_ctx_field(b, ctx, ctx_offset::tlb, i64->getPointerTo()),
+                                     b.CreateShl(slot, k(1)));
+  Value* tag = b.CreateAlignedLoad(i64, entry, Align(8));
+  Value* bits = b.CreateAlignedLoad(i64, b.CreateConstInBoundsGEP1_64(i64, entry, 1), Align(8));
+  Value* same = b.CreateAnd(epoch_ok, b.CreateICmpEQ(vpn, b.CreateLShr(last, k(12))));
+  same = b.CreateAnd(same, b.CreateICmpEQ(tag, vpn));
+  Value* hit = b.CreateAnd(same, b.CreateICmpEQ(b.CreateAnd(bits, k(mask)), k(want)));
+  return {hit, b.CreateSub(b.CreateAnd(bits, k(pte::kAddrMask)), b.CreateShl(vpn, k(12))), same,
+          bits};
+}
+
 // One range check before `where`, and-ed into `ok`: inline when [lo, hi) lies in one block the
 // worker's block TLB holds in place (J2; the common case of a work-group's loop over a row),
 // else through hetmm_jit_range. A loop over 64 work-items of a stencil costs a few
@@ -480,9 +506,19 @@ Value* emit_range_check(Instruction* where, Value* ctx, Value* epoch_ok, Value* 
   Value* last = b.CreateSub(hi, ConstantInt::get(i64, 1));
   Value* inline_ok = emit_block_probe(b, ctx, lo, 1, write, epoch_ok);
   inline_ok = b.CreateAnd(inline_ok, b.CreateICmpEQ(b.CreateLShr(lo, 21), b.CreateLShr(last, 21)));
+  // A range inside one page of a block that is not all in place (a small buffer in the heap:
+  // a filter in __constant memory) passes on its page's TLB entry, which the call fills.
+  const std::uint64_t right = write ? pte::kWrite : 0;
+  PageEntry page = emit_page_entry(b, ctx, lo, last, pte::kValid | right,
+                                   pte::kValid | pte::kLocal | right, epoch_ok);
+  inline_ok = b.CreateOr(inline_ok, page.hit);
   inline_ok = b.CreateAnd(inline_ok, b.CreateICmpULT(lo, hi));
-  // A block the worker knows is in device frames is not in place: no call to learn it again.
-  Value* known_local = emit_local_block_probe(b, ctx, lo, last, false, epoch_ok).not_in_place;
+  // A range whose first page the worker knows is in a device frame (from its block's run or
+  // its page entry) is not in place: no call to learn it again.
+  Value* known_local = emit_local_block_probe(b, ctx, lo, lo, false, epoch_ok).not_in_place;
+  PageEntry first = emit_page_entry(b, ctx, lo, lo, 0, 0, epoch_ok);
+  known_local = b.CreateOr(known_local, b.CreateAnd(first.same, b.CreateICmpNE(
+      b.CreateAnd(first.bits, ConstantInt::get(i64, pte::kLocal)), ConstantInt::get(i64, 0))));
   BasicBlock* head = where->getParent();
   Instruction* then_term = SplitBlockAndInsertIfThen(
       b.CreateNot(b.CreateOr(inline_ok, known_local)), where, false, nullptr, &dt, &li);
@@ -511,7 +547,7 @@ bool calls_only_intrinsics(Loop* l) {
 // A range checked for the device-frame version of a loop: the access, its range (expanded in the
 // in-place check's block, which dominates what follows) and whether it writes.
 struct LocalRange {
-  Instruction* inst;
+  std::vector<Instruction*> insts;  // the accesses the range covers
   Value* lo;
   Value* hi;
   bool write;
@@ -539,29 +575,39 @@ void version_local(Loop* l, Value* ctx, Value* pred_ok, const std::vector<LocalR
   for (const LocalRange& r : ranges) {
     // Inline from the block entry when the range lies in a block of frames the worker knows
     // (J4), else the runtime checks the range's pages (and fills the block entry it can).
+    // [lo, last] may cross into the next block (a row of a matrix that does not start at a
+    // block): each part within its block's run, at one delta (a run of frames across chunks
+    // that lie side by side, which frame placement arranges: device/sim/frame_pool.hpp).
     Value* last = b.CreateSub(r.hi, b.getInt64(1));
-    auto [block_hit, block_delta, unused] =
-        emit_local_block_probe(b, ctx, r.lo, last, r.write, epoch_ok);
-    (void)unused;
+    constexpr std::uint64_t kBlockMask = (std::uint64_t{1} << 21) - 1;
+    Value* one_block = b.CreateICmpEQ(b.CreateLShr(r.lo, 21), b.CreateLShr(last, 21));
+    Value* lo_end = b.CreateSelect(one_block, last, b.CreateOr(r.lo, kBlockMask));
+    Value* hi_start = b.CreateSelect(one_block, r.lo, b.CreateAnd(last, ~kBlockMask));
+    LocalProbe head_part = emit_local_block_probe(b, ctx, r.lo, lo_end, r.write, epoch_ok);
+    LocalProbe tail_part = emit_local_block_probe(b, ctx, hi_start, last, r.write, epoch_ok);
+    Value* both = b.CreateAnd(head_part.hit, tail_part.hit);
+    both = b.CreateAnd(both, b.CreateICmpULE(b.CreateSub(b.CreateLShr(last, 21),
+                                                         b.CreateLShr(r.lo, 21)),
+                                             b.getInt64(1)));
+    Value* same_delta = b.CreateICmpEQ(head_part.delta, tail_part.delta);
+    Value* block_hit = b.CreateAnd(both, same_delta);
+    Value* block_delta = head_part.delta;
+    // Two runs the worker knows, at two deltas: the probed loop runs, with no call to learn it
+    // again.
+    Value* known_split = b.CreateAnd(both, b.CreateNot(same_delta));
     // A range inside one page (a small group's slice of an array): that page's TLB entry.
-    auto k = [&](std::uint64_t v) { return ConstantInt::get(i64, v); };
-    Value* vpn = b.CreateLShr(r.lo, k(12));
-    Value* slot = b.CreateLShr(b.CreateMul(vpn, k(detail::WorkerContext::kTlbHash)),
-                               k(64 - detail::WorkerContext::kTlbShift));
-    Value* entry = b.CreateInBoundsGEP(i64, load_ctx_field(b, ctx, ctx_offset::tlb, i64p),
-                                       b.CreateShl(slot, k(1)));
-    Value* tag = b.CreateAlignedLoad(i64, entry, Align(8));
-    Value* bits = b.CreateAlignedLoad(i64, b.CreateConstInBoundsGEP1_64(i64, entry, 1), Align(8));
     std::uint64_t need = pte::kValid | pte::kLocal | (r.write ? pte::kWrite : 0);
-    Value* page_hit = b.CreateAnd(epoch_ok, b.CreateICmpEQ(vpn, b.CreateLShr(last, k(12))));
-    page_hit = b.CreateAnd(page_hit, b.CreateICmpEQ(tag, vpn));
-    page_hit = b.CreateAnd(page_hit, b.CreateICmpEQ(b.CreateAnd(bits, k(need)), k(need)));
-    Value* page_delta = b.CreateSub(b.CreateAnd(bits, k(pte::kAddrMask)), b.CreateShl(vpn, k(12)));
+    auto [page_hit, page_delta, unused_same, unused_bits] =
+        emit_page_entry(b, ctx, r.lo, last, need, need, epoch_ok);
+    (void)unused_same;
+    (void)unused_bits;
     Value* hit = b.CreateAnd(b.CreateOr(block_hit, page_hit), b.CreateICmpULT(r.lo, r.hi));
-    Value* inline_delta = b.CreateSelect(block_hit, block_delta, page_delta);
+    Value* inline_delta = b.CreateSelect(
+        hit, b.CreateSelect(block_hit, block_delta, page_delta), b.getInt64(0));
     BasicBlock* head = b.GetInsertBlock();
-    Instruction* call_term = SplitBlockAndInsertIfThen(b.CreateNot(hit), &*b.GetInsertPoint(),
-                                                       false, nullptr, &dt, &li);
+    Instruction* call_term = SplitBlockAndInsertIfThen(b.CreateNot(b.CreateOr(hit, known_split)),
+                                                       &*b.GetInsertPoint(), false, nullptr, &dt,
+                                                       &li);
     IRBuilder<> cb(call_term);
     Value* called = cb.CreateCall(rt.local_range, {ctx, r.lo, r.hi, b.getInt64(r.write ? 1 : 0)});
     b.SetInsertPoint(call_term->getParent()->getSingleSuccessor()->getFirstNonPHI());
@@ -588,16 +634,17 @@ void version_local(Loop* l, Value* ctx, Value* pred_ok, const std::vector<LocalR
     return;
   }
   // The clone's accesses go to the frames.
-  for (std::size_t i = 0; i < ranges.size(); ++i) {
-    auto* ci = cast<Instruction>(vmap[ranges[i].inst]);
-    unsigned index = isa<StoreInst>(ci) ? StoreInst::getPointerOperandIndex() : 0;
-    Value* p = ci->getOperand(index);
-    auto* pt = cast<PointerType>(p->getType());
-    b.SetInsertPoint(ci);
-    Value* bytes = b.CreateBitCast(p, Type::getInt8PtrTy(c, pt->getAddressSpace()));
-    Value* moved = b.CreateGEP(b.getInt8Ty(), bytes, deltas[i], "mmu.frame");
-    ci->setOperand(index, b.CreateBitCast(moved, pt));
-  }
+  for (std::size_t i = 0; i < ranges.size(); ++i)
+    for (Instruction* inst : ranges[i].insts) {
+      auto* ci = cast<Instruction>(vmap[inst]);
+      unsigned index = isa<StoreInst>(ci) ? StoreInst::getPointerOperandIndex() : 0;
+      Value* p = ci->getOperand(index);
+      auto* pt = cast<PointerType>(p->getType());
+      b.SetInsertPoint(ci);
+      Value* bytes = b.CreateBitCast(p, Type::getInt8PtrTy(c, pt->getAddressSpace()));
+      Value* moved = b.CreateGEP(b.getInt8Ty(), bytes, deltas[i], "mmu.frame");
+      ci->setOperand(index, b.CreateBitCast(moved, pt));
+    }
   // Every way out of the clone ends the grace period.
   SmallPtrSet<BasicBlock*, 16> clone;
   for (BasicBlock* bb : original) clone.insert(cast<BasicBlock>(vmap[bb]));
@@ -610,6 +657,80 @@ void version_local(Loop* l, Value* ctx, Value* pred_ok, const std::vector<LocalR
     b.SetInsertPoint(edge->getTerminator());
     b.CreateAlignedStore(zero, active, Align(8))->setAtomic(AtomicOrdering::Release);
   }
+}
+
+// The one SCEV every incoming value of PHI `v` has, or null. After sinking, OpenCL's
+// `if (edge) out[i] = 0; else out[i] = s;` stores once through a PHI of two copies of the same
+// index, which SCEV leaves unknown; its value is that index on either way in.
+const SCEV* same_scev_phi(ScalarEvolution& se, Value* v) {
+  auto* phi = dyn_cast<PHINode>(v);
+  if (phi == nullptr || phi->getNumIncomingValues() == 0 || !se.isSCEVable(phi->getType()))
+    return nullptr;
+  const SCEV* s = se.getSCEV(phi->getIncomingValue(0));
+  for (Value* in : phi->incoming_values())
+    if (in == phi || se.getSCEV(in) != s) return nullptr;
+  return s;
+}
+
+// An address's SCEV with such PHIs replaced by their one SCEV (a bounded number of levels).
+class SamePhiRewriter : public SCEVRewriteVisitor<SamePhiRewriter> {
+ public:
+  SamePhiRewriter(ScalarEvolution& se, int depth) : SCEVRewriteVisitor(se), depth_(depth) {}
+  const SCEV* visitUnknown(const SCEVUnknown* u) {
+    if (depth_ == 0) return u;
+    if (const SCEV* s = same_scev_phi(SE, u->getValue())) return SamePhiRewriter(SE, depth_ - 1).visit(s);
+    return u;
+  }
+
+ private:
+  int depth_;
+};
+
+// The ranges a loop's checks cover: the accesses of one kind (read or write) through one base
+// pointer share one check over the union of their ranges, so that a 3x3 convolution checks its
+// input once, not once per tap. Their distances are rarely constants to SCEV (32-bit indices
+// sign-extended, without the no-wrap flags SPIR-V 1.0 cannot carry), so the union is computed at
+// run time (umin / umax). The cost: accesses far apart in one array (a[i] and a[i + n/2]) check
+// a union that can span more than the device-frame version takes (two adjacent blocks), and run
+// probed where two checks would each have passed.
+struct AccessRange {
+  Instruction* inst;
+  const SCEV* first;  // the address at the first and at the last iteration (i64)
+  const SCEV* last;
+  std::uint64_t bytes;
+  const SCEV* base;  // the pointer the address is based on (ScalarEvolution::getPointerBase)
+};
+struct RangeGroup {
+  const SCEV* lo;
+  const SCEV* hi;
+  bool write;
+  std::vector<Instruction*> insts;
+};
+std::vector<RangeGroup> group_ranges(ScalarEvolution& se, const std::vector<AccessRange>& ranges) {
+  struct Members {
+    const SCEV* base;
+    bool write;
+    SmallVector<const SCEV*, 8> los, his;
+    std::vector<Instruction*> insts;
+  };
+  std::vector<Members> groups;
+  for (const AccessRange& r : ranges) {
+    bool write = isa<StoreInst>(r.inst);
+    const SCEV* base = r.base;
+    auto g = std::find_if(groups.begin(), groups.end(),
+                          [&](const Members& m) { return m.base == base && m.write == write; });
+    if (g == groups.end()) g = groups.insert(groups.end(), {base, write, {}, {}, {}});
+    const SCEV* size = se.getConstant(r.first->getType(), r.bytes);
+    g->los.push_back(r.first);
+    g->los.push_back(r.last);
+    g->his.push_back(se.getAddExpr(r.first, size));
+    g->his.push_back(se.getAddExpr(r.last, size));
+    g->insts.push_back(r.inst);
+  }
+  std::vector<RangeGroup> out;
+  for (Members& g : groups)
+    out.push_back({se.getUMinExpr(g.los), se.getUMaxExpr(g.his), g.write, std::move(g.insts)});
+  return out;
 }
 
 // Loop range checks: for the loads and stores of an innermost loop whose addresses are affine
@@ -635,7 +756,7 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
   Value* ctx = ctx_of(f);
   struct LoopCheck {
     std::unique_ptr<PredicatedScalarEvolution> pse;  // no-wrap assumptions, checked at entry
-    std::vector<std::tuple<Instruction*, const SCEV*, const SCEV*>> ranges;  // inst, lo, hi
+    std::vector<AccessRange> ranges;
     std::vector<std::pair<Instruction*, Value*>> probed;  // not analysable: probed in both copies
     bool failed = false;
   };
@@ -659,12 +780,14 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
     // hide the GEP arithmetic from SCEV: look through them.
     Value* base = ptr;
     while (auto* cast_op = dyn_cast<AddrSpaceCastOperator>(base)) base = cast_op->getOperand(0);
-    const SCEV* at = se.getSCEV(base);
+    const SCEV* at = SamePhiRewriter(se, 4).visit(se.getSCEV(base));
     const SCEV *first = at, *last = at;
     if (!se.isLoopInvariant(at, l)) {
       // Kernels index with 32-bit ints whose no-overflow flags SPIR-V 1.0 cannot carry: as
       // the vectoriser does, assume no wrap and check that assumption at loop entry.
-      const SCEVAddRecExpr* ar = pse.getAsAddRec(base);
+      SmallPtrSet<const SCEVPredicate*, 4> assumed;
+      const SCEVAddRecExpr* ar = dyn_cast<SCEVAddRecExpr>(at);
+      if (ar == nullptr) ar = se.convertSCEVToAddRecWithPredicates(at, l, assumed);
       const SCEV* btc = pse.getBackedgeTakenCount();
       if (isa<SCEVCouldNotCompute>(btc)) {
         fail();
@@ -674,6 +797,7 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
         probed();
         continue;
       }
+      for (const SCEVPredicate* p : assumed) pse.addPredicate(*p);
       first = ar->getStart();
       last = ar->evaluateAtIteration(btc, se);
     }
@@ -682,17 +806,15 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
     if (isa<SCEVCouldNotCompute>(first) || isa<SCEVCouldNotCompute>(last)) { probed(); continue; }
     bool write = isa<StoreInst>(inst);
     Type* t = write ? cast<StoreInst>(inst)->getValueOperand()->getType() : inst->getType();
-    const SCEV* lo = se.getUMinExpr(first, last);
-    const SCEV* hi = se.getAddExpr(se.getUMaxExpr(first, last),
-                                   se.getConstant(i64, dl.getTypeStoreSize(t)));
-    lc.ranges.push_back({inst, lo, hi});
+    lc.ranges.push_back({inst, first, last, dl.getTypeStoreSize(t), se.getPointerBase(at)});
   }
   for (auto& [l, lc] : loops) {
     if (lc.failed || lc.ranges.empty()) continue;
     Instruction* where = l->getLoopPreheader()->getTerminator();
     bool safe = true;
-    for (auto& [inst, lo, hi] : lc.ranges)
-      safe = safe && expander.isSafeToExpandAt(lo, where) && expander.isSafeToExpandAt(hi, where);
+    for (const AccessRange& r : lc.ranges)
+      safe = safe && expander.isSafeToExpandAt(r.first, where) &&
+             expander.isSafeToExpandAt(r.last, where);
     if (!safe) {
       lc.failed = true;
       continue;
@@ -706,12 +828,11 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
     // The epochs once for all the loop's checks (an entry of an older epoch is at worst a stale
     // in-place translation, which J1 tolerates).
     Value* epoch_ok = emit_epochs(b, ctx).epoch_ok;
-    for (auto& [inst, lo, hi] : lc.ranges) {
-      Value* lo_v = expander.expandCodeFor(lo, i64, where);
-      Value* hi_v = expander.expandCodeFor(hi, i64, where);
-      local.push_back({inst, lo_v, hi_v, isa<StoreInst>(inst)});
-      ok = emit_range_check(where, ctx, epoch_ok, lo_v, hi_v, isa<StoreInst>(inst), ok, rt, dt,
-                            li);
+    for (const RangeGroup& g : group_ranges(se, lc.ranges)) {
+      Value* lo_v = expander.expandCodeFor(g.lo, i64, where);
+      Value* hi_v = expander.expandCodeFor(g.hi, i64, where);
+      local.push_back({g.insts, lo_v, hi_v, g.write});
+      ok = emit_range_check(where, ctx, epoch_ok, lo_v, hi_v, g.write, ok, rt, dt, li);
       where = l->getLoopPreheader()->getTerminator();
     }
     const bool frames_ok = lc.probed.empty() && calls_only_intrinsics(l);
@@ -723,7 +844,7 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
       if (frames_ok) version_local(l, ctx, pred_ok, local, rt, dt, li, se);
       continue;
     }
-    for (auto& [inst, lo, hi] : lc.ranges) checks[inst] = ok;
+    for (const AccessRange& r : lc.ranges) checks[r.inst] = ok;
   }
   return checks;
 }

@@ -177,6 +177,62 @@ std::size_t FramePool::alloc(std::size_t n, std::uint32_t* out) {
   return got;
 }
 
+bool FramePool::frames_free(std::size_t c, std::size_t first, std::size_t n) const {
+  const Chunk& s = state_[c];
+  if (s.free < n) return false;
+  for (std::size_t f = first, end = first + n; f < end;) {
+    std::size_t bit = f % 64, take = std::min<std::size_t>(64 - bit, end - f);
+    std::uint64_t mask = (take == 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << take) - 1) << bit;
+    if ((s.free_bits[f / 64] & mask) != mask) return false;
+    f += take;
+  }
+  return true;
+}
+
+void FramePool::take_frames_at(std::size_t c, std::size_t first, std::size_t n,
+                               std::uint32_t* out) {
+  Chunk& s = state_[c];
+  for (std::size_t k = 0; k < n; ++k) {
+    std::size_t f = first + k;
+    s.free_bits[f / 64] &= ~(std::uint64_t{1} << (f % 64));
+    out[k] = static_cast<std::uint32_t>(c * kFramesPerChunk + f);
+  }
+  s.free -= static_cast<std::uint32_t>(n);
+  used_.fetch_add(n, std::memory_order_relaxed);
+  if (s.free > 0) list_partial(c);
+}
+
+std::size_t FramePool::alloc_placed(std::size_t n, std::uint32_t* out, std::size_t colour,
+                                    std::uint32_t near) {
+  if (n == 0 || colour + n > kFramesPerChunk) return alloc(n, out);
+  auto place = [&](long c) {
+    if (c < 0 || static_cast<std::size_t>(c) >= mapped_chunks_) return false;
+    auto cu = static_cast<std::size_t>(c);
+    if (!frames_free(cu, colour, n)) return false;
+    back_for_copy(cu);
+    take_frames_at(cu, colour, n, out);
+    return true;
+  };
+  // The block's own chunk, then chunks in use (whole ones stay whole for block moves), then a
+  // whole chunk; the lists may hold stale entries, which frames_free sees through.
+  if (near != kNoFrame) {
+    const std::size_t c = near / kFramesPerChunk;
+    if (c >= mapped_chunks_) whole_at(c);  // maps it (movable memory)
+    if (place(static_cast<long>(c))) return n;
+  }
+  for (std::size_t k = partial_top_; k-- > 0;)
+    if (state_[partial_[k]].free != kFramesPerChunk && place(partial_[k])) return n;
+  long c = take_whole();
+  if (c < 0) c = grow();
+  if (c >= 0) {
+    if (place(c)) return n;
+    // Too short for this place (the capacity's last chunk): back in the lists as it was.
+    if (state_[c].free == kFramesPerChunk) list_whole(static_cast<std::size_t>(c));
+    else list_partial(static_cast<std::size_t>(c));
+  }
+  return alloc(n, out);
+}
+
 void FramePool::free(std::uint32_t frame) {
   std::size_t c = frame / kFramesPerChunk;
   std::size_t f = frame % kFramesPerChunk;
@@ -190,9 +246,24 @@ void FramePool::free(std::uint32_t frame) {
     list_partial(c);
 }
 
-bool FramePool::alloc_chunk(std::uint32_t* first) {
+long FramePool::whole_at(std::size_t c) {
+  if (c >= max_chunks_) return -1;
+  // Movable memory is one reservation: mapping a chunk is bookkeeping, so the chunks before c
+  // may be mapped out of turn (listed whole).
+  while (movable() && mapped_chunks_ <= c) {
+    long g = grow();
+    if (g < 0) return -1;
+    if (static_cast<std::size_t>(g) != c) list_whole(static_cast<std::size_t>(g));
+  }
+  if (c >= mapped_chunks_ || state_[c].free != kFramesPerChunk) return -1;
+  return static_cast<long>(c);
+}
+
+bool FramePool::alloc_chunk(std::uint32_t* first, std::uint32_t near) {
   if (!movable()) return false;
-  long c = take_whole();
+  // The chunk asked for when it is whole (its listing in whole_, if any, goes stale).
+  long c = near != kNoFrame ? whole_at(near / kFramesPerChunk) : -1;
+  if (c < 0) c = take_whole();
   if (c < 0) {
     c = grow();
     if (c < 0) return false;

@@ -5,6 +5,16 @@
 // ascending order within a chunk, so consecutive allocations are contiguous (a run of pages
 // moves in one copy) and whole chunks stay whole for blocks that move in by remapping.
 //
+// Placed allocations (alloc with a colour) put page i of a 2 MiB block of the program at frame
+// i of a chunk, the chunk of the block's other pages when it has room, as a GPU driver gives
+// each block its own 2 MiB chunk: a block's device pages then lie at one offset from their
+// process addresses, one run of frames, which the device's block entries and the JIT's loops
+// over device memory use as they use a block in place (spirv/kernel_context.hpp, J4). Without
+// that, a block migrated in two batches straddled the end of one chunk and the start of the
+// next, and a kernel alternating between its two runs refilled the block entry at every access
+// (5x slower on a 3x3 convolution). Where no chunk has the frames at those places free, any
+// free frames do: placement never costs capacity.
+//
 // Two kinds of backing:
 //  - copied (the default): chunks are runtime memory (a private memfd mapping), mapped on demand
 //    and backed at once; pages arrive by copy.
@@ -39,7 +49,15 @@ class FramePool {
   FramePool(const FramePool&) = delete;
   FramePool& operator=(const FramePool&) = delete;
 
+  static constexpr std::uint32_t kNoFrame = ~std::uint32_t{0};
   std::size_t alloc(std::size_t n, std::uint32_t* out);
+  // n frames for pages colour .. colour + n - 1 of one block (colour + n <= kFramesPerChunk),
+  // at those places of one chunk when one has them free: first `near`'s chunk (the chunk of the
+  // block's other pages, or the one after a neighbour block's: movable chunks are contiguous,
+  // so an array across the boundary stays one run; or kNoFrame), then a chunk in use, then a
+  // whole one; else as alloc(). Returns how many it could allocate.
+  std::size_t alloc_placed(std::size_t n, std::uint32_t* out, std::size_t colour,
+                           std::uint32_t near);
   void free(std::uint32_t frame);
   void* address(std::uint32_t frame) const {
     return chunks_[frame / kFramesPerChunk] + (frame % kFramesPerChunk) * kFrameSize;
@@ -50,9 +68,10 @@ class FramePool {
   void release();
 
   bool movable() const { return move_fd_ >= 0; }
-  // Movable only: allocates the 512 frames of one whole, empty chunk (2 MiB-aligned). Returns
-  // false when no chunk is whole (or the pool is not movable).
-  bool alloc_chunk(std::uint32_t* first);
+  // Movable only: allocates the 512 frames of one whole, empty chunk (2 MiB-aligned): near's
+  // chunk when it is whole, else any. Returns false when no chunk is whole (or the pool is not
+  // movable).
+  bool alloc_chunk(std::uint32_t* first, std::uint32_t near = kNoFrame);
   // Moves the pages of [src, src + len) (len <= kChunkSize) into the chunk alloc_chunk gave.
   // Returns the bytes moved (a prefix: short on the first page that cannot move) or -errno.
   long move_into_chunk(std::uint32_t first, const void* src, std::size_t len = kChunkSize);
@@ -71,8 +90,11 @@ class FramePool {
   };
   long grow();  // the next chunk, or -1
   long take_whole();
+  long whole_at(std::size_t c);
   long current_partial();
   void take_from(std::size_t c, std::size_t want, std::uint32_t* out, std::size_t* got);
+  bool frames_free(std::size_t c, std::size_t first, std::size_t n) const;
+  void take_frames_at(std::size_t c, std::size_t first, std::size_t n, std::uint32_t* out);
   void back_for_copy(std::size_t c);
   void empty_chunk(std::size_t c);
   void list_partial(std::size_t c);

@@ -59,15 +59,20 @@ class SimDevice final : public DeviceBackend, public os::RuntimeAllocated {
     if (injector_->fire(base::FaultInjector::frame_alloc)) return 0;
     return pool_.alloc(n, out);
   }
+  std::size_t alloc_frames_placed(std::size_t n, std::uint32_t* out, std::size_t colour,
+                                  std::uint32_t near) override {
+    if (injector_->fire(base::FaultInjector::frame_alloc)) return 0;
+    return pool_.alloc_placed(n, out, colour, near);
+  }
   void free_frame(std::uint32_t frame) override { pool_.free(frame); }
   std::size_t capacity_bytes() const override { return pool_.capacity_bytes(); }
   std::size_t used_bytes() const override { return pool_.used_bytes(); }
   void release_memory() override { pool_.release(); }
   void* frame_host_address(std::uint32_t frame) override { return pool_.address(frame); }
   bool movable_memory() const override { return pool_.movable(); }
-  bool alloc_block_frames(std::uint32_t* first) override {
+  bool alloc_block_frames(std::uint32_t* first, std::uint32_t near) override {
     if (injector_->fire(base::FaultInjector::frame_alloc)) return false;
-    return pool_.alloc_chunk(first);
+    return pool_.alloc_chunk(first, near);
   }
   long move_block_in(std::uint32_t first, const void* src) override {
     // An injected copy-engine failure stops the move half way, as the kernel does at a page it

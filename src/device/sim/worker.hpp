@@ -70,7 +70,10 @@ struct WorkerContext {
   // one contiguous run of frames, page i at (pte & kAddrMask) + i * 4 KiB (J4). A gather over
   // a table of a few MiB would miss in the page TLB on nearly every access; eight block entries
   // cover 16 MiB. An array smaller than a block, or one not aligned to blocks, is a run too.
-  static constexpr std::size_t kBlockTlbEntries = 64;
+  // Direct-mapped by block number: 256 entries keep two 64 MiB arrays side by side and a small
+  // buffer in the heap from evicting each other (with 64, a 3x3 convolution's input, output and
+  // filter took one slot in turn).
+  static constexpr std::size_t kBlockTlbEntries = 256;
   TlbEntry block_tlb[kBlockTlbEntries];
   std::uint64_t block_run[kBlockTlbEntries];
   std::uint64_t tlb_hits = 0;
