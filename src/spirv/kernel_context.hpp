@@ -29,6 +29,13 @@
 //      never fault (the movable pool raises no userfaultfd fault), so holding `active` cannot
 //      block a shootdown's progress for longer than the loop runs; no in-place access (which
 //      may block in a CPU fault that the invalidator itself must serve) runs inside it.
+//  J5. A J4 loop may also have probed accesses (a gather's data-dependent load): the clone holds
+//      `active` from its entry as J4 does, and a flag `held` says it still does. While held, a
+//      ranged access runs at its delta and a probed one on the frame its block entry names
+//      (entries of the published epoch: the worker's TLBs change only in its own runtime calls,
+//      which come after an escape); a probed access that finds no frame there escapes: active
+//      = 0 (release), held = false, then the full probe (J1-J3), as every later access of that
+//      loop entry takes. No in-place access and no runtime call runs while held.
 #pragma once
 
 #include "device/sim/worker.hpp"

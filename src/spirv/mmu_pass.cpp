@@ -553,12 +553,24 @@ struct LocalRange {
   bool write;
 };
 
+// An access of a frame loop that also has probed accesses (J5), rewritten once every loop is
+// versioned (rewrite_held).
+struct HeldAccess {
+  Instruction* inst;  // in the clone
+  Value* delta;       // a ranged access: its range's delta; a probed one: null
+  AllocaInst* held;   // i1: the loop still holds `active` (J5)
+};
+
 // The device-frame version of loop l (J4), after version_loop gave it its in-place version:
 // where every range lies in one contiguous run of device frames, a clone runs each access at
 // process address + the run's delta, holding the shootdown protocol's `active` for the whole
 // loop; otherwise the probed original runs. `pred_ok` is the loop's no-wrap predicate.
+// With probed accesses too (`probed`: a gather's data-dependent load), the clone's accesses
+// become HeldAccess entries (J5).
 void version_local(Loop* l, Value* ctx, Value* pred_ok, const std::vector<LocalRange>& ranges,
-                   const Runtime& rt, DominatorTree& dt, LoopInfo& li, ScalarEvolution& se) {
+                   const std::vector<std::pair<Instruction*, Value*>>& probed,
+                   std::vector<HeldAccess>& held_out, const Runtime& rt, DominatorTree& dt,
+                   LoopInfo& li, ScalarEvolution& se) {
   BasicBlock* check = l->getLoopPreheader();
   LLVMContext& c = check->getContext();
   IRBuilder<> b(check->getTerminator());
@@ -626,6 +638,11 @@ void version_local(Loop* l, Value* ctx, Value* pred_ok, const std::vector<LocalR
   b.CreateAlignedStore(b.CreateSelect(go, epoch, zero), active, Align(8))
       ->setAtomic(AtomicOrdering::Release);
 
+  AllocaInst* held = nullptr;
+  if (!probed.empty()) {
+    held = entry_alloca(check->getParent(), b.getInt1Ty());
+    b.CreateStore(go, held);
+  }
   std::vector<BasicBlock*> original(l->blocks().begin(), l->blocks().end());
   ValueToValueMapTy vmap;
   if (!version_loop(l, go, dt, li, se, vmap)) {  // cannot happen: the in-place version worked
@@ -633,10 +650,17 @@ void version_local(Loop* l, Value* ctx, Value* pred_ok, const std::vector<LocalR
     b.CreateAlignedStore(zero, active, Align(8))->setAtomic(AtomicOrdering::Release);
     return;
   }
+  if (!probed.empty()) {
+    for (auto& [inst, ptr] : probed) held_out.push_back({cast<Instruction>(vmap[inst]), nullptr, held});
+  }
   // The clone's accesses go to the frames.
   for (std::size_t i = 0; i < ranges.size(); ++i)
     for (Instruction* inst : ranges[i].insts) {
       auto* ci = cast<Instruction>(vmap[inst]);
+      if (held != nullptr) {
+        held_out.push_back({ci, deltas[i], held});
+        continue;
+      }
       unsigned index = isa<StoreInst>(ci) ? StoreInst::getPointerOperandIndex() : 0;
       Value* p = ci->getOperand(index);
       auto* pt = cast<PointerType>(p->getType());
@@ -657,6 +681,67 @@ void version_local(Loop* l, Value* ctx, Value* pred_ok, const std::vector<LocalR
     b.SetInsertPoint(edge->getTerminator());
     b.CreateAlignedStore(zero, active, Align(8))->setAtomic(AtomicOrdering::Release);
   }
+}
+
+// J5, per access of a held frame loop: while the loop holds `active` (held), a ranged access runs
+// at its range's delta and a probed one on the frame its block entry gives (no epoch check: the
+// worker's TLB is the epoch's the loop published, and only this worker's own runtime calls,
+// which come after an escape, change it); a probed access that finds no frame there ends the
+// grace period first (the escape: active = 0, held = false), and from then on every access of
+// the loop takes the full probe, which may run in place, fault or wait. The access stays in
+// the probed arm, returned in `probed_out` for rewrite().
+void rewrite_held(const HeldAccess& h, const DataLayout& dl,
+                  std::vector<std::pair<Instruction*, Value*>>& probed_out) {
+  Instruction* inst = h.inst;
+  Function* f = inst->getFunction();
+  LLVMContext& c = f->getContext();
+  Value* ctx = ctx_of(*f);
+  const unsigned index = isa<StoreInst>(inst) ? StoreInst::getPointerOperandIndex() : 0;
+  Value* ptr = inst->getOperand(index);
+  auto* pt = cast<PointerType>(ptr->getType());
+  BasicBlock* head = inst->getParent();
+  BasicBlock* probed_bb = head->splitBasicBlock(inst, "mmu.held.probed");
+  BasicBlock* join = probed_bb->splitBasicBlock(inst->getNextNode(), "mmu.held.join");
+  head->getTerminator()->eraseFromParent();
+  auto* frame_bb = BasicBlock::Create(c, "mmu.held.frame", f, probed_bb);
+  IRBuilder<> b(head);
+  Type* i64 = b.getInt64Ty();
+  Value* is_held = b.CreateLoad(b.getInt1Ty(), h.held);
+  Value* delta = h.delta;
+  if (delta != nullptr) {
+    b.CreateCondBr(is_held, frame_bb, probed_bb);
+  } else {
+    bool write = !isa<LoadInst>(inst);
+    Type* value_type = isa<LoadInst>(inst) ? inst->getType()
+                       : isa<StoreInst>(inst) ? cast<StoreInst>(inst)->getValueOperand()->getType()
+                       : isa<AtomicRMWInst>(inst) ? cast<AtomicRMWInst>(inst)->getValOperand()->getType()
+                       : cast<AtomicCmpXchgInst>(inst)->getNewValOperand()->getType();
+    Value* va = b.CreatePtrToInt(ptr, i64);
+    Value* last = b.CreateAdd(va, ConstantInt::get(i64, dl.getTypeStoreSize(value_type) - 1));
+    LocalProbe frame = emit_local_block_probe(b, ctx, va, last, write, b.getTrue());
+    delta = frame.delta;
+    auto* escape = BasicBlock::Create(c, "mmu.held.escape", f, probed_bb);
+    b.CreateCondBr(b.CreateAnd(is_held, frame.hit), frame_bb, escape);
+    IRBuilder<> e(escape);
+    Value* active = load_ctx_field(e, ctx, ctx_offset::active, i64->getPointerTo());
+    e.CreateAlignedStore(e.getInt64(0), active, Align(8))->setAtomic(AtomicOrdering::Release);
+    e.CreateStore(e.getFalse(), h.held);
+    e.CreateBr(probed_bb);
+  }
+  IRBuilder<> fb(frame_bb);
+  Instruction* direct = inst->clone();
+  Value* bytes = fb.CreateBitCast(ptr, Type::getInt8PtrTy(c, pt->getAddressSpace()));
+  Value* moved = fb.CreateGEP(fb.getInt8Ty(), bytes, delta, "mmu.frame");
+  direct->setOperand(index, fb.CreateBitCast(moved, pt));
+  fb.Insert(direct);
+  fb.CreateBr(join);
+  if (!inst->getType()->isVoidTy()) {
+    PHINode* phi = PHINode::Create(inst->getType(), 2, "mmu.held", &join->front());
+    inst->replaceAllUsesWith(phi);
+    phi->addIncoming(direct, frame_bb);
+    phi->addIncoming(inst, probed_bb);
+  }
+  probed_out.push_back({inst, ptr});
 }
 
 // The one SCEV every incoming value of PHI `v` has, or null. After sinking, OpenCL's
@@ -761,6 +846,7 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
     bool failed = false;
   };
   std::map<Loop*, LoopCheck> loops;
+  std::vector<HeldAccess> held;  // J5: rewritten last
   // Accesses whose range cannot be known (a gather's data-dependent load, atomics) keep their
   // probe in both copies of a versioned loop; the others skip it in the fast copy.
   for (auto& [inst, ptr] : work) {
@@ -835,17 +921,19 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
       ok = emit_range_check(where, ctx, epoch_ok, lo_v, hi_v, g.write, ok, rt, dt, li);
       where = l->getLoopPreheader()->getTerminator();
     }
-    const bool frames_ok = lc.probed.empty() && calls_only_intrinsics(l);
+    const bool frames_ok = calls_only_intrinsics(l);
     ValueToValueMapTy vmap;
     if (version_loop(l, ok, dt, li, se, vmap)) {
       for (auto& [inst, ptr] : lc.probed)
         cloned.push_back({cast<Instruction>(vmap[inst]), vmap.count(ptr) ? static_cast<Value*>(vmap[ptr]) : ptr});
       // Data in device memory: a third version, on the frames (J4).
-      if (frames_ok) version_local(l, ctx, pred_ok, local, rt, dt, li, se);
+      if (frames_ok) version_local(l, ctx, pred_ok, local, lc.probed, held, rt, dt, li, se);
       continue;
     }
     for (const AccessRange& r : lc.ranges) checks[r.inst] = ok;
   }
+  // Last, with no analysis left to keep up to date: the held loops' accesses (J5).
+  for (const HeldAccess& h : held) rewrite_held(h, dl, cloned);
   return checks;
 }
 

@@ -260,6 +260,46 @@ TEST_P(JitPaths, StencilLoopsOverDeviceDataCheckInline) {
   rt.deallocate(raw);
 }
 
+// A loop with a data-dependent access whose other accesses are in device frames runs holding
+// `active` (J5): its gathered loads read frames directly while they find them, and the first
+// one that does not (a page in place, or a page not yet mapped) ends the grace period and
+// takes the full probe from there on. A table half in device memory and half in place, read in
+// an order that escapes at the first, a middle and the last work-item of a group, or never.
+TEST_P(JitPaths, GathersLeaveTheFrameLoopAtTheirFirstPageInPlace) {
+  hetmm::Runtime rt(options(GetParam()));
+  auto& dev = rt.device(0);
+  constexpr std::size_t kBlock = 2u << 20;
+  const std::size_t table = 2 * kBlock / sizeof(float), n = 1 << 16, group = 64;
+  auto* src = static_cast<float*>(rt.allocate(2 * kBlock));
+  auto* idx = static_cast<std::uint32_t*>(rt.allocate(n * sizeof(std::uint32_t)));
+  auto* out = static_cast<float*>(rt.allocate(n * sizeof(float)));
+  for (std::size_t i = 0; i < table; ++i) src[i] = static_cast<float>(i);
+  const std::size_t half = table / 2;
+  std::uint64_t x = 88172645463325252ull;
+  for (std::size_t i = 0; i < n; ++i) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    const std::size_t in_group = i % group, g = i / group;
+    // Groups of four kinds: all in frames; in place at the first, at the middle, at the last.
+    const bool in_place = (g % 4 == 1 && in_group == 0) || (g % 4 == 2 && in_group >= group / 2) ||
+                          (g % 4 == 3 && in_group == group - 1);
+    idx[i] = static_cast<std::uint32_t>(in_place ? half + x % half : x % half);
+  }
+  dev.migrate_to_device(src, kBlock);
+  dev.migrate_to_device(idx, n * sizeof(std::uint32_t));
+  dev.migrate_to_device(out, n * sizeof(float));
+  for (int round = 0; round < 3; ++round) {
+    std::memset(out, 0, n * sizeof(float));
+    dev.migrate_to_device(out, n * sizeof(float));
+    dev.launch(program(), "gather", hetmm::NDRange{n}, hetmm::NDRange{group}, src, idx, out);
+    dev.synchronize();
+    for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(out[i], static_cast<float>(idx[i])) << round << " " << i;
+  }
+  EXPECT_EQ(rt.audit(), "");
+  rt.deallocate(out);
+  rt.deallocate(idx);
+  rt.deallocate(src);
+}
+
 // A CPU thread that reads the first int of every 7th page of [v, v + bytes) until stopped, with
 // `pause_us` between reads: each read of a device-resident page brings it home, an
 // invalidation under the running kernels.
