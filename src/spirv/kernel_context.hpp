@@ -22,7 +22,7 @@
 //  J3. Errors never unwind through JIT frames: the slow path and the SIGSEGV handler record the
 //      error in the WorkerContext and siglongjmp to the work-group driver (kernel_driver.cpp).
 //  J4. A loop whose every range check found its range in device frames (one contiguous run each:
-//      hetmm_jit_local_range) and that makes no calls and has no probed access runs a clone with
+//      hetmm_jit_local_range) and that makes no calls (probed accesses: J5) runs a clone with
 //      each access on process address + the run's delta, inside one shootdown grace period for
 //      the whole loop: e = epoch before the checks; active = e (seq_cst); epoch == e again
 //      (seq_cst) or fall back to the probed loop; active = 0 (release) on every exit. Frames

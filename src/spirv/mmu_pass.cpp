@@ -494,6 +494,17 @@ PageEntry emit_page_entry(IRBuilder<>& b, Value* ctx, Value* lo, Value* last, st
           bits};
 }
 
+// Whether the worker knows va's page is in a device frame, from its block's run of frames or
+// its page entry (this epoch).
+Value* emit_known_local(IRBuilder<>& b, Value* ctx, Value* va, Value* epoch_ok) {
+  Type* i64 = b.getInt64Ty();
+  Value* known = emit_local_block_probe(b, ctx, va, va, false, epoch_ok).not_in_place;
+  PageEntry page = emit_page_entry(b, ctx, va, va, 0, 0, epoch_ok);
+  Value* page_local = b.CreateICmpNE(b.CreateAnd(page.bits, ConstantInt::get(i64, pte::kLocal)),
+                                     ConstantInt::get(i64, 0));
+  return b.CreateOr(known, b.CreateAnd(page.same, page_local));
+}
+
 // One range check before `where`, and-ed into `ok`: inline when [lo, hi) lies in one block the
 // worker's block TLB holds in place (J2; the common case of a work-group's loop over a row),
 // else through hetmm_jit_range. A loop over 64 work-items of a stencil costs a few
@@ -513,12 +524,9 @@ Value* emit_range_check(Instruction* where, Value* ctx, Value* epoch_ok, Value* 
                                    pte::kValid | pte::kLocal | right, epoch_ok);
   inline_ok = b.CreateOr(inline_ok, page.hit);
   inline_ok = b.CreateAnd(inline_ok, b.CreateICmpULT(lo, hi));
-  // A range whose first page the worker knows is in a device frame (from its block's run or
-  // its page entry) is not in place: no call to learn it again.
-  Value* known_local = emit_local_block_probe(b, ctx, lo, lo, false, epoch_ok).not_in_place;
-  PageEntry first = emit_page_entry(b, ctx, lo, lo, 0, 0, epoch_ok);
-  known_local = b.CreateOr(known_local, b.CreateAnd(first.same, b.CreateICmpNE(
-      b.CreateAnd(first.bits, ConstantInt::get(i64, pte::kLocal)), ConstantInt::get(i64, 0))));
+  // A range whose first page the worker knows is in a device frame is not in place: no call to
+  // learn it again.
+  Value* known_local = emit_known_local(b, ctx, lo, epoch_ok);
   BasicBlock* head = where->getParent();
   Instruction* then_term = SplitBlockAndInsertIfThen(
       b.CreateNot(b.CreateOr(inline_ok, known_local)), where, false, nullptr, &dt, &li);
@@ -596,12 +604,29 @@ void version_local(Loop* l, Value* ctx, Value* pred_ok, const std::vector<LocalR
     Value* lo_end = b.CreateSelect(one_block, last, b.CreateOr(r.lo, kBlockMask));
     Value* hi_start = b.CreateSelect(one_block, r.lo, b.CreateAnd(last, ~kBlockMask));
     LocalProbe head_part = emit_local_block_probe(b, ctx, r.lo, lo_end, r.write, epoch_ok);
-    LocalProbe tail_part = emit_local_block_probe(b, ctx, hi_start, last, r.write, epoch_ok);
-    Value* both = b.CreateAnd(head_part.hit, tail_part.hit);
-    both = b.CreateAnd(both, b.CreateICmpULE(b.CreateSub(b.CreateLShr(last, 21),
-                                                         b.CreateLShr(r.lo, 21)),
-                                             b.getInt64(1)));
-    Value* same_delta = b.CreateICmpEQ(head_part.delta, tail_part.delta);
+    // The next block's entry only for a range that crosses into it (rare: kept off the path).
+    Value* tail_hit = nullptr;
+    Value* tail_delta = nullptr;
+    {
+      BasicBlock* before = b.GetInsertBlock();
+      Instruction* cross = SplitBlockAndInsertIfThen(b.CreateNot(one_block), &*b.GetInsertPoint(),
+                                                     false, nullptr, &dt, &li);
+      IRBuilder<> tb(cross);
+      LocalProbe tail_part = emit_local_block_probe(tb, ctx, hi_start, last, r.write, epoch_ok);
+      Value* adjacent = tb.CreateICmpEQ(tb.CreateLShr(last, 21),
+                                        tb.CreateAdd(tb.CreateLShr(r.lo, 21), tb.getInt64(1)));
+      b.SetInsertPoint(cross->getParent()->getSingleSuccessor()->getFirstNonPHI());
+      PHINode* h = b.CreatePHI(b.getInt1Ty(), 2, "mmu.tail.hit");
+      h->addIncoming(b.getTrue(), before);
+      h->addIncoming(tb.CreateAnd(tail_part.hit, adjacent), cross->getParent());
+      PHINode* d = b.CreatePHI(i64, 2, "mmu.tail.delta");
+      d->addIncoming(head_part.delta, before);
+      d->addIncoming(tail_part.delta, cross->getParent());
+      tail_hit = h;
+      tail_delta = d;
+    }
+    Value* both = b.CreateAnd(head_part.hit, tail_hit);
+    Value* same_delta = b.CreateICmpEQ(head_part.delta, tail_delta);
     Value* block_hit = b.CreateAnd(both, same_delta);
     Value* block_delta = head_part.delta;
     // Two runs the worker knows, at two deltas: the probed loop runs, with no call to learn it
@@ -918,8 +943,23 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
       Value* lo_v = expander.expandCodeFor(g.lo, i64, where);
       Value* hi_v = expander.expandCodeFor(g.hi, i64, where);
       local.push_back({g.insts, lo_v, hi_v, g.write});
-      ok = emit_range_check(where, ctx, epoch_ok, lo_v, hi_v, g.write, ok, rt, dt, li);
-      where = l->getLoopPreheader()->getTerminator();
+    }
+    // Data the worker knows is in device memory (the first range's first page is in a frame)
+    // skips the in-place checks, which could only fail, for the frame version's.
+    {
+      IRBuilder<> hb(where);
+      BasicBlock* head = where->getParent();
+      Instruction* at = SplitBlockAndInsertIfThen(
+          hb.CreateNot(emit_known_local(hb, ctx, local.front().lo, epoch_ok)), where, false,
+          nullptr, &dt, &li);
+      Value* chain = ok;
+      for (const LocalRange& r : local)
+        chain = emit_range_check(at, ctx, epoch_ok, r.lo, r.hi, r.write, chain, rt, dt, li);
+      hb.SetInsertPoint(where);
+      PHINode* in_place_ok = hb.CreatePHI(hb.getInt1Ty(), 2, "mmu.inplace.ok");
+      in_place_ok->addIncoming(hb.getFalse(), head);
+      in_place_ok->addIncoming(chain, at->getParent());
+      ok = in_place_ok;
     }
     const bool frames_ok = calls_only_intrinsics(l);
     ValueToValueMapTy vmap;
