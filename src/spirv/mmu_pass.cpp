@@ -559,7 +559,49 @@ struct LocalRange {
   Value* lo;
   Value* hi;
   bool write;
+  bool invariant = false;  // the same range at every entry of the loop (its parent's invariant)
 };
+
+// A loop entered again and again over the same range (the centroids of k-means, a filter's
+// taps: invariant in the enclosing work-item loop) keeps the last passing answer of its check in
+// the function's frame, with the epoch it was found in: within one epoch nothing invalidated
+// (a page's residency or a frame changes only with an invalidation, which bumps the epoch), so
+// the answer holds, and the check is a load and a compare. Only passing answers are kept: a
+// range may become mappable without an invalidation.
+struct CheckCache {
+  AllocaInst* epoch;   // i64: the epoch of the kept answer; ~0 (never an epoch) when none
+  AllocaInst* answer;  // i64: the answer (in place: 1; frames: the delta)
+};
+CheckCache make_check_cache(Function* f) {
+  IRBuilder<> b(&*f->getEntryBlock().getFirstInsertionPt());
+  CheckCache c{b.CreateAlloca(b.getInt64Ty()), b.CreateAlloca(b.getInt64Ty())};
+  b.CreateStore(b.getInt64(~std::uint64_t{0}), c.epoch);
+  return c;
+}
+
+// Before `where`: the kept answer when it is of `epoch`, else `compute(at)`'s (emitted in a
+// branch; 0 is a failed answer), kept when it passed.
+Value* cached_check(Instruction* where, Value* epoch, DominatorTree& dt, LoopInfo& li,
+                    const std::function<Value*(Instruction*)>& compute) {
+  Function* f = where->getFunction();
+  CheckCache cache = make_check_cache(f);
+  IRBuilder<> b(where);
+  Type* i64 = b.getInt64Ty();
+  Value* kept = b.CreateLoad(i64, cache.answer);
+  Value* hit = b.CreateICmpEQ(b.CreateLoad(i64, cache.epoch), epoch);
+  BasicBlock* head = where->getParent();
+  Instruction* miss = SplitBlockAndInsertIfThen(b.CreateNot(hit), where, false, nullptr, &dt, &li);
+  Value* answer = compute(miss);
+  IRBuilder<> mb(miss);
+  Value* passed = mb.CreateICmpNE(answer, mb.getInt64(0));
+  mb.CreateStore(mb.CreateSelect(passed, epoch, mb.getInt64(~std::uint64_t{0})), cache.epoch);
+  mb.CreateStore(answer, cache.answer);
+  b.SetInsertPoint(where);
+  PHINode* result = b.CreatePHI(i64, 2, "mmu.cached");
+  result->addIncoming(kept, head);
+  result->addIncoming(answer, miss->getParent());
+  return result;
+}
 
 // An access of a frame loop that also has probed accesses (J5), rewritten once every loop is
 // versioned (rewrite_held).
@@ -568,6 +610,80 @@ struct HeldAccess {
   Value* delta;       // a ranged access: its range's delta; a probed one: null
   AllocaInst* held;   // i1: the loop still holds `active` (J5)
 };
+
+// The delta of range r's run of frames (J4), or 0: inline from the block entries when the range
+// lies in a run of frames the worker knows, else the runtime checks the range's pages (and
+// fills the block entries it can). Emitted at b, which is left after it.
+Value* frame_delta(IRBuilder<>& b, const LocalRange& r, Value* ctx, Value* epoch_ok,
+                   const Runtime& rt, DominatorTree& dt, LoopInfo& li) {
+  Type* i64 = b.getInt64Ty();
+  // Inline from the block entry when the range lies in a block of frames the worker knows
+  // (J4), else the runtime checks the range's pages (and fills the block entry it can).
+  // [lo, last] may cross into the next block (a row of a matrix that does not start at a
+  // block): each part within its block's run, at one delta (a run of frames across chunks
+  // that lie side by side, which frame placement arranges: device/sim/frame_pool.hpp).
+  Value* last = b.CreateSub(r.hi, b.getInt64(1));
+  constexpr std::uint64_t kBlockMask = (std::uint64_t{1} << 21) - 1;
+  Value* one_block = b.CreateICmpEQ(b.CreateLShr(r.lo, 21), b.CreateLShr(last, 21));
+  Value* lo_end = b.CreateSelect(one_block, last, b.CreateOr(r.lo, kBlockMask));
+  Value* hi_start = b.CreateSelect(one_block, r.lo, b.CreateAnd(last, ~kBlockMask));
+  LocalProbe head_part = emit_local_block_probe(b, ctx, r.lo, lo_end, r.write, epoch_ok);
+  // The next block's entry only for a range that crosses into it (rare: kept off the path).
+  Value* tail_hit = nullptr;
+  Value* tail_delta = nullptr;
+  {
+    BasicBlock* before = b.GetInsertBlock();
+    Instruction* cross = SplitBlockAndInsertIfThen(b.CreateNot(one_block), &*b.GetInsertPoint(),
+                                                   false, nullptr, &dt, &li);
+    IRBuilder<> tb(cross);
+    LocalProbe tail_part = emit_local_block_probe(tb, ctx, hi_start, last, r.write, epoch_ok);
+    Value* adjacent = tb.CreateICmpEQ(tb.CreateLShr(last, 21),
+                                      tb.CreateAdd(tb.CreateLShr(r.lo, 21), tb.getInt64(1)));
+    b.SetInsertPoint(cross->getParent()->getSingleSuccessor()->getFirstNonPHI());
+    PHINode* h = b.CreatePHI(b.getInt1Ty(), 2, "mmu.tail.hit");
+    h->addIncoming(b.getTrue(), before);
+    h->addIncoming(tb.CreateAnd(tail_part.hit, adjacent), cross->getParent());
+    PHINode* d = b.CreatePHI(i64, 2, "mmu.tail.delta");
+    d->addIncoming(head_part.delta, before);
+    d->addIncoming(tail_part.delta, cross->getParent());
+    tail_hit = h;
+    tail_delta = d;
+  }
+  Value* both = b.CreateAnd(head_part.hit, tail_hit);
+  Value* same_delta = b.CreateICmpEQ(head_part.delta, tail_delta);
+  Value* block_hit = b.CreateAnd(both, same_delta);
+  Value* block_delta = head_part.delta;
+  // Two runs the worker knows, at two deltas: the probed loop runs, with no call to learn it
+  // again.
+  Value* known_split = b.CreateAnd(both, b.CreateNot(same_delta));
+  // The rest off the common path, where the block entries answered: a range inside one page
+  // (a small group's slice of an array) on that page's TLB entry, else the runtime.
+  Value* fast = b.CreateAnd(block_hit, b.CreateICmpULT(r.lo, r.hi));
+  BasicBlock* hot = b.GetInsertBlock();
+  Instruction* cold_term = SplitBlockAndInsertIfThen(b.CreateNot(fast), &*b.GetInsertPoint(),
+                                                     false, nullptr, &dt, &li);
+  BasicBlock* after = cold_term->getParent()->getSingleSuccessor();
+  IRBuilder<> cb(cold_term);
+  std::uint64_t need = pte::kValid | pte::kLocal | (r.write ? pte::kWrite : 0);
+  PageEntry page = emit_page_entry(cb, ctx, r.lo, last, need, need, epoch_ok);
+  Value* page_hit = cb.CreateAnd(page.hit, cb.CreateICmpULT(r.lo, r.hi));
+  Value* inline_delta = cb.CreateSelect(page_hit, page.delta, cb.getInt64(0));
+  BasicBlock* cold_head = cb.GetInsertBlock();
+  Instruction* call_term = SplitBlockAndInsertIfThen(
+      cb.CreateNot(cb.CreateOr(page_hit, known_split)), cold_term, false, nullptr, &dt, &li);
+  IRBuilder<> callb(call_term);
+  Value* called =
+      callb.CreateCall(rt.local_range, {ctx, r.lo, r.hi, callb.getInt64(r.write ? 1 : 0)});
+  cb.SetInsertPoint(cold_term);
+  PHINode* cold_delta = cb.CreatePHI(i64, 2, "mmu.frame.cold");
+  cold_delta->addIncoming(inline_delta, cold_head);
+  cold_delta->addIncoming(called, call_term->getParent());
+  b.SetInsertPoint(after->getFirstNonPHI());
+  PHINode* d = b.CreatePHI(i64, 2, "mmu.frame.delta");
+  d->addIncoming(block_delta, hot);
+  d->addIncoming(cold_delta, cold_term->getParent());
+  return d;
+}
 
 // The device-frame version of loop l (J4), after version_loop gave it its in-place version:
 // where every range lies in one contiguous run of device frames, a clone runs each access at
@@ -593,64 +709,19 @@ void version_local(Loop* l, Value* ctx, Value* pred_ok, const std::vector<LocalR
   Value* all = pred_ok;
   std::vector<Value*> deltas;
   for (const LocalRange& r : ranges) {
-    // Inline from the block entry when the range lies in a block of frames the worker knows
-    // (J4), else the runtime checks the range's pages (and fills the block entry it can).
-    // [lo, last] may cross into the next block (a row of a matrix that does not start at a
-    // block): each part within its block's run, at one delta (a run of frames across chunks
-    // that lie side by side, which frame placement arranges: device/sim/frame_pool.hpp).
-    Value* last = b.CreateSub(r.hi, b.getInt64(1));
-    constexpr std::uint64_t kBlockMask = (std::uint64_t{1} << 21) - 1;
-    Value* one_block = b.CreateICmpEQ(b.CreateLShr(r.lo, 21), b.CreateLShr(last, 21));
-    Value* lo_end = b.CreateSelect(one_block, last, b.CreateOr(r.lo, kBlockMask));
-    Value* hi_start = b.CreateSelect(one_block, r.lo, b.CreateAnd(last, ~kBlockMask));
-    LocalProbe head_part = emit_local_block_probe(b, ctx, r.lo, lo_end, r.write, epoch_ok);
-    // The next block's entry only for a range that crosses into it (rare: kept off the path).
-    Value* tail_hit = nullptr;
-    Value* tail_delta = nullptr;
-    {
-      BasicBlock* before = b.GetInsertBlock();
-      Instruction* cross = SplitBlockAndInsertIfThen(b.CreateNot(one_block), &*b.GetInsertPoint(),
-                                                     false, nullptr, &dt, &li);
-      IRBuilder<> tb(cross);
-      LocalProbe tail_part = emit_local_block_probe(tb, ctx, hi_start, last, r.write, epoch_ok);
-      Value* adjacent = tb.CreateICmpEQ(tb.CreateLShr(last, 21),
-                                        tb.CreateAdd(tb.CreateLShr(r.lo, 21), tb.getInt64(1)));
-      b.SetInsertPoint(cross->getParent()->getSingleSuccessor()->getFirstNonPHI());
-      PHINode* h = b.CreatePHI(b.getInt1Ty(), 2, "mmu.tail.hit");
-      h->addIncoming(b.getTrue(), before);
-      h->addIncoming(tb.CreateAnd(tail_part.hit, adjacent), cross->getParent());
-      PHINode* d = b.CreatePHI(i64, 2, "mmu.tail.delta");
-      d->addIncoming(head_part.delta, before);
-      d->addIncoming(tail_part.delta, cross->getParent());
-      tail_hit = h;
-      tail_delta = d;
+    if (r.invariant) {
+      // The same range at every entry: the kept delta of this epoch, else the check below.
+      Instruction* where = &*b.GetInsertPoint();
+      Value* d = cached_check(where, epoch, dt, li, [&](Instruction* at) {
+        IRBuilder<> cb(at);
+        return frame_delta(cb, r, ctx, epoch_ok, rt, dt, li);
+      });
+      b.SetInsertPoint(cast<Instruction>(d)->getParent()->getFirstNonPHI());
+      deltas.push_back(d);
+      all = b.CreateAnd(all, b.CreateICmpNE(d, b.getInt64(0)));
+      continue;
     }
-    Value* both = b.CreateAnd(head_part.hit, tail_hit);
-    Value* same_delta = b.CreateICmpEQ(head_part.delta, tail_delta);
-    Value* block_hit = b.CreateAnd(both, same_delta);
-    Value* block_delta = head_part.delta;
-    // Two runs the worker knows, at two deltas: the probed loop runs, with no call to learn it
-    // again.
-    Value* known_split = b.CreateAnd(both, b.CreateNot(same_delta));
-    // A range inside one page (a small group's slice of an array): that page's TLB entry.
-    std::uint64_t need = pte::kValid | pte::kLocal | (r.write ? pte::kWrite : 0);
-    auto [page_hit, page_delta, unused_same, unused_bits] =
-        emit_page_entry(b, ctx, r.lo, last, need, need, epoch_ok);
-    (void)unused_same;
-    (void)unused_bits;
-    Value* hit = b.CreateAnd(b.CreateOr(block_hit, page_hit), b.CreateICmpULT(r.lo, r.hi));
-    Value* inline_delta = b.CreateSelect(
-        hit, b.CreateSelect(block_hit, block_delta, page_delta), b.getInt64(0));
-    BasicBlock* head = b.GetInsertBlock();
-    Instruction* call_term = SplitBlockAndInsertIfThen(b.CreateNot(b.CreateOr(hit, known_split)),
-                                                       &*b.GetInsertPoint(), false, nullptr, &dt,
-                                                       &li);
-    IRBuilder<> cb(call_term);
-    Value* called = cb.CreateCall(rt.local_range, {ctx, r.lo, r.hi, b.getInt64(r.write ? 1 : 0)});
-    b.SetInsertPoint(call_term->getParent()->getSingleSuccessor()->getFirstNonPHI());
-    PHINode* d = b.CreatePHI(i64, 2, "mmu.frame.delta");
-    d->addIncoming(inline_delta, head);
-    d->addIncoming(called, call_term->getParent());
+    Value* d = frame_delta(b, r, ctx, epoch_ok, rt, dt, li);
     deltas.push_back(d);
     all = b.CreateAnd(all, b.CreateICmpNE(d, b.getInt64(0)));
   }
@@ -938,23 +1009,40 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
     std::vector<LocalRange> local;
     // The epochs once for all the loop's checks (an entry of an older epoch is at worst a stale
     // in-place translation, which J1 tolerates).
-    Value* epoch_ok = emit_epochs(b, ctx).epoch_ok;
+    Probe epochs = emit_epochs(b, ctx);
+    Value* epoch_ok = epochs.epoch_ok;
+    Loop* parent = l->getParentLoop();
     for (const RangeGroup& g : group_ranges(se, lc.ranges)) {
       Value* lo_v = expander.expandCodeFor(g.lo, i64, where);
       Value* hi_v = expander.expandCodeFor(g.hi, i64, where);
-      local.push_back({g.insts, lo_v, hi_v, g.write});
+      local.push_back({g.insts, lo_v, hi_v, g.write,
+                       parent != nullptr && se.isLoopInvariant(g.lo, parent) &&
+                           se.isLoopInvariant(g.hi, parent)});
     }
     // Data the worker knows is in device memory (the first range's first page is in a frame)
     // skips the in-place checks, which could only fail, for the frame version's.
     {
       IRBuilder<> hb(where);
       BasicBlock* head = where->getParent();
-      Instruction* at = SplitBlockAndInsertIfThen(
-          hb.CreateNot(emit_known_local(hb, ctx, local.front().lo, epoch_ok)), where, false,
-          nullptr, &dt, &li);
+      Value* first_local =
+          emit_local_block_probe(hb, ctx, local.front().lo, local.front().lo, false, epoch_ok)
+              .not_in_place;
+      Instruction* at = SplitBlockAndInsertIfThen(hb.CreateNot(first_local), where, false,
+                                                  nullptr, &dt, &li);
       Value* chain = ok;
-      for (const LocalRange& r : local)
-        chain = emit_range_check(at, ctx, epoch_ok, r.lo, r.hi, r.write, chain, rt, dt, li);
+      for (const LocalRange& r : local) {
+        if (!r.invariant) {
+          chain = emit_range_check(at, ctx, epoch_ok, r.lo, r.hi, r.write, chain, rt, dt, li);
+          continue;
+        }
+        Value* kept = cached_check(at, epochs.dev_epoch, dt, li, [&](Instruction* miss) {
+          Value* passed = emit_range_check(miss, ctx, epoch_ok, r.lo, r.hi, r.write,
+                                           ConstantInt::getTrue(miss->getContext()), rt, dt, li);
+          return IRBuilder<>(miss).CreateZExt(passed, i64);
+        });
+        IRBuilder<> ab(at);
+        chain = ab.CreateAnd(chain, ab.CreateICmpNE(kept, ab.getInt64(0)));
+      }
       hb.SetInsertPoint(where);
       PHINode* in_place_ok = hb.CreatePHI(hb.getInt1Ty(), 2, "mmu.inplace.ok");
       in_place_ok->addIncoming(hb.getFalse(), head);
