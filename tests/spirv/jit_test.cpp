@@ -57,6 +57,14 @@ __kernel void conv3(__global const float* in, __global float* out, __constant fl
   out[y * w + x] = s;
 }
 
+// Every work-item reads the same small table in a loop: the loop's range check keeps its answer
+// for the group while the epoch stays. `big` streams through device memory beside it.
+__kernel void weigh(__global const int* table, __global int* out, int k, __global const int* big) {
+  int s = 0;
+  for (int c = 0; c < k; ++c) s += table[c] * (c + 1);
+  out[get_global_id(0)] = s + big[get_global_id(0)];
+}
+
 // One increment per work-item: lost updates show as a count short of the launches.
 __kernel void bump(__global int* v) { v[get_global_id(0)] += 1; }
 
@@ -327,6 +335,41 @@ class CpuPageReader {
   std::atomic<long> touched_{0};
   std::thread thread_;
 };
+
+// A loop over a table that every work-item reads (k-means' centroids) keeps its check's answer
+// (in place, or the frames' delta) from one entry to the next while the epoch stays. Here device
+// memory is 4 MiB and a 32 MiB array streams through it in the same kernel, so the table's page
+// is evicted and its frame handed to the array's pages again and again (and a CPU thread takes
+// the page home too): an answer kept across an epoch would read the array's data as the table
+// (under uvm, whose eviction takes the table: fails every run when the epoch is not checked).
+TEST_P(JitPaths, InvariantRangesKeepTheirAnswerOnlyWithinAnEpoch) {
+  hetmm::Options o = options(GetParam());
+  o.device_memory = 4u << 20;
+  hetmm::Runtime rt(o);
+  auto& dev = rt.device(0);
+  const int k = 512;  // 2 KiB: one page
+  const std::size_t n = 8u << 20;  // ints of `big`: 32 MiB
+  auto* table = static_cast<int*>(rt.allocate(k * sizeof(int)));
+  auto* big = static_cast<int*>(rt.allocate(n * sizeof(int)));
+  auto* out = static_cast<int*>(rt.allocate(n * sizeof(int)));
+  for (int c = 0; c < k; ++c) table[c] = (c * 7) % 13;  // >= 0: CpuPageReader counts those
+  for (std::size_t i = 0; i < n; ++i) big[i] = static_cast<int>(i % 1000) - 500000;
+  long expect = 0;
+  for (int c = 0; c < k; ++c) expect += static_cast<long>(table[c]) * (c + 1);
+  CpuPageReader cpu(table, 4096, 200);
+  for (int round = 0; round < 3; ++round) {
+    dev.migrate_to_device(table, k * sizeof(int));
+    dev.launch(program(), "weigh", hetmm::NDRange{n}, hetmm::NDRange{256}, table, out, k, big);
+    dev.synchronize();
+    for (std::size_t i = 0; i < n; ++i)
+      ASSERT_EQ(out[i], static_cast<int>(expect) + big[i]) << round << " " << i;
+  }
+  cpu.stop();
+  EXPECT_EQ(rt.audit(), "");
+  rt.deallocate(out);
+  rt.deallocate(big);
+  rt.deallocate(table);
+}
 
 // A frame loop holds the shootdown protocol's `active` for the whole loop (J4): while kernels
 // increment every element of device-resident data, a CPU thread reads pages, which brings them
