@@ -867,6 +867,66 @@ class SamePhiRewriter : public SCEVRewriteVisitor<SamePhiRewriter> {
   int depth_;
 };
 
+// The addresses a loop's access `ptr` = &base[x ^ c] can reach, where x is affine in loop l and
+// c invariant (the partner of a bitonic sort's or an FFT's butterfly): the bits below x's
+// highest changing bit take every value, the ones above are x's first value's xor c, so the
+// index lies in [(x0 ^ c) & ~m, (x0 ^ c) | m] with m the mask of the bits x0 ^ x_last has at or
+// below its highest. Computed in l's preheader; a wrapping x gives an empty range (lo > hi: the
+// check fails). Returns the first and last address's SCEVs, or nulls.
+std::pair<const SCEV*, const SCEV*> xor_index_range(Value* ptr, Loop* l, const SCEV* btc,
+                                                    ScalarEvolution& se,
+                                                    SCEVExpander& expander) {
+  const std::pair<const SCEV*, const SCEV*> none{nullptr, nullptr};
+  auto* gep = dyn_cast<GetElementPtrInst>(ptr);
+  if (gep == nullptr || gep->getNumIndices() != 1 ||
+      !se.isLoopInvariant(se.getSCEV(gep->getPointerOperand()), l))
+    return none;
+  Value* index = gep->idx_begin()->get();
+  const bool widened = isa<ZExtInst>(index);
+  if (widened) index = cast<ZExtInst>(index)->getOperand(0);
+  auto* x = dyn_cast<BinaryOperator>(index);
+  if (x == nullptr || x->getOpcode() != Instruction::Xor) return none;
+  Type* t = x->getType();
+  Type* i64 = Type::getInt64Ty(t->getContext());
+  if (!widened && t != i64) return none;  // sign-extended: another range
+  Value* var = x->getOperand(0);
+  Value* c = x->getOperand(1);
+  if (!se.isLoopInvariant(se.getSCEV(c), l)) std::swap(var, c);
+  auto* ar = dyn_cast<SCEVAddRecExpr>(se.getSCEV(var));
+  auto* c_inst = dyn_cast<Instruction>(c);
+  if (!se.isLoopInvariant(se.getSCEV(c), l) || (c_inst != nullptr && l->contains(c_inst)) ||
+      ar == nullptr || ar->getLoop() != l || !ar->isAffine() || !ar->getStepRecurrence(se)->isOne())
+    return none;
+  Instruction* where = l->getLoopPreheader()->getTerminator();
+  if (!expander.isSafeToExpandAt(ar->getStart(), where) || !expander.isSafeToExpandAt(btc, where))
+    return none;
+  IRBuilder<> b(where);
+  // x runs from x0 up by one for btc + 1 iterations; it must not wrap in its width.
+  Value* x0 = expander.expandCodeFor(ar->getStart(), t, where);
+  Value* count = expander.expandCodeFor(btc, i64, where);
+  const unsigned bits = t->getIntegerBitWidth();
+  Value* x0_64 = b.CreateZExtOrTrunc(x0, i64);
+  Value* room = bits >= 64 ? b.CreateNot(x0_64)
+                           : b.CreateSub(b.getInt64((std::uint64_t{1} << bits) - 1), x0_64);
+  Value* fits = b.CreateICmpULE(count, room);
+  Value* x1 = b.CreateAdd(x0, b.CreateZExtOrTrunc(count, t));
+  Value* d = b.CreateXor(x0, x1);
+  Value* lz = b.CreateBinaryIntrinsic(Intrinsic::ctlz, d, b.getFalse());
+  Value* m = b.CreateSelect(b.CreateICmpEQ(d, ConstantInt::get(t, 0)), ConstantInt::get(t, 0),
+                            b.CreateLShr(Constant::getAllOnesValue(t), lz));
+  Value* y = b.CreateXor(x0, c);
+  // A wrapping x: a range far larger than any check accepts, so the loop runs probed.
+  Value* lo = b.CreateSelect(fits, b.CreateZExtOrTrunc(b.CreateAnd(y, b.CreateNot(m)), i64),
+                             b.getInt64(0));
+  Value* hi = b.CreateSelect(fits, b.CreateZExtOrTrunc(b.CreateOr(y, m), i64),
+                             b.getInt64(std::uint64_t{1} << 40));
+  const DataLayout& dl = where->getModule()->getDataLayout();
+  const SCEV* scale = se.getConstant(i64, dl.getTypeAllocSize(gep->getSourceElementType()));
+  const SCEV* p = se.getSCEV(gep->getPointerOperand());
+  return {se.getAddExpr(p, se.getMulExpr(scale, se.getSCEV(lo))),
+          se.getAddExpr(p, se.getMulExpr(scale, se.getSCEV(hi)))};
+}
+
 // The ranges a loop's checks cover: the accesses of one kind (read or write) through one base
 // pointer share one check over the union of their ranges, so that a 3x3 convolution checks its
 // input once, not once per tap. Their distances are rarely constants to SCEV (32-bit indices
@@ -880,6 +940,8 @@ struct AccessRange {
   const SCEV* last;
   std::uint64_t bytes;
   const SCEV* base;  // the pointer the address is based on (ScalarEvolution::getPointerBase)
+  bool affine = true;  // else a butterfly's partner (xor_index_range): checked on its own, as
+                       // its union with i's range may span the array
 };
 struct RangeGroup {
   const SCEV* lo;
@@ -891,6 +953,7 @@ std::vector<RangeGroup> group_ranges(ScalarEvolution& se, const std::vector<Acce
   struct Members {
     const SCEV* base;
     bool write;
+    bool affine;
     SmallVector<const SCEV*, 8> los, his;
     std::vector<Instruction*> insts;
   };
@@ -898,9 +961,10 @@ std::vector<RangeGroup> group_ranges(ScalarEvolution& se, const std::vector<Acce
   for (const AccessRange& r : ranges) {
     bool write = isa<StoreInst>(r.inst);
     const SCEV* base = r.base;
-    auto g = std::find_if(groups.begin(), groups.end(),
-                          [&](const Members& m) { return m.base == base && m.write == write; });
-    if (g == groups.end()) g = groups.insert(groups.end(), {base, write, {}, {}, {}});
+    auto g = std::find_if(groups.begin(), groups.end(), [&](const Members& m) {
+      return r.affine && m.affine && m.base == base && m.write == write;
+    });
+    if (g == groups.end()) g = groups.insert(groups.end(), {base, write, r.affine, {}, {}, {}});
     const SCEV* size = se.getConstant(r.first->getType(), r.bytes);
     g->los.push_back(r.first);
     g->los.push_back(r.last);
@@ -964,6 +1028,7 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
     while (auto* cast_op = dyn_cast<AddrSpaceCastOperator>(base)) base = cast_op->getOperand(0);
     const SCEV* at = SamePhiRewriter(se, 4).visit(se.getSCEV(base));
     const SCEV *first = at, *last = at;
+    bool affine = true;
     if (!se.isLoopInvariant(at, l)) {
       // Kernels index with 32-bit ints whose no-overflow flags SPIR-V 1.0 cannot carry: as
       // the vectoriser does, assume no wrap and check that assumption at loop entry.
@@ -976,19 +1041,28 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
         continue;
       }
       if (ar == nullptr || ar->getLoop() != l || !ar->isAffine()) {
-        probed();
-        continue;
+        // A butterfly's partner, `in[i ^ j]`: its range from i's, at the loop's entry.
+        auto [xor_first, xor_last] = xor_index_range(base, l, btc, se, expander);
+        if (xor_first == nullptr) {
+          probed();
+          continue;
+        }
+        first = xor_first;
+        last = xor_last;
+        affine = false;
+      } else {
+        for (const SCEVPredicate* p : assumed) pse.addPredicate(*p);
+        first = ar->getStart();
+        last = ar->evaluateAtIteration(btc, se);
       }
-      for (const SCEVPredicate* p : assumed) pse.addPredicate(*p);
-      first = ar->getStart();
-      last = ar->evaluateAtIteration(btc, se);
     }
     first = se.getPtrToIntExpr(first, i64);
     last = se.getPtrToIntExpr(last, i64);
     if (isa<SCEVCouldNotCompute>(first) || isa<SCEVCouldNotCompute>(last)) { probed(); continue; }
     bool write = isa<StoreInst>(inst);
     Type* t = write ? cast<StoreInst>(inst)->getValueOperand()->getType() : inst->getType();
-    lc.ranges.push_back({inst, first, last, dl.getTypeStoreSize(t), se.getPointerBase(at)});
+    lc.ranges.push_back(
+        {inst, first, last, dl.getTypeStoreSize(t), se.getPointerBase(at), affine});
   }
   for (auto& [l, lc] : loops) {
     if (lc.failed || lc.ranges.empty()) continue;

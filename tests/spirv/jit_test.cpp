@@ -65,6 +65,13 @@ __kernel void weigh(__global const int* table, __global int* out, int k, __globa
   out[get_global_id(0)] = s + big[get_global_id(0)];
 }
 
+// A butterfly: each work-item reads its partner i ^ j (a bitonic sort's step, out of place).
+__kernel void butterfly(__global const uint* in, __global uint* out, uint j) {
+  const uint i = (uint)get_global_id(0);
+  const uint a = in[i], b = in[i ^ j];
+  out[i] = (i < (i ^ j)) ? min(a, b) : max(a, b);
+}
+
 // One increment per work-item: lost updates show as a count short of the launches.
 __kernel void bump(__global int* v) { v[get_global_id(0)] += 1; }
 
@@ -369,6 +376,40 @@ TEST_P(JitPaths, InvariantRangesKeepTheirAnswerOnlyWithinAnEpoch) {
   rt.deallocate(out);
   rt.deallocate(big);
   rt.deallocate(table);
+}
+
+// A butterfly's partner `in[i ^ j]` is range-checked (its index's range from i's, at loop
+// entry) instead of probed: partners in the group's own slice (j < group), in another group's,
+// and in another 2 MiB block, whose frames are elsewhere (copied device memory: no block
+// moves, chunks apart), so a range computed too narrow would read the wrong frame (with the
+// partner's bits left out of the range, the device runs never finish: their loads leave the
+// frames).
+TEST_P(JitPaths, ButterflyPartnersAreCheckedAsRanges) {
+  hetmm::Options o = options(GetParam());
+  o.zero_copy_moves = false;
+  hetmm::Runtime rt(o);
+  auto& dev = rt.device(0);
+  const std::size_t n = 1u << 20;  // 4 MiB of uints: two blocks and more
+  auto* raw = static_cast<char*>(rt.allocate(n * 4 + (3u << 20)));
+  auto* in = reinterpret_cast<std::uint32_t*>(raw + (1u << 20) + 64);  // mid-block, as malloc
+  auto* out = static_cast<std::uint32_t*>(rt.allocate(n * 4));
+  std::uint64_t x = 88172645463325252ull;
+  for (std::size_t i = 0; i < n; ++i) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    in[i] = static_cast<std::uint32_t>(x);
+  }
+  for (std::uint32_t j : {1u, 64u, 128u, 1024u, 1u << 16, 1u << 19}) {
+    dev.migrate_to_device(raw, n * 4 + (3u << 20));
+    dev.launch(program(), "butterfly", hetmm::NDRange{n}, hetmm::NDRange{128}, in, out, j);
+    dev.synchronize();
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::uint32_t a = in[i], b = in[i ^ j];
+      ASSERT_EQ(out[i], (i < (i ^ j)) ? std::min(a, b) : std::max(a, b)) << "j " << j << " i " << i;
+    }
+  }
+  EXPECT_EQ(rt.audit(), "");
+  rt.deallocate(out);
+  rt.deallocate(raw);
 }
 
 // A frame loop holds the shootdown protocol's `active` for the whole loop (J4): while kernels
