@@ -927,6 +927,68 @@ std::pair<const SCEV*, const SCEV*> xor_index_range(Value* ptr, Loop* l, const S
           se.getAddExpr(p, se.getMulExpr(scale, se.getSCEV(hi)))};
 }
 
+// A gather `base[idx[i]]` keeps its probe, and its loads, each a likely cache miss behind the
+// probe's branches, barely overlap (5x the bare loop). In the in-place copy of the loop (J1:
+// the ranges were found in place), the index a few iterations ahead is read (clamped to the
+// index's checked range, so the read stays in it) and its element prefetched: a prefetch never
+// faults, and a stale or foreign address costs nothing but the prefetch.
+void prefetch_gathered(Instruction* inst, Value* ptr, Loop* l,
+                       const std::vector<std::pair<Instruction*, Value*>>& probed,
+                       ValueToValueMapTy& vmap, PredicatedScalarEvolution& pse,
+                       ScalarEvolution& se, SCEVExpander& expander, LoopInfo& li) {
+  constexpr std::int64_t kAhead = 16;  // iterations
+  Value* p = ptr;
+  while (auto* c = dyn_cast<AddrSpaceCastOperator>(p)) p = c->getOperand(0);
+  auto* gep = dyn_cast<GetElementPtrInst>(p);
+  if (gep == nullptr || gep->getNumIndices() != 1 || !l->contains(gep)) return;
+  Value* index = gep->idx_begin()->get();
+  auto* ext = dyn_cast<CastInst>(index);
+  if (ext != nullptr && (isa<ZExtInst>(ext) || isa<SExtInst>(ext))) index = ext->getOperand(0);
+  else ext = nullptr;
+  auto* load = dyn_cast<LoadInst>(index);
+  // The index's load must be range-checked (direct in the in-place copy), not probed itself.
+  if (load == nullptr || load->isAtomic() || !l->contains(load) || !vmap.count(load) ||
+      !vmap.count(gep) || (ext != nullptr && !vmap.count(ext)) ||
+      std::any_of(probed.begin(), probed.end(), [&](auto& pr) { return pr.first == load; }))
+    return;
+  Value* q = load->getPointerOperand();
+  auto* ar = dyn_cast<SCEVAddRecExpr>(pse.getSCEV(q));
+  const SCEV* btc = pse.getBackedgeTakenCount();
+  if (ar == nullptr || ar->getLoop() != l || !ar->isAffine() || isa<SCEVCouldNotCompute>(btc))
+    return;
+  auto* step = dyn_cast<SCEVConstant>(ar->getStepRecurrence(se));
+  if (step == nullptr || step->getAPInt().getSExtValue() <= 0) return;
+  auto* clone_header = dyn_cast<BasicBlock>(vmap[l->getHeader()]);
+  Loop* fast = clone_header != nullptr ? li.getLoopFor(clone_header) : nullptr;
+  if (fast == nullptr || fast->getLoopPreheader() == nullptr) return;
+  Instruction* at = fast->getLoopPreheader()->getTerminator();
+  Type* i64 = Type::getInt64Ty(inst->getContext());
+  const SCEV* last = se.getPtrToIntExpr(ar->evaluateAtIteration(btc, se), i64);
+  if (isa<SCEVCouldNotCompute>(last) || !expander.isSafeToExpandAt(last, at)) return;
+  Value* last_v = expander.expandCodeFor(last, i64, at);
+  auto* cinst = cast<Instruction>(vmap[inst]);
+  auto* cload = cast<LoadInst>(vmap[load]);
+  IRBuilder<> b(cinst);
+  Value* here = b.CreatePtrToInt(cload->getPointerOperand(), i64);
+  Value* ahead = b.CreateAdd(here, b.getInt64(kAhead * step->getAPInt().getSExtValue()));
+  ahead = b.CreateSelect(b.CreateICmpULE(ahead, last_v), ahead, here);
+  LoadInst* next = b.CreateAlignedLoad(cload->getType(),
+                                       b.CreateIntToPtr(ahead, cload->getPointerOperandType()),
+                                       cload->getAlign(), "mmu.ahead");
+  Value* next_index = next;
+  if (ext != nullptr) {
+    Instruction* e = cast<Instruction>(vmap[ext])->clone();
+    e->setOperand(0, next);
+    next_index = b.Insert(e);
+  }
+  Instruction* g = cast<Instruction>(vmap[gep])->clone();
+  g->setOperand(g->getNumOperands() - 1, next_index);
+  b.Insert(g);
+  Value* target = b.CreateIntToPtr(b.CreatePtrToInt(g, i64), b.getInt8PtrTy());
+  b.CreateIntrinsic(Intrinsic::prefetch, {b.getInt8PtrTy()},
+                    {target, b.getInt32(0), b.getInt32(3), b.getInt32(1)});
+}
+
 // The ranges a loop's checks cover: the accesses of one kind (read or write) through one base
 // pointer share one check over the union of their ranges, so that a 3x3 convolution checks its
 // input once, not once per tap. Their distances are rarely constants to SCEV (32-bit indices
@@ -1126,8 +1188,10 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
     const bool frames_ok = calls_only_intrinsics(l);
     ValueToValueMapTy vmap;
     if (version_loop(l, ok, dt, li, se, vmap)) {
-      for (auto& [inst, ptr] : lc.probed)
+      for (auto& [inst, ptr] : lc.probed) {
         cloned.push_back({cast<Instruction>(vmap[inst]), vmap.count(ptr) ? static_cast<Value*>(vmap[ptr]) : ptr});
+        prefetch_gathered(inst, ptr, l, lc.probed, vmap, *lc.pse, se, expander, li);
+      }
       // Data in device memory: a third version, on the frames (J4).
       if (frames_ok) version_local(l, ctx, pred_ok, local, lc.probed, held, rt, dt, li, se);
       continue;

@@ -412,6 +412,30 @@ TEST_P(JitPaths, ButterflyPartnersAreCheckedAsRanges) {
   rt.deallocate(raw);
 }
 
+// A gather's in-place loop reads the index a few iterations ahead to prefetch its element; the
+// read stays inside the index's checked range: an index array that ends right before a page
+// the process cannot read (PROT_NONE) must not fault on the read ahead.
+TEST_P(JitPaths, GatherPrefetchReadsNoIndexPastTheRange) {
+  hetmm::Runtime rt(options(GetParam()));
+  auto& dev = rt.device(0);
+  const long page = sysconf(_SC_PAGESIZE);
+  const std::size_t n = 4 * static_cast<std::size_t>(page) / sizeof(std::uint32_t);
+  void* raw = mmap(nullptr, 5 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(raw, MAP_FAILED);
+  ASSERT_EQ(mprotect(static_cast<char*>(raw) + 4 * page, page, PROT_NONE), 0);
+  auto* idx = static_cast<std::uint32_t*>(raw);  // its last element ends at the guard page
+  std::vector<float> src(1 << 16), out(n);
+  for (std::size_t i = 0; i < src.size(); ++i) src[i] = static_cast<float>(i);
+  for (std::size_t i = 0; i < n; ++i) idx[i] = static_cast<std::uint32_t>((i * 2654435761u) % src.size());
+  for (std::size_t group : {64, 256, 1024}) {
+    dev.launch(program(), "gather", hetmm::NDRange{n}, hetmm::NDRange{group}, src.data(), idx, out.data());
+    dev.synchronize();
+    for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(out[i], src[idx[i]]) << group << " " << i;
+  }
+  EXPECT_EQ(rt.audit(), "");
+  munmap(raw, 5 * page);
+}
+
 // A frame loop holds the shootdown protocol's `active` for the whole loop (J4): while kernels
 // increment every element of device-resident data, a CPU thread reads pages, which brings them
 // home (an invalidation that must wait for every loop that may still write the frame). A loop
