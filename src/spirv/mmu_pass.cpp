@@ -603,6 +603,93 @@ Value* cached_check(Instruction* where, Value* epoch, DominatorTree& dt, LoopInf
   return result;
 }
 
+// A gather `base[idx[i]]` keeps its probe, and its loads, each a likely cache miss behind the
+// probe's branches, barely overlap (5x the bare loop). In the in-place copy of the loop (J1:
+// the ranges were found in place), the index a few iterations ahead is read (clamped to the
+// index's checked range, so the read stays in it) and its element prefetched: a prefetch never
+// faults, and a stale or foreign address costs nothing but the prefetch.
+// In the frame version (J5: `frames`), the index ahead is read on its frame (its range's delta)
+// and the element's frame found from its block entry, both only while the loop holds `active`
+// (after an escape a frame may be gone).
+struct FramePrefetch {
+  Value* ctx;
+  AllocaInst* held;
+  std::function<Value*(Instruction*)> delta_of;  // a ranged access's delta in the clone, or null
+  DominatorTree* dt;
+};
+void prefetch_gathered(Instruction* inst, Value* ptr, Loop* l,
+                       const std::vector<std::pair<Instruction*, Value*>>& probed,
+                       ValueToValueMapTy& vmap, PredicatedScalarEvolution& pse,
+                       ScalarEvolution& se, SCEVExpander& expander, LoopInfo& li,
+                       const FramePrefetch* frames = nullptr) {
+  constexpr std::int64_t kAhead = 16;  // iterations
+  Value* p = ptr;
+  while (auto* c = dyn_cast<AddrSpaceCastOperator>(p)) p = c->getOperand(0);
+  auto* gep = dyn_cast<GetElementPtrInst>(p);
+  if (gep == nullptr || gep->getNumIndices() != 1 || !l->contains(gep)) return;
+  Value* index = gep->idx_begin()->get();
+  auto* ext = dyn_cast<CastInst>(index);
+  if (ext != nullptr && (isa<ZExtInst>(ext) || isa<SExtInst>(ext))) index = ext->getOperand(0);
+  else ext = nullptr;
+  auto* load = dyn_cast<LoadInst>(index);
+  // The index's load must be range-checked (direct in the in-place copy), not probed itself.
+  if (load == nullptr || load->isAtomic() || !l->contains(load) || !vmap.count(load) ||
+      !vmap.count(gep) || (ext != nullptr && !vmap.count(ext)) ||
+      std::any_of(probed.begin(), probed.end(), [&](auto& pr) { return pr.first == load; }))
+    return;
+  Value* q = load->getPointerOperand();
+  auto* ar = dyn_cast<SCEVAddRecExpr>(pse.getSCEV(q));
+  const SCEV* btc = pse.getBackedgeTakenCount();
+  if (ar == nullptr || ar->getLoop() != l || !ar->isAffine() || isa<SCEVCouldNotCompute>(btc))
+    return;
+  auto* step = dyn_cast<SCEVConstant>(ar->getStepRecurrence(se));
+  if (step == nullptr || step->getAPInt().getSExtValue() <= 0) return;
+  auto* clone_header = dyn_cast<BasicBlock>(vmap[l->getHeader()]);
+  Loop* fast = clone_header != nullptr ? li.getLoopFor(clone_header) : nullptr;
+  if (fast == nullptr || fast->getLoopPreheader() == nullptr) return;
+  Instruction* at = fast->getLoopPreheader()->getTerminator();
+  Type* i64 = Type::getInt64Ty(inst->getContext());
+  const SCEV* last = se.getPtrToIntExpr(ar->evaluateAtIteration(btc, se), i64);
+  if (isa<SCEVCouldNotCompute>(last) || !expander.isSafeToExpandAt(last, at)) return;
+  Value* last_v = expander.expandCodeFor(last, i64, at);
+  auto* cinst = cast<Instruction>(vmap[inst]);
+  auto* cload = cast<LoadInst>(vmap[load]);
+  Value* index_delta = nullptr;
+  if (frames != nullptr) {
+    index_delta = frames->delta_of(load);
+    if (index_delta == nullptr) return;
+  }
+  IRBuilder<> b(cinst);
+  if (frames != nullptr) {
+    Value* is_held = b.CreateLoad(b.getInt1Ty(), frames->held);
+    b.SetInsertPoint(SplitBlockAndInsertIfThen(is_held, cinst, false, nullptr, frames->dt, &li));
+  }
+  Value* here = b.CreatePtrToInt(cload->getPointerOperand(), i64);
+  Value* ahead = b.CreateAdd(here, b.getInt64(kAhead * step->getAPInt().getSExtValue()));
+  ahead = b.CreateSelect(b.CreateICmpULE(ahead, last_v), ahead, here);
+  if (index_delta != nullptr) ahead = b.CreateAdd(ahead, index_delta);
+  LoadInst* next = b.CreateAlignedLoad(cload->getType(),
+                                       b.CreateIntToPtr(ahead, cload->getPointerOperandType()),
+                                       cload->getAlign(), "mmu.ahead");
+  Value* next_index = next;
+  if (ext != nullptr) {
+    Instruction* e = cast<Instruction>(vmap[ext])->clone();
+    e->setOperand(0, next);
+    next_index = b.Insert(e);
+  }
+  Instruction* g = cast<Instruction>(vmap[gep])->clone();
+  g->setOperand(g->getNumOperands() - 1, next_index);
+  b.Insert(g);
+  Value* element = b.CreatePtrToInt(g, i64);
+  if (frames != nullptr) {
+    LocalProbe entry = emit_local_block_probe(b, frames->ctx, element, element, false, b.getTrue());
+    element = b.CreateAdd(element, b.CreateSelect(entry.hit, entry.delta, b.getInt64(0)));
+  }
+  Value* target = b.CreateIntToPtr(element, b.getInt8PtrTy());
+  b.CreateIntrinsic(Intrinsic::prefetch, {b.getInt8PtrTy()},
+                    {target, b.getInt32(0), b.getInt32(3), b.getInt32(1)});
+}
+
 // An access of a frame loop that also has probed accesses (J5), rewritten once every loop is
 // versioned (rewrite_held).
 struct HeldAccess {
@@ -694,7 +781,8 @@ Value* frame_delta(IRBuilder<>& b, const LocalRange& r, Value* ctx, Value* epoch
 void version_local(Loop* l, Value* ctx, Value* pred_ok, const std::vector<LocalRange>& ranges,
                    const std::vector<std::pair<Instruction*, Value*>>& probed,
                    std::vector<HeldAccess>& held_out, const Runtime& rt, DominatorTree& dt,
-                   LoopInfo& li, ScalarEvolution& se) {
+                   LoopInfo& li, ScalarEvolution& se, PredicatedScalarEvolution& pse,
+                   SCEVExpander& expander) {
   BasicBlock* check = l->getLoopPreheader();
   LLVMContext& c = check->getContext();
   IRBuilder<> b(check->getTerminator());
@@ -776,6 +864,19 @@ void version_local(Loop* l, Value* ctx, Value* pred_ok, const std::vector<LocalR
     BasicBlock* edge = SplitEdge(from, to, &dt, &li);
     b.SetInsertPoint(edge->getTerminator());
     b.CreateAlignedStore(zero, active, Align(8))->setAtomic(AtomicOrdering::Release);
+  }
+  // Last: the blocks this adds inside the clone are not ways out of it.
+  if (!probed.empty()) {
+    FramePrefetch frames{ctx, held,
+                         [&](Instruction* access) -> Value* {
+                           for (std::size_t i = 0; i < ranges.size(); ++i)
+                             for (Instruction* r : ranges[i].insts)
+                               if (r == access) return deltas[i];
+                           return nullptr;
+                         },
+                         &dt};
+    for (auto& [inst, ptr] : probed)
+      prefetch_gathered(inst, ptr, l, probed, vmap, pse, se, expander, li, &frames);
   }
 }
 
@@ -925,68 +1026,6 @@ std::pair<const SCEV*, const SCEV*> xor_index_range(Value* ptr, Loop* l, const S
   const SCEV* p = se.getSCEV(gep->getPointerOperand());
   return {se.getAddExpr(p, se.getMulExpr(scale, se.getSCEV(lo))),
           se.getAddExpr(p, se.getMulExpr(scale, se.getSCEV(hi)))};
-}
-
-// A gather `base[idx[i]]` keeps its probe, and its loads, each a likely cache miss behind the
-// probe's branches, barely overlap (5x the bare loop). In the in-place copy of the loop (J1:
-// the ranges were found in place), the index a few iterations ahead is read (clamped to the
-// index's checked range, so the read stays in it) and its element prefetched: a prefetch never
-// faults, and a stale or foreign address costs nothing but the prefetch.
-void prefetch_gathered(Instruction* inst, Value* ptr, Loop* l,
-                       const std::vector<std::pair<Instruction*, Value*>>& probed,
-                       ValueToValueMapTy& vmap, PredicatedScalarEvolution& pse,
-                       ScalarEvolution& se, SCEVExpander& expander, LoopInfo& li) {
-  constexpr std::int64_t kAhead = 16;  // iterations
-  Value* p = ptr;
-  while (auto* c = dyn_cast<AddrSpaceCastOperator>(p)) p = c->getOperand(0);
-  auto* gep = dyn_cast<GetElementPtrInst>(p);
-  if (gep == nullptr || gep->getNumIndices() != 1 || !l->contains(gep)) return;
-  Value* index = gep->idx_begin()->get();
-  auto* ext = dyn_cast<CastInst>(index);
-  if (ext != nullptr && (isa<ZExtInst>(ext) || isa<SExtInst>(ext))) index = ext->getOperand(0);
-  else ext = nullptr;
-  auto* load = dyn_cast<LoadInst>(index);
-  // The index's load must be range-checked (direct in the in-place copy), not probed itself.
-  if (load == nullptr || load->isAtomic() || !l->contains(load) || !vmap.count(load) ||
-      !vmap.count(gep) || (ext != nullptr && !vmap.count(ext)) ||
-      std::any_of(probed.begin(), probed.end(), [&](auto& pr) { return pr.first == load; }))
-    return;
-  Value* q = load->getPointerOperand();
-  auto* ar = dyn_cast<SCEVAddRecExpr>(pse.getSCEV(q));
-  const SCEV* btc = pse.getBackedgeTakenCount();
-  if (ar == nullptr || ar->getLoop() != l || !ar->isAffine() || isa<SCEVCouldNotCompute>(btc))
-    return;
-  auto* step = dyn_cast<SCEVConstant>(ar->getStepRecurrence(se));
-  if (step == nullptr || step->getAPInt().getSExtValue() <= 0) return;
-  auto* clone_header = dyn_cast<BasicBlock>(vmap[l->getHeader()]);
-  Loop* fast = clone_header != nullptr ? li.getLoopFor(clone_header) : nullptr;
-  if (fast == nullptr || fast->getLoopPreheader() == nullptr) return;
-  Instruction* at = fast->getLoopPreheader()->getTerminator();
-  Type* i64 = Type::getInt64Ty(inst->getContext());
-  const SCEV* last = se.getPtrToIntExpr(ar->evaluateAtIteration(btc, se), i64);
-  if (isa<SCEVCouldNotCompute>(last) || !expander.isSafeToExpandAt(last, at)) return;
-  Value* last_v = expander.expandCodeFor(last, i64, at);
-  auto* cinst = cast<Instruction>(vmap[inst]);
-  auto* cload = cast<LoadInst>(vmap[load]);
-  IRBuilder<> b(cinst);
-  Value* here = b.CreatePtrToInt(cload->getPointerOperand(), i64);
-  Value* ahead = b.CreateAdd(here, b.getInt64(kAhead * step->getAPInt().getSExtValue()));
-  ahead = b.CreateSelect(b.CreateICmpULE(ahead, last_v), ahead, here);
-  LoadInst* next = b.CreateAlignedLoad(cload->getType(),
-                                       b.CreateIntToPtr(ahead, cload->getPointerOperandType()),
-                                       cload->getAlign(), "mmu.ahead");
-  Value* next_index = next;
-  if (ext != nullptr) {
-    Instruction* e = cast<Instruction>(vmap[ext])->clone();
-    e->setOperand(0, next);
-    next_index = b.Insert(e);
-  }
-  Instruction* g = cast<Instruction>(vmap[gep])->clone();
-  g->setOperand(g->getNumOperands() - 1, next_index);
-  b.Insert(g);
-  Value* target = b.CreateIntToPtr(b.CreatePtrToInt(g, i64), b.getInt8PtrTy());
-  b.CreateIntrinsic(Intrinsic::prefetch, {b.getInt8PtrTy()},
-                    {target, b.getInt32(0), b.getInt32(3), b.getInt32(1)});
 }
 
 // The ranges a loop's checks cover: the accesses of one kind (read or write) through one base
@@ -1193,7 +1232,8 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
         prefetch_gathered(inst, ptr, l, lc.probed, vmap, *lc.pse, se, expander, li);
       }
       // Data in device memory: a third version, on the frames (J4).
-      if (frames_ok) version_local(l, ctx, pred_ok, local, lc.probed, held, rt, dt, li, se);
+      if (frames_ok)
+        version_local(l, ctx, pred_ok, local, lc.probed, held, rt, dt, li, se, *lc.pse, expander);
       continue;
     }
     for (const AccessRange& r : lc.ranges) checks[r.inst] = ok;
