@@ -570,31 +570,38 @@ struct LocalRange {
 // range may become mappable without an invalidation.
 struct CheckCache {
   AllocaInst* epoch;   // i64: the epoch of the kept answer; ~0 (never an epoch) when none
+  AllocaInst* lo;      // i64: the range it is for (an invariant of the parent loop may still
+  AllocaInst* hi;      //      change with the loop around that: the next row of a matmul)
   AllocaInst* answer;  // i64: the answer (in place: 1; frames: the delta)
 };
 CheckCache make_check_cache(Function* f) {
   IRBuilder<> b(&*f->getEntryBlock().getFirstInsertionPt());
-  CheckCache c{b.CreateAlloca(b.getInt64Ty()), b.CreateAlloca(b.getInt64Ty())};
+  Type* i64 = b.getInt64Ty();
+  CheckCache c{b.CreateAlloca(i64), b.CreateAlloca(i64), b.CreateAlloca(i64), b.CreateAlloca(i64)};
   b.CreateStore(b.getInt64(~std::uint64_t{0}), c.epoch);
   return c;
 }
 
-// Before `where`: the kept answer when it is of `epoch`, else `compute(at)`'s (emitted in a
-// branch; 0 is a failed answer), kept when it passed.
-Value* cached_check(Instruction* where, Value* epoch, DominatorTree& dt, LoopInfo& li,
-                    const std::function<Value*(Instruction*)>& compute) {
+// Before `where`: the kept answer when it is for [lo, hi) in `epoch`, else `compute(at)`'s
+// (emitted in a branch; 0 is a failed answer), kept when it passed.
+Value* cached_check(Instruction* where, Value* epoch, Value* lo, Value* hi, DominatorTree& dt,
+                    LoopInfo& li, const std::function<Value*(Instruction*)>& compute) {
   Function* f = where->getFunction();
   CheckCache cache = make_check_cache(f);
   IRBuilder<> b(where);
   Type* i64 = b.getInt64Ty();
   Value* kept = b.CreateLoad(i64, cache.answer);
   Value* hit = b.CreateICmpEQ(b.CreateLoad(i64, cache.epoch), epoch);
+  hit = b.CreateAnd(hit, b.CreateICmpEQ(b.CreateLoad(i64, cache.lo), lo));
+  hit = b.CreateAnd(hit, b.CreateICmpEQ(b.CreateLoad(i64, cache.hi), hi));
   BasicBlock* head = where->getParent();
   Instruction* miss = SplitBlockAndInsertIfThen(b.CreateNot(hit), where, false, nullptr, &dt, &li);
   Value* answer = compute(miss);
   IRBuilder<> mb(miss);
   Value* passed = mb.CreateICmpNE(answer, mb.getInt64(0));
   mb.CreateStore(mb.CreateSelect(passed, epoch, mb.getInt64(~std::uint64_t{0})), cache.epoch);
+  mb.CreateStore(lo, cache.lo);
+  mb.CreateStore(hi, cache.hi);
   mb.CreateStore(answer, cache.answer);
   b.SetInsertPoint(where);
   PHINode* result = b.CreatePHI(i64, 2, "mmu.cached");
@@ -800,7 +807,7 @@ void version_local(Loop* l, Value* ctx, Value* pred_ok, const std::vector<LocalR
     if (r.invariant) {
       // The same range at every entry: the kept delta of this epoch, else the check below.
       Instruction* where = &*b.GetInsertPoint();
-      Value* d = cached_check(where, epoch, dt, li, [&](Instruction* at) {
+      Value* d = cached_check(where, epoch, r.lo, r.hi, dt, li, [&](Instruction* at) {
         IRBuilder<> cb(at);
         return frame_delta(cb, r, ctx, epoch_ok, rt, dt, li);
       });
@@ -1210,7 +1217,7 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
           chain = emit_range_check(at, ctx, epoch_ok, r.lo, r.hi, r.write, chain, rt, dt, li);
           continue;
         }
-        Value* kept = cached_check(at, epochs.dev_epoch, dt, li, [&](Instruction* miss) {
+        Value* kept = cached_check(at, epochs.dev_epoch, r.lo, r.hi, dt, li, [&](Instruction* miss) {
           Value* passed = emit_range_check(miss, ctx, epoch_ok, r.lo, r.hi, r.write,
                                            ConstantInt::getTrue(miss->getContext()), rt, dt, li);
           return IRBuilder<>(miss).CreateZExt(passed, i64);

@@ -72,6 +72,15 @@ __kernel void butterfly(__global const uint* in, __global uint* out, uint j) {
   out[i] = (i < (i ^ j)) ? min(a, b) : max(a, b);
 }
 
+// Rows of `a` a stride apart (lda), each work-item a row times its column number: the row's
+// range is the same for every work-item of a row of the group, and changes with the next row.
+__kernel void row_sums(__global const float* a, __global float* out, int lda, int k) {
+  const int col = (int)get_global_id(0), row = (int)get_global_id(1);
+  float s = 0;
+  for (int kk = 0; kk < k; ++kk) s += a[row * lda + kk];
+  out[row * (int)get_global_size(0) + col] = s * (float)(col + 1);
+}
+
 // One increment per work-item: lost updates show as a count short of the launches.
 __kernel void bump(__global int* v) { v[get_global_id(0)] += 1; }
 
@@ -434,6 +443,37 @@ TEST_P(JitPaths, GatherPrefetchReadsNoIndexPastTheRange) {
   }
   EXPECT_EQ(rt.audit(), "");
   munmap(raw, 5 * page);
+}
+
+// A kept range answer is for its range: in a 2-D group the inner loop's range (a row) is the
+// same across the x loop around it but changes with the y loop around that, and the rows lie in
+// different blocks of device memory (copied memory: chunks apart, a delta per block). Keyed on
+// the epoch alone, the second row read the first row's frames (found by DenseMatmul under ASan,
+// whose heap put the matrix's rows in different runs of frames).
+TEST_P(JitPaths, KeptRangeAnswersAreForTheirRangeOnly) {
+  hetmm::Options o = options(GetParam());
+  o.zero_copy_moves = false;
+  hetmm::Runtime rt(o);
+  auto& dev = rt.device(0);
+  const int rows = 8, cols = 16, k = 64;
+  const int lda = (2 << 20) / 4 + 1024;  // one row per 2 MiB block, each at another offset
+  auto* a = static_cast<float*>(rt.allocate(static_cast<std::size_t>(lda) * rows * 4));
+  std::vector<float> out(rows * cols);
+  for (int r = 0; r < rows; ++r)
+    for (int kk = 0; kk < k; ++kk) a[static_cast<std::size_t>(r) * lda + kk] = static_cast<float>(r * 100 + kk);
+  for (int r = 0; r < rows; ++r) dev.migrate_to_device(a + static_cast<std::size_t>(r) * lda, k * 4);
+  for (int round = 0; round < 2; ++round) {
+    dev.launch(program(), "row_sums", hetmm::NDRange{cols, rows}, hetmm::NDRange{cols, rows}, a,
+               out.data(), lda, k);
+    dev.synchronize();
+    for (int r = 0; r < rows; ++r)
+      for (int c = 0; c < cols; ++c) {
+        const float want = static_cast<float>((r * 100 * k + k * (k - 1) / 2) * (c + 1));
+        ASSERT_EQ(out[r * cols + c], want) << "row " << r << " col " << c;
+      }
+  }
+  EXPECT_EQ(rt.audit(), "");
+  rt.deallocate(a);
 }
 
 // A frame loop holds the shootdown protocol's `active` for the whole loop (J4): while kernels
