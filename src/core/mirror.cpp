@@ -529,7 +529,7 @@ int Mirror::move_between_devices(std::size_t device, std::uintptr_t page) {
 }
 
 std::size_t Mirror::bring_home_run(std::uintptr_t start, std::uintptr_t end, int owner,
-                                   std::size_t* left) {
+                                   std::size_t* left, bool counted_before) {
   VaBlock* b = get_block(start);
   std::size_t i0 = os::page_index_in_block(start);
   std::size_t n = (end - start) / kPageSize;
@@ -546,6 +546,10 @@ std::size_t Mirror::bring_home_run(std::uintptr_t start, std::uintptr_t end, int
     // and the next CPU touch or bring-home tries again.
     if (!copy_with_retry([&] { return dev->copy_from_frames(staging_, frames_, n); })) {
       if (left) *left += n;
+      if (counted_before) {
+        counters_[owner].pages_to_system.fetch_sub(n, std::memory_order_relaxed);
+        b->pages_out -= n;
+      }
       return 0;
     }
     src = staging_;
@@ -600,8 +604,13 @@ std::size_t Mirror::bring_home_run(std::uintptr_t start, std::uintptr_t end, int
     if (left) *left += run - done;
     k += run;
   }
-  counters_[owner].pages_to_system.fetch_add(moved, std::memory_order_relaxed);
-  b->pages_out += moved;
+  if (counted_before) {
+    counters_[owner].pages_to_system.fetch_sub(n - moved, std::memory_order_relaxed);
+    b->pages_out -= n - moved;
+  } else {
+    counters_[owner].pages_to_system.fetch_add(moved, std::memory_order_relaxed);
+    b->pages_out += moved;
+  }
 #ifndef NDEBUG
   check_block(*b);
 #endif
@@ -759,8 +768,8 @@ CpuFault Mirror::cpu_fault(std::uintptr_t addr, bool write, bool try_only) {
     constexpr std::uintptr_t kGranule = 64 * 1024;
     std::uintptr_t g0 = os::page_down(addr) & ~(kGranule - 1);
     ReasonScope why(this, EventReason::cpu_fault);
+    ++b->cpu_faults;  // before the fault is resolved (below: why)
     collapse_range(g0, g0 + kGranule, -1);
-    ++b->cpu_faults;
     return CpuFault::served;
   }
   if (!(f & kRevoked) || owner == kSystem) return CpuFault::served;  // already home: retry
@@ -799,9 +808,15 @@ CpuFault Mirror::cpu_fault(std::uintptr_t addr, bool write, bool try_only) {
     hi += kPageSize;
   ReasonScope why(this, EventReason::cpu_fault);
   last_cpu_fault_ = hi - kPageSize;
-  bring_home_run(lo, hi, owner, nullptr);  // what a transient failure leaves faults again
+  // Counted before the pages land: the faulting thread resumes as soon as they do, and what it
+  // reads of the statistics then must include its own fault and its pages (counted after, a
+  // test saw cpu_faults == 0 right after a fault-back under ASan's slower handler).
   counters_[owner].cpu_faults.fetch_add(1, std::memory_order_relaxed);
   ++b->cpu_faults;
+  counters_[owner].pages_to_system.fetch_add((hi - lo) / kPageSize, std::memory_order_relaxed);
+  b->pages_out += (hi - lo) / kPageSize;
+  // What a transient failure leaves faults again (and is taken back from the count).
+  bring_home_run(lo, hi, owner, nullptr, /*counted_before=*/true);
   // A CPU fault-back is a migration event for thrashing detection (pages ping-ponging
   // between a kernel and CPU threads).
   policy::note_migration(*b, os::page_index_in_block(lo), (hi - lo) / kPageSize,

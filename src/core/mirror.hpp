@@ -209,9 +209,11 @@ class Mirror final : public device::FaultResolver, public os::RuntimeAllocated {
   void invalidate_all(std::uintptr_t start, std::uintptr_t end);  // every device, seq++
   // Pages [start, end) all owned by `owner`: data home, frames freed. Returns pages moved; a
   // transient failure (copy engine, EAGAIN/ENOMEM) leaves pages on the device, revoked, and
-  // adds them to *left.
+  // adds them to *left. counted_before: the caller counted the run in pages_to_system before
+  // (a CPU fault-back, whose faulting thread resumes as the pages land): only what did not come
+  // home is taken back.
   std::size_t bring_home_run(std::uintptr_t start, std::uintptr_t end, int owner,
-                             std::size_t* left);
+                             std::size_t* left, bool counted_before = false);
   // Brings home pages in [start, end) owned by `only` (any device if < 0), except `skip`.
   std::size_t bring_home_range(std::uintptr_t start, std::uintptr_t end, int only, int skip,
                                std::size_t* left = nullptr);
