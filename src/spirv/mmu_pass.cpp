@@ -179,29 +179,45 @@ Probe emit_epochs(IRBuilder<>& b, Value* ctx) {
   return p;
 }
 
+// The page TLB's entry for [lo, last] when both lie in one page: hit when it holds that page in
+// this epoch with (bits & mask) == want; delta = frame address - process address there.
+struct PageEntry {
+  Value* hit;
+  Value* delta;
+  Value* same;  // i1: the entry holds that page in this epoch
+  Value* bits;  // i64: its PTE
+};
+PageEntry emit_page_entry(IRBuilder<>& b, Value* ctx, Value* lo, Value* last, std::uint64_t want,
+                          std::uint64_t mask, Value* epoch_ok) {
+  Type* i64 = b.getInt64Ty();
+  auto k = [&](std::uint64_t v) { return ConstantInt::get(i64, v); };
+  Value* vpn = b.CreateLShr(lo, k(12));
+  Value* slot = b.CreateLShr(b.CreateMul(vpn, k(detail::WorkerContext::kTlbHash)),
+                             k(64 - detail::WorkerContext::kTlbShift));
+  Value* entry = b.CreateInBoundsGEP(i64, load_ctx_field(b, ctx, ctx_offset::tlb, i64->getPointerTo()),
+                                     b.CreateShl(slot, k(1)));
+  Value* tag = b.CreateAlignedLoad(i64, entry, Align(8));
+  Value* bits = b.CreateAlignedLoad(i64, b.CreateConstInBoundsGEP1_64(i64, entry, 1), Align(8));
+  Value* same = b.CreateAnd(epoch_ok, b.CreateICmpEQ(vpn, b.CreateLShr(last, k(12))));
+  same = b.CreateAnd(same, b.CreateICmpEQ(tag, vpn));
+  Value* hit = b.CreateAnd(same, b.CreateICmpEQ(b.CreateAnd(bits, k(mask)), k(want)));
+  return {hit, b.CreateSub(b.CreateAnd(bits, k(pte::kAddrMask)), b.CreateShl(vpn, k(12))), same,
+          bits};
+}
+
 // The page-TLB probe, after emit_epochs.
 void emit_page_probe(IRBuilder<>& b, Value* ctx, Value* va, std::uint64_t bytes, bool write,
                      unsigned as, Probe& p) {
   LLVMContext& c = b.getContext();
   Type* i64 = b.getInt64Ty();
-  Type* i64p = i64->getPointerTo();
   auto k = [&](std::uint64_t v) { return ConstantInt::get(i64, v); };
-  Value* vpn = b.CreateLShr(va, k(12));
-  Value* last = b.CreateLShr(b.CreateAdd(va, k(bytes - 1)), k(12));
-  // WorkerContext::slot(): (vpn * kTlbHash) >> (64 - kTlbShift)
-  Value* slot = b.CreateLShr(b.CreateMul(vpn, k(detail::WorkerContext::kTlbHash)),
-                             k(64 - detail::WorkerContext::kTlbShift));
-  Value* tlb = load_ctx_field(b, ctx, ctx_offset::tlb, i64p);
-  Value* entry = b.CreateInBoundsGEP(i64, tlb, b.CreateShl(slot, k(1)));
-  Value* tag = b.CreateAlignedLoad(i64, entry, Align(8));
-  Value* bits = b.CreateAlignedLoad(i64, b.CreateConstInBoundsGEP1_64(i64, entry, 1), Align(8));
+  PageEntry page = emit_page_entry(b, ctx, va, b.CreateAdd(va, k(bytes - 1)), 0, 0, p.epoch_ok);
+  Value* bits = page.bits;
   std::uint64_t mask = pte::kLocal | (write ? pte::kWrite : 0);
   std::uint64_t want = write ? pte::kWrite : 0;
-  Value* hit = b.CreateAnd(p.epoch_ok, b.CreateICmpEQ(vpn, last));
-  hit = b.CreateAnd(hit, b.CreateICmpEQ(tag, vpn));
   Value* rights = b.CreateAnd(bits, k(mask));
-  p.in_place = b.CreateAnd(hit, b.CreateICmpEQ(rights, k(want)));
-  p.local = b.CreateAnd(hit, b.CreateICmpEQ(rights, k(want | pte::kLocal)));
+  p.in_place = b.CreateAnd(page.same, b.CreateICmpEQ(rights, k(want)));
+  p.local = b.CreateAnd(page.same, b.CreateICmpEQ(rights, k(want | pte::kLocal)));
   p.host = b.CreateOr(b.CreateAnd(bits, k(pte::kAddrMask)), b.CreateAnd(va, k(4095)));
   if (as == 4) {
     // Generic pointers into private or __local memory are not device memory.
@@ -466,32 +482,6 @@ bool version_loop(Loop* l, Value* ok, DominatorTree& dt, LoopInfo& li, ScalarEvo
   dt.recalculate(*check->getParent());
   se.forgetLoop(l);
   return true;
-}
-
-// The page TLB's entry for [lo, last] when both lie in one page: hit when it holds that page in
-// this epoch with (bits & mask) == want; delta = frame address - process address there.
-struct PageEntry {
-  Value* hit;
-  Value* delta;
-  Value* same;  // i1: the entry holds that page in this epoch
-  Value* bits;  // i64: its PTE
-};
-PageEntry emit_page_entry(IRBuilder<>& b, Value* ctx, Value* lo, Value* last, std::uint64_t want,
-                          std::uint64_t mask, Value* epoch_ok) {
-  Type* i64 = b.getInt64Ty();
-  auto k = [&](std::uint64_t v) { return ConstantInt::get(i64, v); };
-  Value* vpn = b.CreateLShr(lo, k(12));
-  Value* slot = b.CreateLShr(b.CreateMul(vpn, k(detail::WorkerContext::kTlbHash)),
-                             k(64 - detail::WorkerContext::kTlbShift));
-  Value* entry = b.CreateInBoundsGEP(i64, load_ctx_field(b, ctx, ctx_offset::tlb, i64->getPointerTo()),
-                                     b.CreateShl(slot, k(1)));
-  Value* tag = b.CreateAlignedLoad(i64, entry, Align(8));
-  Value* bits = b.CreateAlignedLoad(i64, b.CreateConstInBoundsGEP1_64(i64, entry, 1), Align(8));
-  Value* same = b.CreateAnd(epoch_ok, b.CreateICmpEQ(vpn, b.CreateLShr(last, k(12))));
-  same = b.CreateAnd(same, b.CreateICmpEQ(tag, vpn));
-  Value* hit = b.CreateAnd(same, b.CreateICmpEQ(b.CreateAnd(bits, k(mask)), k(want)));
-  return {hit, b.CreateSub(b.CreateAnd(bits, k(pte::kAddrMask)), b.CreateShl(vpn, k(12))), same,
-          bits};
 }
 
 // Whether the worker knows va's page is in a device frame, from its block's run of frames or
