@@ -174,6 +174,11 @@ Function* with_hidden_params(Function* f) {
   nf->getArg(n - 1)->setName("hetmm.lz");
   nf->addParamAttr(n - 4, Attribute::NoAlias);
   nf->addParamAttr(n - 4, Attribute::NoCapture);
+  // The context is always there: its invariant loads may then be hoisted out of loops even from
+  // code that runs conditionally (region loops recompute ids and group ids in their bodies).
+  nf->addParamAttr(n - 4, Attribute::getWithDereferenceableBytes(nf->getContext(),
+                                                                 sizeof(KernelContext)));
+  nf->addParamAttr(n - 4, Attribute::getWithAlignment(nf->getContext(), Align(8)));
   return nf;
 }
 
@@ -234,6 +239,8 @@ Function* make_runner(Module& m, Function* kernel, const std::string& name) {
                                {i8p, i8p->getPointerTo(), i64, i64, i64, i64, i64, i64}, false);
   Function* run = Function::Create(ft, GlobalValue::ExternalLinkage, name, m);
   run->addParamAttr(0, Attribute::NoAlias);
+  run->addParamAttr(0, Attribute::getWithDereferenceableBytes(c, sizeof(KernelContext)));
+  run->addParamAttr(0, Attribute::getWithAlignment(c, Align(8)));
   auto* entry = BasicBlock::Create(c, "entry", run);
   IRBuilder<> b(entry);
   Value* ctx = run->getArg(0);

@@ -438,6 +438,30 @@ void expand_mem_intrinsics(Function& f, const TargetTransformInfo& tti) {
         if (auto* mt = dyn_cast<MemTransferInst>(mi)) device |= needs_mmu(mt->getRawSource());
         if (device) work.push_back(mi);
       }
+  for (MemIntrinsic*& mi : work) {
+    // LLVM 15 expands a memmove by comparing its pointers through a bitcast, invalid between
+    // address spaces. Private, global, constant and __local memory never overlap: such a move
+    // is a copy; against a generic pointer, both become generic (every address is one).
+    auto* mv = dyn_cast<MemMoveInst>(mi);
+    if (mv == nullptr) continue;
+    unsigned das = mv->getDestAddressSpace(), sas = mv->getSourceAddressSpace();
+    if (das == sas) continue;
+    IRBuilder<> b(mv);
+    Value *dst = mv->getRawDest(), *src = mv->getRawSource();
+    CallInst* replacement = nullptr;
+    if (das != 4 && sas != 4) {
+      replacement = b.CreateMemCpy(dst, mv->getDestAlign(), src, mv->getSourceAlign(),
+                                   mv->getLength(), mv->isVolatile());
+    } else {
+      Type* generic = Type::getInt8PtrTy(f.getContext(), 4);
+      replacement = b.CreateMemMove(b.CreateAddrSpaceCast(dst, generic), mv->getDestAlign(),
+                                    b.CreateAddrSpaceCast(src, generic), mv->getSourceAlign(),
+                                    mv->getLength(), mv->isVolatile());
+    }
+    replacement->copyMetadata(*mv);
+    mv->eraseFromParent();
+    mi = cast<MemIntrinsic>(replacement);
+  }
   for (MemIntrinsic* mi : work) {
     if (auto* cpy = dyn_cast<MemCpyInst>(mi)) expandMemCpyAsLoop(cpy, tti);
     else if (auto* mv = dyn_cast<MemMoveInst>(mi)) expandMemMoveAsLoop(mv);

@@ -87,6 +87,27 @@ __kernel void bump(__global int* v) { v[get_global_id(0)] += 1; }
 // The same through an index (a permutation): data-dependent accesses, probed one by one.
 __kernel void bump_at(__global int* v, __global const uint* idx) { v[idx[get_global_id(0)]] += 1; }
 
+// Region loops with everything that lives across a barrier: a loop-carried value (a PHI once
+// promoted) used after the loop's barriers and after the loop, a private array indexed at run
+// time and read through a generic pointer, ids and __local addresses recomputed per region, and
+// groups of different sizes (the last one short).
+int pick(const int* p, uint k) { return p[k % 8]; }
+__kernel void regions_mix(__global const int* in, __global int* out, __local int* tmp,
+                          uint rounds) {
+  const uint lid = (uint)get_local_id(0), n = (uint)get_local_size(0);
+  int priv[8];
+  for (int k = 0; k < 8; ++k) priv[k] = in[get_global_id(0)] * (k + 1);
+  int acc = priv[lid % 8];
+  uint r = 0;
+  for (; r < rounds; ++r) {
+    tmp[lid] = acc;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    acc += tmp[(lid + r + 1) % n] + pick(priv, r + lid);
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  out[get_global_id(0)] = acc + (int)r * 1000 + pick(priv, lid + r);
+}
+
 // Unaligned 16-byte loads and stores, some of which straddle a page boundary.
 __kernel void copy_unaligned(__global const uchar* in, __global uchar* out, int offset) {
   size_t i = get_global_id(0);
@@ -147,6 +168,33 @@ TEST_P(JitPaths, GenericPointersToPrivateLocalAndGlobal) {
              hetmm::LocalMemory{32 * sizeof(int)});
   dev.synchronize();
   for (int i = 0; i < 256; ++i) ASSERT_EQ(out[i], 2 * i + 2 * (i + 1000) + 14) << i;
+}
+
+TEST_P(JitPaths, RegionLoopsKeepWhatLivesAcrossBarriers) {
+  hetmm::Runtime rt(options(GetParam()));
+  auto& dev = rt.device(0);
+  const std::size_t n = 1000, local = 64;  // 15 groups of 64 and one of 40
+  const unsigned rounds = 5;
+  std::vector<int> in(n), out(n, -1);
+  for (std::size_t i = 0; i < n; ++i) in[i] = static_cast<int>((i * 37) % 101) - 50;
+  dev.launch(program(), "regions_mix", hetmm::NDRange{n}, hetmm::NDRange{local}, in.data(),
+             out.data(), hetmm::LocalMemory{local * sizeof(int)}, rounds);
+  dev.synchronize();
+  for (std::size_t g = 0; g < n; g += local) {
+    const std::size_t size = std::min(local, n - g);
+    std::vector<int> acc(size), tmp(size);
+    auto priv = [&](std::size_t lid, unsigned k) { return in[g + lid] * static_cast<int>(k % 8 + 1); };
+    for (std::size_t l = 0; l < size; ++l) acc[l] = priv(l, static_cast<unsigned>(l));
+    for (unsigned r = 0; r < rounds; ++r) {
+      tmp = acc;
+      for (std::size_t l = 0; l < size; ++l)
+        acc[l] += tmp[(l + r + 1) % size] + priv(l, static_cast<unsigned>(r + l));
+    }
+    for (std::size_t l = 0; l < size; ++l)
+      ASSERT_EQ(out[g + l], acc[l] + static_cast<int>(rounds) * 1000 +
+                                priv(l, static_cast<unsigned>(l + rounds)))
+          << "work-item " << g + l;
+  }
 }
 
 TEST_P(JitPaths, PageStraddlingAccesses) {
