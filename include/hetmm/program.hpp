@@ -57,6 +57,10 @@ struct KernelInfo {
   std::vector<KernelArgInfo> args;
   bool uses_barriers = false;               // work-items of a group run as fibers
   std::array<std::size_t, 3> required_local{0, 0, 0};  // reqd_work_group_size, or zeros
+  // How the JIT compiled its work-item loops: per barrier region (or for the one loop of a
+  // kernel without barriers), whether the loop over work-items was vectorised and how wide,
+  // with LLVM's reasons where it was not. One line each; `hetmm run --explain` prints it.
+  std::string vectorization;
 };
 
 namespace detail {

@@ -48,7 +48,6 @@ namespace {
 using namespace llvm;
 
 constexpr std::uint32_t kEnd = 0x7fffffff;     // the state after the kernel returns
-constexpr std::uint32_t kUnset = 0x7ffffffe;   // no work-item has chosen the next region yet
 
 bool is_barrier(const Instruction& i) {
   auto* call = dyn_cast<CallInst>(&i);
@@ -297,11 +296,14 @@ std::size_t demote_and_privatize(Regions& r, std::vector<BasicBlock*>& barrier_b
   // reserves (kernel_driver.cpp).
   std::size_t offset = 0;
   for (AllocaInst* a : allocas) {
-    std::size_t align = std::max<std::size_t>(a->getAlign().value(), 8);
-    offset = (offset + align - 1) / align * align;
-    std::size_t at = offset;
+    // Each copy padded only to the variable's own alignment: a float's array is dense, so a
+    // vectorised loop reads it with plain vector loads (8-byte padding made it an interleaved
+    // access with gaps, whose scalar epilogue kept 16-item loops from vectorising at all).
+    std::size_t align = a->getAlign().value();
     std::size_t size = static_cast<std::size_t>(a->getAllocationSizeInBits(r.dl)->getFixedSize() / 8);
     size = (size + align - 1) / align * align;  // wi * size keeps every copy aligned
+    offset = (offset + 63) / 64 * 64;  // and each array starts on a cache line
+    std::size_t at = offset;
     offset += size;
     for (Use& use : make_early_inc_range(a->uses())) {
       auto* user = cast<Instruction>(use.getUser());
@@ -346,7 +348,6 @@ bool build_regions(Regions& r, const std::vector<BasicBlock*>& barrier_blocks,
   auto* done = BasicBlock::Create(c, "wg.done", &f);
   IRBuilder<> b(entry);
   AllocaInst* state = b.CreateAlloca(b.getInt32Ty(), nullptr, "wg.state");
-  AllocaInst* mismatch = b.CreateAlloca(b.getInt1Ty(), nullptr, "wg.mismatch");
   Value* base = b.CreateIntToPtr(load_ctx_field(b, ctx, ctx_offset::wi_private, b.getInt64Ty()), b.getInt8PtrTy());
   Value* n0 = load_ctx_field(b, ctx, ctx_offset::local_size, b.getInt64Ty());
   Value* n1 = load_ctx_field(b, ctx, ctx_offset::local_size + 8, b.getInt64Ty());
@@ -379,8 +380,6 @@ bool build_regions(Regions& r, const std::vector<BasicBlock*>& barrier_blocks,
     auto* pre = BasicBlock::Create(c, "region.pre", &f, dispatch);
     sw->addCase(b.getInt32(static_cast<std::uint32_t>(ri)), pre);
     b.SetInsertPoint(pre);
-    StoreInst* initial_state = b.CreateStore(b.getInt32(kUnset), state);
-    b.CreateStore(b.getFalse(), mismatch);
     struct Level {
       BasicBlock *head, *latch, *exit;
       PHINode* iv;
@@ -423,13 +422,7 @@ bool build_regions(Regions& r, const std::vector<BasicBlock*>& barrier_blocks,
       auto it = exits.find(next);
       if (it != exits.end()) return it->second;
       auto* e = BasicBlock::Create(c, "region.next", &f, dispatch);
-      IRBuilder<> eb(e);
-      Value* cur = eb.CreateLoad(eb.getInt32Ty(), state);
-      Value* bad = eb.CreateAnd(eb.CreateICmpNE(cur, eb.getInt32(kUnset)),
-                                eb.CreateICmpNE(cur, eb.getInt32(next)));
-      eb.CreateStore(eb.CreateOr(eb.CreateLoad(eb.getInt1Ty(), mismatch), bad), mismatch);
-      eb.CreateStore(eb.getInt32(next), state);
-      eb.CreateBr(lv[2].latch);
+      BranchInst::Create(lv[2].latch, e);
       exits[next] = e;
       return e;
     };
@@ -450,13 +443,24 @@ bool build_regions(Regions& r, const std::vector<BasicBlock*>& barrier_blocks,
         if (it != barrier_index.end()) term->setSuccessor(i, exit_to(it->second));
       }
     }
-    // A region with one way out (most are: straight-line code between barriers) needs no
-    // agreement check: every work-item asks for the same next region.
+    // Which region comes next. With one way out (most regions: straight-line code between
+    // barriers) every work-item asks for it. With several, each way counts the work-items
+    // that take it: a sum the vectoriser can keep in vector registers (the last work-item's
+    // choice and an "any disagreed" flag, kept before, were loop-carried values it could not
+    // vectorise: a loop around a barrier kept its region scalar). All or none of the group
+    // must take each way; anything else is a divergent barrier.
+    std::vector<std::pair<std::uint32_t, AllocaInst*>> takers;
     if (exits.size() == 1) {
-      auto [next, e] = *exits.begin();
-      while (!e->empty()) e->back().eraseFromParent();
-      BranchInst::Create(lv[2].latch, e);
-      initial_state->setOperand(0, b.getInt32(next));
+      IRBuilder<>(pre->getTerminator()).CreateStore(b.getInt32(exits.begin()->first), state);
+    } else {
+      for (auto& [next, e] : exits) {
+        AllocaInst* count =
+            IRBuilder<>(entry, entry->begin()).CreateAlloca(b.getInt64Ty(), nullptr, "region.takers");
+        IRBuilder<>(pre->getTerminator()).CreateStore(b.getInt64(0), count);
+        IRBuilder<> eb(e->getTerminator());
+        eb.CreateStore(eb.CreateAdd(eb.CreateLoad(eb.getInt64Ty(), count), eb.getInt64(1)), count);
+        takers.push_back({next, count});
+      }
     }
     for (BasicBlock* clone : clones)
       for (Instruction& i : *clone) {
@@ -487,7 +491,8 @@ bool build_regions(Regions& r, const std::vector<BasicBlock*>& barrier_blocks,
       b.SetInsertPoint(lv[d].latch);
       Value* next = b.CreateAdd(lv[d].iv, b.getInt64(1), "", true, true);
       lv[d].iv->addIncoming(next, lv[d].latch);
-      b.CreateCondBr(b.CreateICmpULT(next, bounds[d]), lv[d].head, lv[d].exit);
+      BranchInst* br = b.CreateCondBr(b.CreateICmpULT(next, bounds[d]), lv[d].head, lv[d].exit);
+      if (d == 2) br->setMetadata("llvm.loop", work_item_loop_id(c, static_cast<unsigned>(ri)));
       b.SetInsertPoint(lv[d].exit);
       if (d > 0) b.CreateBr(lv[d - 1].latch);
     }
@@ -496,8 +501,21 @@ bool build_regions(Regions& r, const std::vector<BasicBlock*>& barrier_blocks,
     // reaches other threads at the kernel's completion or through the kernel's own atomics.
     // (A seq_cst fence here cost 6% of transpose's time: two per group.)
     b.SetInsertPoint(lv[0].exit);
+    if (takers.empty()) {
+      b.CreateBr(dispatch);
+      continue;
+    }
+    Value* chosen = b.getInt32(kEnd);
+    Value* diverged = b.getFalse();
+    for (auto& [next, count] : takers) {
+      Value* n = b.CreateLoad(b.getInt64Ty(), count);
+      Value* some = b.CreateICmpNE(n, b.getInt64(0));
+      chosen = b.CreateSelect(some, b.getInt32(next), chosen);
+      diverged = b.CreateOr(diverged, b.CreateAnd(some, b.CreateICmpNE(n, items)));
+    }
+    b.CreateStore(chosen, state);
     auto* report = BasicBlock::Create(c, "region.diverged", &f, dispatch);
-    b.CreateCondBr(b.CreateLoad(b.getInt1Ty(), mismatch), report, dispatch);
+    b.CreateCondBr(diverged, report, dispatch);
     b.SetInsertPoint(report);
     b.CreateCall(divergence, {ctx});
     b.CreateBr(dispatch);

@@ -17,6 +17,8 @@
 #include <llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h>
 #include <llvm/ExecutionEngine/Orc/LLJIT.h>
 #include <llvm/IR/Constants.h>
+#include <llvm/IR/DiagnosticHandler.h>
+#include <llvm/IR/DiagnosticInfo.h>
 #include <llvm/IR/Instructions.h>
 #include <llvm/IR/LLVMContext.h>
 #include <llvm/IR/Module.h>
@@ -31,6 +33,7 @@
 #include <dlfcn.h>
 #include <atomic>
 #include <cstdlib>
+#include <map>
 #include <mutex>
 #include <sstream>
 
@@ -309,6 +312,26 @@ void simplify(Module& m, TargetMachine& tm) {
   });
 }
 
+// The loop vectoriser's remarks, by function: what the compile report explains loops with.
+class VectorizerRemarks : public DiagnosticHandler {
+ public:
+  explicit VectorizerRemarks(std::map<std::string, std::vector<std::string>>& out) : out_(out) {}
+  bool isAnalysisRemarkEnabled(StringRef pass) const override { return pass == "loop-vectorize"; }
+  bool isMissedOptRemarkEnabled(StringRef pass) const override { return pass == "loop-vectorize"; }
+  bool isPassedOptRemarkEnabled(StringRef pass) const override { return pass == "loop-vectorize"; }
+  // Without it, passes build only some remarks (LoopAccessAnalysis's reasons are built lazily).
+  bool isAnyRemarkEnabled() const override { return true; }
+  bool handleDiagnostics(const DiagnosticInfo& di) override {
+    auto* remark = dyn_cast<DiagnosticInfoOptimizationBase>(&di);
+    if (remark == nullptr || remark->getPassName() != "loop-vectorize") return remark != nullptr;
+    out_[remark->getFunction().getName().str()].push_back(remark->getMsg());
+    return true;
+  }
+
+ private:
+  std::map<std::string, std::vector<std::string>>& out_;
+};
+
 void optimize(Module& m, TargetMachine& tm, OptimizationLevel level) {
   run_pipeline(m, tm, [&](PassBuilder& pb) {
     return level == OptimizationLevel::O0 ? pb.buildO0DefaultPipeline(level)
@@ -390,10 +413,14 @@ std::string compile_to_object(detail::CompiledProgram& program, const std::uint3
         k.info.uses_barriers = a.uses_barriers;
         k.wi_private_bytes = a.wi_private_bytes;
       }
+  // Kernels are inlined into their runners and simplified first, so that the MMU rewrite sees
+  // the work-item loops and canonical induction variables (its loop range checks need them),
+  // and so that the work-item loops hold every access marked parallel.
+  if (options.level != OptimizationLevel::O0) {
+    simplify(*m, **tm);
+    mark_parallel_accesses(*m);
+  }
   if (options.mmu) {
-    // Kernels are inlined into their runners and simplified first, so that the rewrite sees
-    // the work-item loops and canonical induction variables (its loop range checks need them).
-    if (options.level != OptimizationLevel::O0) simplify(*m, **tm);
     dump_ir(*m, "simplified");
     program.mmu_accesses = apply_mmu_rewrite(*m);
   }
@@ -405,8 +432,15 @@ std::string compile_to_object(detail::CompiledProgram& program, const std::uint3
     fail(Errc::invalid_argument, "SPIR-V module: internal error, rewritten IR is invalid: " +
                                      broken_os.str());
   dump_ir(*m, "rewritten");
+  std::map<std::string, std::vector<std::string>> remarks;
+  m->getContext().setDiagnosticHandler(std::make_unique<VectorizerRemarks>(remarks));
   optimize(*m, **tm, options.level);
+  m->getContext().setDiagnosticHandler(std::make_unique<DiagnosticHandler>());
   dump_ir(*m, "optimized");
+  for (auto& k : program.kernels)
+    if (Function* runner = m->getFunction("__hetmm_run_" + k.info.name))
+      k.info.vectorization =
+          vectorization_report(*runner, remarks[runner->getName().str()]);
   orc::SimpleCompiler compiler(**tm);
   auto object = compiler(*m);
   if (!object) fail(Errc::unsupported, "JIT: code generation: " + message(object.takeError()));

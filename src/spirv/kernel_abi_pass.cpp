@@ -231,7 +231,9 @@ std::size_t lower_local_variables(Module& m) {
 
 // void __hetmm_run_<k>(i8* ctx, i8** args, i64 x0, x1, y0, y1, z0, z1): calls the kernel for
 // every local id in the box. args[i] points at argument i's bytes (for pointers: the pointer).
-Function* make_runner(Module& m, Function* kernel, const std::string& name) {
+// mark_x: the x loop is the kernel's work-item loop (not for a kernel with barrier regions,
+// whose runner runs one whole group per call and whose region loops carry the mark).
+Function* make_runner(Module& m, Function* kernel, const std::string& name, bool mark_x) {
   LLVMContext& c = m.getContext();
   Type* i64 = Type::getInt64Ty(c);
   Type* i8p = Type::getInt8PtrTy(c);
@@ -276,7 +278,8 @@ Function* make_runner(Module& m, Function* kernel, const std::string& name) {
     body(iv);
     Value* next = b.CreateAdd(iv, ConstantInt::get(i64, 1), "", true, true);
     iv->addIncoming(next, b.GetInsertBlock());
-    b.CreateBr(head);
+    BranchInst* latch = b.CreateBr(head);
+    if (std::string_view(label) == "x" && mark_x) latch->setMetadata("llvm.loop", work_item_loop_id(c, 0));
     b.SetInsertPoint(done);
   };
   loop(run->getArg(6), run->getArg(7), "z", [&](Value* z) {
@@ -294,6 +297,18 @@ Function* make_runner(Module& m, Function* kernel, const std::string& name) {
 }
 
 }  // namespace
+
+MDNode* work_item_loop_id(LLVMContext& c, unsigned region) {
+  Metadata* mark = MDNode::get(c, {MDString::get(c, kWorkItemLoopMark),
+                                   ConstantAsMetadata::get(ConstantInt::get(Type::getInt32Ty(c), region))});
+  // The loop's accesses join this group once they are known (mark_parallel_accesses).
+  Metadata* parallel = MDNode::get(c, {MDString::get(c, "llvm.loop.parallel_accesses"),
+                                       MDNode::getDistinct(c, {})});
+  auto self = MDNode::getTemporary(c, None);
+  MDNode* id = MDNode::getDistinct(c, {self.get(), mark, parallel});
+  id->replaceOperandWith(0, id);
+  return id;
+}
 
 AbiResult apply_kernel_abi(Module& m, const std::vector<std::string>& kernel_names) {
   LLVMContext& c = m.getContext();
@@ -376,7 +391,7 @@ AbiResult apply_kernel_abi(Module& m, const std::vector<std::string>& kernel_nam
     if (info.uses_barriers) info.wi_private_bytes = form_barrier_regions(*f);
     f->setLinkage(GlobalValue::InternalLinkage);
     f->addFnAttr(Attribute::AlwaysInline);
-    make_runner(m, f, info.run_symbol);
+    make_runner(m, f, info.run_symbol, info.wi_private_bytes == 0);
     result.kernels.push_back(std::move(info));
   }
   for (Function& f : m)

@@ -15,7 +15,7 @@
 namespace hetmm::spirv {
 namespace {
 
-constexpr const char* kMagic = "hetmm-program-cache 2";
+constexpr const char* kMagic = "hetmm-program-cache 3";
 
 // The GNU build ID of the object this code is linked into (libhetmm.so, or a static program):
 // a hash of its contents, so any change to the code generator or the runtime ABI that kernel
@@ -157,6 +157,7 @@ bool cache_read(const std::string& key, detail::CompiledProgram& program, std::s
       arg.kind = static_cast<ArgKind>(kind);
       info.args.push_back(std::move(arg));
     }
+    if (!get(meta, info.vectorization)) return false;
     program.kernels.push_back(std::move(kernel));
   }
   std::ostringstream bytes;
@@ -188,6 +189,7 @@ void cache_write(const std::string& key, const detail::CompiledProgram& program,
         put(meta, a.type_name);
         meta << static_cast<int>(a.kind) << ' ' << a.size << '\n';
       }
+      put(meta, k.info.vectorization);
     }
     if (!obj || !meta) {
       unlink((tmp + ".o").c_str());

@@ -15,6 +15,8 @@
 
 namespace llvm {
 class Function;
+class LLVMContext;
+class MDNode;
 class Module;
 }  // namespace llvm
 
@@ -36,6 +38,14 @@ struct AbiResult {
   std::size_t static_local_bytes = 0;  // module-scope __local variables, laid out first
 };
 
+// Work-item loops (the runner's loop over local ids, each barrier region's innermost loop) carry
+// this loop ID: !{self, !{"hetmm.work_items", i32 region}, !{"llvm.loop.parallel_accesses",
+// group}}. Copies of a loop (the MMU's
+// versions, the vectoriser's vector and remainder loops) keep it, which is how the compile
+// report (vectorization_report) finds what became of each region.
+inline constexpr const char* kWorkItemLoopMark = "hetmm.work_items";
+llvm::MDNode* work_item_loop_id(llvm::LLVMContext& c, unsigned region);
+
 // `kernels`: names of the module's kernels (spir_kernel functions, before retargeting).
 AbiResult apply_kernel_abi(llvm::Module& m, const std::vector<std::string>& kernels);
 
@@ -45,5 +55,18 @@ std::size_t form_barrier_regions(llvm::Function& kernel);
 
 // Rewrites device-memory accesses; returns how many accesses it rewrote.
 std::size_t apply_mmu_rewrite(llvm::Module& m);
+
+// Work-items of a loop over local ids run in no defined order and may not race: their
+// accesses to global, constant and __local memory and to their own private arrays (region
+// slots) join the loop's access group (llvm.loop.parallel_accesses), so that the vectoriser
+// needs neither bounds nor run-time alias checks for them. Run after inlining (the kernel's
+// helpers are then inside the loop); other memory accesses (the stack, generic pointers,
+// atomics) keep the loop from counting as parallel, which is only a lost optimisation.
+void mark_parallel_accesses(llvm::Module& m);
+
+// After optimisation: one line per region of `runner` saying whether its work-item loop was
+// vectorised (and how wide) in each copy, from the final IR and LLVM's loop-vectorize remarks
+// (`remarks`: their messages for this function). See KernelInfo::vectorization.
+std::string vectorization_report(llvm::Function& runner, const std::vector<std::string>& remarks);
 
 }  // namespace hetmm::spirv

@@ -789,15 +789,43 @@ TEST(JitOptions, MmuOffRunsTheSameKernelWithoutTranslation) {
   EXPECT_THROW(hetmm::Program::from_opencl_c(kSource, "-mmu=sometimes"), hetmm::Error);
 }
 
+// Work-item loops vectorise across work-items, including each barrier region's, with the
+// MMU on: the in-place and frame copies of a checked loop carry plain vector accesses.
+TEST(JitReport, SaysHowEachWorkItemLoopCompiled) {
+  const auto& scale = program().kernel("scale").vectorization;
+  EXPECT_EQ(scale.rfind("work-item loop: vectorised, ", 0), 0u) << scale;
+  EXPECT_NE(scale.find("with probed accesses"), std::string::npos) << scale;  // the fallback
+  auto tiles = hetmm::Program::from_opencl_c(R"CLC(
+__kernel __attribute__((reqd_work_group_size(16, 16, 1)))
+void transpose(__global const float* in, __global float* out, int w) {
+  __local float tile[16][17];
+  int lx = get_local_id(0), ly = get_local_id(1);
+  tile[ly][lx] = in[(get_group_id(1) * 16 + ly) * w + get_group_id(0) * 16 + lx];
+  barrier(CLK_LOCAL_MEM_FENCE);
+  out[(get_group_id(0) * 16 + ly) * w + get_group_id(1) * 16 + lx] = tile[lx][ly];
+}
+)CLC");
+  const auto& t = tiles.kernel("transpose").vectorization;
+  EXPECT_EQ(t.rfind("region 0: vectorised, ", 0), 0u) << t;
+  EXPECT_NE(t.find("\nregion 1: vectorised, "), std::string::npos) << t;
+  // Without the optimiser there is nothing vectorised, and the report says so.
+  auto plain = hetmm::Program::from_opencl_c(
+      "__kernel void add1(__global int* v) { v[get_global_id(0)] += 1; }", "-O0");
+  EXPECT_NE(plain.kernel("add1").vectorization.find("not vectorised"), std::string::npos)
+      << plain.kernel("add1").vectorization;
+}
+
 TEST(JitCache, SecondCompilationComesFromDisk) {
   auto dir = std::filesystem::temp_directory_path() /
              ("hetmm-cache-test-" + std::to_string(getpid()));
   std::filesystem::remove_all(dir);
   setenv("HETMM_CACHE_DIR", dir.c_str(), 1);
   const char* src = "__kernel void add1(__global int* v) { v[get_global_id(0)] += 1; }";
+  std::string report;
   {
     auto p = hetmm::Program::from_opencl_c(src);
     EXPECT_EQ(p.kernel_names(), std::vector<std::string>{"add1"});
+    report = p.kernel("add1").vectorization;
   }  // the in-memory cache holds programs weakly: this one is gone now
   std::size_t entries = 0;
   for (auto& e : std::filesystem::directory_iterator(dir)) entries += e.path().extension() == ".o";
@@ -805,6 +833,8 @@ TEST(JitCache, SecondCompilationComesFromDisk) {
   hetmm::Runtime rt;
   auto p = hetmm::Program::from_opencl_c(src);
   const auto& info = p.kernel("add1");
+  EXPECT_FALSE(report.empty());
+  EXPECT_EQ(info.vectorization, report);  // the compile report comes back with the object
   ASSERT_EQ(info.args.size(), 1u);
   EXPECT_EQ(info.args[0].kind, hetmm::ArgKind::global_pointer);
   std::vector<int> v(100, 41);

@@ -485,6 +485,20 @@ const char* short_kind(hetmm::ArgKind k) {
   return "?";
 }
 
+// --explain: the JIT's account of the kernel's work-item loops, indented under a heading.
+void print_vectorization(const hetmm::KernelInfo& k) {
+  std::printf("compiled (%s):\n", k.name.c_str());
+  std::string text = k.vectorization.empty() ? std::string("no report (built without the JIT)\n")
+                                             : k.vectorization;
+  std::size_t at = 0;
+  while (at < text.size()) {
+    std::size_t end = text.find('\n', at);
+    if (end == std::string::npos) end = text.size();
+    std::printf("  %.*s\n", static_cast<int>(end - at), text.data() + at);
+    at = end + 1;
+  }
+}
+
 void print_signature(const hetmm::KernelInfo& k) {
   std::printf("%s(", k.name.c_str());
   for (std::size_t i = 0; i < k.args.size(); ++i)
@@ -573,6 +587,7 @@ int run(const hetmm::Options& base, const RunArgs& args) {
     for (const std::string& n : names) {
       std::printf("\n");
       print_signature(prog.kernel(n));
+      if (args.explain) print_vectorization(prog.kernel(n));
     }
     if (args.list) return 0;
     // Without --kernel: a listing, unless launch options say a launch was meant.
@@ -668,6 +683,7 @@ int run(const hetmm::Options& base, const RunArgs& args) {
               hetmm::to_string(opt.policy), args.link.c_str());
   std::printf("load + compile  %10.3f ms (cached when compiled before; HETMM_CACHE_DIR=off: "
               "cold)\n", compile_ms);
+  if (args.explain) print_vectorization(info);
   std::printf("first launch    %10.3f ms (launch + synchronize)\n", launch_ms[0]);
   if (repeat > 1) {
     double sum = 0, lo = launch_ms[1];

@@ -65,6 +65,7 @@ struct RunArgs {
   std::vector<std::string> prints;  // --print N[:COUNT]
   unsigned repeat = 1;
   bool list = false;
+  bool explain = false;          // print how the JIT compiled the kernels' work-item loops
   std::string policy = "hetmm";  // hetmm, uvm, in_place
   std::string link = "none";     // link model for modeled time
 };

@@ -288,6 +288,8 @@ int main(int argc, char** argv) {
   run->add_option("FILE", rargs.file, "the program: .spv (SPIR-V) or .cl (OpenCL C)")->required();
   run->add_option("-k,--kernel", rargs.kernel, "the kernel to launch (without it: list them)");
   run->add_flag("-l,--list", rargs.list, "list the kernels and their arguments, launch nothing");
+  run->add_flag("--explain", rargs.explain,
+                "say how each work-item loop compiled: vectorised (how wide) or not, and why");
   run->add_option("--options", rargs.options, "build options, e.g. \"-DN=64 -cl-fast-relaxed-math\"");
   run->add_option("-g,--global", rargs.global, "global size X[,Y[,Z]] in work-items");
   run->add_option("--local", rargs.local, "work-group size X[,Y[,Z]] (default: the runtime's)");

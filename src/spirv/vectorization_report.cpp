@@ -1,0 +1,120 @@
+// What became of each work-item loop after optimisation (KernelInfo::vectorization, shown by
+// `hetmm run --explain` and `make bench-spirv`).
+//
+// The loops are found by their mark (kWorkItemLoopMark), which every copy keeps: the MMU
+// rewrite's in-place, frame and probed versions, the vectoriser's vector loop and its scalar
+// remainder. A copy is "vectorised" when its body computes on vectors (the width is the widest
+// vector it loads, stores or computes); "probed" when it calls the MMU runtime (the fallback
+// every checked loop keeps for data its checks do not cover: never meant to vectorise). LLVM's
+// loop-vectorize remarks carry no location without debug information, so their reasons are
+// listed per kernel, not per loop.
+#include "spirv/passes.hpp"
+
+#include <llvm/Analysis/LoopInfo.h>
+#include <llvm/IR/Constants.h>
+#include <llvm/IR/Dominators.h>
+#include <llvm/IR/Function.h>
+#include <llvm/IR/Instructions.h>
+#include <llvm/IR/Metadata.h>
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <sstream>
+
+namespace hetmm::spirv {
+namespace {
+
+using namespace llvm;
+
+// The region a loop's mark names, or -1 for an unmarked loop.
+int marked_region(const Loop& l) {
+  MDNode* id = l.getLoopID();
+  if (id == nullptr) return -1;
+  for (unsigned i = 1; i < id->getNumOperands(); ++i) {
+    auto* node = dyn_cast<MDNode>(id->getOperand(i));
+    if (node == nullptr || node->getNumOperands() != 2) continue;
+    auto* name = dyn_cast<MDString>(node->getOperand(0));
+    if (name == nullptr || name->getString() != kWorkItemLoopMark) continue;
+    if (auto* c = mdconst::dyn_extract<ConstantInt>(node->getOperand(1)))
+      return static_cast<int>(c->getZExtValue());
+  }
+  return -1;
+}
+
+unsigned vector_width(Type* t) {
+  auto* v = dyn_cast<FixedVectorType>(t);
+  return v == nullptr || v->getElementType()->isIntegerTy(1) ? 0 : v->getNumElements();
+}
+
+struct Copies {
+  unsigned vectorised = 0, probed = 0, scalar = 0, width = 0;
+};
+
+}  // namespace
+
+std::string vectorization_report(Function& runner, const std::vector<std::string>& remarks) {
+  DominatorTree dt(runner);
+  LoopInfo li(dt);
+  std::map<int, Copies> regions;
+  for (Loop* l : li.getLoopsInPreorder()) {
+    int region = marked_region(*l);
+    if (region < 0) continue;
+    unsigned width = 0;
+    bool probed = false;
+    for (BasicBlock* bb : l->blocks())
+      for (Instruction& i : *bb) {
+        if (auto* call = dyn_cast<CallInst>(&i)) {
+          Function* callee = call->getCalledFunction();
+          if (callee != nullptr && callee->getName().startswith("hetmm_jit_")) probed = true;
+        }
+        if (isa<LoadInst>(i) || isa<BinaryOperator>(i) || isa<CallInst>(i))
+          width = std::max(width, vector_width(i.getType()));
+        else if (auto* st = dyn_cast<StoreInst>(&i))
+          width = std::max(width, vector_width(st->getValueOperand()->getType()));
+      }
+    Copies& c = regions[region];
+    if (width != 0) {
+      ++c.vectorised;
+      c.width = std::max(c.width, width);
+    } else if (probed) {
+      ++c.probed;
+    } else {
+      ++c.scalar;
+    }
+  }
+  std::ostringstream out;
+  if (regions.empty()) out << "work-item loop: none left (unrolled or folded away)\n";
+  for (const auto& [region, c] : regions) {
+    out << (regions.size() == 1 && region == 0 ? std::string("work-item loop")
+                                                : "region " + std::to_string(region))
+        << ": ";
+    if (c.vectorised != 0)
+      out << "vectorised, " << c.width << " work-items a step (" << c.vectorised << " cop"
+          << (c.vectorised == 1 ? "y" : "ies") << ")";
+    else
+      out << "not vectorised";
+    if (c.scalar != 0)
+      out << "; " << c.scalar << " scalar cop" << (c.scalar == 1 ? "y" : "ies")
+          << (c.vectorised != 0 ? " (remainder)" : "");
+    if (c.probed != 0) out << "; " << c.probed << " with probed accesses (runtime calls)";
+    out << '\n';
+  }
+  // LLVM's reasons, once each, when a region stayed scalar. Left out: what it says of every
+  // kernel (the outer loops over y, z and regions have no computable trip count; interleaving
+  // decisions) and of the probed copies (their runtime calls cannot be vectorised).
+  bool scalar_region = regions.empty();
+  for (const auto& [region, c] : regions) scalar_region |= c.vectorised == 0 && c.scalar != 0;
+  static const char* const kNoise[] = {"vectorized loop", "could not determine number of loop",
+                                       "call instruction", "interleaving", "interleaved"};
+  std::set<std::string> seen;
+  for (const std::string& r : remarks) {
+    bool noise = r == "loop not vectorized" || !scalar_region;
+    for (const char* n : kNoise) noise = noise || r.find(n) != std::string::npos;
+    if (noise || !seen.insert(r).second || seen.size() > 4) continue;
+    out << "  LLVM: " << r << '\n';
+  }
+  return out.str();
+}
+
+}  // namespace hetmm::spirv
