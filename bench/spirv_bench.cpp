@@ -44,6 +44,7 @@
 #include <string>
 #include <thread>
 #include <variant>
+#include <regex>
 #include <vector>
 
 namespace {
@@ -773,6 +774,7 @@ struct SideResult {
 
 struct CaseResult {
   std::string name, what;
+  std::string vectorization;  // per kernel, MMU on: KernelInfo::vectorization
   SideResult side[kSides];
   bool verified() const {
     for (int s : {kHetmm, kHetmmOff, kHetmmDev})
@@ -900,6 +902,11 @@ class Bench {
         hetmm::Program prog = hetmm::Program::from_opencl_c(
             c.source, side == kHetmmOff ? "-mmu=off" : "");
         sr.build_ms = ms_since(t0);
+        if (side == kHetmm)
+          for (const std::string& k : prog.kernel_names())
+            r.vectorization += k + ":\n  " +
+                               std::regex_replace(prog.kernel(k).vectorization,
+                                                  std::regex("\n(?=.)"), "\n  ");
         std::vector<std::vector<hetmm::detail::LaunchArg>> packed;
         for (const LaunchSpec& l : c.launches) {
           std::vector<hetmm::detail::LaunchArg> args;
@@ -1096,6 +1103,20 @@ void print_table(std::FILE* f, const std::vector<CaseResult>& results, double g_
     std::fprintf(f, "%30s %-13s %10.0f %7.1f %7.1f %12.0f\n", "", r.name.c_str(),
                  double(st.tlb_misses) / n, double(st.faults) / n, double(st.invalidations) / n,
                  double(st.in_place_bytes) / n);
+  }
+  // How the JIT compiled each kernel's work-item loops (hetmm run --explain's report).
+  std::fprintf(f, "\nwork-item loops, MMU on (vectorised: how many work-items a vector step "
+                  "takes):\n");
+  for (const CaseResult& r : results) {
+    if (r.vectorization.empty()) continue;
+    std::fprintf(f, "  %s\n", r.name.c_str());
+    std::size_t at = 0;
+    while (at < r.vectorization.size()) {
+      std::size_t end = r.vectorization.find('\n', at);
+      if (end == std::string::npos) end = r.vectorization.size();
+      std::fprintf(f, "    %.*s\n", static_cast<int>(end - at), r.vectorization.data() + at);
+      at = end + 1;
+    }
   }
   // Details: failures, mismatches.
   for (const CaseResult& r : results) {

@@ -18,6 +18,7 @@
 #include <llvm/IR/Metadata.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <map>
 #include <set>
 #include <sstream>
@@ -49,6 +50,7 @@ unsigned vector_width(Type* t) {
 
 struct Copies {
   unsigned vectorised = 0, probed = 0, scalar = 0, width = 0;
+  bool nested = false;  // a copy holds a loop of the kernel's own
 };
 
 }  // namespace
@@ -73,7 +75,11 @@ std::string vectorization_report(Function& runner, const std::vector<std::string
         else if (auto* st = dyn_cast<StoreInst>(&i))
           width = std::max(width, vector_width(st->getValueOperand()->getType()));
       }
+    // The vectoriser names its loop's body "vector.body"; a kernel's own vector types
+    // (float4 arithmetic) in a scalar copy do not make it a vectorised one.
+    if (!l->getHeader()->getName().startswith("vector.body")) width = 0;
     Copies& c = regions[region];
+    c.nested |= !l->getSubLoops().empty();
     if (width != 0) {
       ++c.vectorised;
       c.width = std::max(c.width, width);
@@ -83,6 +89,14 @@ std::string vectorization_report(Function& runner, const std::vector<std::string
       ++c.scalar;
     }
   }
+  // How many work-items a step takes: the vectoriser's own figure ("vectorization width: N",
+  // the widest of the kernel's loops), else the widest vector in the loop.
+  unsigned vf = 0;
+  for (const std::string& r : remarks) {
+    std::size_t at = r.find("vectorization width: ");
+    if (at != std::string::npos)
+      vf = std::max(vf, static_cast<unsigned>(std::strtoul(r.c_str() + at + 21, nullptr, 10)));
+  }
   std::ostringstream out;
   if (regions.empty()) out << "work-item loop: none left (unrolled or folded away)\n";
   for (const auto& [region, c] : regions) {
@@ -90,8 +104,10 @@ std::string vectorization_report(Function& runner, const std::vector<std::string
                                                 : "region " + std::to_string(region))
         << ": ";
     if (c.vectorised != 0)
-      out << "vectorised, " << c.width << " work-items a step (" << c.vectorised << " cop"
+      out << "vectorised, " << (vf != 0 ? vf : c.width) << " work-items a step (" << c.vectorised << " cop"
           << (c.vectorised == 1 ? "y" : "ies") << ")";
+    else if (c.nested)
+      out << "not vectorised (it holds a loop of the kernel's: LLVM vectorises innermost loops)";
     else
       out << "not vectorised";
     if (c.scalar != 0)
