@@ -23,6 +23,12 @@
 #include "spirv/kernel_context.hpp"
 #include "spirv/passes.hpp"
 
+#include <llvm/Analysis/DivergenceAnalysis.h>
+#include <llvm/Analysis/LoopInfo.h>
+#include <llvm/Analysis/PostDominators.h>
+#include <llvm/Analysis/SyncDependenceAnalysis.h>
+#include <llvm/Analysis/ValueTracking.h>
+#include <llvm/IR/Dominators.h>
 #include <llvm/IR/IRBuilder.h>
 #include <llvm/IR/Instructions.h>
 #include <llvm/IR/IntrinsicInst.h>
@@ -105,8 +111,11 @@ void promote_scalars(Function& f) {
 struct Regions {
   Function& f;
   const DataLayout& dl;
-  FunctionCallee wi_private;  // i8* (i64 offset, i64 size): placeholder for a work-item's slot
+  // i8* (i64 offset, i64 size, i1 uniform): placeholder for a work-item's slot
+  FunctionCallee wi_private;
   FunctionCallee wi_id;       // i64 (i32 dim): placeholder for a local id
+  // Slots of values every work-item of the group holds alike (uniform_across_group).
+  std::set<AllocaInst*> uniform_slots{};
 };
 
 // The memory accesses of a private variable, through casts and GEPs (its lifetime markers go to
@@ -242,6 +251,53 @@ void recompute_across_blocks(Function& f) {
   }
 }
 
+// The values every work-item of a group holds alike each time the group passes them, among
+// those that may be demoted: LLVM's divergence analysis, seeded with what differs between
+// work-items (local ids, private arrays' contents, atomics' results, calls that read memory),
+// follows data and control dependence (a value chosen by a branch on a local id differs too,
+// and so does one read out of a loop that work-items leave at different trips). Two more
+// conditions make a demoted copy safe to read from any work-item: the value's block dominates a
+// barrier (every work-item passes it before the group goes on), and none of its uses is
+// divergent. Loads from global or __local memory at a uniform address count as uniform: work-
+// items that wrote what others read without a barrier between would race.
+std::set<Value*> uniform_across_group(Function& f, const std::vector<BasicBlock*>& barrier_blocks) {
+  DominatorTree dt(f);
+  PostDominatorTree pdt(f);
+  LoopInfo li(dt);
+  SyncDependenceAnalysis sda(dt, pdt, li);
+  DivergenceAnalysisImpl da(f, nullptr, dt, li, sda, false);
+  unsigned n = f.arg_size();
+  for (unsigned d = 0; d < 3; ++d) da.markDivergent(*f.getArg(n - 3 + d));
+  for (BasicBlock& bb : f)
+    for (Instruction& i : bb) {
+      bool differs = false;
+      if (auto* load = dyn_cast<LoadInst>(&i)) {
+        differs = !load->isSimple() ||
+                  isa<AllocaInst>(getUnderlyingObject(load->getPointerOperand(), 0)) ||
+                  load->getPointerAddressSpace() == 4;
+      } else if (isa<AtomicRMWInst>(i) || isa<AtomicCmpXchgInst>(i) || isa<AllocaInst>(i)) {
+        differs = true;
+      } else if (auto* call = dyn_cast<CallInst>(&i)) {
+        differs = !call->getType()->isVoidTy() && !call->doesNotAccessMemory();
+      }
+      if (differs) da.markDivergent(i);
+    }
+  da.compute();
+  std::set<Value*> uniform;
+  for (BasicBlock& bb : f) {
+    bool passed_by_all = &bb == &f.getEntryBlock();
+    for (BasicBlock* b : barrier_blocks) passed_by_all = passed_by_all || dt.dominates(&bb, b);
+    if (!passed_by_all) continue;
+    for (Instruction& i : bb) {
+      if (i.getType()->isVoidTy() || da.isDivergent(i)) continue;
+      bool all_uniform = true;
+      for (const Use& u : i.uses()) all_uniform = all_uniform && !da.isDivergentUse(u);
+      if (all_uniform) uniform.insert(&i);
+    }
+  }
+  return uniform;
+}
+
 // Steps 2 and 3 on the copy; returns the per-work-item stride, or 0 when not applicable.
 std::size_t demote_and_privatize(Regions& r, std::vector<BasicBlock*>& barrier_blocks) {
   Function& f = r.f;
@@ -263,10 +319,22 @@ std::size_t demote_and_privatize(Regions& r, std::vector<BasicBlock*>& barrier_b
   // a later region would read an instruction that only an earlier region runs. (Unoptimised
   // kernels had no PHIs; SROA makes them.)
   Instruction* alloca_point = &*f.getEntryBlock().getFirstInsertionPt();
+  std::set<Value*> uniform = uniform_across_group(f, barrier_blocks);
+  std::set<AllocaInst*>& uniform_slots = r.uniform_slots;
   std::vector<PHINode*> phis;
   for (BasicBlock& bb : f)
     for (PHINode& phi : bb.phis()) phis.push_back(&phi);
-  for (PHINode* phi : phis) DemotePHIToStack(phi, alloca_point);
+  for (PHINode* phi : phis) {
+    bool same = uniform.count(phi) != 0;
+    BasicBlock* block = phi->getParent();
+    AllocaInst* slot = DemotePHIToStack(phi, alloca_point);
+    if (!same || slot == nullptr) continue;
+    uniform_slots.insert(slot);
+    // Its reload, which is demoted below when used across blocks, holds the same value.
+    for (User* u : slot->users())
+      if (auto* reload = dyn_cast<LoadInst>(u); reload != nullptr && reload->getParent() == block)
+        uniform.insert(reload);
+  }
   recompute_across_blocks(f);
   std::vector<Instruction*> escaping;
   for (BasicBlock& bb : f)
@@ -278,7 +346,11 @@ std::size_t demote_and_privatize(Regions& r, std::vector<BasicBlock*>& barrier_b
           break;
         }
     }
-  for (Instruction* i : escaping) DemoteRegToStack(*i, false, alloca_point);
+  for (Instruction* i : escaping) {
+    bool same = uniform.count(i) != 0;
+    AllocaInst* slot = DemoteRegToStack(*i, false, alloca_point);
+    if (same && slot != nullptr) uniform_slots.insert(slot);
+  }
 
   // Private memory per work-item.
   std::vector<AllocaInst*> allocas;
@@ -313,7 +385,8 @@ std::size_t demote_and_privatize(Regions& r, std::vector<BasicBlock*>& barrier_b
           continue;
         }
       IRBuilder<> b(user);
-      Value* slot = b.CreateCall(r.wi_private, {b.getInt64(at), b.getInt64(size)});
+      Value* slot = b.CreateCall(r.wi_private, {b.getInt64(at), b.getInt64(size),
+                                                b.getInt1(r.uniform_slots.count(a) != 0)});
       use.set(b.CreatePointerCast(slot, a->getType()));
     }
     a->eraseFromParent();
@@ -467,6 +540,64 @@ bool build_regions(Regions& r, const std::vector<BasicBlock*>& barrier_blocks,
         if (&i == clone->getTerminator()) continue;
         RemapInstruction(&i, vmap, RF_IgnoreMissingLocals | RF_NoModuleLevelChanges);
       }
+    // Uniform slots (uniform_across_group): a load that sees the value the region started
+    // with, no store to that slot before it in this region, reads the first work-item's copy
+    // once, before the loop. Loop counters of loops around barriers then stay invariant in the
+    // region loop, where the vectoriser and the MMU's range checks can use them.
+    {
+      std::map<std::uint64_t, std::vector<Instruction*>> loads, stores;
+      for (BasicBlock* clone : clones)
+        for (Instruction& i : *clone) {
+          auto* call = dyn_cast<CallInst>(&i);
+          if (call == nullptr || call->getCalledFunction() == nullptr ||
+              call->getCalledFunction()->getName() != "__hetmm_wi_private" ||
+              !cast<ConstantInt>(call->getArgOperand(2))->isOne())
+            continue;
+          std::uint64_t at = cast<ConstantInt>(call->getArgOperand(0))->getZExtValue();
+          std::vector<Value*> ptrs{call};
+          for (User* u : call->users())
+            if (isa<CastInst>(u)) ptrs.push_back(u);
+          for (Value* p : ptrs)
+            for (User* u : p->users()) {
+              if (auto* load = dyn_cast<LoadInst>(u); load && load->getPointerOperand() == p)
+                loads[at].push_back(load);
+              else if (auto* st = dyn_cast<StoreInst>(u); st && st->getPointerOperand() == p)
+                stores[at].push_back(st);
+            }
+        }
+      std::set<BasicBlock*> region_blocks(clones.begin(), clones.end());
+      std::map<std::pair<std::uint64_t, Type*>, Value*> first_copy;
+      for (auto& [at, slot_loads] : loads) {
+        // Blocks a store to this slot may come before, within the region.
+        std::set<BasicBlock*> after;
+        std::vector<BasicBlock*> work;
+        for (Instruction* st : stores[at])
+          for (BasicBlock* succ : successors(st->getParent())) work.push_back(succ);
+        while (!work.empty()) {
+          BasicBlock* bb = work.back();
+          work.pop_back();
+          if (!region_blocks.count(bb) || !after.insert(bb).second) continue;
+          for (BasicBlock* succ : successors(bb)) work.push_back(succ);
+        }
+        for (Instruction* load : slot_loads) {
+          bool clean = after.count(load->getParent()) == 0;
+          for (Instruction* st : stores[at])
+            clean = clean && !(st->getParent() == load->getParent() && st->comesBefore(load));
+          if (!clean) continue;
+          Value*& value = first_copy[{at, load->getType()}];
+          if (value == nullptr) {
+            IRBuilder<> pb(pre->getTerminator());
+            Value* p = pb.CreateInBoundsGEP(pb.getInt8Ty(), base,
+                                            pb.CreateMul(pb.getInt64(at), items, "", true, true));
+            value = pb.CreateLoad(load->getType(),
+                                  pb.CreatePointerCast(p, load->getType()->getPointerTo()));
+            cast<Instruction>(value)->copyMetadata(*load);
+          }
+          load->replaceAllUsesWith(value);
+          load->eraseFromParent();
+        }
+      }
+    }
     // Placeholders: this region's ids and private slots.
     for (BasicBlock* clone : clones)
       for (Instruction& i : make_early_inc_range(*clone)) {
@@ -536,7 +667,8 @@ std::size_t form_barrier_regions(Function& kernel) {
   Regions r{*copy, m.getDataLayout(),
             m.getOrInsertFunction("__hetmm_wi_private",
                                   FunctionType::get(Type::getInt8PtrTy(c),
-                                                    {Type::getInt64Ty(c), Type::getInt64Ty(c)},
+                                                    {Type::getInt64Ty(c), Type::getInt64Ty(c),
+                                                     Type::getInt1Ty(c)},
                                                     false)),
             m.getOrInsertFunction("__hetmm_wi_id",
                                   FunctionType::get(Type::getInt64Ty(c), {Type::getInt32Ty(c)}, false))};

@@ -108,6 +108,31 @@ __kernel void regions_mix(__global const int* in, __global int* out, __local int
   out[get_global_id(0)] = acc + (int)r * 1000 + pick(priv, lid + r);
 }
 
+// Values across barriers that are the same in every work-item and values that only look so:
+// one chosen by a branch on the local id, one left by a loop whose trip count is the local id's,
+// a loop counter around two barriers (read once per region as a uniform value), and a plain
+// uniform value.
+__kernel void regions_uniform(__global int* out, __local int* tmp, int n) {
+  const int lid = (int)get_local_id(0);
+  int v = 7;
+  if (lid == 0) v = 9;
+  int k = 0;
+  for (int i = 0; i < lid % 3; ++i) k = n + 5;
+  const int u = n * 2;
+  int acc = 0;
+  for (int t = 0; t < n; t += 2) {
+    tmp[lid] = t + u;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    acc += tmp[(lid + 1) % (int)get_local_size(0)] + t;
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  const size_t g = get_global_id(0);
+  out[4 * g] = acc;
+  out[4 * g + 1] = v;
+  out[4 * g + 2] = k;
+  out[4 * g + 3] = u;
+}
+
 // Unaligned 16-byte loads and stores, some of which straddle a page boundary.
 __kernel void copy_unaligned(__global const uchar* in, __global uchar* out, int offset) {
   size_t i = get_global_id(0);
@@ -194,6 +219,26 @@ TEST_P(JitPaths, RegionLoopsKeepWhatLivesAcrossBarriers) {
       ASSERT_EQ(out[g + l], acc[l] + static_cast<int>(rounds) * 1000 +
                                 priv(l, static_cast<unsigned>(l + rounds)))
           << "work-item " << g + l;
+  }
+}
+
+TEST_P(JitPaths, UniformValuesAcrossBarriersAreTheGroupsAndOnlyThose) {
+  hetmm::Runtime rt(options(GetParam()));
+  auto& dev = rt.device(0);
+  const std::size_t n = 200, local = 48;  // the last group is short
+  const int rounds = 9;
+  std::vector<int> out(4 * n, -1);
+  dev.launch(program(), "regions_uniform", hetmm::NDRange{n}, hetmm::NDRange{local}, out.data(),
+             hetmm::LocalMemory{local * sizeof(int)}, rounds);
+  dev.synchronize();
+  int acc = 0;
+  for (int t = 0; t < rounds; t += 2) acc += 2 * t + 2 * rounds;
+  for (std::size_t g = 0; g < n; ++g) {
+    const int lid = static_cast<int>(g % local);
+    ASSERT_EQ(out[4 * g], acc) << "work-item " << g;
+    ASSERT_EQ(out[4 * g + 1], lid == 0 ? 9 : 7) << "work-item " << g;
+    ASSERT_EQ(out[4 * g + 2], lid % 3 != 0 ? rounds + 5 : 0) << "work-item " << g;
+    ASSERT_EQ(out[4 * g + 3], 2 * rounds) << "work-item " << g;
   }
 }
 
