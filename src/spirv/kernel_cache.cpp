@@ -100,7 +100,114 @@ bool get(std::istream& in, std::string& s) {
   return static_cast<bool>(in.read(s.data(), static_cast<std::streamsize>(n)));
 }
 
+// The build stamp in every key: hetmm's build ID (the compile time of this file without one).
+const std::string& build_stamp() {
+  static const std::string build = [] {
+    std::string id = own_build_id();
+    return id.empty() ? std::string(__DATE__ " " __TIME__) : id;
+  }();
+  return build;
+}
+
+// A program on PATH as "size mtime", or "" when it is not there.
+std::string tool_stamp(const char* name) {
+  const char* path = std::getenv("PATH");
+  std::string dirs = path != nullptr ? path : "/usr/bin:/bin";
+  std::size_t at = 0;
+  while (at <= dirs.size()) {
+    std::size_t end = dirs.find(':', at);
+    if (end == std::string::npos) end = dirs.size();
+    std::string file = dirs.substr(at, end - at) + "/" + name;
+    struct stat st {};
+    if (end > at && stat(file.c_str(), &st) == 0 && S_ISREG(st.st_mode))
+      return std::to_string(st.st_size) + " " + std::to_string(st.st_mtim.tv_sec) + "." +
+             std::to_string(st.st_mtim.tv_nsec);
+    at = end + 1;
+  }
+  return {};
+}
+
+constexpr const char* kSourceMagic = "hetmm-source-cache 1";
+
 }  // namespace
+
+std::string source_cache_key(std::string_view source, std::string_view front_end_options) {
+  if (source.find("#include") != std::string_view::npos ||
+      source.find("# include") != std::string_view::npos)
+    return {};
+  std::string clang = tool_stamp("clang-15"), translator = tool_stamp("llvm-spirv-15");
+  if (clang.empty() || translator.empty()) return {};
+  std::string rest = std::string(front_end_options) + '\n' + clang + '\n' + translator + '\n' +
+                     kSourceMagic + '\n' + build_stamp();
+  char buf[80];
+  std::snprintf(buf, sizeof buf, "src-%016llx%016llx-%016llx",
+                static_cast<unsigned long long>(fnv(source.data(), source.size())),
+                static_cast<unsigned long long>(
+                    fnv(source.data(), source.size(), 0x9e3779b97f4a7c15ull)),
+                static_cast<unsigned long long>(fnv(rest.data(), rest.size())));
+  return buf;
+}
+
+bool source_cache_read(const std::string& key, std::vector<std::uint32_t>& words,
+                       SourceSignatures& signatures) {
+  std::string dir = cache_dir();
+  if (dir.empty() || key.empty()) return false;
+  std::ifstream in(dir + "/" + key + ".spv", std::ios::binary);
+  std::string line;
+  if (!in || !std::getline(in, line) || line != kSourceMagic) return false;
+  std::size_t kernels = 0, bytes = 0;
+  if (!(in >> kernels) || kernels > 4096) return false;
+  SourceSignatures sig;
+  for (std::size_t k = 0; k < kernels; ++k) {
+    std::string name;
+    std::size_t args = 0;
+    if (!get(in, name) || !(in >> args) || args > 1024) return false;
+    std::vector<SourceArg>& list = sig[name];
+    for (std::size_t a = 0; a < args; ++a) {
+      SourceArg arg;
+      if (!get(in, arg.type) || !get(in, arg.qualifiers)) return false;
+      list.push_back(std::move(arg));
+    }
+  }
+  char newline = 0;
+  if (!(in >> bytes) || bytes == 0 || bytes % 4 != 0 || bytes > (std::size_t{1} << 30) ||
+      !in.get(newline) || newline != '\n')
+    return false;
+  std::vector<std::uint32_t> w(bytes / 4);
+  if (!in.read(reinterpret_cast<char*>(w.data()), static_cast<std::streamsize>(bytes)))
+    return false;
+  words = std::move(w);
+  signatures = std::move(sig);
+  return true;
+}
+
+void source_cache_write(const std::string& key, const std::vector<std::uint32_t>& words,
+                        const SourceSignatures& signatures) {
+  std::string dir = cache_dir();
+  if (dir.empty() || key.empty() || !make_dirs(dir)) return;
+  std::string tmp = dir + "/." + key + "." + std::to_string(getpid()) + ".spv";
+  {
+    std::ofstream out(tmp, std::ios::binary);
+    out << kSourceMagic << '\n' << signatures.size() << '\n';
+    for (const auto& [name, args] : signatures) {
+      put(out, name);
+      out << args.size() << ' ';
+      for (const SourceArg& a : args) {
+        put(out, a.type);
+        put(out, a.qualifiers);
+      }
+      out << '\n';
+    }
+    out << words.size() * 4 << '\n';
+    out.write(reinterpret_cast<const char*>(words.data()),
+              static_cast<std::streamsize>(words.size() * 4));
+    if (!out) {
+      unlink(tmp.c_str());
+      return;
+    }
+  }
+  if (std::rename(tmp.c_str(), (dir + "/" + key + ".spv").c_str()) != 0) unlink(tmp.c_str());
+}
 
 std::string cache_key(const std::uint32_t* words, std::size_t count, std::string_view options,
                       std::string_view host_cpu) {
@@ -109,12 +216,8 @@ std::string cache_key(const std::uint32_t* words, std::size_t count, std::string
   std::uint64_t h2 = fnv(words, count * 4, 0x9e3779b97f4a7c15ull);
   // A rebuilt hetmm may emit other code: its build ID is part of the key (the compile time of
   // this file stands in when there is none).
-  static const std::string build = [] {
-    std::string id = own_build_id();
-    return id.empty() ? std::string(__DATE__ " " __TIME__) : id;
-  }();
   std::string rest = std::string(options) + '\n' + std::string(host_cpu) + '\n' + kMagic +
-                     '\n' + build;
+                     '\n' + build_stamp();
   std::uint64_t h3 = fnv(rest.data(), rest.size());
   char buf[80];
   std::snprintf(buf, sizeof buf, "%016llx%016llx-%016llx-%zu", static_cast<unsigned long long>(h),

@@ -5,6 +5,7 @@
 // semantics) runs no pthread_atfork handlers, so the runtime's fork handling stays out of it.
 // The flags are the ones ../shared/docs/spirv-compute.md found necessary on this toolchain.
 #include "spirv/compiled_program.hpp"
+#include "spirv/kernel_cache.hpp"
 
 #include "hetmm/hetmm.hpp"
 
@@ -84,6 +85,18 @@ int run_tool(const std::vector<std::string>& argv, const std::string& log, int* 
 
 std::vector<std::uint32_t> opencl_c_to_spirv(std::string_view source, std::string_view options,
                                              SourceSignatures* signatures) {
+  std::string front_end;
+  for (const std::string& o : split_options(options))
+    if (!is_jit_option(o)) front_end += o + '\n';
+  const std::string key = source_cache_key(source, front_end);
+  {
+    std::vector<std::uint32_t> words;
+    SourceSignatures cached;
+    if (source_cache_read(key, words, cached)) {
+      if (signatures != nullptr) *signatures = std::move(cached);
+      return words;
+    }
+  }
   TempDir dir;
   const std::string src = dir.path + "/source.cl", bc = dir.path + "/kernel.bc",
                     spv = dir.path + "/kernel.spv", log = dir.path + "/log.txt";
@@ -110,7 +123,7 @@ std::vector<std::uint32_t> opencl_c_to_spirv(std::string_view source, std::strin
                                        "); install it with: apt-get install clang-15 llvm-spirv-15");
   if (rc != 0)
     throw Error(Errc::invalid_argument, "OpenCL C: build failed:\n" + read_file(log));
-  if (signatures != nullptr) *signatures = source_signatures(read_file(bc));
+  SourceSignatures found = source_signatures(read_file(bc));
   rc = run_tool({"llvm-spirv-15", "--spirv-max-version=1.0", bc, "-o", spv}, log, &spawn_errno);
   if (rc < 0)
     throw Error(Errc::unsupported, std::string("OpenCL C: cannot run llvm-spirv-15 (") +
@@ -123,6 +136,8 @@ std::vector<std::uint32_t> opencl_c_to_spirv(std::string_view source, std::strin
     throw Error(Errc::invalid_argument, "OpenCL C: llvm-spirv-15 produced no SPIR-V");
   std::vector<std::uint32_t> words(bytes.size() / 4);
   std::memcpy(words.data(), bytes.data(), bytes.size());
+  source_cache_write(key, words, found);
+  if (signatures != nullptr) *signatures = std::move(found);
   return words;
 }
 

@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <numeric>
 #include <thread>
 #include <vector>
@@ -872,9 +873,24 @@ TEST(JitCache, SecondCompilationComesFromDisk) {
     EXPECT_EQ(p.kernel_names(), std::vector<std::string>{"add1"});
     report = p.kernel("add1").vectorization;
   }  // the in-memory cache holds programs weakly: this one is gone now
-  std::size_t entries = 0;
-  for (auto& e : std::filesystem::directory_iterator(dir)) entries += e.path().extension() == ".o";
+  std::size_t entries = 0, sources = 0;
+  for (auto& e : std::filesystem::directory_iterator(dir)) {
+    entries += e.path().extension() == ".o";
+    sources += e.path().filename().string().rfind("src-", 0) == 0;  // clang's SPIR-V, kept
+  }
   EXPECT_EQ(entries, 1u);
+  EXPECT_EQ(sources, 1u);
+  // A source that includes a file is compiled every time: the key cannot see the header.
+  auto header = dir / "defs.h";
+  std::ofstream(header) << "#define STEP 2\n";
+  const std::string with_include = "#include \"defs.h\"\n__kernel void add2(__global int* v) "
+                                   "{ v[get_global_id(0)] += STEP; }";
+  EXPECT_EQ(hetmm::Program::from_opencl_c(with_include, "-I " + dir.string()).kernel_names(),
+            std::vector<std::string>{"add2"});
+  sources = 0;
+  for (auto& e : std::filesystem::directory_iterator(dir))
+    sources += e.path().filename().string().rfind("src-", 0) == 0;
+  EXPECT_EQ(sources, 1u);
   hetmm::Runtime rt;
   auto p = hetmm::Program::from_opencl_c(src);
   const auto& info = p.kernel("add1");
