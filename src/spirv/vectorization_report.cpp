@@ -79,7 +79,8 @@ std::string vectorization_report(Function& runner, const std::vector<std::string
     // (float4 arithmetic) in a scalar copy do not make it a vectorised one.
     if (!l->getHeader()->getName().startswith("vector.body")) width = 0;
     Copies& c = regions[region];
-    c.nested |= !l->getSubLoops().empty();
+    // (A probe's refill-and-retry makes a loop of its own: only probe-free copies tell.)
+    c.nested |= !probed && !l->getSubLoops().empty();
     if (width != 0) {
       ++c.vectorised;
       c.width = std::max(c.width, width);
@@ -106,6 +107,9 @@ std::string vectorization_report(Function& runner, const std::vector<std::string
     if (c.vectorised != 0)
       out << "vectorised, " << (vf != 0 ? vf : c.width) << " work-items a step (" << c.vectorised << " cop"
           << (c.vectorised == 1 ? "y" : "ies") << ")";
+    else if (c.scalar == 0 && c.probed != 0)
+      out << "not vectorised (every copy keeps probed accesses: data-dependent addresses, "
+             "atomics or unchecked ranges)";
     else if (c.nested)
       out << "not vectorised (it holds a loop of the kernel's: LLVM vectorises innermost loops)";
     else
