@@ -301,6 +301,15 @@ void rewrite(Instruction* inst, Value* ptr, Value* range_ok, const Runtime& rt,
     write = true;
   }
   std::uint64_t bytes = dl.getTypeStoreSize(value_type);
+  // A naturally aligned access (the IR's alignment is a promise) cannot straddle a page or a
+  // block: its last byte's page is its first's, and the probes need not compute it.
+  Align align = isa<LoadInst>(inst)          ? cast<LoadInst>(inst)->getAlign()
+                : isa<StoreInst>(inst)       ? cast<StoreInst>(inst)->getAlign()
+                : isa<AtomicRMWInst>(inst)   ? cast<AtomicRMWInst>(inst)->getAlign()
+                                             : cast<AtomicCmpXchgInst>(inst)->getAlign();
+  const std::uint64_t span =
+      (bytes != 0 && (bytes & (bytes - 1)) == 0 && bytes <= 4096 && align.value() >= bytes) ? 1
+                                                                                       : bytes;
   unsigned as = ptr->getType()->getPointerAddressSpace();
   bool atomic_rmw = isa<AtomicRMWInst>(inst) || isa<AtomicCmpXchgInst>(inst);
   if (atomic_rmw && bytes != 4 && bytes != 8)
@@ -336,17 +345,17 @@ void rewrite(Instruction* inst, Value* ptr, Value* range_ok, const Runtime& rt,
   Probe probe = emit_epochs(b, ctx);
   auto* page_bb = BasicBlock::Create(c, "mmu.page", f, join);
   auto* frame_block_bb = BasicBlock::Create(c, "mmu.frameblock", f, join);
-  b.CreateCondBr(emit_block_probe(b, ctx, va, bytes, write, probe.epoch_ok), in_place_bb,
+  b.CreateCondBr(emit_block_probe(b, ctx, va, span, write, probe.epoch_ok), in_place_bb,
                  frame_block_bb);
   // Then the same block entry for a block in one run of device frames (J4): data in device
   // memory stays off the page TLB, which a gather over a few MiB would miss on most accesses.
   b.SetInsertPoint(frame_block_bb);
-  LocalProbe frames = emit_local_block_probe(b, ctx, va, b.CreateAdd(va, b.getInt64(bytes - 1)),
+  LocalProbe frames = emit_local_block_probe(b, ctx, va, b.CreateAdd(va, b.getInt64(span - 1)),
                                              write, probe.epoch_ok);
   Value* frame_block_host = b.CreateAdd(va, frames.delta);
   b.CreateCondBr(frames.hit, enter_local, page_bb);
   b.SetInsertPoint(page_bb);
-  emit_page_probe(b, ctx, va, bytes, write, as, probe);
+  emit_page_probe(b, ctx, va, span, write, as, probe);
   b.CreateCondBr(probe.in_place, in_place_bb, check_local, likely);
 
   // A miss: refill the TLB from the device page table (cheap, no fault) and probe again; at
