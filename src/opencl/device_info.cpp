@@ -3,6 +3,7 @@
 // JIT really do (docs/OPENCL.md explains each choice).
 #include "opencl/device_info.hpp"
 #include "opencl/objects.hpp"
+#include "os/program_path.hpp"
 
 #include <unistd.h>
 
@@ -33,19 +34,7 @@ cl_uint clock_mhz() {
   return 0;
 }
 
-bool on_path(const char* program) {
-  const char* path = std::getenv("PATH");
-  std::string p = path != nullptr ? path : "/usr/bin:/bin";
-  std::size_t start = 0;
-  while (start <= p.size()) {
-    std::size_t end = p.find(':', start);
-    if (end == std::string::npos) end = p.size();
-    std::string dir = p.substr(start, end - start);
-    if (!dir.empty() && access((dir + "/" + program).c_str(), X_OK) == 0) return true;
-    start = end + 1;
-  }
-  return false;
-}
+bool on_path(const char* program) { return !os::find_program(program).empty(); }
 
 cl_name_version nv(const char* name, cl_version v) {
   cl_name_version r{};

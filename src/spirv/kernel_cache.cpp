@@ -1,5 +1,7 @@
 #include "spirv/kernel_cache.hpp"
 
+#include "os/program_path.hpp"
+
 #include <elf.h>
 #include <link.h>
 #include <sys/stat.h>
@@ -111,20 +113,11 @@ const std::string& build_stamp() {
 
 // A program on PATH as "size mtime", or "" when it is not there.
 std::string tool_stamp(const char* name) {
-  const char* path = std::getenv("PATH");
-  std::string dirs = path != nullptr ? path : "/usr/bin:/bin";
-  std::size_t at = 0;
-  while (at <= dirs.size()) {
-    std::size_t end = dirs.find(':', at);
-    if (end == std::string::npos) end = dirs.size();
-    std::string file = dirs.substr(at, end - at) + "/" + name;
-    struct stat st {};
-    if (end > at && stat(file.c_str(), &st) == 0 && S_ISREG(st.st_mode))
-      return std::to_string(st.st_size) + " " + std::to_string(st.st_mtim.tv_sec) + "." +
-             std::to_string(st.st_mtim.tv_nsec);
-    at = end + 1;
-  }
-  return {};
+  std::string file = os::find_program(name);
+  struct stat st {};
+  if (file.empty() || stat(file.c_str(), &st) != 0) return {};
+  return std::to_string(st.st_size) + " " + std::to_string(st.st_mtim.tv_sec) + "." +
+         std::to_string(st.st_mtim.tv_nsec);
 }
 
 constexpr const char* kSourceMagic = "hetmm-source-cache 1";
