@@ -3,7 +3,7 @@
 // JIT really do (docs/OPENCL.md explains each choice).
 #include "opencl/device_info.hpp"
 #include "opencl/objects.hpp"
-#include "os/program_path.hpp"
+#include "spirv/compiled_program.hpp"
 
 #include <unistd.h>
 
@@ -33,8 +33,6 @@ cl_uint clock_mhz() {
     }
   return 0;
 }
-
-bool on_path(const char* program) { return !os::find_program(program).empty(); }
 
 cl_name_version nv(const char* name, cl_version v) {
   cl_name_version r{};
@@ -101,11 +99,12 @@ std::string device_description(cl_device_id d) {
 }
 
 bool compiler_available() {
-  static const bool yes = on_path("clang-15") && on_path("llvm-spirv-15");
+  static const bool yes =
+      spirv::tool_on_path("clang-15") && spirv::tool_on_path("llvm-spirv-15");
   return yes;
 }
 bool linker_available() {
-  static const bool yes = on_path("spirv-link");
+  static const bool yes = spirv::tool_on_path("spirv-link");
   return yes;
 }
 

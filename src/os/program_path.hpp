@@ -1,4 +1,4 @@
-// Layer os: includes nothing of hetmm.
+// Layer os: includes base.
 // Finding a program on PATH, as posix_spawnp and a shell would.
 #pragma once
 

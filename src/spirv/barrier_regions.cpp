@@ -372,7 +372,8 @@ std::size_t demote_and_privatize(Regions& r, std::vector<BasicBlock*>& barrier_b
     // vectorised loop reads it with plain vector loads (8-byte padding made it an interleaved
     // access with gaps, whose scalar epilogue kept 16-item loops from vectorising at all).
     std::size_t align = a->getAlign().value();
-    std::size_t size = static_cast<std::size_t>(a->getAllocationSizeInBits(r.dl)->getFixedSize() / 8);
+    std::size_t size =
+        static_cast<std::size_t>(a->getAllocationSizeInBits(r.dl)->getFixedSize() / 8);
     size = (size + align - 1) / align * align;  // wi * size keeps every copy aligned
     offset = (offset + 63) / 64 * 64;  // and each array starts on a cache line
     std::size_t at = offset;
@@ -528,7 +529,8 @@ bool build_regions(Regions& r, const std::vector<BasicBlock*>& barrier_blocks,
     } else {
       for (auto& [next, e] : exits) {
         AllocaInst* count =
-            IRBuilder<>(entry, entry->begin()).CreateAlloca(b.getInt64Ty(), nullptr, "region.takers");
+            IRBuilder<>(entry, entry->begin())
+                .CreateAlloca(b.getInt64Ty(), nullptr, "region.takers");
         IRBuilder<>(pre->getTerminator()).CreateStore(b.getInt64(0), count);
         IRBuilder<> eb(e->getTerminator());
         eb.CreateStore(eb.CreateAdd(eb.CreateLoad(eb.getInt64Ty(), count), eb.getInt64(1)), count);

@@ -69,6 +69,8 @@ using SourceSignatures = std::map<std::string, std::vector<SourceArg>>;
 // kernels' source-level argument types (from clang's kernel_arg_type metadata).
 std::vector<std::uint32_t> opencl_c_to_spirv(std::string_view source, std::string_view options,
                                              SourceSignatures* signatures = nullptr);
+// Whether a program (clang-15, llvm-spirv-15, spirv-link) is on PATH, executable.
+bool tool_on_path(const char* name);
 // Runs argv (a program on PATH) with stdout and stderr appended to the file `log`; returns the
 // exit status, 128 + the signal, or -1 with *spawn_errno when it could not start. posix_spawn
 // (vfork semantics: no pthread_atfork handlers run). The compilers run this way: a crash of

@@ -7,6 +7,8 @@
 #include "spirv/compiled_program.hpp"
 #include "spirv/kernel_cache.hpp"
 
+#include "os/program_path.hpp"
+
 #include "hetmm/hetmm.hpp"
 
 #include <fcntl.h>
@@ -82,6 +84,8 @@ int run_tool(const std::vector<std::string>& argv, const std::string& log, int* 
   }
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
+
+bool tool_on_path(const char* name) { return !os::find_program(name).empty(); }
 
 std::vector<std::uint32_t> opencl_c_to_spirv(std::string_view source, std::string_view options,
                                              SourceSignatures* signatures) {
