@@ -404,6 +404,67 @@ std::size_t demote_and_privatize(Regions& r, std::vector<BasicBlock*>& barrier_b
   return std::max<std::size_t>((offset + 15) / 16 * 16, 16);
 }
 
+// Uniform slots (uniform_across_group) in one region's clones: a load that sees the value the
+// region started with, no store to that slot before it in this region, reads the first
+// work-item's copy once, at `before` (the region loop's preheader). Loop counters of loops
+// around barriers then stay invariant in the region loop, where the vectoriser and the MMU's
+// range checks can use them.
+void read_uniform_slots_once(const std::vector<BasicBlock*>& clones, Instruction* before,
+                             Value* base, Value* items) {
+  std::map<std::uint64_t, std::vector<Instruction*>> loads, stores;
+  for (BasicBlock* clone : clones)
+    for (Instruction& i : *clone) {
+      auto* call = dyn_cast<CallInst>(&i);
+      if (call == nullptr || call->getCalledFunction() == nullptr ||
+          call->getCalledFunction()->getName() != "__hetmm_wi_private" ||
+          !cast<ConstantInt>(call->getArgOperand(2))->isOne())
+        continue;
+      std::uint64_t at = cast<ConstantInt>(call->getArgOperand(0))->getZExtValue();
+      std::vector<Value*> ptrs{call};
+      for (User* u : call->users())
+        if (isa<CastInst>(u)) ptrs.push_back(u);
+      for (Value* p : ptrs)
+        for (User* u : p->users()) {
+          if (auto* load = dyn_cast<LoadInst>(u); load && load->getPointerOperand() == p)
+            loads[at].push_back(load);
+          else if (auto* st = dyn_cast<StoreInst>(u); st && st->getPointerOperand() == p)
+            stores[at].push_back(st);
+        }
+    }
+  std::set<BasicBlock*> region_blocks(clones.begin(), clones.end());
+  std::map<std::pair<std::uint64_t, Type*>, Value*> first_copy;
+  for (auto& [at, slot_loads] : loads) {
+    // Blocks a store to this slot may come before, within the region.
+    std::set<BasicBlock*> after;
+    std::vector<BasicBlock*> work;
+    for (Instruction* st : stores[at])
+      for (BasicBlock* succ : successors(st->getParent())) work.push_back(succ);
+    while (!work.empty()) {
+      BasicBlock* bb = work.back();
+      work.pop_back();
+      if (!region_blocks.count(bb) || !after.insert(bb).second) continue;
+      for (BasicBlock* succ : successors(bb)) work.push_back(succ);
+    }
+    for (Instruction* load : slot_loads) {
+      bool clean = after.count(load->getParent()) == 0;
+      for (Instruction* st : stores[at])
+        clean = clean && !(st->getParent() == load->getParent() && st->comesBefore(load));
+      if (!clean) continue;
+      Value*& value = first_copy[{at, load->getType()}];
+      if (value == nullptr) {
+        IRBuilder<> pb(before);
+        Value* p = pb.CreateInBoundsGEP(pb.getInt8Ty(), base,
+                                        pb.CreateMul(pb.getInt64(at), items, "", true, true));
+        value = pb.CreateLoad(load->getType(),
+                              pb.CreatePointerCast(p, load->getType()->getPointerTo()));
+        cast<Instruction>(value)->copyMetadata(*load);
+      }
+      load->replaceAllUsesWith(value);
+      load->eraseFromParent();
+    }
+  }
+}
+
 bool build_regions(Regions& r, const std::vector<BasicBlock*>& barrier_blocks,
                    FunctionCallee divergence) {
   Function& f = r.f;
@@ -542,64 +603,7 @@ bool build_regions(Regions& r, const std::vector<BasicBlock*>& barrier_blocks,
         if (&i == clone->getTerminator()) continue;
         RemapInstruction(&i, vmap, RF_IgnoreMissingLocals | RF_NoModuleLevelChanges);
       }
-    // Uniform slots (uniform_across_group): a load that sees the value the region started
-    // with, no store to that slot before it in this region, reads the first work-item's copy
-    // once, before the loop. Loop counters of loops around barriers then stay invariant in the
-    // region loop, where the vectoriser and the MMU's range checks can use them.
-    {
-      std::map<std::uint64_t, std::vector<Instruction*>> loads, stores;
-      for (BasicBlock* clone : clones)
-        for (Instruction& i : *clone) {
-          auto* call = dyn_cast<CallInst>(&i);
-          if (call == nullptr || call->getCalledFunction() == nullptr ||
-              call->getCalledFunction()->getName() != "__hetmm_wi_private" ||
-              !cast<ConstantInt>(call->getArgOperand(2))->isOne())
-            continue;
-          std::uint64_t at = cast<ConstantInt>(call->getArgOperand(0))->getZExtValue();
-          std::vector<Value*> ptrs{call};
-          for (User* u : call->users())
-            if (isa<CastInst>(u)) ptrs.push_back(u);
-          for (Value* p : ptrs)
-            for (User* u : p->users()) {
-              if (auto* load = dyn_cast<LoadInst>(u); load && load->getPointerOperand() == p)
-                loads[at].push_back(load);
-              else if (auto* st = dyn_cast<StoreInst>(u); st && st->getPointerOperand() == p)
-                stores[at].push_back(st);
-            }
-        }
-      std::set<BasicBlock*> region_blocks(clones.begin(), clones.end());
-      std::map<std::pair<std::uint64_t, Type*>, Value*> first_copy;
-      for (auto& [at, slot_loads] : loads) {
-        // Blocks a store to this slot may come before, within the region.
-        std::set<BasicBlock*> after;
-        std::vector<BasicBlock*> work;
-        for (Instruction* st : stores[at])
-          for (BasicBlock* succ : successors(st->getParent())) work.push_back(succ);
-        while (!work.empty()) {
-          BasicBlock* bb = work.back();
-          work.pop_back();
-          if (!region_blocks.count(bb) || !after.insert(bb).second) continue;
-          for (BasicBlock* succ : successors(bb)) work.push_back(succ);
-        }
-        for (Instruction* load : slot_loads) {
-          bool clean = after.count(load->getParent()) == 0;
-          for (Instruction* st : stores[at])
-            clean = clean && !(st->getParent() == load->getParent() && st->comesBefore(load));
-          if (!clean) continue;
-          Value*& value = first_copy[{at, load->getType()}];
-          if (value == nullptr) {
-            IRBuilder<> pb(pre->getTerminator());
-            Value* p = pb.CreateInBoundsGEP(pb.getInt8Ty(), base,
-                                            pb.CreateMul(pb.getInt64(at), items, "", true, true));
-            value = pb.CreateLoad(load->getType(),
-                                  pb.CreatePointerCast(p, load->getType()->getPointerTo()));
-            cast<Instruction>(value)->copyMetadata(*load);
-          }
-          load->replaceAllUsesWith(value);
-          load->eraseFromParent();
-        }
-      }
-    }
+    read_uniform_slots_once(clones, pre->getTerminator(), base, items);
     // Placeholders: this region's ids and private slots.
     for (BasicBlock* clone : clones)
       for (Instruction& i : make_early_inc_range(*clone)) {

@@ -10,6 +10,7 @@
 
 #include "hetmm/hetmm.hpp"
 
+#include <llvm/Analysis/LoopInfo.h>
 #include <llvm/IR/Constants.h>
 #include <llvm/IR/IRBuilder.h>
 #include <llvm/IR/Instructions.h>
@@ -279,7 +280,8 @@ Function* make_runner(Module& m, Function* kernel, const std::string& name, bool
     Value* next = b.CreateAdd(iv, ConstantInt::get(i64, 1), "", true, true);
     iv->addIncoming(next, b.GetInsertBlock());
     BranchInst* latch = b.CreateBr(head);
-    if (std::string_view(label) == "x" && mark_x) latch->setMetadata("llvm.loop", work_item_loop_id(c, 0));
+    if (std::string_view(label) == "x" && mark_x)
+      latch->setMetadata("llvm.loop", work_item_loop_id(c, 0));
     b.SetInsertPoint(done);
   };
   loop(run->getArg(6), run->getArg(7), "z", [&](Value* z) {
@@ -299,8 +301,9 @@ Function* make_runner(Module& m, Function* kernel, const std::string& name, bool
 }  // namespace
 
 MDNode* work_item_loop_id(LLVMContext& c, unsigned region) {
-  Metadata* mark = MDNode::get(c, {MDString::get(c, kWorkItemLoopMark),
-                                   ConstantAsMetadata::get(ConstantInt::get(Type::getInt32Ty(c), region))});
+  Metadata* mark = MDNode::get(
+      c, {MDString::get(c, kWorkItemLoopMark),
+          ConstantAsMetadata::get(ConstantInt::get(Type::getInt32Ty(c), region))});
   // The loop's accesses join this group once they are known (mark_parallel_accesses).
   Metadata* parallel = MDNode::get(c, {MDString::get(c, "llvm.loop.parallel_accesses"),
                                        MDNode::getDistinct(c, {})});
@@ -308,6 +311,18 @@ MDNode* work_item_loop_id(LLVMContext& c, unsigned region) {
   MDNode* id = MDNode::getDistinct(c, {self.get(), mark, parallel});
   id->replaceOperandWith(0, id);
   return id;
+}
+
+std::optional<WorkItemMark> work_item_mark(const Loop& l) {
+  MDNode* mark = findOptionMDForLoop(&l, kWorkItemLoopMark);
+  MDNode* parallel = findOptionMDForLoop(&l, "llvm.loop.parallel_accesses");
+  if (mark == nullptr || mark->getNumOperands() != 2 || parallel == nullptr ||
+      parallel->getNumOperands() != 2)
+    return std::nullopt;
+  auto* region = mdconst::dyn_extract<ConstantInt>(mark->getOperand(1));
+  auto* group = dyn_cast<MDNode>(parallel->getOperand(1));
+  if (region == nullptr || group == nullptr) return std::nullopt;
+  return WorkItemMark{static_cast<unsigned>(region->getZExtValue()), group};
 }
 
 AbiResult apply_kernel_abi(Module& m, const std::vector<std::string>& kernel_names) {

@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <sstream>
 
 namespace hetmm::spirv {
@@ -120,6 +121,26 @@ std::string tool_stamp(const char* name) {
          std::to_string(st.st_mtim.tv_nsec);
 }
 
+// Writes `path` whole or not at all: into a temporary name beside it (this process's), then
+// renamed, so that readers in other processes never see half a file. False when it could not.
+bool write_whole(const std::string& path, const std::function<void(std::ostream&)>& fill) {
+  std::size_t slash = path.rfind('/') + 1;  // hidden: ".<name>.<pid>" beside it
+  std::string tmp =
+      path.substr(0, slash) + "." + path.substr(slash) + "." + std::to_string(getpid());
+  {
+    std::ofstream out(tmp, std::ios::binary);
+    fill(out);
+    out.close();
+    if (out.fail()) {
+      unlink(tmp.c_str());
+      return false;
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) == 0) return true;
+  unlink(tmp.c_str());
+  return false;
+}
+
 constexpr const char* kSourceMagic = "hetmm-source-cache 1";
 
 }  // namespace
@@ -178,9 +199,7 @@ void source_cache_write(const std::string& key, const std::vector<std::uint32_t>
                         const SourceSignatures& signatures) {
   std::string dir = cache_dir();
   if (dir.empty() || key.empty() || !make_dirs(dir)) return;
-  std::string tmp = dir + "/." + key + "." + std::to_string(getpid()) + ".spv";
-  {
-    std::ofstream out(tmp, std::ios::binary);
+  write_whole(dir + "/" + key + ".spv", [&](std::ostream& out) {
     out << kSourceMagic << '\n' << signatures.size() << '\n';
     for (const auto& [name, args] : signatures) {
       put(out, name);
@@ -194,12 +213,7 @@ void source_cache_write(const std::string& key, const std::vector<std::uint32_t>
     out << words.size() * 4 << '\n';
     out.write(reinterpret_cast<const char*>(words.data()),
               static_cast<std::streamsize>(words.size() * 4));
-    if (!out) {
-      unlink(tmp.c_str());
-      return;
-    }
-  }
-  if (std::rename(tmp.c_str(), (dir + "/" + key + ".spv").c_str()) != 0) unlink(tmp.c_str());
+  });
 }
 
 std::string cache_key(const std::uint32_t* words, std::size_t count, std::string_view options,
@@ -266,20 +280,20 @@ void cache_write(const std::string& key, const detail::CompiledProgram& program,
                  std::string_view object) {
   std::string dir = cache_dir();
   if (dir.empty() || !make_dirs(dir)) return;  // a cache that cannot be written is no error
-  std::string tmp = dir + "/." + key + "." + std::to_string(getpid());
-  {
-    std::ofstream obj(tmp + ".o", std::ios::binary);
-    obj.write(object.data(), static_cast<std::streamsize>(object.size()));
-    std::ofstream meta(tmp + ".meta", std::ios::binary);
+  // The object first: a reader that finds the .meta finds a complete .o.
+  if (!write_whole(dir + "/" + key + ".o", [&](std::ostream& obj) {
+        obj.write(object.data(), static_cast<std::streamsize>(object.size()));
+      }))
+    return;
+  write_whole(dir + "/" + key + ".meta", [&](std::ostream& meta) {
     meta << kMagic << '\n'
          << program.static_local_bytes << ' ' << (program.mmu ? 1 : 0) << ' '
          << program.mmu_accesses << ' ' << program.kernels.size() << '\n';
     for (const auto& k : program.kernels) {
       put(meta, k.info.name);
       meta << (k.info.uses_barriers ? 1 : 0) << ' ' << k.wi_private_bytes << ' '
-           << k.info.required_local[0] << ' '
-           << k.info.required_local[1] << ' ' << k.info.required_local[2] << ' '
-           << k.info.args.size() << '\n';
+           << k.info.required_local[0] << ' ' << k.info.required_local[1] << ' '
+           << k.info.required_local[2] << ' ' << k.info.args.size() << '\n';
       for (const auto& a : k.info.args) {
         put(meta, a.name);
         put(meta, a.type_name);
@@ -287,18 +301,7 @@ void cache_write(const std::string& key, const detail::CompiledProgram& program,
       }
       put(meta, k.info.vectorization);
     }
-    if (!obj || !meta) {
-      unlink((tmp + ".o").c_str());
-      unlink((tmp + ".meta").c_str());
-      return;
-    }
-  }
-  // The object first: a reader that finds the .meta finds a complete .o.
-  if (std::rename((tmp + ".o").c_str(), (dir + "/" + key + ".o").c_str()) != 0 ||
-      std::rename((tmp + ".meta").c_str(), (dir + "/" + key + ".meta").c_str()) != 0) {
-    unlink((tmp + ".o").c_str());
-    unlink((tmp + ".meta").c_str());
-  }
+  });
 }
 
 }  // namespace hetmm::spirv

@@ -23,24 +23,6 @@ namespace {
 
 using namespace llvm;
 
-// The access group a work-item loop's ID lists, or nullptr for another loop.
-MDNode* work_item_group(const Loop& l) {
-  MDNode* id = l.getLoopID();
-  if (id == nullptr) return nullptr;
-  bool marked = false;
-  MDNode* group = nullptr;
-  for (unsigned i = 1; i < id->getNumOperands(); ++i) {
-    auto* node = dyn_cast<MDNode>(id->getOperand(i));
-    if (node == nullptr || node->getNumOperands() < 1) continue;
-    auto* name = dyn_cast<MDString>(node->getOperand(0));
-    if (name == nullptr) continue;
-    if (name->getString() == kWorkItemLoopMark) marked = true;
-    if (name->getString() == "llvm.loop.parallel_accesses" && node->getNumOperands() == 2)
-      group = dyn_cast<MDNode>(node->getOperand(1));
-  }
-  return marked ? group : nullptr;
-}
-
 bool in_private_slot(const Instruction& i) {
   MDNode* scopes = i.getMetadata(LLVMContext::MD_alias_scope);
   if (scopes == nullptr) return false;
@@ -78,8 +60,9 @@ void mark_parallel_accesses(Module& m) {
     DominatorTree dt(f);
     LoopInfo li(dt);
     for (Loop* l : li.getLoopsInPreorder()) {
-      MDNode* group = work_item_group(*l);
-      if (group == nullptr) continue;
+      std::optional<WorkItemMark> mark = work_item_mark(*l);
+      if (!mark) continue;
+      MDNode* group = mark->group;
       for (BasicBlock* bb : l->blocks())
         for (Instruction& i : *bb)
           if (joins(i))

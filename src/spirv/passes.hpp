@@ -10,11 +10,13 @@
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <vector>
 
 namespace llvm {
 class Function;
+class Loop;
 class LLVMContext;
 class MDNode;
 class Module;
@@ -45,6 +47,12 @@ struct AbiResult {
 // report (vectorization_report) finds what became of each region.
 inline constexpr const char* kWorkItemLoopMark = "hetmm.work_items";
 llvm::MDNode* work_item_loop_id(llvm::LLVMContext& c, unsigned region);
+// What a loop's ID says of it: the region and access group of a work-item loop, or nothing.
+struct WorkItemMark {
+  unsigned region;
+  llvm::MDNode* group;  // llvm.loop.parallel_accesses's group
+};
+std::optional<WorkItemMark> work_item_mark(const llvm::Loop& l);
 
 // `kernels`: names of the module's kernels (spir_kernel functions, before retargeting).
 AbiResult apply_kernel_abi(llvm::Module& m, const std::vector<std::string>& kernels);

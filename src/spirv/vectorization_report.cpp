@@ -11,11 +11,9 @@
 #include "spirv/passes.hpp"
 
 #include <llvm/Analysis/LoopInfo.h>
-#include <llvm/IR/Constants.h>
 #include <llvm/IR/Dominators.h>
 #include <llvm/IR/Function.h>
 #include <llvm/IR/Instructions.h>
-#include <llvm/IR/Metadata.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -27,21 +25,6 @@ namespace hetmm::spirv {
 namespace {
 
 using namespace llvm;
-
-// The region a loop's mark names, or -1 for an unmarked loop.
-int marked_region(const Loop& l) {
-  MDNode* id = l.getLoopID();
-  if (id == nullptr) return -1;
-  for (unsigned i = 1; i < id->getNumOperands(); ++i) {
-    auto* node = dyn_cast<MDNode>(id->getOperand(i));
-    if (node == nullptr || node->getNumOperands() != 2) continue;
-    auto* name = dyn_cast<MDString>(node->getOperand(0));
-    if (name == nullptr || name->getString() != kWorkItemLoopMark) continue;
-    if (auto* c = mdconst::dyn_extract<ConstantInt>(node->getOperand(1)))
-      return static_cast<int>(c->getZExtValue());
-  }
-  return -1;
-}
 
 unsigned vector_width(Type* t) {
   auto* v = dyn_cast<FixedVectorType>(t);
@@ -58,10 +41,11 @@ struct Copies {
 std::string vectorization_report(Function& runner, const std::vector<std::string>& remarks) {
   DominatorTree dt(runner);
   LoopInfo li(dt);
-  std::map<int, Copies> regions;
+  std::map<unsigned, Copies> regions;
   for (Loop* l : li.getLoopsInPreorder()) {
-    int region = marked_region(*l);
-    if (region < 0) continue;
+    std::optional<WorkItemMark> mark = work_item_mark(*l);
+    if (!mark) continue;
+    const unsigned region = mark->region;
     unsigned width = 0;
     bool probed = false;
     for (BasicBlock* bb : l->blocks())
@@ -105,8 +89,8 @@ std::string vectorization_report(Function& runner, const std::vector<std::string
                                                 : "region " + std::to_string(region))
         << ": ";
     if (c.vectorised != 0)
-      out << "vectorised, " << (vf != 0 ? vf : c.width) << " work-items a step (" << c.vectorised << " cop"
-          << (c.vectorised == 1 ? "y" : "ies") << ")";
+      out << "vectorised, " << (vf != 0 ? vf : c.width) << " work-items a step ("
+          << c.vectorised << " cop" << (c.vectorised == 1 ? "y" : "ies") << ")";
     else if (c.scalar == 0 && c.probed != 0)
       out << "not vectorised (every copy keeps probed accesses: data-dependent addresses, "
              "atomics or unchecked ranges)";
