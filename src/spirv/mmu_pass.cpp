@@ -45,6 +45,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <tuple>
 
 namespace hetmm::spirv {
@@ -583,7 +584,37 @@ struct LocalRange {
   Value* hi;
   bool write;
   bool invariant = false;  // the same range at every entry of the loop (its parent's invariant)
+  const SCEV* lo_s = nullptr;  // lo and hi before expansion (expand_bounds)
+  const SCEV* hi_s = nullptr;
 };
+
+// The ranges' bounds, computed before `at`: only on the way that checks them, so that a loop
+// entry the nest check answered computes none. SCEVExpander puts an expression that evolves in
+// the loop around `at` in that loop's header (to dominate any use in the loop); what it put
+// there for these bounds serves them alone (a fresh expander's), and moves down to them.
+void expand_bounds(std::vector<LocalRange>& ranges, ScalarEvolution& se, LoopInfo& li,
+                   Instruction* at) {
+  SCEVExpander expander(se, at->getModule()->getDataLayout(), "mmu.row");
+  Type* i64 = Type::getInt64Ty(at->getContext());
+  for (LocalRange& r : ranges) {
+    r.lo = expander.expandCodeFor(r.lo_s, i64, at);
+    r.hi = expander.expandCodeFor(r.hi_s, i64, at);
+  }
+  Loop* around = li.getLoopFor(at->getParent());
+  if (around == nullptr || around->getHeader() == at->getParent()) return;
+  SmallPtrSet<Instruction*, 32> inserted;
+  for (Instruction* i : expander.getAllInsertedInstructions()) inserted.insert(i);
+  Instruction* before = at;  // the first of what was inserted beside `at`: its operands come first
+  for (Instruction& i : *at->getParent())
+    if (inserted.contains(&i)) {
+      before = &i;
+      break;
+    }
+  std::vector<Instruction*> moving;
+  for (Instruction& i : *around->getHeader())
+    if (!isa<PHINode>(i) && inserted.contains(&i)) moving.push_back(&i);
+  for (Instruction* i : moving) i->moveBefore(before);
+}
 
 // A loop entered again and again over the same range (the centroids of k-means, a filter's
 // taps: invariant in the enclosing work-item loop) keeps the last passing answer of its check in
@@ -802,23 +833,51 @@ Value* frame_delta(IRBuilder<>& b, const LocalRange& r, Value* ctx, Value* epoch
   return d;
 }
 
+// A loop's checks once for the loop around it (the nest check). A loop's own checks run at each
+// of its entries: for a work-group's x loop, once per row of work-items, so a 64x4 group of a
+// stencil paid them 4 times and a 16x16 tile 16 times, often as much as the row's work. Where
+// every range of the loop is affine (or invariant) in the enclosing loop too, the union of its
+// values over that loop's iterations is checked once, in that loop's preheader: in place, and
+// where not, in device frames. Each entry of the inner loop then tests the answer (and its own
+// no-wrap predicate) and checks its own range only where the nest check failed.
+// An answer holds for the nest as a row's does for its row: an in-place answer may go stale,
+// which J1 tolerates, and a frame answer is used only under a grace period published with the
+// epoch read before the nest check read any PTE (J4): an entry that finds the epoch moved runs
+// probed.
+struct NestCheck {
+  Value* in_place = nullptr;    // i1: every range in place (and the nest's no-wrap predicate)
+  Value* frames = nullptr;      // i1: every range in one run of frames (null: not checked)
+  Value* epoch = nullptr;       // i64: the epoch read before the checks (acquire)
+  std::vector<Value*> deltas;   // per range group: its run's delta where `frames`
+};
+
 // The device-frame version of loop l (J4), after version_loop gave it its in-place version:
 // where every range lies in one contiguous run of device frames, a clone runs each access at
 // process address + the run's delta, holding the shootdown protocol's `active` for the whole
 // loop; otherwise the probed original runs. `pred_ok` is the loop's no-wrap predicate.
 // With probed accesses too (`probed`: a gather's data-dependent load), the clone's accesses
 // become HeldAccess entries (J5).
-void version_local(Loop* l, Value* ctx, Value* pred_ok, const std::vector<LocalRange>& ranges,
+void version_local(Loop* l, Value* ctx, Value* pred_ok, std::vector<LocalRange> ranges,
+                   const NestCheck* nest,
                    const std::vector<std::pair<Instruction*, Value*>>& probed,
                    std::vector<HeldAccess>& held_out, const Runtime& rt, DominatorTree& dt,
                    LoopInfo& li, ScalarEvolution& se, PredicatedScalarEvolution& pse,
                    SCEVExpander& expander) {
   BasicBlock* check = l->getLoopPreheader();
   LLVMContext& c = check->getContext();
-  IRBuilder<> b(check->getTerminator());
+  Instruction* term = check->getTerminator();
+  IRBuilder<> b(term);
   Type* i64 = b.getInt64Ty();
   Type* i64p = i64->getPointerTo();
   Value* epoch_ptr = load_ctx_field(b, ctx, ctx_offset::device_epoch, i64p);
+  // The nest check's answer where it found every range in frames, else this entry's own.
+  BasicBlock* head = check;
+  Instruction* row = term;
+  if (nest != nullptr && nest->frames != nullptr) {
+    row = SplitBlockAndInsertIfThen(b.CreateNot(nest->frames), term, false, nullptr, &dt, &li);
+    b.SetInsertPoint(row);
+  }
+  expand_bounds(ranges, se, li, row);
   LoadInst* epoch = b.CreateAlignedLoad(i64, epoch_ptr, Align(8));
   epoch->setAtomic(AtomicOrdering::Acquire);  // before any PTE the checks read (J2, J4)
   Value* tlb_epoch = b.CreateAlignedLoad(i64, load_ctx_field(b, ctx, ctx_offset::tlb_epoch, i64p),
@@ -843,13 +902,28 @@ void version_local(Loop* l, Value* ctx, Value* pred_ok, const std::vector<LocalR
     deltas.push_back(d);
     all = b.CreateAnd(all, b.CreateICmpNE(d, b.getInt64(0)));
   }
+  Value* used_epoch = epoch;
+  if (row != term) {
+    BasicBlock* row_end = row->getParent();
+    b.SetInsertPoint(term);
+    auto join = [&](Value* nested, Value* own, const char* name) {
+      PHINode* p = b.CreatePHI(own->getType(), 2, name);
+      p->addIncoming(nested, head);
+      p->addIncoming(own, row_end);
+      return p;
+    };
+    used_epoch = join(nest->epoch, epoch, "mmu.frame.epoch");
+    all = join(pred_ok, all, "mmu.frame.ok");
+    for (std::size_t i = 0; i < deltas.size(); ++i)
+      deltas[i] = join(nest->deltas[i], deltas[i], "mmu.frame.delta");
+  }
   Value* active = load_ctx_field(b, ctx, ctx_offset::active, i64p);
   Value* zero = b.getInt64(0);
-  emit_publish(b, b.CreateSelect(all, epoch, zero), active);
+  emit_publish(b, b.CreateSelect(all, used_epoch, zero), active);
   LoadInst* again = b.CreateAlignedLoad(i64, epoch_ptr, Align(8));
   again->setAtomic(AtomicOrdering::SequentiallyConsistent);
-  Value* go = b.CreateAnd(all, b.CreateICmpEQ(again, epoch));
-  b.CreateAlignedStore(b.CreateSelect(go, epoch, zero), active, Align(8))
+  Value* go = b.CreateAnd(all, b.CreateICmpEQ(again, used_epoch));
+  b.CreateAlignedStore(b.CreateSelect(go, used_epoch, zero), active, Align(8))
       ->setAtomic(AtomicOrdering::Release);
 
   AllocaInst* held = nullptr;
@@ -860,7 +934,7 @@ void version_local(Loop* l, Value* ctx, Value* pred_ok, const std::vector<LocalR
   std::vector<BasicBlock*> original(l->blocks().begin(), l->blocks().end());
   ValueToValueMapTy vmap;
   if (!version_loop(l, go, dt, li, se, vmap)) {  // cannot happen: the in-place version worked
-    b.SetInsertPoint(check->getTerminator());
+    b.SetInsertPoint(term->getParent()->getTerminator());
     b.CreateAlignedStore(zero, active, Align(8))->setAtomic(AtomicOrdering::Release);
     return;
   }
@@ -1079,6 +1153,7 @@ struct RangeGroup {
   const SCEV* hi;
   bool write;
   std::vector<Instruction*> insts;
+  SmallVector<const SCEV*, 8> los, his;  // the terms of lo's umin and hi's umax
 };
 std::vector<RangeGroup> group_ranges(ScalarEvolution& se, const std::vector<AccessRange>& ranges) {
   struct Members {
@@ -1105,8 +1180,111 @@ std::vector<RangeGroup> group_ranges(ScalarEvolution& se, const std::vector<Acce
   }
   std::vector<RangeGroup> out;
   for (Members& g : groups)
-    out.push_back({se.getUMinExpr(g.los), se.getUMaxExpr(g.his), g.write, std::move(g.insts)});
+    out.push_back({se.getUMinExpr(g.los), se.getUMaxExpr(g.his), g.write, std::move(g.insts),
+                   g.los, g.his});
   return out;
+}
+
+std::optional<NestCheck> nest_check(Loop* l, const std::vector<RangeGroup>& groups,
+                                    bool frames_ok, Value* ctx, const Runtime& rt,
+                                    ScalarEvolution& se, DominatorTree& dt, LoopInfo& li,
+                                    SCEVExpander& expander) {
+  Loop* outer = l->getParentLoop();
+  if (outer == nullptr || groups.empty()) return std::nullopt;
+  // Ranges the outer loop does not move gain nothing: the loop's kept answer is a load.
+  bool varies = false;
+  for (const RangeGroup& g : groups)
+    varies = varies || !se.isLoopInvariant(g.lo, outer) || !se.isLoopInvariant(g.hi, outer);
+  if (!varies) return std::nullopt;
+  if (outer->getLoopPreheader() == nullptr &&
+      InsertPreheaderForLoop(outer, &dt, &li, nullptr, false) == nullptr)
+    return std::nullopt;
+  PredicatedScalarEvolution pse(se, *outer);
+  const SCEV* btc = pse.getBackedgeTakenCount();
+  if (isa<SCEVCouldNotCompute>(btc)) return std::nullopt;
+  // A term over the outer loop: itself where invariant, else its first and last value (affine
+  // without wrapping, which is assumed and checked: so one of the two is its least, the other its
+  // greatest).
+  auto widen = [&](const SmallVectorImpl<const SCEV*>& terms, SmallVectorImpl<const SCEV*>& out) {
+    for (const SCEV* t : terms) {
+      if (se.isLoopInvariant(t, outer)) {
+        out.push_back(t);
+        continue;
+      }
+      SmallPtrSet<const SCEVPredicate*, 4> assumed;
+      const auto* ar = dyn_cast<SCEVAddRecExpr>(t);
+      if (ar == nullptr) ar = se.convertSCEVToAddRecWithPredicates(t, outer, assumed);
+      if (ar == nullptr || ar->getLoop() != outer || !ar->isAffine()) return false;
+      for (const SCEVPredicate* p : assumed) pse.addPredicate(*p);
+      out.push_back(ar->getStart());
+      out.push_back(ar->evaluateAtIteration(btc, se));
+    }
+    return true;
+  };
+  Instruction* where = outer->getLoopPreheader()->getTerminator();
+  std::vector<std::pair<const SCEV*, const SCEV*>> spans;
+  for (const RangeGroup& g : groups) {
+    SmallVector<const SCEV*, 16> los, his;
+    if (!widen(g.los, los) || !widen(g.his, his)) return std::nullopt;
+    const SCEV* lo = se.getUMinExpr(los);
+    const SCEV* hi = se.getUMaxExpr(his);
+    if (!expander.isSafeToExpandAt(lo, where) || !expander.isSafeToExpandAt(hi, where))
+      return std::nullopt;
+    spans.push_back({lo, hi});
+  }
+  IRBuilder<> b(where);
+  Type* i64 = b.getInt64Ty();
+  NestCheck n;
+  Probe epochs = emit_epochs(b, ctx);
+  cast<LoadInst>(epochs.dev_epoch)->setOrdering(AtomicOrdering::Acquire);  // before PTEs (J4)
+  n.epoch = epochs.dev_epoch;
+  Value* pred_ok = b.getTrue();
+  if (!pse.getPredicate().isAlwaysTrue())
+    pred_ok = b.CreateNot(expander.expandCodeForPredicate(&pse.getPredicate(), where));
+  std::vector<LocalRange> ranges;
+  for (std::size_t i = 0; i < groups.size(); ++i)
+    ranges.push_back({groups[i].insts, expander.expandCodeFor(spans[i].first, i64, where),
+                      expander.expandCodeFor(spans[i].second, i64, where), groups[i].write});
+  b.SetInsertPoint(where);
+  // In place, unless the first range's first page is known to be in a frame.
+  Value* first_local = emit_local_block_probe(b, ctx, ranges.front().lo, ranges.front().lo,
+                                              false, epochs.epoch_ok)
+                           .not_in_place;
+  BasicBlock* head = where->getParent();
+  Instruction* at =
+      SplitBlockAndInsertIfThen(b.CreateNot(first_local), where, false, nullptr, &dt, &li);
+  Value* chain = pred_ok;
+  for (const LocalRange& r : ranges)
+    chain = emit_range_check(at, ctx, epochs.epoch_ok, r.lo, r.hi, r.write, chain, rt, dt, li);
+  b.SetInsertPoint(where);
+  PHINode* in_place = b.CreatePHI(b.getInt1Ty(), 2, "mmu.nest.inplace");
+  in_place->addIncoming(b.getFalse(), head);
+  in_place->addIncoming(chain, at->getParent());
+  n.in_place = in_place;
+  if (!frames_ok) return n;
+  // Else in frames.
+  BasicBlock* head2 = where->getParent();
+  Instruction* at2 = SplitBlockAndInsertIfThen(b.CreateNot(in_place), where, false, nullptr, &dt, &li);
+  IRBuilder<> fb(at2);
+  Value* all = pred_ok;
+  std::vector<Value*> found;
+  for (const LocalRange& r : ranges) {
+    Value* d = frame_delta(fb, r, ctx, epochs.epoch_ok, rt, dt, li);
+    found.push_back(d);
+    all = fb.CreateAnd(all, fb.CreateICmpNE(d, fb.getInt64(0)));
+  }
+  b.SetInsertPoint(where);
+  PHINode* frames = b.CreatePHI(b.getInt1Ty(), 2, "mmu.nest.frames");
+  frames->addIncoming(b.getFalse(), head2);
+  frames->addIncoming(all, at2->getParent());
+  n.frames = frames;
+  for (Value* d : found) {
+    PHINode* p = b.CreatePHI(i64, 2, "mmu.nest.delta");
+    p->addIncoming(b.getInt64(0), head2);
+    p->addIncoming(d, at2->getParent());
+    n.deltas.push_back(p);
+  }
+  return n;
 }
 
 // Loop range checks: for the loads and stores of an innermost loop whose addresses are affine
@@ -1212,27 +1390,43 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
       ok = b.CreateNot(expander.expandCodeForPredicate(&lc.pse->getPredicate(), where));
     Value* pred_ok = ok;
     std::vector<LocalRange> local;
-    // The epochs once for all the loop's checks (an entry of an older epoch is at worst a stale
-    // in-place translation, which J1 tolerates).
-    Probe epochs = emit_epochs(b, ctx);
-    Value* epoch_ok = epochs.epoch_ok;
     Loop* parent = l->getParentLoop();
-    for (const RangeGroup& g : group_ranges(se, lc.ranges)) {
-      Value* lo_v = expander.expandCodeFor(g.lo, i64, where);
-      Value* hi_v = expander.expandCodeFor(g.hi, i64, where);
-      local.push_back({g.insts, lo_v, hi_v, g.write,
+    const std::vector<RangeGroup> groups = group_ranges(se, lc.ranges);
+    for (const RangeGroup& g : groups)
+      local.push_back({g.insts, nullptr, nullptr, g.write,
                        parent != nullptr && se.isLoopInvariant(g.lo, parent) &&
-                           se.isLoopInvariant(g.hi, parent)});
-    }
-    // Data the worker knows is in device memory (the first range's first page is in a frame)
-    // skips the in-place checks, which could only fail, for the frame version's.
+                           se.isLoopInvariant(g.hi, parent),
+                       g.lo, g.hi});
+    const bool frames_ok = calls_only_intrinsics(l);
+    std::optional<NestCheck> nest =
+        nest_check(l, groups, frames_ok, ctx, rt, se, dt, li, expander);
+    // Where the nest check passed in place, only the loop's own predicate is left to test;
+    // else the loop's own ranges are checked here.
     {
       IRBuilder<> hb(where);
       BasicBlock* head = where->getParent();
+      // (Data the nest check found in frames needs no in-place check either.)
+      Value* nest_ok = hb.getFalse();
+      Value* head_ok = hb.getFalse();
+      if (nest) {
+        nest_ok = nest->frames ? hb.CreateOr(nest->in_place, nest->frames) : nest->in_place;
+        head_ok = hb.CreateAnd(ok, nest->in_place);
+      }
+      Instruction* row =
+          SplitBlockAndInsertIfThen(hb.CreateNot(nest_ok), where, false, nullptr, &dt, &li);
+      // Data the worker knows is in device memory (the first range's first page is in a frame)
+      // skips the in-place checks, which could only fail, for the frame version's.
+      IRBuilder<> rb(row);
+      expand_bounds(local, se, li, row);
+      // The epochs once for all the loop's checks (an entry of an older epoch is at worst a
+      // stale in-place translation, which J1 tolerates).
+      Probe epochs = emit_epochs(rb, ctx);
+      Value* epoch_ok = epochs.epoch_ok;
       Value* first_local =
-          emit_local_block_probe(hb, ctx, local.front().lo, local.front().lo, false, epoch_ok)
+          emit_local_block_probe(rb, ctx, local.front().lo, local.front().lo, false, epoch_ok)
               .not_in_place;
-      Instruction* at = SplitBlockAndInsertIfThen(hb.CreateNot(first_local), where, false,
+      BasicBlock* row_head = row->getParent();
+      Instruction* at = SplitBlockAndInsertIfThen(rb.CreateNot(first_local), row, false,
                                                   nullptr, &dt, &li);
       Value* chain = ok;
       for (const LocalRange& r : local) {
@@ -1248,13 +1442,16 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
         IRBuilder<> ab(at);
         chain = ab.CreateAnd(chain, ab.CreateICmpNE(kept, ab.getInt64(0)));
       }
+      rb.SetInsertPoint(row);
+      PHINode* row_ok = rb.CreatePHI(rb.getInt1Ty(), 2, "mmu.row.ok");
+      row_ok->addIncoming(rb.getFalse(), row_head);
+      row_ok->addIncoming(chain, at->getParent());
       hb.SetInsertPoint(where);
       PHINode* in_place_ok = hb.CreatePHI(hb.getInt1Ty(), 2, "mmu.inplace.ok");
-      in_place_ok->addIncoming(hb.getFalse(), head);
-      in_place_ok->addIncoming(chain, at->getParent());
+      in_place_ok->addIncoming(head_ok, head);
+      in_place_ok->addIncoming(row_ok, row->getParent());
       ok = in_place_ok;
     }
-    const bool frames_ok = calls_only_intrinsics(l);
     ValueToValueMapTy vmap;
     if (version_loop(l, ok, dt, li, se, vmap)) {
       for (auto& [inst, ptr] : lc.probed) {
@@ -1263,7 +1460,8 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
       }
       // Data in device memory: a third version, on the frames (J4).
       if (frames_ok)
-        version_local(l, ctx, pred_ok, local, lc.probed, held, rt, dt, li, se, *lc.pse, expander);
+        version_local(l, ctx, pred_ok, local, nest ? &*nest : nullptr, lc.probed, held, rt, dt,
+                      li, se, *lc.pse, expander);
       continue;
     }
     for (const AccessRange& r : lc.ranges) checks[r.inst] = ok;

@@ -85,6 +85,10 @@ __kernel void row_sums(__global const float* a, __global float* out, int lda, in
 // One increment per work-item: lost updates show as a count short of the launches.
 __kernel void bump(__global int* v) { v[get_global_id(0)] += 1; }
 
+// The same over a 2-D grid: the rows of a group (one page each here) are checked once for the
+// whole group, before its first row (the nest check, mmu_pass.cpp).
+__kernel void bump2d(__global int* v, int w) { v[get_global_id(1) * w + get_global_id(0)] += 1; }
+
 // The same through an index (a permutation): data-dependent accesses, probed one by one.
 __kernel void bump_at(__global int* v, __global const uint* idx) { v[idx[get_global_id(0)]] += 1; }
 
@@ -591,6 +595,32 @@ TEST_P(JitPaths, FrameLoopsLoseNoUpdateWhileTheCpuTakesPagesHome) {
   }
   EXPECT_GT(cpu.stop(), 0);
   for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(v[i], launches) << i;
+  EXPECT_EQ(rt.audit(), "");
+  rt.deallocate(v);
+}
+
+// The same when a group's rows are checked once for the group (the nest check): a row that runs
+// after the CPU took a page of the group home must find the epoch moved and check again.
+TEST_P(JitPaths, GroupsCheckedOnceForAllTheirRowsLoseNoUpdateWhileTheCpuTakesPagesHome) {
+  hetmm::Runtime rt(options(GetParam()));
+  auto& dev = rt.device(0);
+  constexpr std::size_t kBytes = 4u << 20;
+  // A group's 16 rows span 17 pages, across the 64 KiB a CPU fault takes home at a time: some
+  // of its rows are taken home while others stay in frames.
+  constexpr std::size_t kWidth = 1040;
+  const std::size_t n = kBytes / sizeof(int), rows = n / kWidth / 16 * 16;
+  auto* v = static_cast<int*>(rt.allocate(kBytes));
+  std::memset(v, 0, kBytes);
+  CpuPageReader cpu(v, kBytes);
+  const int launches = 40;
+  for (int k = 0; k < launches; ++k) {
+    if (k % 8 == 0) dev.migrate_to_device(v, kBytes);
+    dev.launch(program(), "bump2d", hetmm::NDRange{kWidth, rows}, hetmm::NDRange{16, 16}, v,
+               static_cast<int>(kWidth));
+    dev.synchronize();
+  }
+  EXPECT_GT(cpu.stop(), 0);
+  for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(v[i], i < kWidth * rows ? launches : 0) << i;
   EXPECT_EQ(rt.audit(), "");
   rt.deallocate(v);
 }
