@@ -412,6 +412,7 @@ std::string compile_to_object(detail::CompiledProgram& program, const std::uint3
       if (k.info.name == a.name) {
         k.info.uses_barriers = a.uses_barriers;
         k.wi_private_bytes = a.wi_private_bytes;
+        k.joins_x_groups = !a.uses_barriers && !a.reads_group_shape_x;
       }
   // Kernels are inlined into their runners and simplified first, so that the MMU rewrite sees
   // the work-item loops and canonical induction variables (its loop range checks need them),

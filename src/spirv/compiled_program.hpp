@@ -27,6 +27,9 @@ class CompiledProgram {
     // Barriers as region loops: the runner runs the whole group with this much private memory
     // per work-item; 0 with uses_barriers: fibers.
     std::size_t wi_private_bytes = 0;
+    // Runs of its groups along x may run as one loop (kernel_abi_pass.cpp,
+    // group_shape_x_readers): no barriers, and it reads no group shape along x.
+    bool joins_x_groups = false;
   };
 
   std::string options;

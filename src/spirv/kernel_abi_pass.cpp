@@ -150,6 +150,37 @@ std::set<Function*> barrier_users(Module& m) {
   return users;
 }
 
+// Functions that read the shape of their work-group along x, directly or through calls: the
+// local id, group id or local size in dimension 0 (or one known only at run time), or the
+// local linear id. A kernel that reads none of them (and has no barriers or __local memory)
+// cannot tell a run of its groups along x from one wide group: the driver runs such a run as
+// one loop (kernel_driver.cpp), global ids unchanged.
+std::set<Function*> group_shape_x_readers(Module& m) {
+  std::vector<Function*> work;
+  for (Function& f : m) {
+    if (!f.isDeclaration()) continue;
+    StringRef name = f.getName();
+    bool linear = name == "_Z19get_local_linear_idv";
+    bool per_dim = name == "_Z12get_local_idj" || name == "_Z12get_group_idj" ||
+                   name == "_Z14get_local_sizej" || name == "_Z23get_enqueued_local_sizej";
+    if (!linear && !per_dim) continue;
+    for (User* u : f.users())
+      if (auto* call = dyn_cast<CallInst>(u)) {
+        auto* dim = linear ? nullptr : dyn_cast<ConstantInt>(call->getArgOperand(0));
+        if (dim == nullptr || dim->isZero()) work.push_back(call->getFunction());
+      }
+  }
+  std::set<Function*> readers;
+  while (!work.empty()) {
+    Function* f = work.back();
+    work.pop_back();
+    if (!readers.insert(f).second) continue;
+    for (User* u : f->users())
+      if (auto* call = dyn_cast<CallInst>(u)) work.push_back(call->getFunction());
+  }
+  return readers;
+}
+
 // The same function with (i8* ctx, i64 lx, i64 ly, i64 lz) appended; the body moves over.
 Function* with_hidden_params(Function* f) {
   LLVMContext& c = f->getContext();
@@ -331,6 +362,8 @@ AbiResult apply_kernel_abi(Module& m, const std::vector<std::string>& kernel_nam
   std::set<Function*> with_barriers = barrier_users(m);
   std::set<std::string> barrier_names;
   for (Function* f : with_barriers) barrier_names.insert(f->getName().str());
+  std::set<std::string> shape_x_names;
+  for (Function* f : group_shape_x_readers(m)) shape_x_names.insert(f->getName().str());
 
   // 1. Hidden parameters on every defined function; call sites pass their caller's along.
   std::vector<std::pair<Function*, Function*>> moved;
@@ -403,6 +436,7 @@ AbiResult apply_kernel_abi(Module& m, const std::vector<std::string>& kernel_nam
     info.name = k;
     info.run_symbol = "__hetmm_run_" + k;
     info.uses_barriers = barrier_names.count(k) != 0;
+    info.reads_group_shape_x = shape_x_names.count(k) != 0;
     if (info.uses_barriers) info.wi_private_bytes = form_barrier_regions(*f);
     f->setLinkage(GlobalValue::InternalLinkage);
     f->addFnAttr(Attribute::AlwaysInline);

@@ -18,7 +18,7 @@
 namespace hetmm::spirv {
 namespace {
 
-constexpr const char* kMagic = "hetmm-program-cache 3";
+constexpr const char* kMagic = "hetmm-program-cache 4";
 
 // The GNU build ID of the object this code is linked into (libhetmm.so, or a static program):
 // a hash of its contents, so any change to the code generator or the runtime ABI that kernel
@@ -251,13 +251,14 @@ bool cache_read(const std::string& key, detail::CompiledProgram& program, std::s
     detail::CompiledProgram::Kernel kernel;
     KernelInfo& info = kernel.info;
     std::size_t nargs = 0;
-    int barriers = 0;
+    int barriers = 0, joins = 0;
     if (!get(meta, info.name) ||
-        !(meta >> barriers >> kernel.wi_private_bytes >> info.required_local[0] >>
+        !(meta >> barriers >> kernel.wi_private_bytes >> joins >> info.required_local[0] >>
           info.required_local[1] >> info.required_local[2] >> nargs) ||
         nargs > 1024)
       return false;
     info.uses_barriers = barriers != 0;
+    kernel.joins_x_groups = joins != 0;
     for (std::size_t a = 0; a < nargs; ++a) {
       KernelArgInfo arg;
       int kind = 0;
@@ -292,7 +293,7 @@ void cache_write(const std::string& key, const detail::CompiledProgram& program,
     for (const auto& k : program.kernels) {
       put(meta, k.info.name);
       meta << (k.info.uses_barriers ? 1 : 0) << ' ' << k.wi_private_bytes << ' '
-           << k.info.required_local[0] << ' ' << k.info.required_local[1] << ' '
+           << (k.joins_x_groups ? 1 : 0) << ' ' << k.info.required_local[0] << ' ' << k.info.required_local[1] << ' '
            << k.info.required_local[2] << ' ' << k.info.args.size() << '\n';
       for (const auto& a : k.info.args) {
         put(meta, a.name);

@@ -158,11 +158,20 @@ void fiber_main(void* arg) {
   hetmm_fiber_switch(&f->sp, g.scheduler_sp);
 }
 
-std::string group_name(const KernelContext& c) {
-  char buf[96];
-  std::snprintf(buf, sizeof buf, "work-group (%lu, %lu, %lu)",
-                static_cast<unsigned long>(c.group_id[0]), static_cast<unsigned long>(c.group_id[1]),
-                static_cast<unsigned long>(c.group_id[2]));
+// `joined`: the groups along x this call ran as one loop (NdRangeLaunch::join).
+std::string group_name(const KernelContext& c, std::uint64_t joined = 1) {
+  char buf[128];
+  if (joined > 1)
+    std::snprintf(buf, sizeof buf, "one of work-groups (%lu..%lu, %lu, %lu)",
+                  static_cast<unsigned long>(c.group_id[0]),
+                  static_cast<unsigned long>(c.group_id[0] + joined - 1),
+                  static_cast<unsigned long>(c.group_id[1]),
+                  static_cast<unsigned long>(c.group_id[2]));
+  else
+    std::snprintf(buf, sizeof buf, "work-group (%lu, %lu, %lu)",
+                  static_cast<unsigned long>(c.group_id[0]),
+                  static_cast<unsigned long>(c.group_id[1]),
+                  static_cast<unsigned long>(c.group_id[2]));
   return buf;
 }
 
@@ -437,6 +446,11 @@ struct NdRangeLaunch final : detail::KernelBase, os::RuntimeAllocated {
   std::pmr::vector<std::size_t> local_offset{os::runtime_memory()};  // per argument: its arena slice
   std::size_t local_bytes = 0;
   std::uint64_t global[3], local[3], groups[3], offset[3], dims;
+  // Groups along x that one call runs as one loop (CompiledProgram::Kernel::joins_x_groups):
+  // a kernel that cannot tell them from one wide group pays the call, the group's set-up and its
+  // range checks once per run instead of once per group (saxpy with 64-item groups: 4x).
+  // Workers take runs as they took groups; a run's ids are those of its first group.
+  std::uint64_t join = 1;
   // Unique for the process's life (a launch's address may be reused by the next).
   std::uint64_t serial = next_serial.fetch_add(1, std::memory_order_relaxed) + 1;
   static inline std::atomic<std::uint64_t> next_serial{0};
@@ -486,7 +500,7 @@ void NdRangeLaunch::run(Thread& t) {
   // Workers take groups in chunks of consecutive ids: the next one's ids by carrying. Three
   // 64-bit divisions per group were a fifth of saxpy's time with 64 work-items a group.
   if (j.last_launch == serial && id == j.last_group + 1) {
-    if (++c.group_id[0] == groups[0]) {
+    if ((c.group_id[0] += join) >= groups[0]) {
       c.group_id[0] = 0;
       if (++c.group_id[1] == groups[1]) {
         c.group_id[1] = 0;
@@ -494,9 +508,10 @@ void NdRangeLaunch::run(Thread& t) {
       }
     }
   } else {
-    c.group_id[0] = id % groups[0];
-    c.group_id[1] = id / groups[0] % groups[1];
-    c.group_id[2] = id / (groups[0] * groups[1]);
+    const std::uint64_t runs = (groups[0] + join - 1) / join;
+    c.group_id[0] = id % runs * join;
+    c.group_id[1] = id / runs % groups[1];
+    c.group_id[2] = id / (runs * groups[1]);
   }
   j.last_launch = serial;
   j.last_group = id;
@@ -507,6 +522,8 @@ void NdRangeLaunch::run(Thread& t) {
     c.num_groups[d] = groups[d];
     c.global_offset[d] = offset[d];
   }
+  // A run of joined groups: the call's extent along x (the kernel reads no local size there).
+  if (join > 1) c.local_size[0] = std::min(join * local[0], global[0] - c.group_id[0] * local[0]);
   c.work_dim = dims;
   c.local_base = j.arena;
   c.local_span = local_bytes;
@@ -553,7 +570,9 @@ void NdRangeLaunch::run(Thread& t) {
   std::snprintf(buf, sizeof buf, ": %s of process memory at 0x%lx failed: unmapped or protected "
                 "under the kernel", w->jit_fault_write ? "write" : "read",
                 static_cast<unsigned long>(w->jit_fault_addr));
-  throw Error(Errc::fault, "device kernel " + kernel->info.name + ": " + group_name(c) + buf);
+  const std::uint64_t joined = std::min(join, groups[0] - c.group_id[0]);
+  throw Error(Errc::fault,
+              "device kernel " + kernel->info.name + ": " + group_name(c, joined) + buf);
 }
 
 [[noreturn]] void bad_arg(const std::string& kernel, std::size_t i, const KernelArgInfo& a,
@@ -674,6 +693,16 @@ void Device::launch_program(const Program& program, std::string_view kernel_name
     launch->groups[d] = (g[d] + l[d] - 1) / l[d];
     launch->offset[d] = global_offset[d];
     total *= launch->groups[d];
+  }
+  // Runs of groups along x as one loop where the kernel cannot tell (joins_x_groups, no __local
+  // memory): up to kJoinItems work-items a run, leaving at least kMinRuns runs to share out.
+  constexpr std::size_t kJoinItems = 4096, kMinRuns = 64;
+  if (k->joins_x_groups && local_bytes == 0 && launch->groups[0] > 1) {
+    const std::size_t items = l[0] * l[1] * l[2];
+    launch->join = std::max<std::size_t>(
+        1, std::min({kJoinItems / items, total / kMinRuns, std::size_t(launch->groups[0])}));
+    total = (launch->groups[0] + launch->join - 1) / launch->join * launch->groups[1] *
+            launch->groups[2];
   }
   launch->dims = dims;
   launch->local_bytes = local_bytes;

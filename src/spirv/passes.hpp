@@ -34,6 +34,8 @@ struct AbiKernel {
   // call, with this much private memory per work-item in KernelContext::wi_private. 0: the
   // kernel has no barriers, or its groups run as fibers.
   std::size_t wi_private_bytes = 0;
+  // It reads its work-group's local id, group id or size along x (group_shape_x_readers).
+  bool reads_group_shape_x = true;
 };
 struct AbiResult {
   std::vector<AbiKernel> kernels;
