@@ -281,6 +281,19 @@ std::uint32_t atomic_op(AtomicRMWInst::BinOp op) {
   }
 }
 
+// The last block an access (or a range check) found wholly in place with its right (J1), kept
+// for the rest of the call (a group, or a run of joined groups): its next access to that block
+// is a compare, not the probe's epoch and block-entry loads. An in-place answer may go stale,
+// which J1 tolerates, as it does for a loop's range check over the same call. One per access:
+// each tends to stay in one array (spmv's x[col[j]], row_ptr[r] and its rows' ranges).
+// i64: the block (address >> 21), or ~0 (no block); a register once promoted.
+AllocaInst* kept_block(Function* f) {
+  AllocaInst* slot = entry_alloca(f, Type::getInt64Ty(f->getContext()));
+  IRBuilder<> b(slot->getNextNode());
+  b.CreateStore(b.getInt64(~std::uint64_t{0}), slot);
+  return slot;
+}
+
 // Rewrites one access into head / in-place / local / slow / join blocks.
 void rewrite(Instruction* inst, Value* ptr, Value* range_ok, const Runtime& rt,
              const DataLayout& dl) {
@@ -334,20 +347,35 @@ void rewrite(Instruction* inst, Value* ptr, Value* range_ok, const Runtime& rt,
   Value* va = b.CreatePtrToInt(ptr, b.getInt64Ty());
   // Inside a loop whose whole address range was found in place at its entry and that could
   // not be versioned (version_loop): no probe while the check holds (J1).
+  auto* kept_bb = BasicBlock::Create(c, "mmu.kept", f, join);
   if (range_ok != nullptr)
-    b.CreateCondBr(range_ok, in_place_bb, probe_bb, likely);
+    b.CreateCondBr(range_ok, in_place_bb, kept_bb, likely);
   else
-    b.CreateBr(probe_bb);
+    b.CreateBr(kept_bb);
+  // In the block the last probe found in place: no probe either.
+  b.SetInsertPoint(kept_bb);
+  AllocaInst* kept = kept_block(f);
+  Value* block_of = b.CreateLShr(va, b.getInt64(21));
+  Value* in_kept = b.CreateICmpEQ(block_of, b.CreateLoad(b.getInt64Ty(), kept));
+  if (span > 1)
+    in_kept = b.CreateAnd(in_kept, b.CreateICmpEQ(b.CreateLShr(b.CreateAdd(va, b.getInt64(span - 1)),
+                                                               b.getInt64(21)),
+                                                  block_of));
+  b.CreateCondBr(in_kept, in_place_bb, probe_bb);
   b.SetInsertPoint(probe_bb);
   PHINode* attempt = b.CreatePHI(b.getInt32Ty(), 2, "mmu.attempt");
-  attempt->addIncoming(b.getInt32(0), head);
+  attempt->addIncoming(b.getInt32(0), kept_bb);
   // Block entries first: a kernel's arrays in system memory are mostly whole blocks in place,
   // and the page probe's hash and loads then stay off the path (gather: 2x).
   Probe probe = emit_epochs(b, ctx);
   auto* page_bb = BasicBlock::Create(c, "mmu.page", f, join);
   auto* frame_block_bb = BasicBlock::Create(c, "mmu.frameblock", f, join);
-  b.CreateCondBr(emit_block_probe(b, ctx, va, span, write, probe.epoch_ok), in_place_bb,
+  auto* keep_bb = BasicBlock::Create(c, "mmu.keep", f, join);
+  b.CreateCondBr(emit_block_probe(b, ctx, va, span, write, probe.epoch_ok), keep_bb,
                  frame_block_bb);
+  b.SetInsertPoint(keep_bb);
+  b.CreateStore(block_of, kept);
+  b.CreateBr(in_place_bb);
   // Then the same block entry for a block in one run of device frames (J4): data in device
   // memory stays off the page TLB, which a gather over a few MiB would miss on most accesses.
   b.SetInsertPoint(frame_block_bb);
@@ -539,8 +567,19 @@ Value* emit_range_check(Instruction* where, Value* ctx, Value* epoch_ok, Value* 
   IRBuilder<> b(where);
   Type* i64 = b.getInt64Ty();
   Value* last = b.CreateSub(hi, ConstantInt::get(i64, 1));
-  Value* inline_ok = emit_block_probe(b, ctx, lo, 1, write, epoch_ok);
-  inline_ok = b.CreateAnd(inline_ok, b.CreateICmpEQ(b.CreateLShr(lo, 21), b.CreateLShr(last, 21)));
+  // Within the block this check last found in place (kept_block): passes on a compare.
+  AllocaInst* kept = kept_block(where->getFunction());
+  Value* block = b.CreateLShr(lo, 21);
+  Value* one_block = b.CreateAnd(b.CreateICmpEQ(block, b.CreateLShr(last, 21)),
+                                 b.CreateICmpULT(lo, hi));
+  Value* in_kept = b.CreateAnd(one_block, b.CreateICmpEQ(block, b.CreateLoad(i64, kept)));
+  BasicBlock* kept_head = where->getParent();
+  Instruction* probe_term =
+      SplitBlockAndInsertIfThen(b.CreateNot(in_kept), where, false, nullptr, &dt, &li);
+  b.SetInsertPoint(probe_term);
+  Value* block_hit = b.CreateAnd(emit_block_probe(b, ctx, lo, 1, write, epoch_ok), one_block);
+  b.CreateStore(b.CreateSelect(block_hit, block, b.CreateLoad(i64, kept)), kept);
+  Value* inline_ok = block_hit;
   // A range inside one page of a block that is not all in place (a small buffer in the heap:
   // a filter in __constant memory) passes on its page's TLB entry, which the call fills.
   const std::uint64_t right = write ? pte::kWrite : 0;
@@ -551,16 +590,20 @@ Value* emit_range_check(Instruction* where, Value* ctx, Value* epoch_ok, Value* 
   // A range whose first page the worker knows is in a device frame is not in place: no call to
   // learn it again.
   Value* known_local = emit_known_local(b, ctx, lo, epoch_ok);
-  BasicBlock* head = where->getParent();
+  BasicBlock* head = probe_term->getParent();
   Instruction* then_term = SplitBlockAndInsertIfThen(
-      b.CreateNot(b.CreateOr(inline_ok, known_local)), where, false, nullptr, &dt, &li);
+      b.CreateNot(b.CreateOr(inline_ok, known_local)), probe_term, false, nullptr, &dt, &li);
   b.SetInsertPoint(then_term);
   Value* called = b.CreateICmpNE(b.CreateCall(rt.range, {ctx, lo, hi, b.getInt64(write ? 1 : 0)}),
                                  b.getInt64(0));
+  b.SetInsertPoint(probe_term);
+  PHINode* probed = b.CreatePHI(b.getInt1Ty(), 2, "mmu.range.probed");
+  probed->addIncoming(inline_ok, head);
+  probed->addIncoming(called, then_term->getParent());
   b.SetInsertPoint(where);
   PHINode* passed = b.CreatePHI(b.getInt1Ty(), 2, "mmu.range.ok");
-  passed->addIncoming(inline_ok, head);
-  passed->addIncoming(called, then_term->getParent());
+  passed->addIncoming(b.getTrue(), kept_head);
+  passed->addIncoming(probed, probe_term->getParent());
   return b.CreateAnd(ok, passed);
 }
 
