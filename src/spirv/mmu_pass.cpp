@@ -561,18 +561,26 @@ Value* emit_known_local(IRBuilder<>& b, Value* ctx, Value* va, Value* epoch_ok) 
 // worker's block TLB holds in place (J2; the common case of a work-group's loop over a row),
 // else through hetmm_jit_range. A loop over 64 work-items of a stencil costs a few
 // instructions, not seven calls.
+// Whether [lo, hi) lies in the block `kept` holds (kept_block).
+Value* in_kept_block(IRBuilder<>& b, Value* lo, Value* hi, AllocaInst* kept) {
+  Value* block = b.CreateLShr(lo, 21);
+  Value* one_block = b.CreateAnd(b.CreateICmpEQ(block, b.CreateLShr(b.CreateSub(hi, b.getInt64(1)), 21)),
+                                 b.CreateICmpULT(lo, hi));
+  return b.CreateAnd(one_block, b.CreateICmpEQ(block, b.CreateLoad(b.getInt64Ty(), kept)));
+}
+
 Value* emit_range_check(Instruction* where, Value* ctx, Value* epoch_ok, Value* lo, Value* hi,
                         bool write, Value* ok, const Runtime& rt, DominatorTree& dt,
-                        LoopInfo& li) {
+                        LoopInfo& li, AllocaInst* kept = nullptr) {
   IRBuilder<> b(where);
   Type* i64 = b.getInt64Ty();
   Value* last = b.CreateSub(hi, ConstantInt::get(i64, 1));
   // Within the block this check last found in place (kept_block): passes on a compare.
-  AllocaInst* kept = kept_block(where->getFunction());
+  if (kept == nullptr) kept = kept_block(where->getFunction());
   Value* block = b.CreateLShr(lo, 21);
   Value* one_block = b.CreateAnd(b.CreateICmpEQ(block, b.CreateLShr(last, 21)),
                                  b.CreateICmpULT(lo, hi));
-  Value* in_kept = b.CreateAnd(one_block, b.CreateICmpEQ(block, b.CreateLoad(i64, kept)));
+  Value* in_kept = in_kept_block(b, lo, hi, kept);
   BasicBlock* kept_head = where->getParent();
   Instruction* probe_term =
       SplitBlockAndInsertIfThen(b.CreateNot(in_kept), where, false, nullptr, &dt, &li);
@@ -719,13 +727,12 @@ struct FramePrefetch {
   Value* ctx;
   AllocaInst* held;
   std::function<Value*(Instruction*)> delta_of;  // a ranged access's delta in the clone, or null
-  DominatorTree* dt;
 };
 void prefetch_gathered(Instruction* inst, Value* ptr, Loop* l,
                        const std::vector<std::pair<Instruction*, Value*>>& probed,
                        ValueToValueMapTy& vmap, PredicatedScalarEvolution& pse,
-                       ScalarEvolution& se, SCEVExpander& expander, LoopInfo& li,
-                       const FramePrefetch* frames = nullptr) {
+                       ScalarEvolution& se, SCEVExpander& expander, DominatorTree& dt,
+                       LoopInfo& li, const FramePrefetch* frames = nullptr) {
   constexpr std::int64_t kAhead = 16;  // iterations
   Value* p = ptr;
   while (auto* c = dyn_cast<AddrSpaceCastOperator>(p)) p = c->getOperand(0);
@@ -754,8 +761,14 @@ void prefetch_gathered(Instruction* inst, Value* ptr, Loop* l,
   Instruction* at = fast->getLoopPreheader()->getTerminator();
   Type* i64 = Type::getInt64Ty(inst->getContext());
   const SCEV* last = se.getPtrToIntExpr(ar->evaluateAtIteration(btc, se), i64);
-  if (isa<SCEVCouldNotCompute>(last) || !expander.isSafeToExpandAt(last, at)) return;
+  if (isa<SCEVCouldNotCompute>(last) || !expander.isSafeToExpandAt(last, at) ||
+      !expander.isSafeToExpandAt(btc, at))
+    return;
   Value* last_v = expander.expandCodeFor(last, i64, at);
+  // Only loops long enough for prefetches to land ahead of most accesses: in a short one (a CSR
+  // row of 16) the index ahead is clamped to the last, and reading it each time costs a load.
+  Value* long_enough = IRBuilder<>(at).CreateICmpUGE(
+      expander.expandCodeFor(btc, btc->getType(), at), ConstantInt::get(btc->getType(), 2 * kAhead));
   auto* cinst = cast<Instruction>(vmap[inst]);
   auto* cload = cast<LoadInst>(vmap[load]);
   Value* index_delta = nullptr;
@@ -764,10 +777,9 @@ void prefetch_gathered(Instruction* inst, Value* ptr, Loop* l,
     if (index_delta == nullptr) return;
   }
   IRBuilder<> b(cinst);
-  if (frames != nullptr) {
-    Value* is_held = b.CreateLoad(b.getInt1Ty(), frames->held);
-    b.SetInsertPoint(SplitBlockAndInsertIfThen(is_held, cinst, false, nullptr, frames->dt, &li));
-  }
+  Value* go = long_enough;
+  if (frames != nullptr) go = b.CreateAnd(go, b.CreateLoad(b.getInt1Ty(), frames->held));
+  b.SetInsertPoint(SplitBlockAndInsertIfThen(go, cinst, false, nullptr, &dt, &li));
   Value* here = b.CreatePtrToInt(cload->getPointerOperand(), i64);
   Value* ahead = b.CreateAdd(here, b.getInt64(kAhead * step->getAPInt().getSExtValue()));
   ahead = b.CreateSelect(b.CreateICmpULE(ahead, last_v), ahead, here);
@@ -1020,10 +1032,9 @@ void version_local(Loop* l, Value* ctx, Value* pred_ok, std::vector<LocalRange> 
                              for (Instruction* r : ranges[i].insts)
                                if (r == access) return deltas[i];
                            return nullptr;
-                         },
-                         &dt};
+                         }};
     for (auto& [inst, ptr] : probed)
-      prefetch_gathered(inst, ptr, l, probed, vmap, pse, se, expander, li, &frames);
+      prefetch_gathered(inst, ptr, l, probed, vmap, pse, se, expander, dt, li, &frames);
   }
 }
 
@@ -1461,6 +1472,22 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
       // skips the in-place checks, which could only fail, for the frame version's.
       IRBuilder<> rb(row);
       expand_bounds(local, se, li, row);
+      // Every range in the block its check last found in place (kept_block): a compare each,
+      // nothing more (a CSR row's slices of cols and vals).
+      std::vector<AllocaInst*> kept(local.size(), nullptr);
+      Value* all_kept = rb.getTrue();
+      for (std::size_t i = 0; i < local.size(); ++i) {
+        if (local[i].invariant) {  // kept per epoch instead (cached_check)
+          all_kept = rb.getFalse();
+          continue;
+        }
+        kept[i] = kept_block(where->getFunction());
+        all_kept = rb.CreateAnd(all_kept, in_kept_block(rb, local[i].lo, local[i].hi, kept[i]));
+      }
+      BasicBlock* kept_head = row->getParent();
+      Instruction* checks =
+          SplitBlockAndInsertIfThen(rb.CreateNot(all_kept), row, false, nullptr, &dt, &li);
+      rb.SetInsertPoint(checks);
       // The epochs once for all the loop's checks (an entry of an older epoch is at worst a
       // stale in-place translation, which J1 tolerates).
       Probe epochs = emit_epochs(rb, ctx);
@@ -1468,13 +1495,15 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
       Value* first_local =
           emit_local_block_probe(rb, ctx, local.front().lo, local.front().lo, false, epoch_ok)
               .not_in_place;
-      BasicBlock* row_head = row->getParent();
-      Instruction* at = SplitBlockAndInsertIfThen(rb.CreateNot(first_local), row, false,
+      BasicBlock* row_head = checks->getParent();
+      Instruction* at = SplitBlockAndInsertIfThen(rb.CreateNot(first_local), checks, false,
                                                   nullptr, &dt, &li);
       Value* chain = ok;
-      for (const LocalRange& r : local) {
+      for (std::size_t i = 0; i < local.size(); ++i) {
+        const LocalRange& r = local[i];
         if (!r.invariant) {
-          chain = emit_range_check(at, ctx, epoch_ok, r.lo, r.hi, r.write, chain, rt, dt, li);
+          chain = emit_range_check(at, ctx, epoch_ok, r.lo, r.hi, r.write, chain, rt, dt, li,
+                                   kept[i]);
           continue;
         }
         Value* kept = cached_check(at, epochs.dev_epoch, r.lo, r.hi, dt, li, [&](Instruction* miss) {
@@ -1485,10 +1514,14 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
         IRBuilder<> ab(at);
         chain = ab.CreateAnd(chain, ab.CreateICmpNE(kept, ab.getInt64(0)));
       }
+      rb.SetInsertPoint(checks);
+      PHINode* checked = rb.CreatePHI(rb.getInt1Ty(), 2, "mmu.row.checked");
+      checked->addIncoming(rb.getFalse(), row_head);
+      checked->addIncoming(chain, at->getParent());
       rb.SetInsertPoint(row);
       PHINode* row_ok = rb.CreatePHI(rb.getInt1Ty(), 2, "mmu.row.ok");
-      row_ok->addIncoming(rb.getFalse(), row_head);
-      row_ok->addIncoming(chain, at->getParent());
+      row_ok->addIncoming(ok, kept_head);
+      row_ok->addIncoming(checked, checks->getParent());
       hb.SetInsertPoint(where);
       PHINode* in_place_ok = hb.CreatePHI(hb.getInt1Ty(), 2, "mmu.inplace.ok");
       in_place_ok->addIncoming(head_ok, head);
@@ -1499,7 +1532,7 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
     if (version_loop(l, ok, dt, li, se, vmap)) {
       for (auto& [inst, ptr] : lc.probed) {
         cloned.push_back({cast<Instruction>(vmap[inst]), vmap.count(ptr) ? static_cast<Value*>(vmap[ptr]) : ptr});
-        prefetch_gathered(inst, ptr, l, lc.probed, vmap, *lc.pse, se, expander, li);
+        prefetch_gathered(inst, ptr, l, lc.probed, vmap, *lc.pse, se, expander, dt, li);
       }
       // Data in device memory: a third version, on the frames (J4).
       if (frames_ok)
