@@ -123,6 +123,8 @@ struct LocalProbe {
   Value* hit;           // i1: the range lies in a run of frames with the right
   Value* delta;         // i64: frame address - process address there
   Value* not_in_place;  // i1: the block entry says the range is in frames (so not in place)
+  Value* run_lo;        // i64: where hit, the process addresses the run covers: [run_lo,
+  Value* run_len;       //      run_lo + run_len), all at `delta`
 };
 LocalProbe emit_local_block_probe(IRBuilder<>& b, Value* ctx, Value* lo, Value* last, bool write,
                                   Value* epoch_ok) {
@@ -149,7 +151,11 @@ LocalProbe emit_local_block_probe(IRBuilder<>& b, Value* ctx, Value* lo, Value* 
   Value* hit = b.CreateAnd(same, b.CreateICmpEQ(b.CreateAnd(bits, k(need)), k(need)));
   Value* delta = b.CreateSub(b.CreateAnd(bits, k(pte::kAddrMask)), b.CreateShl(block, k(21)));
   Value* not_in_place = b.CreateAnd(same, b.CreateICmpNE(b.CreateAnd(bits, k(pte::kLocal)), k(0)));
-  return {hit, delta, not_in_place};
+  Value* run_first = b.CreateAnd(run, k(0xffffffff));
+  Value* run_lo = b.CreateAdd(b.CreateShl(block, k(21)), b.CreateShl(run_first, k(12)));
+  Value* run_len = b.CreateShl(b.CreateSub(b.CreateAdd(b.CreateLShr(run, k(32)), k(1)), run_first),
+                               k(12));
+  return {hit, delta, not_in_place, run_lo, run_len};
 }
 
 // The shootdown protocol's publish of `active` (device/sim/worker.hpp): a plain store and a
@@ -244,6 +250,16 @@ AllocaInst* entry_alloca(Function* f, Type* t) {
   return b.CreateAlloca(t);
 }
 
+// An i64 in the function's frame holding `value` from its entry on: state kept across a call's
+// accesses is never read uninitialised (an undefined compare that an optimiser may fold either
+// way).
+AllocaInst* entry_i64(Function* f, std::uint64_t value) {
+  AllocaInst* slot = entry_alloca(f, Type::getInt64Ty(f->getContext()));
+  IRBuilder<> b(slot->getNextNode());
+  b.CreateStore(b.getInt64(value), slot);
+  return slot;
+}
+
 Value* to_i64(IRBuilder<>& b, Value* v, const DataLayout& dl) {
   Type* t = v->getType();
   if (t->isPointerTy()) return b.CreatePtrToInt(v, b.getInt64Ty());
@@ -281,18 +297,30 @@ std::uint32_t atomic_op(AtomicRMWInst::BinOp op) {
   }
 }
 
+// A probed access of a held loop keeps the run of frames its last probe found (process
+// addresses [lo, lo + len) at `delta`): while the loop holds `active`, the worker's block entries
+// are those of the published epoch (J5), so the run stays as the entry said; its next access in
+// the run is a compare. Emptied (len 0) at every entry of the loop.
+struct KeptRun {
+  AllocaInst* lo;
+  AllocaInst* len;
+  AllocaInst* delta;
+};
+
+// A probed access outside held loops keeps the run of frames its last probe found, with the
+// epoch it found it in (rewrite): valid while the epoch has not moved.
+struct KeptFrames {
+  KeptRun run;
+  AllocaInst* epoch;  // i64; ~0 (never an epoch) until a run is kept
+};
+
 // The last block an access (or a range check) found wholly in place with its right (J1), kept
 // for the rest of the call (a group, or a run of joined groups): its next access to that block
 // is a compare, not the probe's epoch and block-entry loads. An in-place answer may go stale,
 // which J1 tolerates, as it does for a loop's range check over the same call. One per access:
 // each tends to stay in one array (spmv's x[col[j]], row_ptr[r] and its rows' ranges).
 // i64: the block (address >> 21), or ~0 (no block); a register once promoted.
-AllocaInst* kept_block(Function* f) {
-  AllocaInst* slot = entry_alloca(f, Type::getInt64Ty(f->getContext()));
-  IRBuilder<> b(slot->getNextNode());
-  b.CreateStore(b.getInt64(~std::uint64_t{0}), slot);
-  return slot;
-}
+AllocaInst* kept_block(Function* f) { return entry_i64(f, ~std::uint64_t{0}); }
 
 // Rewrites one access into head / in-place / local / slow / join blocks.
 void rewrite(Instruction* inst, Value* ptr, Value* range_ok, const Runtime& rt,
@@ -365,9 +393,25 @@ void rewrite(Instruction* inst, Value* ptr, Value* range_ok, const Runtime& rt,
   b.SetInsertPoint(probe_bb);
   PHINode* attempt = b.CreatePHI(b.getInt32Ty(), 2, "mmu.attempt");
   attempt->addIncoming(b.getInt32(0), kept_bb);
+  Probe probe = emit_epochs(b, ctx);
+  // In the run of frames this access last found, in the epoch it found it in: the run holds
+  // (frames change only with an invalidation, which moves the epoch), and the access enters
+  // the shootdown protocol below at once.
+  Type* i64 = b.getInt64Ty();
+  KeptFrames frames_kept{{entry_i64(f, 0), entry_i64(f, 0), entry_i64(f, 0)},
+                         entry_i64(f, ~std::uint64_t{0})};  // ~0: never an epoch
+  Value* fk_lo = b.CreateLoad(i64, frames_kept.run.lo);
+  Value* fk_len = b.CreateLoad(i64, frames_kept.run.len);
+  Value* fk_host = b.CreateAdd(va, b.CreateLoad(i64, frames_kept.run.delta));
+  Value* in_fk = b.CreateAnd(
+      b.CreateICmpEQ(b.CreateLoad(i64, frames_kept.epoch), probe.dev_epoch),
+      b.CreateAnd(b.CreateICmpULT(b.CreateSub(va, fk_lo), fk_len),
+                  b.CreateICmpULT(b.CreateSub(b.CreateAdd(va, b.getInt64(span - 1)), fk_lo), fk_len)));
+  auto* block_bb = BasicBlock::Create(c, "mmu.block", f, join);
+  b.CreateCondBr(in_fk, enter_local, block_bb);
   // Block entries first: a kernel's arrays in system memory are mostly whole blocks in place,
   // and the page probe's hash and loads then stay off the path (gather: 2x).
-  Probe probe = emit_epochs(b, ctx);
+  b.SetInsertPoint(block_bb);
   auto* page_bb = BasicBlock::Create(c, "mmu.page", f, join);
   auto* frame_block_bb = BasicBlock::Create(c, "mmu.frameblock", f, join);
   auto* keep_bb = BasicBlock::Create(c, "mmu.keep", f, join);
@@ -382,7 +426,14 @@ void rewrite(Instruction* inst, Value* ptr, Value* range_ok, const Runtime& rt,
   LocalProbe frames = emit_local_block_probe(b, ctx, va, b.CreateAdd(va, b.getInt64(span - 1)),
                                              write, probe.epoch_ok);
   Value* frame_block_host = b.CreateAdd(va, frames.delta);
-  b.CreateCondBr(frames.hit, enter_local, page_bb);
+  auto* keep_frames_bb = BasicBlock::Create(c, "mmu.keepframes", f, join);
+  b.CreateCondBr(frames.hit, keep_frames_bb, page_bb);
+  b.SetInsertPoint(keep_frames_bb);
+  b.CreateStore(frames.run_lo, frames_kept.run.lo);
+  b.CreateStore(frames.run_len, frames_kept.run.len);
+  b.CreateStore(frames.delta, frames_kept.run.delta);
+  b.CreateStore(probe.dev_epoch, frames_kept.epoch);
+  b.CreateBr(enter_local);
   b.SetInsertPoint(page_bb);
   emit_page_probe(b, ctx, va, span, write, as, probe);
   b.CreateCondBr(probe.in_place, in_place_bb, check_local, likely);
@@ -406,8 +457,9 @@ void rewrite(Instruction* inst, Value* ptr, Value* range_ok, const Runtime& rt,
   b.SetInsertPoint(check_local);
   b.CreateCondBr(probe.local, enter_local, refill_bb);
   b.SetInsertPoint(enter_local);
-  PHINode* frame_host = b.CreatePHI(b.getInt64Ty(), 2, "mmu.frame");
-  frame_host->addIncoming(frame_block_host, frame_block_bb);
+  PHINode* frame_host = b.CreatePHI(b.getInt64Ty(), 3, "mmu.frame");
+  frame_host->addIncoming(fk_host, probe_bb);
+  frame_host->addIncoming(frame_block_host, keep_frames_bb);
   frame_host->addIncoming(probe.host, check_local);
   Value* active = load_ctx_field(b, ctx, ctx_offset::active, b.getInt64Ty()->getPointerTo());
   emit_publish(b, probe.dev_epoch, active);
@@ -680,11 +732,7 @@ struct CheckCache {
   AllocaInst* answer;  // i64: the answer (in place: 1; frames: the delta)
 };
 CheckCache make_check_cache(Function* f) {
-  IRBuilder<> b(&*f->getEntryBlock().getFirstInsertionPt());
-  Type* i64 = b.getInt64Ty();
-  CheckCache c{b.CreateAlloca(i64), b.CreateAlloca(i64), b.CreateAlloca(i64), b.CreateAlloca(i64)};
-  b.CreateStore(b.getInt64(~std::uint64_t{0}), c.epoch);
-  return c;
+  return {entry_i64(f, ~std::uint64_t{0}), entry_i64(f, 0), entry_i64(f, 0), entry_i64(f, 0)};
 }
 
 // Before `where`: the kept answer when it is for [lo, hi) in `epoch`, else `compute(at)`'s
@@ -727,6 +775,7 @@ struct FramePrefetch {
   Value* ctx;
   AllocaInst* held;
   std::function<Value*(Instruction*)> delta_of;  // a ranged access's delta in the clone, or null
+  const KeptRun* kept = nullptr;                 // the gathered access's kept run (rewrite_held)
 };
 void prefetch_gathered(Instruction* inst, Value* ptr, Loop* l,
                        const std::vector<std::pair<Instruction*, Value*>>& probed,
@@ -798,8 +847,22 @@ void prefetch_gathered(Instruction* inst, Value* ptr, Loop* l,
   b.Insert(g);
   Value* element = b.CreatePtrToInt(g, i64);
   if (frames != nullptr) {
-    LocalProbe entry = emit_local_block_probe(b, frames->ctx, element, element, false, b.getTrue());
-    element = b.CreateAdd(element, b.CreateSelect(entry.hit, entry.delta, b.getInt64(0)));
+    // On the access's kept run when the element lies in it, else from its block entry.
+    const KeptRun& k = *frames->kept;
+    Value* kept_delta = b.CreateLoad(i64, k.delta);
+    Value* in_kept = b.CreateICmpULT(b.CreateSub(element, b.CreateLoad(i64, k.lo)),
+                                     b.CreateLoad(i64, k.len));
+    BasicBlock* kept_head = b.GetInsertBlock();
+    Instruction* lookup_term =
+        SplitBlockAndInsertIfThen(b.CreateNot(in_kept), &*b.GetInsertPoint(), false, nullptr, &dt, &li);
+    IRBuilder<> lb(lookup_term);
+    LocalProbe entry = emit_local_block_probe(lb, frames->ctx, element, element, false, lb.getTrue());
+    Value* looked_up = lb.CreateSelect(entry.hit, entry.delta, lb.getInt64(0));
+    b.SetInsertPoint(lookup_term->getParent()->getSingleSuccessor()->getFirstNonPHI());
+    PHINode* d = b.CreatePHI(i64, 2, "mmu.ahead.delta");
+    d->addIncoming(kept_delta, kept_head);
+    d->addIncoming(looked_up, lookup_term->getParent());
+    element = b.CreateAdd(element, d);
   }
   Value* target = b.CreateIntToPtr(element, b.getInt8PtrTy());
   b.CreateIntrinsic(Intrinsic::prefetch, {b.getInt8PtrTy()},
@@ -812,6 +875,7 @@ struct HeldAccess {
   Instruction* inst;  // in the clone
   Value* delta;       // a ranged access: its range's delta; a probed one: null
   AllocaInst* held;   // i1: the loop still holds `active` (J5)
+  KeptRun kept{};     // a probed access's run (J5)
 };
 
 // The delta of range r's run of frames (J4), or 0: inline from the block entries when the range
@@ -982,9 +1046,15 @@ void version_local(Loop* l, Value* ctx, Value* pred_ok, std::vector<LocalRange> 
       ->setAtomic(AtomicOrdering::Release);
 
   AllocaInst* held = nullptr;
+  std::vector<KeptRun> kept_runs;  // per probed access
   if (!probed.empty()) {
     held = entry_alloca(check->getParent(), b.getInt1Ty());
     b.CreateStore(go, held);
+    for (std::size_t i = 0; i < probed.size(); ++i) {
+      Function* f = check->getParent();
+      kept_runs.push_back({entry_i64(f, 0), entry_i64(f, 0), entry_i64(f, 0)});
+      b.CreateStore(b.getInt64(0), kept_runs.back().len);  // emptied at every entry
+    }
   }
   std::vector<BasicBlock*> original(l->blocks().begin(), l->blocks().end());
   ValueToValueMapTy vmap;
@@ -994,7 +1064,8 @@ void version_local(Loop* l, Value* ctx, Value* pred_ok, std::vector<LocalRange> 
     return;
   }
   if (!probed.empty()) {
-    for (auto& [inst, ptr] : probed) held_out.push_back({cast<Instruction>(vmap[inst]), nullptr, held});
+    for (std::size_t i = 0; i < probed.size(); ++i)
+      held_out.push_back({cast<Instruction>(vmap[probed[i].first]), nullptr, held, kept_runs[i]});
   }
   // The clone's accesses go to the frames.
   for (std::size_t i = 0; i < ranges.size(); ++i)
@@ -1026,15 +1097,17 @@ void version_local(Loop* l, Value* ctx, Value* pred_ok, std::vector<LocalRange> 
   }
   // Last: the blocks this adds inside the clone are not ways out of it.
   if (!probed.empty()) {
-    FramePrefetch frames{ctx, held,
-                         [&](Instruction* access) -> Value* {
+    FramePrefetch frames{ctx, held, [&](Instruction* access) -> Value* {
                            for (std::size_t i = 0; i < ranges.size(); ++i)
                              for (Instruction* r : ranges[i].insts)
                                if (r == access) return deltas[i];
                            return nullptr;
                          }};
-    for (auto& [inst, ptr] : probed)
-      prefetch_gathered(inst, ptr, l, probed, vmap, pse, se, expander, dt, li, &frames);
+    for (std::size_t i = 0; i < probed.size(); ++i) {
+      frames.kept = &kept_runs[i];
+      prefetch_gathered(probed[i].first, probed[i].second, l, probed, vmap, pse, se, expander, dt,
+                        li, &frames);
+    }
   }
 }
 
@@ -1073,10 +1146,25 @@ void rewrite_held(const HeldAccess& h, const DataLayout& dl,
                        : cast<AtomicCmpXchgInst>(inst)->getNewValOperand()->getType();
     Value* va = b.CreatePtrToInt(ptr, i64);
     Value* last = b.CreateAdd(va, ConstantInt::get(i64, dl.getTypeStoreSize(value_type) - 1));
+    // In the run this access last found: no block entry to read.
+    const KeptRun& kept = h.kept;
+    Value* kept_lo = b.CreateLoad(i64, kept.lo);
+    Value* kept_len = b.CreateLoad(i64, kept.len);
+    Value* kept_delta = b.CreateLoad(i64, kept.delta);
+    Value* in_kept = b.CreateAnd(b.CreateICmpULT(b.CreateSub(va, kept_lo), kept_len),
+                                 b.CreateICmpULT(b.CreateSub(last, kept_lo), kept_len));
+    auto* lookup = BasicBlock::Create(c, "mmu.held.lookup", f, probed_bb);
+    b.CreateCondBr(b.CreateAnd(is_held, in_kept), frame_bb, lookup);
+    b.SetInsertPoint(lookup);
     LocalProbe frame = emit_local_block_probe(b, ctx, va, last, write, b.getTrue());
-    delta = frame.delta;
+    b.CreateStore(b.CreateSelect(frame.hit, frame.run_lo, kept_lo), kept.lo);
+    b.CreateStore(b.CreateSelect(frame.hit, frame.run_len, kept_len), kept.len);
+    b.CreateStore(b.CreateSelect(frame.hit, frame.delta, kept_delta), kept.delta);
     auto* escape = BasicBlock::Create(c, "mmu.held.escape", f, probed_bb);
     b.CreateCondBr(b.CreateAnd(is_held, frame.hit), frame_bb, escape);
+    delta = PHINode::Create(i64, 2, "mmu.held.delta", frame_bb);
+    cast<PHINode>(delta)->addIncoming(kept_delta, head);
+    cast<PHINode>(delta)->addIncoming(frame.delta, lookup);
     IRBuilder<> e(escape);
     Value* active = load_ctx_field(e, ctx, ctx_offset::active, i64->getPointerTo());
     e.CreateAlignedStore(e.getInt64(0), active, Align(8))->setAtomic(AtomicOrdering::Release);

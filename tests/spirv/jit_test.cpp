@@ -89,6 +89,19 @@ __kernel void bump(__global int* v) { v[get_global_id(0)] += 1; }
 // whole group, before its first row (the nest check, mmu_pass.cpp).
 __kernel void bump2d(__global int* v, int w) { v[get_global_id(1) * w + get_global_id(0)] += 1; }
 
+// The same over a 2-D grid: each row of a group enters the held loop anew (J5).
+__kernel void bump_at2d(__global int* v, __global const uint* idx, uint w) {
+  v[idx[get_global_id(1) * w + get_global_id(0)]] += 1;
+}
+
+// The same where the work-item loop holds a kernel loop: v[i] is probed, not range-checked, and
+// keeps the run of frames it found for the next work-item (only while the epoch stays).
+__kernel void bump_after_loop(__global int* v, __global const int* w, int k) {
+  int s = 0;
+  for (int j = 0; j < k; ++j) s += w[j];
+  v[get_global_id(0)] += s;
+}
+
 // The same through an index (a permutation): data-dependent accesses, probed one by one.
 __kernel void bump_at(__global int* v, __global const uint* idx) { v[idx[get_global_id(0)]] += 1; }
 
@@ -599,6 +612,30 @@ TEST_P(JitPaths, FrameLoopsLoseNoUpdateWhileTheCpuTakesPagesHome) {
   rt.deallocate(v);
 }
 
+// Probed accesses keep the run of frames they found, with its epoch: one that ran on its kept
+// run after the CPU took the page home would write a frame no longer the page's.
+TEST_P(JitPaths, KeptFrameRunsLoseNoUpdateWhileTheCpuTakesPagesHome) {
+  hetmm::Runtime rt(options(GetParam()));
+  auto& dev = rt.device(0);
+  constexpr std::size_t kBytes = 4u << 20;
+  const std::size_t n = kBytes / sizeof(int);
+  auto* v = static_cast<int*>(rt.allocate(kBytes));
+  std::memset(v, 0, kBytes);
+  std::vector<int> one(1, 1);
+  CpuPageReader cpu(v, kBytes);
+  const int launches = 40;
+  for (int k = 0; k < launches; ++k) {
+    if (k % 8 == 0) dev.migrate_to_device(v, kBytes);
+    dev.launch(program(), "bump_after_loop", hetmm::NDRange{n}, hetmm::NDRange{64}, v,
+               one.data(), 1);
+    dev.synchronize();
+  }
+  EXPECT_GT(cpu.stop(), 0);
+  for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(v[i], launches) << i;
+  EXPECT_EQ(rt.audit(), "");
+  rt.deallocate(v);
+}
+
 // The same when a group's rows are checked once for the group (the nest check): a row that runs
 // after the CPU took a page of the group home must find the epoch moved and check again.
 TEST_P(JitPaths, GroupsCheckedOnceForAllTheirRowsLoseNoUpdateWhileTheCpuTakesPagesHome) {
@@ -668,6 +705,15 @@ TEST_P(JitPaths, ProbedAccessesToDeviceBlocksLoseNoUpdateWhileTheCpuTakesPagesHo
   }
   EXPECT_GT(cpu.stop(), 0);
   for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(v[i], launches + 2) << i;
+  // Groups of 64 short rows: every row enters the held loop anew, and a row after the CPU took
+  // a page home must not run on what an earlier row of the group found.
+  for (int k = 0; k < launches; ++k) {
+    if (k % 4 == 0) dev.migrate_to_device(v, kBytes);
+    dev.launch(program(), "bump_at2d", hetmm::NDRange{64, n / 64}, hetmm::NDRange{4, 64}, v, idx,
+               std::uint32_t{64});
+    dev.synchronize();
+  }
+  for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(v[i], 2 * launches + 2) << i;
   EXPECT_EQ(rt.audit(), "");
   rt.deallocate(idx);
   rt.deallocate(v);
