@@ -12,10 +12,11 @@
 //      worst faults the page home or fails (unmapped: SIGSEGV, recovered below). A local entry
 //      (a device frame) is used only inside the shootdown protocol, exactly as worker.hpp
 //      describes: active = epoch (seq_cst), re-check the epoch, access, active = 0 (release).
-//  J2. A miss in the page TLB probes the block TLB (a 2 MiB block every page of which is
-//      mapped in place: the access is in place, J1), then refills from the device page table
-//      (hetmm_jit_refill: the block entry when the whole block is in place, else the page's)
-//      and probes again. Faults, page-straddling accesses and anything else go through the slow path
+//  J2. A miss in the page TLB probes the block TLB (a run of pages of a 2 MiB block, the whole
+//      block or the part a buffer covers, every page of it mapped in place: the access is in
+//      place, J1), then refills from the device page table (hetmm_jit_refill: the block entry
+//      with the run of in-place pages around the page, else the page's) and probes again.
+//      Faults, page-straddling accesses and anything else go through the slow path
 //      (hetmm_jit_load/store/atomic), which runs the worker's full protocol.
 //      A refill reads the epoch before the PTE (both acquire): a PTE cleared after the read
 //      comes with a newer epoch, which empties the TLB before the entry is used.

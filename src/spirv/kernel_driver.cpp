@@ -274,20 +274,34 @@ std::uint64_t fill_tlb(detail::WorkerContext* w, std::uint64_t vpn) {
   return p;
 }
 
-// Whether every page of `block` (address >> 21) is mapped in place with the rights in `need`:
-// from the block TLB, else from the device page table, filling the block entry (after
-// sync_tlb, J2).
-bool block_in_place_with(detail::WorkerContext* w, std::uint64_t block, std::uint64_t need) {
-  detail::TlbEntry& t = w->block_tlb[detail::WorkerContext::block_slot(block)];
-  if (t.vpn == block)
-    return (t.pte & (need | device::pte::kLocal | device::pte::kValid)) == (need | device::pte::kValid);
-  std::uint64_t rights = w->device->block_in_place(block << 21);
+// Whether the block entry of va_first's block holds an in-place run (J2) covering the pages of
+// [va_first, va_last] (one block) with the rights in `need`: from the block TLB, else from the
+// device page table, filling the entry with the run of in-place pages around va_first's page
+// (the whole block when all of it is in place: block_run 0..511). A slot that holds this
+// block's run of frames keeps it (a block half in frames, half in place: the page TLB serves
+// the in-place pages). After sync_tlb (J2).
+bool in_place_run_entry(detail::WorkerContext* w, std::uint64_t va_first, std::uint64_t va_last,
+                        std::uint64_t need) {
+  const std::uint64_t block = va_first >> 21;
+  const std::size_t slot = detail::WorkerContext::block_slot(block);
+  detail::TlbEntry& t = w->block_tlb[slot];
+  const std::uint64_t first = (va_first >> 12) & 511, last = (va_last >> 12) & 511;
+  auto covers = [&] {
+    constexpr std::uint64_t kKind = device::pte::kValid | device::pte::kLocal;
+    return t.vpn == block && (t.pte & kKind) == device::pte::kValid && (t.pte & need) == need &&
+           first >= (w->block_run[slot] & 0xffffffff) && last <= (w->block_run[slot] >> 32);
+  };
+  if (covers()) return true;
+  if (t.vpn == block && (t.pte & device::pte::kLocal) != 0) return false;
+  std::size_t run_first = 0, run_last = 0;
+  std::uint64_t rights = w->device->block_in_place_run(va_first, need, &run_first, &run_last);
   if (rights == 0) return false;
   t.vpn = block;
   t.pte = rights;
+  w->block_run[slot] = run_first | (std::uint64_t{run_last} << 32);
   __atomic_store_n(&w->tlb_misses, w->tlb_misses + 1, __ATOMIC_RELAXED);
-  w->device->count_in_place(w, block << 21, 4096);
-  return (rights & need) == need;
+  w->device->count_in_place(w, va_first, 4096);
+  return covers();
 }
 
 // The block entry for the run of device frames around va's page (J4): kept when va's page is
@@ -326,9 +340,9 @@ extern "C" std::uint64_t hetmm_jit_refill(KernelContext* ctx, std::uint64_t va,
   if ((va & 4095) + bytes > 4096 || (va >> 57) != 0) return 0;
   detail::WorkerContext* w = ctx->worker;
   sync_tlb(w);
-  // A block all in place takes one block entry instead of 512 page entries.
+  // A run of pages in place takes one block entry instead of a page entry each.
   if ((va >> 21) == ((va + bytes - 1) >> 21) &&
-      block_in_place_with(w, va >> 21, write != 0 ? device::pte::kWrite : 0))
+      in_place_run_entry(w, va, va + bytes - 1, write != 0 ? device::pte::kWrite : 0))
     return 1;
   std::uint64_t p = fill_tlb(w, va >> 12);
   // A page in device frames: its block's entry too, when the block is one run of frames, so
@@ -350,7 +364,8 @@ extern "C" std::uint64_t hetmm_jit_range(KernelContext* ctx, std::uint64_t lo, s
   detail::WorkerContext* w = ctx->worker;
   sync_tlb(w);
   const std::uint64_t need = write != 0 ? device::pte::kWrite : 0;
-  // Whole blocks in place pass at once; the pages of other blocks one by one, when there are
+  // Each block's part in one run of in-place pages passes at once (and leaves the run in the
+  // block entry, for the inline checks); the pages of other parts one by one, when there are
   // at most 512 of them (more, and the loop is better off probing each access: it gives up
   // before walking any).
   const std::uint64_t first_block = lo >> 21, last_block = (hi - 1) >> 21;
@@ -358,7 +373,9 @@ extern "C" std::uint64_t hetmm_jit_range(KernelContext* ctx, std::uint64_t lo, s
   std::uint64_t partial = 0;  // bit k: block first_block + k needs its pages checked
   std::size_t pages = 0;
   for (std::uint64_t block = first_block; block <= last_block; ++block) {
-    if (block_in_place_with(w, block, need)) continue;
+    if (in_place_run_entry(w, std::max(lo, block << 21), std::min(hi, (block + 1) << 21) - 1,
+                           need))
+      continue;
     partial |= std::uint64_t{1} << (block - first_block);
     pages += ((std::min(hi, (block + 1) << 21) - 1) >> 12) - (std::max(lo, block << 21) >> 12) + 1;
     if (pages > 512) return 0;

@@ -96,25 +96,41 @@ struct Probe {
   Value* epoch_ok;    // i1: the TLB holds translations of that epoch
 };
 
-// The block-TLB probe (J2), on a page-TLB miss: is va's whole 2 MiB block mapped in place with
-// the needed right in this epoch? Then the access runs in place.
-Value* emit_block_probe(IRBuilder<>& b, Value* ctx, Value* va, std::uint64_t bytes, bool write,
-                        Value* epoch_ok) {
+// The block-TLB probe (J2), on a page-TLB miss: does va's block entry hold a run of pages
+// mapped in place (the whole block, or the part of it a buffer or the heap covers:
+// block_run), with the needed right in this epoch, covering [lo, last]? Then the access runs in
+// place. Also the run's process addresses, [run_lo, run_lo + run_len), for kept answers.
+struct InPlaceProbe {
+  Value* hit;
+  Value* run_lo;
+  Value* run_len;
+};
+InPlaceProbe emit_block_probe(IRBuilder<>& b, Value* ctx, Value* lo, Value* last, bool write,
+                              Value* epoch_ok) {
   Type* i64 = b.getInt64Ty();
   auto k = [&](std::uint64_t v) { return ConstantInt::get(i64, v); };
-  Value* block = b.CreateLShr(va, k(21));
-  Value* last = b.CreateLShr(b.CreateAdd(va, k(bytes - 1)), k(21));
+  Value* block = b.CreateLShr(lo, k(21));
   Value* slot = b.CreateAnd(block, k(detail::WorkerContext::kBlockTlbEntries - 1));
   Value* table = load_ctx_field(b, ctx, ctx_offset::block_tlb, i64->getPointerTo());
   Value* entry = b.CreateInBoundsGEP(i64, table, b.CreateShl(slot, k(1)));
   Value* tag = b.CreateAlignedLoad(i64, entry, Align(8));
   Value* bits = b.CreateAlignedLoad(i64, b.CreateConstInBoundsGEP1_64(i64, entry, 1), Align(8));
-  Value* hit = b.CreateAnd(epoch_ok, b.CreateICmpEQ(block, last));
+  Value* run = b.CreateAlignedLoad(
+      i64, b.CreateInBoundsGEP(i64, load_ctx_field(b, ctx, ctx_offset::block_run, i64->getPointerTo()),
+                               slot),
+      Align(8));
+  Value* run_first = b.CreateAnd(run, k(0xffffffff));
+  Value* run_last = b.CreateLShr(run, k(32));
+  Value* hit = b.CreateAnd(epoch_ok, b.CreateICmpEQ(block, b.CreateLShr(last, k(21))));
   hit = b.CreateAnd(hit, b.CreateICmpEQ(tag, block));
-  // In place: no kLocal (a block in device frames, J4), and kWrite for a write.
+  // In place: no kLocal (a run of device frames, J4), and kWrite for a write.
   std::uint64_t mask = pte::kLocal | (write ? pte::kWrite : 0);
   hit = b.CreateAnd(hit, b.CreateICmpEQ(b.CreateAnd(bits, k(mask)), k(write ? pte::kWrite : 0)));
-  return hit;
+  hit = b.CreateAnd(hit, b.CreateICmpUGE(b.CreateAnd(b.CreateLShr(lo, k(12)), k(511)), run_first));
+  hit = b.CreateAnd(hit, b.CreateICmpULE(b.CreateAnd(b.CreateLShr(last, k(12)), k(511)), run_last));
+  Value* run_lo = b.CreateAdd(b.CreateShl(block, k(21)), b.CreateShl(run_first, k(12)));
+  Value* run_len = b.CreateShl(b.CreateSub(b.CreateAdd(run_last, k(1)), run_first), k(12));
+  return {hit, run_lo, run_len};
 }
 
 // The block-TLB probe for a range in device frames (J4): [lo, last] in one block whose entry
@@ -297,10 +313,11 @@ std::uint32_t atomic_op(AtomicRMWInst::BinOp op) {
   }
 }
 
-// A probed access of a held loop keeps the run of frames its last probe found (process
-// addresses [lo, lo + len) at `delta`): while the loop holds `active`, the worker's block entries
-// are those of the published epoch (J5), so the run stays as the entry said; its next access in
-// the run is a compare. Emptied (len 0) at every entry of the loop.
+// A run of pages an access or a check found in its block entry, kept (J6): process addresses
+// [lo, lo + len), at `delta` for a run of frames. A probed access of a held loop keeps the run
+// of frames its last probe found: while the loop holds `active`, the worker's block entries are
+// those of the published epoch (J5), so the run stays as the entry said; its next access in the
+// run is a compare. Emptied (len 0) at every entry of the loop.
 struct KeptRun {
   AllocaInst* lo;
   AllocaInst* len;
@@ -314,13 +331,29 @@ struct KeptFrames {
   AllocaInst* epoch;  // i64; ~0 (never an epoch) until a run is kept
 };
 
-// The last block an access (or a range check) found wholly in place with its right (J1), kept
-// for the rest of the call (a group, or a run of joined groups): its next access to that block
-// is a compare, not the probe's epoch and block-entry loads. An in-place answer may go stale,
-// which J1 tolerates, as it does for a loop's range check over the same call. One per access:
-// each tends to stay in one array (spmv's x[col[j]], row_ptr[r] and its rows' ranges).
-// i64: the block (address >> 21), or ~0 (no block); a register once promoted.
-AllocaInst* kept_block(Function* f) { return entry_i64(f, ~std::uint64_t{0}); }
+// The last run of in-place pages an access (or a range check) found in its block entry with its
+// right (J1, J6), kept for the rest of the call (a group, or a run of joined groups): its next
+// access in that run is a compare, not the probe's epoch and block-entry loads. An in-place
+// answer may go stale, which J1 tolerates, as it does for a loop's range check over the same
+// call. One per access: each tends to stay in one array (spmv's x[col[j]], row_ptr[r] and its
+// rows' ranges). Empty (len 0) at the call's entry; registers once promoted.
+KeptRun kept_in_place(Function* f) { return {entry_i64(f, 0), entry_i64(f, 0), nullptr}; }
+
+// Whether [lo, last] lies in the kept run.
+Value* in_kept_run(IRBuilder<>& b, Value* lo, Value* last, const KeptRun& kept) {
+  Type* i64 = b.getInt64Ty();
+  Value* start = b.CreateLoad(i64, kept.lo);
+  Value* len = b.CreateLoad(i64, kept.len);
+  return b.CreateAnd(b.CreateICmpULT(b.CreateSub(lo, start), len),
+                     b.CreateICmpULT(b.CreateSub(last, start), len));
+}
+
+// Keeps the probe's run where it hit (else what was kept stays).
+void keep_run(IRBuilder<>& b, const KeptRun& kept, Value* hit, Value* run_lo, Value* run_len) {
+  Type* i64 = b.getInt64Ty();
+  b.CreateStore(b.CreateSelect(hit, run_lo, b.CreateLoad(i64, kept.lo)), kept.lo);
+  b.CreateStore(b.CreateSelect(hit, run_len, b.CreateLoad(i64, kept.len)), kept.len);
+}
 
 // Rewrites one access into head / in-place / local / slow / join blocks.
 void rewrite(Instruction* inst, Value* ptr, Value* range_ok, const Runtime& rt,
@@ -382,14 +415,9 @@ void rewrite(Instruction* inst, Value* ptr, Value* range_ok, const Runtime& rt,
     b.CreateBr(kept_bb);
   // In the block the last probe found in place: no probe either.
   b.SetInsertPoint(kept_bb);
-  AllocaInst* kept = kept_block(f);
-  Value* block_of = b.CreateLShr(va, b.getInt64(21));
-  Value* in_kept = b.CreateICmpEQ(block_of, b.CreateLoad(b.getInt64Ty(), kept));
-  if (span > 1)
-    in_kept = b.CreateAnd(in_kept, b.CreateICmpEQ(b.CreateLShr(b.CreateAdd(va, b.getInt64(span - 1)),
-                                                               b.getInt64(21)),
-                                                  block_of));
-  b.CreateCondBr(in_kept, in_place_bb, probe_bb);
+  KeptRun kept = kept_in_place(f);
+  Value* va_last = span > 1 ? b.CreateAdd(va, b.getInt64(span - 1)) : va;
+  b.CreateCondBr(in_kept_run(b, va, va_last, kept), in_place_bb, probe_bb);
   b.SetInsertPoint(probe_bb);
   PHINode* attempt = b.CreatePHI(b.getInt32Ty(), 2, "mmu.attempt");
   attempt->addIncoming(b.getInt32(0), kept_bb);
@@ -415,10 +443,11 @@ void rewrite(Instruction* inst, Value* ptr, Value* range_ok, const Runtime& rt,
   auto* page_bb = BasicBlock::Create(c, "mmu.page", f, join);
   auto* frame_block_bb = BasicBlock::Create(c, "mmu.frameblock", f, join);
   auto* keep_bb = BasicBlock::Create(c, "mmu.keep", f, join);
-  b.CreateCondBr(emit_block_probe(b, ctx, va, span, write, probe.epoch_ok), keep_bb,
-                 frame_block_bb);
+  InPlaceProbe in_place = emit_block_probe(b, ctx, va, va_last, write, probe.epoch_ok);
+  b.CreateCondBr(in_place.hit, keep_bb, frame_block_bb);
   b.SetInsertPoint(keep_bb);
-  b.CreateStore(block_of, kept);
+  b.CreateStore(in_place.run_lo, kept.lo);
+  b.CreateStore(in_place.run_len, kept.len);
   b.CreateBr(in_place_bb);
   // Then the same block entry for a block in one run of device frames (J4): data in device
   // memory stays off the page TLB, which a gather over a few MiB would miss on most accesses.
@@ -613,32 +642,28 @@ Value* emit_known_local(IRBuilder<>& b, Value* ctx, Value* va, Value* epoch_ok) 
 // worker's block TLB holds in place (J2; the common case of a work-group's loop over a row),
 // else through hetmm_jit_range. A loop over 64 work-items of a stencil costs a few
 // instructions, not seven calls.
-// Whether [lo, hi) lies in the block `kept` holds (kept_block).
-Value* in_kept_block(IRBuilder<>& b, Value* lo, Value* hi, AllocaInst* kept) {
-  Value* block = b.CreateLShr(lo, 21);
-  Value* one_block = b.CreateAnd(b.CreateICmpEQ(block, b.CreateLShr(b.CreateSub(hi, b.getInt64(1)), 21)),
-                                 b.CreateICmpULT(lo, hi));
-  return b.CreateAnd(one_block, b.CreateICmpEQ(block, b.CreateLoad(b.getInt64Ty(), kept)));
+// Whether [lo, hi) is not empty and lies in the kept run.
+Value* range_in_kept_run(IRBuilder<>& b, Value* lo, Value* hi, const KeptRun& kept) {
+  return b.CreateAnd(b.CreateICmpULT(lo, hi),
+                     in_kept_run(b, lo, b.CreateSub(hi, b.getInt64(1)), kept));
 }
 
 Value* emit_range_check(Instruction* where, Value* ctx, Value* epoch_ok, Value* lo, Value* hi,
                         bool write, Value* ok, const Runtime& rt, DominatorTree& dt,
-                        LoopInfo& li, AllocaInst* kept = nullptr) {
+                        LoopInfo& li, const KeptRun* kept_run = nullptr) {
   IRBuilder<> b(where);
   Type* i64 = b.getInt64Ty();
   Value* last = b.CreateSub(hi, ConstantInt::get(i64, 1));
-  // Within the block this check last found in place (kept_block): passes on a compare.
-  if (kept == nullptr) kept = kept_block(where->getFunction());
-  Value* block = b.CreateLShr(lo, 21);
-  Value* one_block = b.CreateAnd(b.CreateICmpEQ(block, b.CreateLShr(last, 21)),
-                                 b.CreateICmpULT(lo, hi));
-  Value* in_kept = in_kept_block(b, lo, hi, kept);
+  // Within the run this check last found in place (kept_in_place): passes on a compare.
+  const KeptRun kept = kept_run != nullptr ? *kept_run : kept_in_place(where->getFunction());
+  Value* in_kept = range_in_kept_run(b, lo, hi, kept);
   BasicBlock* kept_head = where->getParent();
   Instruction* probe_term =
       SplitBlockAndInsertIfThen(b.CreateNot(in_kept), where, false, nullptr, &dt, &li);
   b.SetInsertPoint(probe_term);
-  Value* block_hit = b.CreateAnd(emit_block_probe(b, ctx, lo, 1, write, epoch_ok), one_block);
-  b.CreateStore(b.CreateSelect(block_hit, block, b.CreateLoad(i64, kept)), kept);
+  InPlaceProbe run = emit_block_probe(b, ctx, lo, last, write, epoch_ok);
+  Value* block_hit = b.CreateAnd(run.hit, b.CreateICmpULT(lo, hi));
+  keep_run(b, kept, block_hit, run.run_lo, run.run_len);
   Value* inline_ok = block_hit;
   // A range inside one page of a block that is not all in place (a small buffer in the heap:
   // a filter in __constant memory) passes on its page's TLB entry, which the call fills.
@@ -1560,17 +1585,17 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
       // skips the in-place checks, which could only fail, for the frame version's.
       IRBuilder<> rb(row);
       expand_bounds(local, se, li, row);
-      // Every range in the block its check last found in place (kept_block): a compare each,
+      // Every range in the run its check last found in place (kept_in_place): a compare each,
       // nothing more (a CSR row's slices of cols and vals).
-      std::vector<AllocaInst*> kept(local.size(), nullptr);
+      std::vector<KeptRun> kept(local.size());
       Value* all_kept = rb.getTrue();
       for (std::size_t i = 0; i < local.size(); ++i) {
         if (local[i].invariant) {  // kept per epoch instead (cached_check)
           all_kept = rb.getFalse();
           continue;
         }
-        kept[i] = kept_block(where->getFunction());
-        all_kept = rb.CreateAnd(all_kept, in_kept_block(rb, local[i].lo, local[i].hi, kept[i]));
+        kept[i] = kept_in_place(where->getFunction());
+        all_kept = rb.CreateAnd(all_kept, range_in_kept_run(rb, local[i].lo, local[i].hi, kept[i]));
       }
       BasicBlock* kept_head = row->getParent();
       Instruction* checks =
@@ -1591,7 +1616,7 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
         const LocalRange& r = local[i];
         if (!r.invariant) {
           chain = emit_range_check(at, ctx, epoch_ok, r.lo, r.hi, r.write, chain, rt, dt, li,
-                                   kept[i]);
+                                   &kept[i]);
           continue;
         }
         Value* kept = cached_check(at, epochs.dev_epoch, r.lo, r.hi, dt, li, [&](Instruction* miss) {

@@ -316,6 +316,39 @@ TEST_P(JitPaths, BlockEntriesFollowChangesInsideTheBlock) {
   munmap(raw, 3 * kBlock);
 }
 
+// A buffer that fills only part of its block (a malloc'd array, the heap): the pages it spans
+// are one run in place in the block entry, so checks over them pass inline; a page of it that
+// moves to device memory splits the run, and kernels must then find that page there (a run
+// that still claimed it would access it in place, and the CPU side would bring it home).
+TEST_P(JitPaths, InPlaceRunsOfPartlyMappedBlocksStopAtPagesElsewhere) {
+  hetmm::Runtime rt(options(GetParam()));
+  auto& dev = rt.device(0);
+  constexpr std::size_t kBlock = 2u << 20, kHead = 256u << 10, kSpan = 1280u << 10;
+  char* raw = static_cast<char*>(
+      mmap(nullptr, 2 * kBlock, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(raw, MAP_FAILED);
+  char* block = reinterpret_cast<char*>((reinterpret_cast<std::uintptr_t>(raw) + kBlock - 1) & ~(kBlock - 1));
+  // Only [block + 256 KiB, block + 1.5 MiB) stays mapped in that block.
+  ASSERT_EQ(munmap(raw, static_cast<std::size_t>(block + kHead - raw)), 0);
+  ASSERT_EQ(munmap(block + kHead + kSpan, static_cast<std::size_t>(raw + 2 * kBlock - (block + kHead + kSpan))), 0);
+  auto* v = reinterpret_cast<float*>(block + kHead);
+  const std::size_t n = kSpan / sizeof(float);
+  for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<float>(i);
+  for (int k = 0; k < 2; ++k) {  // every page mapped, then the runs in the block entries
+    dev.launch(program(), "scale", hetmm::NDRange{n}, hetmm::NDRange{64}, v, 1.0f);
+    dev.synchronize();
+  }
+  float* moved = v + n / 2;  // a page in the middle of the run
+  dev.migrate_to_device(moved, 4096);
+  ASSERT_FALSE(rt.location(moved).is_system());
+  dev.launch(program(), "scale", hetmm::NDRange{n}, hetmm::NDRange{64}, v, 2.0f);
+  dev.synchronize();
+  EXPECT_FALSE(rt.location(moved).is_system()) << "the kernel accessed the migrated page in place";
+  for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(v[i], 2.0f * static_cast<float>(i)) << i;
+  EXPECT_EQ(rt.audit(), "");
+  munmap(block + kHead, kSpan);
+}
+
 // Arrays in device memory run the loops' frame versions (J4): whole blocks moved in (one run of
 // frames each: block entries), pages migrated in reverse order (frames not in one run: page
 // entries for small ranges, probes for the rest), and a mix of frames and system memory.

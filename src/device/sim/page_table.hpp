@@ -50,6 +50,37 @@ class PageTable {
     return pte::kValid |
            (l->in_place_write.load(std::memory_order_acquire) == os::kPagesPerBlock ? pte::kWrite : 0);
   }
+  // A worker's block walk for a block only partly in place (a buffer that starts or ends inside
+  // it, the heap): the run of pages around va's page, within its block, mapped in place with
+  // every right in `need` (pte::kWrite or 0). Returns kValid | kWrite (when every page of the
+  // run allows writes) and the run's first and last page indices; 0 when va's page is not in
+  // place with `need`. Read after the shootdown epoch, as block_in_place.
+  std::uint64_t block_in_place_run(std::uintptr_t va, std::uint32_t epoch, std::uint64_t need,
+                                   std::size_t* first, std::size_t* last) const {
+    Leaf* l = table_.find(va >> os::kBlockShift);
+    if (l == nullptr) return 0;
+    if (std::uint64_t whole = block_in_place(va, epoch); (whole & need) == need && whole != 0) {
+      *first = 0;
+      *last = os::kPagesPerBlock - 1;
+      return whole;
+    }
+    std::uint64_t rights = pte::kValid | pte::kWrite;
+    auto in_run = [&](std::size_t i) {
+      std::uint64_t x = l->pte[i].load(std::memory_order_acquire);
+      if ((x & (pte::kValid | pte::kLocal)) != pte::kValid || (x & need) != need) return false;
+      rights &= x | ~pte::kWrite;
+      return true;
+    };
+    const std::size_t at = os::page_index_in_block(va);
+    if (!in_run(at)) return 0;
+    std::size_t lo = at, hi = at;
+    while (lo > 0 && in_run(lo - 1)) --lo;
+    while (hi + 1 < os::kPagesPerBlock && in_run(hi + 1)) ++hi;
+    *first = lo;
+    *last = hi;
+    l->touch(epoch);
+    return rights;
+  }
   // A worker's block walk for device memory: the run of pages around va's page, within its
   // block, that are in device frames at consecutive frame addresses. Returns the address the
   // run's frames would have at page 0 of the block (frame of page i = that + i * 4 KiB) |

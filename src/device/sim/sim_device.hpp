@@ -129,6 +129,12 @@ class SimDevice final : public DeviceBackend, public os::RuntimeAllocated {
   std::uint64_t block_local_run(std::uintptr_t va, std::size_t* first, std::size_t* last) const {
     return pt_.block_local_run(va, access_epoch_.load(std::memory_order_relaxed), first, last);
   }
+  // The run of in-place pages with `need` around va's page (PageTable::block_in_place_run).
+  std::uint64_t block_in_place_run(std::uintptr_t va, std::uint64_t need, std::size_t* first,
+                                   std::size_t* last) const {
+    return pt_.block_in_place_run(va, access_epoch_.load(std::memory_order_relaxed), need, first,
+                                  last);
+  }
   // The rights every page of va's 2 MiB block has in place (pte::kValid, kWrite), or 0; read
   // after the shootdown epoch, like a walk. Records the block's use too.
   std::uint64_t block_in_place(std::uintptr_t va) const {

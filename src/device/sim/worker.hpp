@@ -64,10 +64,11 @@ struct WorkerContext {
   alignas(64) std::atomic<std::uint64_t> active{0};
   std::uint64_t tlb_epoch = 0;
   TlbEntry tlb[kTlbEntries];
-  // Block entries (JIT-compiled kernels only): vpn = address >> 21, pte = the rights every page
-  // of that 2 MiB block has in place (kValid, kWrite), in this epoch; or, with kLocal, pages
-  // block_run[slot] (first | last << 32, page indices in the block) are in device memory in
-  // one contiguous run of frames, page i at (pte & kAddrMask) + i * 4 KiB (J4). A gather over
+  // Block entries (JIT-compiled kernels only): vpn = address >> 21, and pages block_run[slot]
+  // (first | last << 32, page indices in the block) are either mapped in place with the rights
+  // in pte (kValid, kWrite; the whole block, or the run a buffer covers in it), in this epoch,
+  // or, with kLocal, in device memory in one contiguous run of frames, page i at
+  // (pte & kAddrMask) + i * 4 KiB (J4). A gather over
   // a table of a few MiB would miss in the page TLB on nearly every access; eight block entries
   // cover 16 MiB. An array smaller than a block, or one not aligned to blocks, is a run too.
   // Direct-mapped by block number: 256 entries keep two 64 MiB arrays side by side and a small
