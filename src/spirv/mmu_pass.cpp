@@ -977,6 +977,41 @@ Value* frame_delta(IRBuilder<>& b, const LocalRange& r, Value* ctx, Value* epoch
   return d;
 }
 
+// frame_delta for a check that keeps its answer (J6): the run of frames the block entry gave
+// it, with the epoch read before the checks (`epoch`). In that epoch the run holds, so the
+// next check over it is compares: two arrays whose runs share a block (and its one entry) no
+// longer send every other row's check to the runtime (matmul_tiled's tiles on the device).
+Value* kept_frame_delta(IRBuilder<>& b, const LocalRange& r, Value* ctx, Value* epoch,
+                        Value* epoch_ok, const Runtime& rt, DominatorTree& dt, LoopInfo& li) {
+  Function* f = b.GetInsertBlock()->getParent();
+  Type* i64 = b.getInt64Ty();
+  KeptFrames kept{{entry_i64(f, 0), entry_i64(f, 0), entry_i64(f, 0)},
+                  entry_i64(f, ~std::uint64_t{0})};
+  Value* last = b.CreateSub(r.hi, b.getInt64(1));
+  Value* in_kept = b.CreateAnd(b.CreateICmpEQ(b.CreateLoad(i64, kept.epoch), epoch),
+                               b.CreateAnd(b.CreateICmpULT(r.lo, r.hi),
+                                           in_kept_run(b, r.lo, last, kept.run)));
+  Value* kept_delta = b.CreateLoad(i64, kept.run.delta);
+  BasicBlock* head = b.GetInsertBlock();
+  Instruction* miss =
+      SplitBlockAndInsertIfThen(b.CreateNot(in_kept), &*b.GetInsertPoint(), false, nullptr, &dt, &li);
+  IRBuilder<> mb(miss);
+  Value* found = frame_delta(mb, r, ctx, epoch_ok, rt, dt, li);
+  // The run the entry now holds, when it is the one the answer came from.
+  LocalProbe entry = emit_local_block_probe(mb, ctx, r.lo, last, r.write, epoch_ok);
+  Value* keep = mb.CreateAnd(entry.hit, mb.CreateAnd(mb.CreateICmpNE(found, mb.getInt64(0)),
+                                                     mb.CreateICmpEQ(entry.delta, found)));
+  keep_run(mb, kept.run, keep, entry.run_lo, entry.run_len);
+  mb.CreateStore(mb.CreateSelect(keep, found, mb.CreateLoad(i64, kept.run.delta)), kept.run.delta);
+  mb.CreateStore(mb.CreateSelect(keep, epoch, mb.CreateLoad(i64, kept.epoch)), kept.epoch);
+  BasicBlock* miss_end = mb.GetInsertBlock();
+  b.SetInsertPoint(miss->getParent()->getSingleSuccessor()->getFirstNonPHI());
+  PHINode* d = b.CreatePHI(i64, 2, "mmu.frame.kept");
+  d->addIncoming(kept_delta, head);
+  d->addIncoming(found, miss_end);
+  return d;
+}
+
 // A loop's checks once for the loop around it (the nest check). A loop's own checks run at each
 // of its entries: for a work-group's x loop, once per row of work-items, so a 64x4 group of a
 // stencil paid them 4 times and a 16x16 tile 16 times, often as much as the row's work. Where
@@ -1042,7 +1077,7 @@ void version_local(Loop* l, Value* ctx, Value* pred_ok, std::vector<LocalRange> 
       all = b.CreateAnd(all, b.CreateICmpNE(d, b.getInt64(0)));
       continue;
     }
-    Value* d = frame_delta(b, r, ctx, epoch_ok, rt, dt, li);
+    Value* d = kept_frame_delta(b, r, ctx, epoch, epoch_ok, rt, dt, li);
     deltas.push_back(d);
     all = b.CreateAnd(all, b.CreateICmpNE(d, b.getInt64(0)));
   }
@@ -1436,7 +1471,7 @@ std::optional<NestCheck> nest_check(Loop* l, const std::vector<RangeGroup>& grou
   Value* all = pred_ok;
   std::vector<Value*> found;
   for (const LocalRange& r : ranges) {
-    Value* d = frame_delta(fb, r, ctx, epochs.epoch_ok, rt, dt, li);
+    Value* d = kept_frame_delta(fb, r, ctx, epochs.dev_epoch, epochs.epoch_ok, rt, dt, li);
     found.push_back(d);
     all = fb.CreateAnd(all, fb.CreateICmpNE(d, fb.getInt64(0)));
   }

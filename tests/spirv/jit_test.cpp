@@ -695,6 +695,31 @@ TEST_P(JitPaths, GroupsCheckedOnceForAllTheirRowsLoseNoUpdateWhileTheCpuTakesPag
   rt.deallocate(v);
 }
 
+// Rows 256 KiB apart: a group's rows span more than two blocks, so each row checks its own
+// range in frames, and keeps the run it found (with the epoch it found it in) for the next rows
+// in that run. A row after the CPU took a page home must not use the kept run.
+TEST_P(JitPaths, RowChecksKeepTheirRunOnlyWithinAnEpoch) {
+  hetmm::Runtime rt(options(GetParam()));
+  auto& dev = rt.device(0);
+  constexpr std::size_t kBytes = 4u << 20;
+  constexpr std::size_t kWidth = 65536;  // a row is 256 KiB
+  const std::size_t n = kBytes / sizeof(int), rows = n / kWidth;
+  auto* v = static_cast<int*>(rt.allocate(kBytes));
+  std::memset(v, 0, kBytes);
+  CpuPageReader cpu(v, kBytes);
+  const int launches = 40;
+  for (int k = 0; k < launches; ++k) {
+    if (k % 8 == 0) dev.migrate_to_device(v, kBytes);
+    dev.launch(program(), "bump2d", hetmm::NDRange{kWidth, rows}, hetmm::NDRange{16, 16}, v,
+               static_cast<int>(kWidth));
+    dev.synchronize();
+  }
+  EXPECT_GT(cpu.stop(), 0);
+  for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(v[i], launches) << i;
+  EXPECT_EQ(rt.audit(), "");
+  rt.deallocate(v);
+}
+
 // Data-dependent accesses to data in device memory find whole blocks of frames in the block
 // TLB (one entry per 2 MiB) instead of missing the page TLB on most accesses; and they hold
 // `active` only around each access, published without a hardware fence where membarrier
