@@ -277,9 +277,10 @@ std::uint64_t fill_tlb(detail::WorkerContext* w, std::uint64_t vpn) {
 // Whether the block entry of va_first's block holds an in-place run (J2) covering the pages of
 // [va_first, va_last] (one block) with the rights in `need`: from the block TLB, else from the
 // device page table, filling the entry with the run of in-place pages around va_first's page
-// (the whole block when all of it is in place: block_run 0..511). A slot that holds this
-// block's run of frames keeps it (a block half in frames, half in place: the page TLB serves
-// the in-place pages). After sync_tlb (J2).
+// (the whole block when all of it is in place: block_run 0..511). A slot that already holds
+// another run of this block keeps it: two runs of one block (a block half in frames, two
+// buffers with a gap between them) would evict each other on every other access, each time
+// with a walk of the block; the page TLB serves the other run's pages. After sync_tlb (J2).
 bool in_place_run_entry(detail::WorkerContext* w, std::uint64_t va_first, std::uint64_t va_last,
                         std::uint64_t need) {
   const std::uint64_t block = va_first >> 21;
@@ -292,7 +293,7 @@ bool in_place_run_entry(detail::WorkerContext* w, std::uint64_t va_first, std::u
            first >= (w->block_run[slot] & 0xffffffff) && last <= (w->block_run[slot] >> 32);
   };
   if (covers()) return true;
-  if (t.vpn == block && (t.pte & device::pte::kLocal) != 0) return false;
+  if (t.vpn == block) return false;
   std::size_t run_first = 0, run_last = 0;
   std::uint64_t rights = w->device->block_in_place_run(va_first, need, &run_first, &run_last);
   if (rights == 0) return false;
