@@ -132,22 +132,27 @@ bool is_barrier(StringRef name) {
   return name.startswith("_Z7barrierj") || name.startswith("_Z18work_group_barrierj");
 }
 
+// The functions in `work` and every function that calls one of them, directly or not.
+std::set<Function*> with_callers(std::vector<Function*> work) {
+  std::set<Function*> all;
+  while (!work.empty()) {
+    Function* f = work.back();
+    work.pop_back();
+    if (!all.insert(f).second) continue;
+    for (User* u : f->users())
+      if (auto* call = dyn_cast<CallInst>(u)) work.push_back(call->getFunction());
+  }
+  return all;
+}
+
 // Functions that reach a barrier, directly or through calls.
 std::set<Function*> barrier_users(Module& m) {
-  std::set<Function*> users;
   std::vector<Function*> work;
   for (Function& f : m)
     if (f.isDeclaration() && is_barrier(f.getName()))
       for (User* u : f.users())
         if (auto* call = dyn_cast<CallInst>(u)) work.push_back(call->getFunction());
-  while (!work.empty()) {
-    Function* f = work.back();
-    work.pop_back();
-    if (!users.insert(f).second) continue;
-    for (User* u : f->users())
-      if (auto* call = dyn_cast<CallInst>(u)) work.push_back(call->getFunction());
-  }
-  return users;
+  return with_callers(std::move(work));
 }
 
 // Functions that read the shape of their work-group along x, directly or through calls: the
@@ -170,15 +175,7 @@ std::set<Function*> group_shape_x_readers(Module& m) {
         if (dim == nullptr || dim->isZero()) work.push_back(call->getFunction());
       }
   }
-  std::set<Function*> readers;
-  while (!work.empty()) {
-    Function* f = work.back();
-    work.pop_back();
-    if (!readers.insert(f).second) continue;
-    for (User* u : f->users())
-      if (auto* call = dyn_cast<CallInst>(u)) work.push_back(call->getFunction());
-  }
-  return readers;
+  return with_callers(std::move(work));
 }
 
 // The same function with (i8* ctx, i64 lx, i64 ly, i64 lz) appended; the body moves over.

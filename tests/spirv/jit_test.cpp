@@ -13,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <numeric>
 #include <thread>
 #include <vector>
@@ -620,104 +621,75 @@ TEST_P(JitPaths, KeptRangeAnswersAreForTheirRangeOnly) {
   rt.deallocate(a);
 }
 
-// A frame loop holds the shootdown protocol's `active` for the whole loop (J4): while kernels
-// increment every element of device-resident data, a CPU thread reads pages, which brings them
-// home (an invalidation that must wait for every loop that may still write the frame). A loop
-// that wrote a frame after its page was copied home would lose increments.
-TEST_P(JitPaths, FrameLoopsLoseNoUpdateWhileTheCpuTakesPagesHome) {
-  hetmm::Runtime rt(options(GetParam()));
+// 40 launches of `launch` over 4 MiB of ints in device memory (moved back to frames every 8
+// launches) while a CPU thread reads pages, which brings them home (an invalidation that must
+// wait for every loop that may still write the frame): each of the first `counted` ints (all
+// by default) must count every launch, the rest none. A kernel that wrote a frame after its
+// page was copied home would lose increments.
+void ExpectNoUpdateLostWhileTheCpuTakesPagesHome(
+    hetmm::PolicyProfile policy, const std::function<void(hetmm::Device&, int*)>& launch,
+    std::size_t counted = ~std::size_t{0}) {
+  hetmm::Runtime rt(options(policy));
   auto& dev = rt.device(0);
   constexpr std::size_t kBytes = 4u << 20;
   const std::size_t n = kBytes / sizeof(int);
   auto* v = static_cast<int*>(rt.allocate(kBytes));
   std::memset(v, 0, kBytes);
-  // It reads each page's first element; every work-item writes only its own element.
   CpuPageReader cpu(v, kBytes);
   const int launches = 40;
   for (int k = 0; k < launches; ++k) {
-    if (k % 8 == 0) dev.migrate_to_device(v, kBytes);  // everything back to frames
-    dev.launch(program(), "bump", hetmm::NDRange{n}, hetmm::NDRange{64}, v);
+    if (k % 8 == 0) dev.migrate_to_device(v, kBytes);
+    launch(dev, v);
     dev.synchronize();
   }
   EXPECT_GT(cpu.stop(), 0);
-  for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(v[i], launches) << i;
+  for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(v[i], i < counted ? launches : 0) << i;
   EXPECT_EQ(rt.audit(), "");
   rt.deallocate(v);
+}
+constexpr std::size_t kTestInts = (4u << 20) / sizeof(int);
+
+// A frame loop holds the shootdown protocol's `active` for the whole loop (J4).
+TEST_P(JitPaths, FrameLoopsLoseNoUpdateWhileTheCpuTakesPagesHome) {
+  ExpectNoUpdateLostWhileTheCpuTakesPagesHome(GetParam(), [](hetmm::Device& dev, int* v) {
+    dev.launch(program(), "bump", hetmm::NDRange{kTestInts}, hetmm::NDRange{64}, v);
+  });
 }
 
 // Probed accesses keep the run of frames they found, with its epoch: one that ran on its kept
 // run after the CPU took the page home would write a frame no longer the page's.
 TEST_P(JitPaths, KeptFrameRunsLoseNoUpdateWhileTheCpuTakesPagesHome) {
-  hetmm::Runtime rt(options(GetParam()));
-  auto& dev = rt.device(0);
-  constexpr std::size_t kBytes = 4u << 20;
-  const std::size_t n = kBytes / sizeof(int);
-  auto* v = static_cast<int*>(rt.allocate(kBytes));
-  std::memset(v, 0, kBytes);
-  std::vector<int> one(1, 1);
-  CpuPageReader cpu(v, kBytes);
-  const int launches = 40;
-  for (int k = 0; k < launches; ++k) {
-    if (k % 8 == 0) dev.migrate_to_device(v, kBytes);
-    dev.launch(program(), "bump_after_loop", hetmm::NDRange{n}, hetmm::NDRange{64}, v,
-               one.data(), 1);
-    dev.synchronize();
-  }
-  EXPECT_GT(cpu.stop(), 0);
-  for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(v[i], launches) << i;
-  EXPECT_EQ(rt.audit(), "");
-  rt.deallocate(v);
+  static int one = 1;
+  ExpectNoUpdateLostWhileTheCpuTakesPagesHome(GetParam(), [](hetmm::Device& dev, int* v) {
+    dev.launch(program(), "bump_after_loop", hetmm::NDRange{kTestInts}, hetmm::NDRange{64}, v,
+               &one, 1);
+  });
 }
 
 // The same when a group's rows are checked once for the group (the nest check): a row that runs
-// after the CPU took a page of the group home must find the epoch moved and check again.
+// after the CPU took a page of the group home must find the epoch moved and check again. A
+// group's 16 rows span 17 pages, across the 64 KiB a CPU fault takes home at a time: some of
+// its rows are taken home while others stay in frames.
 TEST_P(JitPaths, GroupsCheckedOnceForAllTheirRowsLoseNoUpdateWhileTheCpuTakesPagesHome) {
-  hetmm::Runtime rt(options(GetParam()));
-  auto& dev = rt.device(0);
-  constexpr std::size_t kBytes = 4u << 20;
-  // A group's 16 rows span 17 pages, across the 64 KiB a CPU fault takes home at a time: some
-  // of its rows are taken home while others stay in frames.
-  constexpr std::size_t kWidth = 1040;
-  const std::size_t n = kBytes / sizeof(int), rows = n / kWidth / 16 * 16;
-  auto* v = static_cast<int*>(rt.allocate(kBytes));
-  std::memset(v, 0, kBytes);
-  CpuPageReader cpu(v, kBytes);
-  const int launches = 40;
-  for (int k = 0; k < launches; ++k) {
-    if (k % 8 == 0) dev.migrate_to_device(v, kBytes);
-    dev.launch(program(), "bump2d", hetmm::NDRange{kWidth, rows}, hetmm::NDRange{16, 16}, v,
-               static_cast<int>(kWidth));
-    dev.synchronize();
-  }
-  EXPECT_GT(cpu.stop(), 0);
-  for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(v[i], i < kWidth * rows ? launches : 0) << i;
-  EXPECT_EQ(rt.audit(), "");
-  rt.deallocate(v);
+  constexpr std::size_t kWidth = 1040, kRows = kTestInts / kWidth / 16 * 16;
+  ExpectNoUpdateLostWhileTheCpuTakesPagesHome(
+      GetParam(),
+      [](hetmm::Device& dev, int* v) {
+        dev.launch(program(), "bump2d", hetmm::NDRange{kWidth, kRows}, hetmm::NDRange{16, 16}, v,
+                   static_cast<int>(kWidth));
+      },
+      kWidth * kRows);
 }
 
 // Rows 256 KiB apart: a group's rows span more than two blocks, so each row checks its own
 // range in frames, and keeps the run it found (with the epoch it found it in) for the next rows
 // in that run. A row after the CPU took a page home must not use the kept run.
 TEST_P(JitPaths, RowChecksKeepTheirRunOnlyWithinAnEpoch) {
-  hetmm::Runtime rt(options(GetParam()));
-  auto& dev = rt.device(0);
-  constexpr std::size_t kBytes = 4u << 20;
-  constexpr std::size_t kWidth = 65536;  // a row is 256 KiB
-  const std::size_t n = kBytes / sizeof(int), rows = n / kWidth;
-  auto* v = static_cast<int*>(rt.allocate(kBytes));
-  std::memset(v, 0, kBytes);
-  CpuPageReader cpu(v, kBytes);
-  const int launches = 40;
-  for (int k = 0; k < launches; ++k) {
-    if (k % 8 == 0) dev.migrate_to_device(v, kBytes);
-    dev.launch(program(), "bump2d", hetmm::NDRange{kWidth, rows}, hetmm::NDRange{16, 16}, v,
-               static_cast<int>(kWidth));
-    dev.synchronize();
-  }
-  EXPECT_GT(cpu.stop(), 0);
-  for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(v[i], launches) << i;
-  EXPECT_EQ(rt.audit(), "");
-  rt.deallocate(v);
+  constexpr std::size_t kWidth = 65536;
+  ExpectNoUpdateLostWhileTheCpuTakesPagesHome(GetParam(), [](hetmm::Device& dev, int* v) {
+    dev.launch(program(), "bump2d", hetmm::NDRange{kWidth, kTestInts / kWidth},
+               hetmm::NDRange{16, 16}, v, static_cast<int>(kWidth));
+  });
 }
 
 // Data-dependent accesses to data in device memory find whole blocks of frames in the block
