@@ -46,6 +46,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <tuple>
 
 namespace hetmm::spirv {
@@ -357,7 +358,7 @@ void keep_run(IRBuilder<>& b, const KeptRun& kept, Value* hit, Value* run_lo, Va
 
 // Rewrites one access into head / in-place / local / slow / join blocks.
 void rewrite(Instruction* inst, Value* ptr, Value* range_ok, const Runtime& rt,
-             const DataLayout& dl) {
+             const DataLayout& dl, bool keep) {
   Function* f = inst->getFunction();
   LLVMContext& c = f->getContext();
   Value* ctx = ctx_of(*f);
@@ -414,10 +415,17 @@ void rewrite(Instruction* inst, Value* ptr, Value* range_ok, const Runtime& rt,
   else
     b.CreateBr(kept_bb);
   // In the block the last probe found in place: no probe either.
+  // (Not for an access whose loop was versioned on its range: it runs probed only where that
+  // check failed, and the kept answers' code would cost compile time for little.)
   b.SetInsertPoint(kept_bb);
-  KeptRun kept = kept_in_place(f);
   Value* va_last = span > 1 ? b.CreateAdd(va, b.getInt64(span - 1)) : va;
-  b.CreateCondBr(in_kept_run(b, va, va_last, kept), in_place_bb, probe_bb);
+  KeptRun kept{};
+  if (keep) {
+    kept = kept_in_place(f);
+    b.CreateCondBr(in_kept_run(b, va, va_last, kept), in_place_bb, probe_bb);
+  } else {
+    b.CreateBr(probe_bb);
+  }
   b.SetInsertPoint(probe_bb);
   PHINode* attempt = b.CreatePHI(b.getInt32Ty(), 2, "mmu.attempt");
   attempt->addIncoming(b.getInt32(0), kept_bb);
@@ -426,17 +434,19 @@ void rewrite(Instruction* inst, Value* ptr, Value* range_ok, const Runtime& rt,
   // (frames change only with an invalidation, which moves the epoch), and the access enters
   // the shootdown protocol below at once.
   Type* i64 = b.getInt64Ty();
-  KeptFrames frames_kept{{entry_i64(f, 0), entry_i64(f, 0), entry_i64(f, 0)},
-                         entry_i64(f, ~std::uint64_t{0})};  // ~0: never an epoch
-  Value* fk_lo = b.CreateLoad(i64, frames_kept.run.lo);
-  Value* fk_len = b.CreateLoad(i64, frames_kept.run.len);
-  Value* fk_host = b.CreateAdd(va, b.CreateLoad(i64, frames_kept.run.delta));
-  Value* in_fk = b.CreateAnd(
-      b.CreateICmpEQ(b.CreateLoad(i64, frames_kept.epoch), probe.dev_epoch),
-      b.CreateAnd(b.CreateICmpULT(b.CreateSub(va, fk_lo), fk_len),
-                  b.CreateICmpULT(b.CreateSub(b.CreateAdd(va, b.getInt64(span - 1)), fk_lo), fk_len)));
+  KeptFrames frames_kept{};
+  Value* fk_host = nullptr;
   auto* block_bb = BasicBlock::Create(c, "mmu.block", f, join);
-  b.CreateCondBr(in_fk, enter_local, block_bb);
+  if (keep) {
+    frames_kept = {{entry_i64(f, 0), entry_i64(f, 0), entry_i64(f, 0)},
+                   entry_i64(f, ~std::uint64_t{0})};  // ~0: never an epoch
+    fk_host = b.CreateAdd(va, b.CreateLoad(i64, frames_kept.run.delta));
+    Value* in_fk = b.CreateAnd(b.CreateICmpEQ(b.CreateLoad(i64, frames_kept.epoch), probe.dev_epoch),
+                               in_kept_run(b, va, va_last, frames_kept.run));
+    b.CreateCondBr(in_fk, enter_local, block_bb);
+  } else {
+    b.CreateBr(block_bb);
+  }
   // Block entries first: a kernel's arrays in system memory are mostly whole blocks in place,
   // and the page probe's hash and loads then stay off the path (gather: 2x).
   b.SetInsertPoint(block_bb);
@@ -446,8 +456,10 @@ void rewrite(Instruction* inst, Value* ptr, Value* range_ok, const Runtime& rt,
   InPlaceProbe in_place = emit_block_probe(b, ctx, va, va_last, write, probe.epoch_ok);
   b.CreateCondBr(in_place.hit, keep_bb, frame_block_bb);
   b.SetInsertPoint(keep_bb);
-  b.CreateStore(in_place.run_lo, kept.lo);
-  b.CreateStore(in_place.run_len, kept.len);
+  if (keep) {
+    b.CreateStore(in_place.run_lo, kept.lo);
+    b.CreateStore(in_place.run_len, kept.len);
+  }
   b.CreateBr(in_place_bb);
   // Then the same block entry for a block in one run of device frames (J4): data in device
   // memory stays off the page TLB, which a gather over a few MiB would miss on most accesses.
@@ -458,10 +470,12 @@ void rewrite(Instruction* inst, Value* ptr, Value* range_ok, const Runtime& rt,
   auto* keep_frames_bb = BasicBlock::Create(c, "mmu.keepframes", f, join);
   b.CreateCondBr(frames.hit, keep_frames_bb, page_bb);
   b.SetInsertPoint(keep_frames_bb);
-  b.CreateStore(frames.run_lo, frames_kept.run.lo);
-  b.CreateStore(frames.run_len, frames_kept.run.len);
-  b.CreateStore(frames.delta, frames_kept.run.delta);
-  b.CreateStore(probe.dev_epoch, frames_kept.epoch);
+  if (keep) {
+    b.CreateStore(frames.run_lo, frames_kept.run.lo);
+    b.CreateStore(frames.run_len, frames_kept.run.len);
+    b.CreateStore(frames.delta, frames_kept.run.delta);
+    b.CreateStore(probe.dev_epoch, frames_kept.epoch);
+  }
   b.CreateBr(enter_local);
   b.SetInsertPoint(page_bb);
   emit_page_probe(b, ctx, va, span, write, as, probe);
@@ -487,7 +501,7 @@ void rewrite(Instruction* inst, Value* ptr, Value* range_ok, const Runtime& rt,
   b.CreateCondBr(probe.local, enter_local, refill_bb);
   b.SetInsertPoint(enter_local);
   PHINode* frame_host = b.CreatePHI(b.getInt64Ty(), 3, "mmu.frame");
-  frame_host->addIncoming(fk_host, probe_bb);
+  if (keep) frame_host->addIncoming(fk_host, probe_bb);
   frame_host->addIncoming(frame_block_host, keep_frames_bb);
   frame_host->addIncoming(probe.host, check_local);
   Value* active = load_ctx_field(b, ctx, ctx_offset::active, b.getInt64Ty()->getPointerTo());
@@ -1393,6 +1407,10 @@ std::optional<NestCheck> nest_check(Loop* l, const std::vector<RangeGroup>& grou
                                     SCEVExpander& expander) {
   Loop* outer = l->getParentLoop();
   if (outer == nullptr || groups.empty()) return std::nullopt;
+  // Only where a work-item loop is one of the two (rows of a group, a row's work-items around a
+  // kernel loop): a kernel's own loop around a loop (a filter's rows of taps) runs a few times
+  // and would pay the nest check's code, in place and in frames, for little.
+  if (!work_item_mark(*l) && !work_item_mark(*outer)) return std::nullopt;
   // Ranges the outer loop does not move gain nothing: the loop's kept answer is a load.
   bool varies = false;
   for (const RangeGroup& g : groups)
@@ -1497,7 +1515,8 @@ std::optional<NestCheck> nest_check(Loop* l, const std::vector<RangeGroup>& grou
 // every time, or versioned).
 std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
                                             const std::vector<std::pair<Instruction*, Value*>>& work,
-                                            std::vector<std::pair<Instruction*, Value*>>& cloned) {
+                                            std::vector<std::pair<Instruction*, Value*>>& cloned,
+                                            std::set<Instruction*>& cold) {
   std::map<Instruction*, Value*> checks;
   const DataLayout& dl = f.getParent()->getDataLayout();
   DominatorTree dt(f);
@@ -1678,6 +1697,8 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
     }
     ValueToValueMapTy vmap;
     if (version_loop(l, ok, dt, li, se, vmap)) {
+      // The ranged accesses of the original run only where the checks failed.
+      for (const AccessRange& r : lc.ranges) cold.insert(r.inst);
       for (auto& [inst, ptr] : lc.probed) {
         cloned.push_back({cast<Instruction>(vmap[inst]), vmap.count(ptr) ? static_cast<Value*>(vmap[ptr]) : ptr});
         prefetch_gathered(inst, ptr, l, lc.probed, vmap, *lc.pse, se, expander, dt, li);
@@ -1716,11 +1737,12 @@ std::size_t apply_mmu_rewrite(Module& m) {
         if (ptr != nullptr && needs_mmu(ptr)) work.push_back({&i, ptr});
       }
     std::vector<std::pair<Instruction*, Value*>> cloned;
-    std::map<Instruction*, Value*> checks = range_checks(f, rt, work, cloned);
+    std::set<Instruction*> cold;
+    std::map<Instruction*, Value*> checks = range_checks(f, rt, work, cloned, cold);
     work.insert(work.end(), cloned.begin(), cloned.end());
     for (auto& [inst, ptr] : work) {
       auto it = checks.find(inst);
-      rewrite(inst, ptr, it == checks.end() ? nullptr : it->second, rt, dl);
+      rewrite(inst, ptr, it == checks.end() ? nullptr : it->second, rt, dl, !cold.count(inst));
     }
     rewritten += work.size();
   }
