@@ -349,6 +349,25 @@ Value* in_kept_run(IRBuilder<>& b, Value* lo, Value* last, const KeptRun& kept) 
                      b.CreateICmpULT(b.CreateSub(last, start), len));
 }
 
+// The kept run after a probe found [run_lo, run_lo + run_len) (at `delta` for frames, else
+// null): a run next to the kept one (and, for frames, at the same delta: frames side by side)
+// joins it, so that an array across a block boundary (its two blocks' runs) is one kept run
+// instead of two that replace each other access by access; any other replaces it.
+void keep_joined(IRBuilder<>& b, const KeptRun& kept, Value* run_lo, Value* run_len,
+                 Value* delta) {
+  Type* i64 = b.getInt64Ty();
+  Value* kept_lo = b.CreateLoad(i64, kept.lo);
+  Value* kept_len = b.CreateLoad(i64, kept.len);
+  Value* some = b.CreateICmpNE(kept_len, b.getInt64(0));
+  if (delta != nullptr) some = b.CreateAnd(some, b.CreateICmpEQ(b.CreateLoad(i64, kept.delta), delta));
+  Value* after = b.CreateAnd(some, b.CreateICmpEQ(b.CreateAdd(kept_lo, kept_len), run_lo));
+  Value* before = b.CreateAnd(some, b.CreateICmpEQ(b.CreateAdd(run_lo, run_len), kept_lo));
+  b.CreateStore(b.CreateSelect(after, kept_lo, run_lo), kept.lo);
+  b.CreateStore(b.CreateSelect(b.CreateOr(after, before), b.CreateAdd(kept_len, run_len), run_len),
+                kept.len);
+  if (delta != nullptr) b.CreateStore(delta, kept.delta);
+}
+
 // Keeps the probe's run where it hit (else what was kept stays).
 void keep_run(IRBuilder<>& b, const KeptRun& kept, Value* hit, Value* run_lo, Value* run_len) {
   Type* i64 = b.getInt64Ty();
@@ -456,10 +475,7 @@ void rewrite(Instruction* inst, Value* ptr, Value* range_ok, const Runtime& rt,
   InPlaceProbe in_place = emit_block_probe(b, ctx, va, va_last, write, probe.epoch_ok);
   b.CreateCondBr(in_place.hit, keep_bb, frame_block_bb);
   b.SetInsertPoint(keep_bb);
-  if (keep) {
-    b.CreateStore(in_place.run_lo, kept.lo);
-    b.CreateStore(in_place.run_len, kept.len);
-  }
+  if (keep) keep_joined(b, kept, in_place.run_lo, in_place.run_len, nullptr);
   b.CreateBr(in_place_bb);
   // Then the same block entry for a block in one run of device frames (J4): data in device
   // memory stays off the page TLB, which a gather over a few MiB would miss on most accesses.
@@ -471,9 +487,11 @@ void rewrite(Instruction* inst, Value* ptr, Value* range_ok, const Runtime& rt,
   b.CreateCondBr(frames.hit, keep_frames_bb, page_bb);
   b.SetInsertPoint(keep_frames_bb);
   if (keep) {
-    b.CreateStore(frames.run_lo, frames_kept.run.lo);
-    b.CreateStore(frames.run_len, frames_kept.run.len);
-    b.CreateStore(frames.delta, frames_kept.run.delta);
+    // Joined only within the epoch the kept run is of.
+    Value* same_epoch = b.CreateICmpEQ(b.CreateLoad(i64, frames_kept.epoch), probe.dev_epoch);
+    b.CreateStore(b.CreateSelect(same_epoch, b.CreateLoad(i64, frames_kept.run.len), b.getInt64(0)),
+                  frames_kept.run.len);
+    keep_joined(b, frames_kept.run, frames.run_lo, frames.run_len, frames.delta);
     b.CreateStore(probe.dev_epoch, frames_kept.epoch);
   }
   b.CreateBr(enter_local);
@@ -1231,14 +1249,15 @@ void rewrite_held(const HeldAccess& h, const DataLayout& dl,
     b.CreateCondBr(b.CreateAnd(is_held, in_kept), frame_bb, lookup);
     b.SetInsertPoint(lookup);
     LocalProbe frame = emit_local_block_probe(b, ctx, va, last, write, b.getTrue());
-    b.CreateStore(b.CreateSelect(frame.hit, frame.run_lo, kept_lo), kept.lo);
-    b.CreateStore(b.CreateSelect(frame.hit, frame.run_len, kept_len), kept.len);
-    b.CreateStore(b.CreateSelect(frame.hit, frame.delta, kept_delta), kept.delta);
     auto* escape = BasicBlock::Create(c, "mmu.held.escape", f, probed_bb);
-    b.CreateCondBr(b.CreateAnd(is_held, frame.hit), frame_bb, escape);
+    auto* keep_bb = BasicBlock::Create(c, "mmu.held.keep", f, probed_bb);
+    b.CreateCondBr(b.CreateAnd(is_held, frame.hit), keep_bb, escape);
+    b.SetInsertPoint(keep_bb);
+    keep_joined(b, kept, frame.run_lo, frame.run_len, frame.delta);
+    b.CreateBr(frame_bb);
     delta = PHINode::Create(i64, 2, "mmu.held.delta", frame_bb);
     cast<PHINode>(delta)->addIncoming(kept_delta, head);
-    cast<PHINode>(delta)->addIncoming(frame.delta, lookup);
+    cast<PHINode>(delta)->addIncoming(frame.delta, keep_bb);
     IRBuilder<> e(escape);
     Value* active = load_ctx_field(e, ctx, ctx_offset::active, i64->getPointerTo());
     e.CreateAlignedStore(e.getInt64(0), active, Align(8))->setAtomic(AtomicOrdering::Release);
