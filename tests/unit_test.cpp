@@ -116,6 +116,38 @@ TEST(SimDevice, CopiesAcrossChunkBoundariesPageByPage) {
   for (auto f : all) dev.free_frame(f);
 }
 
+// Block entries for memory in place hold runs (JIT kernels' inline checks): the run of pages
+// around a page, in place with the rights asked for, stops at a page in a frame, at a hole and,
+// for writes, at a read-only page; its rights say whether every page of it allows writes.
+TEST(PageTable, InPlaceRunsStopAtPagesElsewhereHolesAndMissingRights) {
+  namespace pte = device::pte;
+  device::sim::PageTable pt;
+  const std::uintptr_t block = std::uintptr_t{0x3f00} << 21, other = block + (2u << 20);
+  auto page = [&](std::size_t i) { return block + i * kPage; };
+  for (std::size_t i = 10; i < 100; ++i) pt.set(page(i), pte::kValid | pte::kWrite);
+  pt.set(page(50), pte::make(0x1234000, true, true));  // in a device frame
+  pt.set(page(70), pte::kValid);                       // read-only
+  std::size_t first = 0, last = 0;
+  EXPECT_EQ(pt.block_in_place_run(page(20), 0, 0, &first, &last), pte::kValid | pte::kWrite);
+  EXPECT_EQ(first, 10u);
+  EXPECT_EQ(last, 49u);
+  EXPECT_EQ(pt.block_in_place_run(page(60), 0, 0, &first, &last), pte::kValid);
+  EXPECT_EQ(first, 51u);
+  EXPECT_EQ(last, 99u);
+  EXPECT_EQ(pt.block_in_place_run(page(60), 0, pte::kWrite, &first, &last),
+            pte::kValid | pte::kWrite);
+  EXPECT_EQ(first, 51u);
+  EXPECT_EQ(last, 69u);
+  EXPECT_EQ(pt.block_in_place_run(page(70), 0, pte::kWrite, &first, &last), 0u);
+  EXPECT_EQ(pt.block_in_place_run(page(50), 0, 0, &first, &last), 0u);  // not in place
+  EXPECT_EQ(pt.block_in_place_run(page(5), 0, 0, &first, &last), 0u);   // a hole
+  for (std::size_t i = 0; i < 512; ++i) pt.set(other + i * kPage, pte::kValid | pte::kWrite);
+  EXPECT_EQ(pt.block_in_place_run(other + 300 * kPage, 0, pte::kWrite, &first, &last),
+            pte::kValid | pte::kWrite);
+  EXPECT_EQ(first, 0u);
+  EXPECT_EQ(last, 511u);
+}
+
 // The flush before the replay (BATCH_FLUSH): a request that comes in while a batch is served
 // and finds its page mapped by that batch is replayed with it; the others open the next batch.
 TEST(SimDevice, FaultsServedByTheBatchInServiceAreReplayedWithIt) {

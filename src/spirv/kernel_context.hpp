@@ -38,11 +38,12 @@
 //      = 0 (release), held = false, then the full probe (J1-J3), as every later access of that
 //      loop entry takes. No in-place access and no runtime call runs while held.
 //  J6. Answers kept (mmu_pass.cpp) are the answers above, used later: an in-place answer (a
-//      block an access or a range check found wholly in place, a loop nest's range) for the
+//      run of in-place pages an access or a range check found, a loop nest's range) for the
 //      rest of the call, as J1 allows a stale in-place entry; a run of frames in a held loop for
 //      that loop entry only (J5: the block entries stay the published epoch's); a run of frames
-//      outside held loops, or a nest's frame answer, only together with the epoch it was found
-//      in, which the access's or loop's publish re-checks (J4).
+//      outside held loops, a row's frame-range answer or a nest's, only together with the epoch
+//      it was found in, which the access's or loop's publish re-checks (J4). Two kept runs side
+//      by side join (frames: at one delta, in one epoch).
 #pragma once
 
 #include "device/sim/worker.hpp"

@@ -135,11 +135,6 @@ class SimDevice final : public DeviceBackend, public os::RuntimeAllocated {
     return pt_.block_in_place_run(va, access_epoch_.load(std::memory_order_relaxed), need, first,
                                   last);
   }
-  // The rights every page of va's 2 MiB block has in place (pte::kValid, kWrite), or 0; read
-  // after the shootdown epoch, like a walk. Records the block's use too.
-  std::uint64_t block_in_place(std::uintptr_t va) const {
-    return pt_.block_in_place(va, access_epoch_.load(std::memory_order_relaxed));
-  }
 
   // Fault source: posts a request and waits for the service thread to complete it.
   void fault_and_wait(FaultRequest* r);

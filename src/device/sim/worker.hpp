@@ -68,8 +68,8 @@ struct WorkerContext {
   // (first | last << 32, page indices in the block) are either mapped in place with the rights
   // in pte (kValid, kWrite; the whole block, or the run a buffer covers in it), in this epoch,
   // or, with kLocal, in device memory in one contiguous run of frames, page i at
-  // (pte & kAddrMask) + i * 4 KiB (J4). A gather over
-  // a table of a few MiB would miss in the page TLB on nearly every access; eight block entries
+  // (pte & kAddrMask) + i * 4 KiB (J4). A gather over a table of a few MiB would miss in the
+  // page TLB on nearly every access; eight block entries
   // cover 16 MiB. An array smaller than a block, or one not aligned to blocks, is a run too.
   // Direct-mapped by block number: 256 entries keep two 64 MiB arrays side by side and a small
   // buffer in the heap from evicting each other (with 64, a 3x3 convolution's input, output and
