@@ -97,17 +97,18 @@ struct Probe {
   Value* epoch_ok;    // i1: the TLB holds translations of that epoch
 };
 
-// The block-TLB probe (J2), on a page-TLB miss: does va's block entry hold a run of pages
-// mapped in place (the whole block, or the part of it a buffer or the heap covers:
-// block_run), with the needed right in this epoch, covering [lo, last]? Then the access runs in
-// place. Also the run's process addresses, [run_lo, run_lo + run_len), for kept answers.
-struct InPlaceProbe {
-  Value* hit;
+// A block entry read for [lo, last] (J2, J4): `covers` when the entry is lo's block's, of
+// this epoch, and its run (block_run: first | last << 32, page indices) holds every page of
+// [lo, last] (one block); the entry's bits; the run's process addresses, [run_lo, run_lo +
+// run_len), for kept answers (J6). In-place entries and runs of frames alike have runs.
+struct BlockEntry {
+  Value* covers;
+  Value* bits;
+  Value* block;
   Value* run_lo;
   Value* run_len;
 };
-InPlaceProbe emit_block_probe(IRBuilder<>& b, Value* ctx, Value* lo, Value* last, bool write,
-                              Value* epoch_ok) {
+BlockEntry read_block_entry(IRBuilder<>& b, Value* ctx, Value* lo, Value* last, Value* epoch_ok) {
   Type* i64 = b.getInt64Ty();
   auto k = [&](std::uint64_t v) { return ConstantInt::get(i64, v); };
   Value* block = b.CreateLShr(lo, k(21));
@@ -122,16 +123,34 @@ InPlaceProbe emit_block_probe(IRBuilder<>& b, Value* ctx, Value* lo, Value* last
       Align(8));
   Value* run_first = b.CreateAnd(run, k(0xffffffff));
   Value* run_last = b.CreateLShr(run, k(32));
-  Value* hit = b.CreateAnd(epoch_ok, b.CreateICmpEQ(block, b.CreateLShr(last, k(21))));
-  hit = b.CreateAnd(hit, b.CreateICmpEQ(tag, block));
-  // In place: no kLocal (a run of device frames, J4), and kWrite for a write.
-  std::uint64_t mask = pte::kLocal | (write ? pte::kWrite : 0);
-  hit = b.CreateAnd(hit, b.CreateICmpEQ(b.CreateAnd(bits, k(mask)), k(write ? pte::kWrite : 0)));
-  hit = b.CreateAnd(hit, b.CreateICmpUGE(b.CreateAnd(b.CreateLShr(lo, k(12)), k(511)), run_first));
-  hit = b.CreateAnd(hit, b.CreateICmpULE(b.CreateAnd(b.CreateLShr(last, k(12)), k(511)), run_last));
+  Value* covers = b.CreateAnd(epoch_ok, b.CreateICmpEQ(block, b.CreateLShr(last, k(21))));
+  covers = b.CreateAnd(covers, b.CreateICmpEQ(tag, block));
+  covers = b.CreateAnd(covers,
+                       b.CreateICmpUGE(b.CreateAnd(b.CreateLShr(lo, k(12)), k(511)), run_first));
+  covers = b.CreateAnd(covers,
+                       b.CreateICmpULE(b.CreateAnd(b.CreateLShr(last, k(12)), k(511)), run_last));
   Value* run_lo = b.CreateAdd(b.CreateShl(block, k(21)), b.CreateShl(run_first, k(12)));
   Value* run_len = b.CreateShl(b.CreateSub(b.CreateAdd(run_last, k(1)), run_first), k(12));
-  return {hit, run_lo, run_len};
+  return {covers, bits, block, run_lo, run_len};
+}
+
+// The block-TLB probe (J2), on a page-TLB miss: does va's block entry hold a run of pages
+// mapped in place (the whole block, or the part of it a buffer or the heap covers), with the
+// needed right in this epoch, covering [lo, last]? Then the access runs in place.
+struct InPlaceProbe {
+  Value* hit;
+  Value* run_lo;
+  Value* run_len;
+};
+InPlaceProbe emit_block_probe(IRBuilder<>& b, Value* ctx, Value* lo, Value* last, bool write,
+                              Value* epoch_ok) {
+  Type* i64 = b.getInt64Ty();
+  BlockEntry e = read_block_entry(b, ctx, lo, last, epoch_ok);
+  // In place: no kLocal (a run of device frames, J4), and kWrite for a write.
+  std::uint64_t mask = pte::kLocal | (write ? pte::kWrite : 0);
+  Value* hit = b.CreateAnd(e.covers, b.CreateICmpEQ(b.CreateAnd(e.bits, ConstantInt::get(i64, mask)),
+                                                    ConstantInt::get(i64, write ? pte::kWrite : 0)));
+  return {hit, e.run_lo, e.run_len};
 }
 
 // The block-TLB probe for a range in device frames (J4): [lo, last] in one block whose entry
@@ -147,32 +166,13 @@ LocalProbe emit_local_block_probe(IRBuilder<>& b, Value* ctx, Value* lo, Value* 
                                   Value* epoch_ok) {
   Type* i64 = b.getInt64Ty();
   auto k = [&](std::uint64_t v) { return ConstantInt::get(i64, v); };
-  Value* block = b.CreateLShr(lo, k(21));
-  Value* slot = b.CreateAnd(block, k(detail::WorkerContext::kBlockTlbEntries - 1));
-  Value* table = load_ctx_field(b, ctx, ctx_offset::block_tlb, i64->getPointerTo());
-  Value* entry = b.CreateInBoundsGEP(i64, table, b.CreateShl(slot, k(1)));
-  Value* tag = b.CreateAlignedLoad(i64, entry, Align(8));
-  Value* bits = b.CreateAlignedLoad(i64, b.CreateConstInBoundsGEP1_64(i64, entry, 1), Align(8));
+  BlockEntry e = read_block_entry(b, ctx, lo, last, epoch_ok);
   std::uint64_t need = pte::kValid | pte::kLocal | (write ? pte::kWrite : 0);
-  Value* run = b.CreateAlignedLoad(
-      i64, b.CreateInBoundsGEP(i64, load_ctx_field(b, ctx, ctx_offset::block_run, i64->getPointerTo()),
-                               slot),
-      Align(8));
-  Value* first_page = b.CreateAnd(b.CreateLShr(lo, k(12)), k(511));
-  Value* last_page = b.CreateAnd(b.CreateLShr(last, k(12)), k(511));
-  Value* same = b.CreateAnd(epoch_ok, b.CreateICmpEQ(block, b.CreateLShr(last, k(21))));
-  same = b.CreateAnd(same, b.CreateICmpEQ(tag, block));
-  // Within the run (a kLocal entry; an in-place entry's run word is never read as one).
-  same = b.CreateAnd(same, b.CreateICmpUGE(first_page, b.CreateAnd(run, k(0xffffffff))));
-  same = b.CreateAnd(same, b.CreateICmpULE(last_page, b.CreateLShr(run, k(32))));
-  Value* hit = b.CreateAnd(same, b.CreateICmpEQ(b.CreateAnd(bits, k(need)), k(need)));
-  Value* delta = b.CreateSub(b.CreateAnd(bits, k(pte::kAddrMask)), b.CreateShl(block, k(21)));
-  Value* not_in_place = b.CreateAnd(same, b.CreateICmpNE(b.CreateAnd(bits, k(pte::kLocal)), k(0)));
-  Value* run_first = b.CreateAnd(run, k(0xffffffff));
-  Value* run_lo = b.CreateAdd(b.CreateShl(block, k(21)), b.CreateShl(run_first, k(12)));
-  Value* run_len = b.CreateShl(b.CreateSub(b.CreateAdd(b.CreateLShr(run, k(32)), k(1)), run_first),
-                               k(12));
-  return {hit, delta, not_in_place, run_lo, run_len};
+  Value* hit = b.CreateAnd(e.covers, b.CreateICmpEQ(b.CreateAnd(e.bits, k(need)), k(need)));
+  Value* delta = b.CreateSub(b.CreateAnd(e.bits, k(pte::kAddrMask)), b.CreateShl(e.block, k(21)));
+  Value* not_in_place =
+      b.CreateAnd(e.covers, b.CreateICmpNE(b.CreateAnd(e.bits, k(pte::kLocal)), k(0)));
+  return {hit, delta, not_in_place, e.run_lo, e.run_len};
 }
 
 // The shootdown protocol's publish of `active` (device/sim/worker.hpp): a plain store and a
@@ -433,7 +433,7 @@ void rewrite(Instruction* inst, Value* ptr, Value* range_ok, const Runtime& rt,
     b.CreateCondBr(range_ok, in_place_bb, kept_bb, likely);
   else
     b.CreateBr(kept_bb);
-  // In the block the last probe found in place: no probe either.
+  // In the run of in-place pages the last probe found: no probe either.
   // (Not for an access whose loop was versioned on its range: it runs probed only where that
   // check failed, and the kept answers' code would cost compile time for little.)
   b.SetInsertPoint(kept_bb);
@@ -480,8 +480,7 @@ void rewrite(Instruction* inst, Value* ptr, Value* range_ok, const Runtime& rt,
   // Then the same block entry for a block in one run of device frames (J4): data in device
   // memory stays off the page TLB, which a gather over a few MiB would miss on most accesses.
   b.SetInsertPoint(frame_block_bb);
-  LocalProbe frames = emit_local_block_probe(b, ctx, va, b.CreateAdd(va, b.getInt64(span - 1)),
-                                             write, probe.epoch_ok);
+  LocalProbe frames = emit_local_block_probe(b, ctx, va, va_last, write, probe.epoch_ok);
   Value* frame_block_host = b.CreateAdd(va, frames.delta);
   auto* keep_frames_bb = BasicBlock::Create(c, "mmu.keepframes", f, join);
   b.CreateCondBr(frames.hit, keep_frames_bb, page_bb);
@@ -670,16 +669,16 @@ Value* emit_known_local(IRBuilder<>& b, Value* ctx, Value* va, Value* epoch_ok) 
   return b.CreateOr(known, b.CreateAnd(page.same, page_local));
 }
 
-// One range check before `where`, and-ed into `ok`: inline when [lo, hi) lies in one block the
-// worker's block TLB holds in place (J2; the common case of a work-group's loop over a row),
-// else through hetmm_jit_range. A loop over 64 work-items of a stencil costs a few
-// instructions, not seven calls.
 // Whether [lo, hi) is not empty and lies in the kept run.
 Value* range_in_kept_run(IRBuilder<>& b, Value* lo, Value* hi, const KeptRun& kept) {
   return b.CreateAnd(b.CreateICmpULT(lo, hi),
                      in_kept_run(b, lo, b.CreateSub(hi, b.getInt64(1)), kept));
 }
 
+// One range check before `where`, and-ed into `ok`: inline when [lo, hi) lies in one block the
+// worker's block TLB holds in place (J2; the common case of a work-group's loop over a row),
+// else through hetmm_jit_range. A loop over 64 work-items of a stencil costs a few
+// instructions, not seven calls.
 Value* emit_range_check(Instruction* where, Value* ctx, Value* epoch_ok, Value* lo, Value* hi,
                         bool write, Value* ok, const Runtime& rt, DominatorTree& dt,
                         LoopInfo& li, const KeptRun* kept_run = nullptr) {
