@@ -209,6 +209,89 @@ TEST_P(Kernels, CpuAndDeviceHammerTheSamePagesWhileTheyMigrate) {
   }
 }
 
+// Thread::load/store on a device frame run inline (include/hetmm/detail/hit_path.hpp): each
+// kernel thread increments its own counters with a plain load and store, many times, while
+// another thread keeps taking the pages home and back and the CPU reads them. An inline access
+// that used its translation after the page went home would store into a frame nobody reads
+// again: an increment lost.
+TEST_P(Kernels, InlineLoadStoreIncrementsLandWhileThePagesMoveHome) {
+  Runtime rt(options());
+  Device& dev = rt.device(0);
+  const std::size_t counters = 8 * kPage / sizeof(std::uint32_t);
+  Mapping m(8 * kPage);
+  auto* c = m.as<std::uint32_t>();
+  dev.migrate_to_device(c, 8 * kPage);
+  std::atomic<bool> stop{false};
+  std::string mover_failure;
+  std::uint64_t seen = 0;
+  std::thread mover([&] {
+    std::size_t round = 0;
+    try {
+      while (!stop.load()) {
+        const std::size_t page = round % 8;
+        if (round % 2 == 0) {
+          dev.migrate_to_system(c + page * kPage / 4, kPage);
+        } else {
+          seen += __atomic_load_n(&c[page * kPage / 4 + round % 64], __ATOMIC_RELAXED);
+          dev.migrate_to_device(c + page * kPage / 4, kPage);
+        }
+        ++round;
+      }
+    } catch (const std::exception& e) {
+      mover_failure = e.what();
+    }
+  });
+  const std::uint32_t rounds = 6, per_round = 200;
+  std::string failure;
+  try {
+    for (std::uint32_t r = 0; r < rounds; ++r) {
+      dev.launch(counters, [c](Thread& t) {
+        for (std::uint32_t k = 0; k < per_round; ++k) t.store(c + t.id(), t.load(c + t.id()) + 1);
+      });
+      dev.synchronize();
+    }
+  } catch (const std::exception& e) {
+    failure = e.what();
+  }
+  stop.store(true);
+  mover.join();
+  ASSERT_EQ(failure, "");
+  ASSERT_EQ(mover_failure, "");
+  for (std::size_t i = 0; i < counters; ++i) ASSERT_EQ(c[i], rounds * per_round) << "counter " << i;
+  EXPECT_GE(seen, 0u);
+}
+
+// The inline path counts in the Thread and hands its counts to the worker: every access is a
+// TLB hit or a miss, and every byte of a device frame is counted, across the spill that a run
+// of more than 2^23 hits takes (HitPath::kHitShift; 2^24 would wrap without it).
+TEST_P(Kernels, InlineHitsAndDeviceBytesAreAllCounted) {
+  Runtime rt(options());
+  Device& dev = rt.device(0);
+  const std::size_t n = 16 * kPage / sizeof(std::uint32_t);
+  Mapping m(16 * kPage);
+  auto* v = m.as<std::uint32_t>();
+  for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<std::uint32_t>(i);
+  dev.migrate_to_device(v, 16 * kPage);
+  const std::size_t passes = 1100;  // 1100 x 16384 loads: more than 2^24 in one Thread
+  std::uint64_t sum = 0;
+  DeviceStats before = dev.stats();
+  dev.launch(1, [v, n, &sum](Thread& t) {
+    std::uint64_t s = 0;
+    for (std::size_t p = 0; p < passes; ++p)
+      for (std::size_t i = 0; i < n; ++i) s += t.load(v + i);
+    for (std::size_t i = 0; i < n; ++i) t.store(v + i, t.load(v + i) + 1);
+    sum = s;
+  });
+  dev.synchronize();
+  DeviceStats after = dev.stats();
+  EXPECT_EQ(sum, passes * (n * (n - 1) / 2));
+  const std::uint64_t accesses = passes * n + 2 * n;
+  EXPECT_EQ((after.tlb_hits - before.tlb_hits) + (after.tlb_misses - before.tlb_misses), accesses);
+  EXPECT_GT(after.tlb_hits - before.tlb_hits, accesses - 100);
+  EXPECT_EQ(after.local_bytes - before.local_bytes, accesses * sizeof(std::uint32_t));
+  for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(v[i], i + 1);
+}
+
 // Regression (lock-order review): a finished kernel was destroyed under the device's launch
 // lock, so a kernel whose captures' destructor waits for a lock that a launching thread holds
 // deadlocked. Destructors now run outside it (and synchronize still waits for them).

@@ -28,6 +28,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "hetmm/detail/hit_path.hpp"
 #include "hetmm/program.hpp"
 
 namespace hetmm {
@@ -313,6 +314,10 @@ struct WorkerContext;
 // They throw hetmm::Error (fault / permission) when the access cannot be served.
 void thread_load(WorkerContext* ctx, const void* p, void* out, std::size_t n);
 void thread_store(WorkerContext* ctx, void* p, const void* in, std::size_t n);
+// The same for n <= 8 with the bytes in a register (little-endian, low bytes first): a kernel
+// loop that calls them keeps no address of a stack slot live.
+std::uint64_t thread_load_bits(WorkerContext* ctx, const void* p, std::size_t n);
+void thread_store_bits(WorkerContext* ctx, void* p, std::uint64_t bits, std::size_t n);
 std::uint64_t thread_atomic_add(WorkerContext* ctx, void* p, std::uint64_t v, std::size_t n);
 
 struct SpanCursor;
@@ -334,14 +339,29 @@ struct SpanCursor {
 };
 const void* span_next(SpanCursor& c);
 
+// The worker side of Thread: where the hit path is, and where a Thread's counts go.
+// ctx's words; for nullptr, words whose epoch is HitPath::kNoEpoch, TLB empty, worker nullptr.
+HitPath::Words* hit_words(WorkerContext* ctx) noexcept;
+void add_thread_counts(WorkerContext* ctx, std::uint64_t hits, std::uint64_t local_bytes) noexcept;
+
 struct KernelBase {
   virtual ~KernelBase() = default;
   virtual void run(hetmm::Thread& thread) = 0;
+  // Thread ids [first, last) of `count`, in order, until `abort` is set. The default calls
+  // run() for each; KernelImpl runs the kernel inline in its own loop.
+  virtual void run_range(WorkerContext* ctx, std::size_t first, std::size_t last,
+                         std::size_t count, const std::atomic<bool>& abort);
 };
 template <class Kernel>
 struct KernelImpl final : KernelBase {
   explicit KernelImpl(Kernel k) : kernel(std::move(k)) {}
   void run(hetmm::Thread& thread) override { kernel(thread); }
+  // flatten: the kernel and what it calls inline into the loop over thread ids, so that the
+  // Thread stays local and its hit counters in registers (a counter in memory costs a store
+  // forwarding per access), as a GPU compiler inlines a kernel's whole call tree.
+  __attribute__((flatten)) void run_range(WorkerContext* ctx, std::size_t first,
+                                          std::size_t last, std::size_t count,
+                                          const std::atomic<bool>& abort) override;
   Kernel kernel;
 };
 }  // namespace detail
@@ -354,17 +374,38 @@ class Thread {
   std::size_t id() const { return id_; }
   std::size_t count() const { return count_; }
 
+  // A naturally aligned access of up to 16 bytes to a page in device memory whose translation
+  // the worker's TLB holds runs inline (detail::HitPath); the rest, out of line.
   template <class T>
   T load(const T* p) {
     static_assert(std::is_trivially_copyable_v<T>, "Thread::load needs a trivially copyable T");
     T value;
-    detail::thread_load(ctx_, p, &value, sizeof(T));
+    void* h;
+    if (enter_hit(p, detail::HitPath::kLocal, &h)) {
+      __builtin_memcpy(&value, h, sizeof(T));
+      leave_hit(sizeof(T));
+    } else if constexpr (sizeof(T) <= 8) {
+      const std::uint64_t bits = detail::thread_load_bits(worker(), p, sizeof(T));
+      __builtin_memcpy(&value, &bits, sizeof(T));
+    } else {
+      detail::thread_load(worker(), p, &value, sizeof(T));
+    }
     return value;
   }
   template <class T>
   void store(T* p, T value) {
     static_assert(std::is_trivially_copyable_v<T>, "Thread::store needs a trivially copyable T");
-    detail::thread_store(ctx_, p, &value, sizeof(T));
+    void* h;
+    if (enter_hit(p, detail::HitPath::kLocal | detail::HitPath::kWrite, &h)) {
+      __builtin_memcpy(h, &value, sizeof(T));
+      leave_hit(sizeof(T));
+    } else if constexpr (sizeof(T) <= 8) {
+      std::uint64_t bits = 0;
+      __builtin_memcpy(&bits, &value, sizeof(T));
+      detail::thread_store_bits(worker(), p, bits, sizeof(T));
+    } else {
+      detail::thread_store(worker(), p, &value, sizeof(T));
+    }
   }
   template <class T>
   T atomic_add(T* p, T value) {  // returns the previous value
@@ -400,14 +441,76 @@ class Thread {
   }
 
   Thread(detail::WorkerContext* ctx, std::size_t id, std::size_t count)
-      : ctx_(ctx), id_(id), count_(count) {}
+      : ctx_(ctx), words_(detail::hit_words(ctx)), id_(id), count_(count) {}
+  Thread(const Thread&) = delete;
+  Thread& operator=(const Thread&) = delete;
+  // Hands the hits counted inline to the worker's counters (DeviceStats).
+  ~Thread() {
+    if (counts_ != 0) spill_counts();
+  }
   detail::WorkerContext* worker_context() const { return ctx_; }  // for hetmm's own launchers
 
  private:
+  template <class K>
+  friend struct detail::KernelImpl;
+
+  // Enters the protocol for an access of T at p and sets *frame, or returns false (protocol
+  // left): the caller goes out of line. The words' address lives in the Thread, so that it
+  // stays in a register.
+  template <class T>
+  bool enter_hit(const T* p, std::uint64_t need, void** frame) {
+    constexpr std::size_t n = sizeof(T);
+    if constexpr (n > 16 || (n & (n - 1)) != 0) {
+      return false;
+    } else {
+      const auto va = reinterpret_cast<std::uintptr_t>(p);
+      // Naturally aligned: the access stays in its page.
+      if ((va & (n - 1)) != 0) return false;
+      const std::uint64_t vpn = va >> detail::HitPath::kPageShift;
+      const detail::TlbEntry& e = words_->tlb[detail::HitPath::slot(vpn)];
+      const std::uint64_t tlb_epoch = words_->tlb_epoch;
+      if (detail::HitPath::publish(words_, tlb_epoch) == tlb_epoch && e.vpn == vpn &&
+          (e.pte & need) == need) {
+        *frame = reinterpret_cast<void*>((e.pte & detail::HitPath::kAddrMask) |
+                                         (va & detail::HitPath::kPageMask));
+        return true;
+      }
+      detail::HitPath::leave(words_);
+      return false;
+    }
+  }
+  void leave_hit(std::size_t n) {
+    detail::HitPath::leave(words_);
+    counts_ += (std::uint64_t{1} << detail::HitPath::kHitShift) | n;
+    if (static_cast<std::int64_t>(counts_) < 0) [[unlikely]]
+      spill_counts();
+  }
+  void spill_counts() {
+    detail::add_thread_counts(worker(), counts_ >> detail::HitPath::kHitShift,
+                              counts_ & detail::HitPath::kBytesMask);
+    counts_ = 0;
+  }
+  // The worker, read through words_ on the out-of-line path: the loop keeps one pointer live.
+  detail::WorkerContext* worker() const { return words_->worker; }
+
   detail::WorkerContext* ctx_;
+  detail::HitPath::Words* words_;
+  std::uint64_t counts_ = 0;  // HitPath::kHitShift
   std::size_t id_;
   std::size_t count_;
 };
+
+template <class Kernel>
+void detail::KernelImpl<Kernel>::run_range(WorkerContext* ctx, std::size_t first,
+                                           std::size_t last, std::size_t count,
+                                           const std::atomic<bool>& abort) {
+  // One Thread for the run: its counters stay in registers when the kernel inlines here.
+  Thread t(ctx, first, count);
+  for (std::size_t id = first; id < last && !abort.load(std::memory_order_relaxed); ++id) {
+    t.id_ = id;
+    kernel(t);
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 // A device. Operations are the analogue of the kernel dmirror driver's ioctls.

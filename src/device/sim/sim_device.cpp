@@ -32,6 +32,9 @@ SimDevice::SimDevice(std::size_t index, std::size_t memory_bytes, unsigned worke
     workers_[i] = os::arena_new<WorkerContext>();
     workers_[i]->device = this;
     workers_[i]->index = i;
+    // Thread's inline hit path (include/hetmm/detail/hit_path.hpp) publishes with a plain
+    // store: only where the invalidator's asymmetric fence orders it.
+    workers_[i]->device_epoch = asymmetric_ ? &epoch_ : detail::no_hit_epoch();
   }
 }
 
@@ -363,10 +366,7 @@ void SimDevice::run_worker(WorkerContext* w) {
       if (first >= l->threads) break;
       std::size_t last = std::min(l->threads, first + chunk);
       try {
-        for (std::size_t id = first; id < last && !l->abort.load(std::memory_order_relaxed); ++id) {
-          Thread t(w, id, l->threads);
-          l->kernel->run(t);
-        }
+        l->kernel->run_range(w, first, last, l->threads, l->abort);
       } catch (...) {
         w->active.store(0, std::memory_order_release);
         std::lock_guard lock(launch_mutex_);

@@ -21,6 +21,10 @@
 // hardware fence. Where membarrier is unavailable the publish is a sequentially consistent
 // store instead (and the invalidator skips the heavy fence).
 //
+// Thread::load/store run the worker's side inline for a TLB hit on a device frame
+// (include/hetmm/detail/hit_path.hpp: the same steps, the same words) and call the code below
+// for everything else; the constants they compile against are checked in worker_access.cpp.
+//
 // Only accesses to device frames (local PTEs) stay inside the protocol. An in-place access
 // (a PTE that points at the process page itself) clears `active` once it has its
 // translation and then touches the page through the CPU MMU, exactly like a CPU thread: the
@@ -37,6 +41,7 @@
 
 #include <atomic>
 #include <csetjmp>
+#include <hetmm/detail/hit_path.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <sys/types.h>
@@ -47,23 +52,24 @@ class SimDevice;
 
 namespace hetmm::detail {
 
-struct TlbEntry {
-  std::uint64_t vpn = ~std::uint64_t{0};
-  std::uint64_t pte = 0;
-};
-
 struct WorkerContext {
-  // 1024 entries (16 KiB): JIT-compiled kernels probe it inline on every access, and a kernel
-  // over a few large arrays, or gathering over a table, needs more than a handful of pages.
-  static constexpr std::size_t kTlbShift = 10;
+  // 1024 entries (16 KiB): JIT-compiled kernels and Thread::load/store probe it inline on every
+  // access, and a kernel over a few large arrays, or gathering over a table, needs more than a
+  // handful of pages.
+  static constexpr std::size_t kTlbShift = HitPath::kTlbShift;
   static constexpr std::size_t kTlbEntries = std::size_t{1} << kTlbShift;
-  static constexpr std::uint64_t kTlbHash = 0x9E3779B97F4A7C15ull;
+  static constexpr std::uint64_t kTlbHash = HitPath::kTlbHash;
   device::sim::SimDevice* device = nullptr;
   unsigned index = 0;
   pid_t tid = 0;
+  // active .. hit_path_on in this order: Thread's hit path reads them as HitPath::Words.
   alignas(64) std::atomic<std::uint64_t> active{0};
   std::uint64_t tlb_epoch = 0;
   TlbEntry tlb[kTlbEntries];
+  // The device's shootdown epoch where Thread's hit path may publish with a plain store
+  // (SimDevice::asymmetric_fences()), else no_hit_epoch().
+  const std::atomic<std::uint64_t>* device_epoch = nullptr;
+  WorkerContext* self = this;
   // Block entries (JIT-compiled kernels only): vpn = address >> 21, and pages block_run[slot]
   // (first | last << 32, page indices in the block) are either mapped in place with the rights
   // in pte (kValid, kWrite; the whole block, or the run a buffer covers in it), in this epoch,
@@ -135,6 +141,9 @@ struct WorkerContext {
     }
   }
 };
+
+// HitPath::kNoEpoch: Thread's hit path never matches it.
+const std::atomic<std::uint64_t>* no_hit_epoch() noexcept;
 
 // A read-modify-write of n (4 or 8) bytes at p for JIT-compiled kernels: op is a
 // spirv::AtomicOp (| 0x100 for floating point), returns the old value. An in-place page is

@@ -19,6 +19,45 @@ using device::sim::FaultRequest;
 using device::sim::SimDevice;
 namespace pte = device::pte;
 
+// Thread's inline hit path (include/hetmm/detail/hit_path.hpp) compiles against these.
+static_assert(HitPath::kWrite == pte::kWrite && HitPath::kLocal == pte::kLocal &&
+              HitPath::kAddrMask == pte::kAddrMask);
+static_assert(HitPath::kPageShift == os::kPageShift && offsetof(TlbEntry, pte) == 8);
+static_assert(offsetof(WorkerContext, tlb_epoch) - offsetof(WorkerContext, active) ==
+                  offsetof(HitPath::Words, tlb_epoch) &&
+              offsetof(WorkerContext, tlb) - offsetof(WorkerContext, active) ==
+                  offsetof(HitPath::Words, tlb) &&
+              offsetof(WorkerContext, device_epoch) - offsetof(WorkerContext, active) ==
+                  offsetof(HitPath::Words, epoch) &&
+              offsetof(WorkerContext, self) - offsetof(WorkerContext, active) ==
+                  offsetof(HitPath::Words, worker) &&
+
+              WorkerContext::kTlbEntries == std::size(HitPath::Words{}.tlb));
+
+namespace {
+constexpr std::atomic<std::uint64_t> kNoEpochWord{HitPath::kNoEpoch};
+HitPath::Words no_words{{0}, 0, {}, &kNoEpochWord, nullptr};
+}  // namespace
+
+const std::atomic<std::uint64_t>* no_hit_epoch() noexcept { return &kNoEpochWord; }
+
+HitPath::Words* hit_words(WorkerContext* ctx) noexcept {
+  return ctx != nullptr ? reinterpret_cast<HitPath::Words*>(&ctx->active) : &no_words;
+}
+
+void add_thread_counts(WorkerContext* ctx, std::uint64_t hits, std::uint64_t local_bytes) noexcept {
+  __atomic_store_n(&ctx->tlb_hits, ctx->tlb_hits + hits, __ATOMIC_RELAXED);
+  __atomic_store_n(&ctx->local_bytes, ctx->local_bytes + local_bytes, __ATOMIC_RELAXED);
+}
+
+void KernelBase::run_range(WorkerContext* ctx, std::size_t first, std::size_t last,
+                           std::size_t count, const std::atomic<bool>& abort) {
+  for (std::size_t id = first; id < last && !abort.load(std::memory_order_relaxed); ++id) {
+    Thread t(ctx, id, count);
+    run(t);
+  }
+}
+
 namespace {
 
 std::string describe(const char* what, std::uintptr_t va, std::size_t n) {
@@ -202,6 +241,16 @@ void thread_store(WorkerContext* w, void* p, const void* in, std::size_t n) {
     i += in_page;
     n -= in_page;
   }
+}
+
+std::uint64_t thread_load_bits(WorkerContext* w, const void* p, std::size_t n) {
+  std::uint64_t bits = 0;
+  thread_load(w, p, &bits, n);
+  return bits;
+}
+
+void thread_store_bits(WorkerContext* w, void* p, std::uint64_t bits, std::size_t n) {
+  thread_store(w, p, &bits, n);
 }
 
 std::uint64_t thread_atomic_add(WorkerContext* w, void* p, std::uint64_t v, std::size_t n) {
