@@ -292,6 +292,22 @@ TEST_P(Kernels, InlineHitsAndDeviceBytesAreAllCounted) {
   for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(v[i], i + 1);
 }
 
+// A kernel may take its Thread by value: the copy counts its own accesses and hands them over.
+TEST_P(Kernels, AKernelTakingItsThreadByValueCountsEveryAccess) {
+  Runtime rt(options());
+  Device& dev = rt.device(0);
+  std::vector<int> v(4 * kPage, 1);
+  dev.migrate_to_device(v.data(), v.size() * sizeof(int));
+  DeviceStats before = dev.stats();
+  dev.launch(v.size(), [p = v.data()](Thread t) { t.store(p + t.id(), t.load(p + t.id()) * 2); });
+  dev.synchronize();
+  DeviceStats after = dev.stats();
+  EXPECT_EQ((after.tlb_hits - before.tlb_hits) + (after.tlb_misses - before.tlb_misses),
+            2 * v.size());
+  EXPECT_EQ(after.local_bytes - before.local_bytes, 2 * v.size() * sizeof(int));
+  for (int x : v) ASSERT_EQ(x, 2);
+}
+
 // Regression (lock-order review): a finished kernel was destroyed under the device's launch
 // lock, so a kernel whose captures' destructor waits for a lock that a launching thread holds
 // deadlocked. Destructors now run outside it (and synchronize still waits for them).

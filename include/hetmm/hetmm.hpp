@@ -442,8 +442,18 @@ class Thread {
 
   Thread(detail::WorkerContext* ctx, std::size_t id, std::size_t count)
       : ctx_(ctx), words_(detail::hit_words(ctx)), id_(id), count_(count) {}
-  Thread(const Thread&) = delete;
-  Thread& operator=(const Thread&) = delete;
+  // A copy counts its own accesses from zero (each hands its counts over when it ends).
+  Thread(const Thread& o) : ctx_(o.ctx_), words_(o.words_), id_(o.id_), count_(o.count_) {}
+  Thread& operator=(const Thread& o) {
+    if (this != &o) {
+      if (counts_ != 0) spill_counts();
+      ctx_ = o.ctx_;
+      words_ = o.words_;
+      id_ = o.id_;
+      count_ = o.count_;
+    }
+    return *this;
+  }
   // Hands the hits counted inline to the worker's counters (DeviceStats).
   ~Thread() {
     if (counts_ != 0) spill_counts();

@@ -195,6 +195,7 @@ std::string format_json(const Config& config, const Outcome& outcome, const Summ
   j.field("seed", std::uint64_t{config.seed});
   j.field("spans", config.spans);
   j.field("quick", config.quick);
+  j.field("size", config.size);
   j.key("factors").begin_array(true);
   for (double f : config.factors) j.value(f);
   j.end_array();

@@ -23,6 +23,7 @@ struct Config {
   std::uint64_t seed = 42;
   bool spans = true;   // kernels sweep with read_span/write_span (else one load/store each)
   bool quick = false;  // informational: the preset the sizes came from
+  std::string size = "default";  // the preset's name: quick, default, large
   // When set, each run's events go to DIR/<workload>-<mode>-x<factor>.json (a Chrome trace,
   // `hetmm trace` draws it): where every fault, move and pin of the measured phase came from.
   std::string trace_dir;

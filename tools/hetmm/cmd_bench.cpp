@@ -36,8 +36,16 @@ std::vector<std::string> bench_modes() { return mode_names(); }
 
 int cmd_bench(const hetmm::Options& opt, const BenchArgs& args) {
   Config c;
-  c.quick = args.quick;
-  c.device_memory = (args.device_mib ? args.device_mib : (args.quick ? 8 : 64)) << 20;
+  const bool quick = args.quick || args.size == "quick";
+  const bool large = args.size == "large";
+  if (quick && large) {
+    std::fprintf(stderr, "hetmm bench: --quick and --size large contradict each other\n");
+    return 2;
+  }
+  c.quick = quick;
+  c.size = quick ? "quick" : large ? "large" : "default";
+  c.device_memory = (args.device_mib ? args.device_mib : (quick ? 8 : large ? 1024 : 64)) << 20;
+  if (large) c.factors = {1, 1.5, 2};
   if (!args.workloads.empty()) c.workloads = args.workloads;
   if (!args.modes.empty()) {
     c.modes.clear();
@@ -71,7 +79,7 @@ int cmd_bench(const hetmm::Options& opt, const BenchArgs& args) {
     MicroConfig mc;
     mc.tracking = c.tracking;
     mc.workers = c.workers;
-    if (args.quick) {
+    if (quick) {
       mc.sweep_bytes = 128u << 20;
       mc.fault_samples = 200;
     }

@@ -37,7 +37,8 @@ int cmd_load(const LoadArgs& args);
 int cmd_trace(const std::string& path, const std::string& out_path);
 
 struct BenchArgs {
-  bool quick = false;     // small sizes: a few minutes on 2 cores
+  bool quick = false;     // small sizes: a few minutes on 2 cores (--size quick)
+  std::string size;       // quick, default or large (1 GiB device, factors 1, 1.5, 2)
   bool json = false;      // one JSON object on stdout; the table goes to stderr
   bool no_micro = false;
   bool no_spans = false;  // kernels use one Thread::load/store per element
@@ -45,7 +46,7 @@ struct BenchArgs {
   std::string trace_dir;  // a Chrome trace of each run's events goes here, if given
   std::vector<std::string> workloads, modes;  // empty: all
   std::vector<double> factors;                // empty: the preset's
-  std::size_t device_mib = 0;                 // 0: the preset's (quick 8, else 64)
+  std::size_t device_mib = 0;                 // 0: the preset's (quick 8, large 1024, else 64)
   std::string link = "pcie4";
   std::uint64_t seed = 42;
 };

@@ -268,6 +268,10 @@ int main(int argc, char** argv) {
                "the micro-costs (docs/PERFORMANCE.md)");
   BenchArgs bargs;
   bench->add_flag("--quick", bargs.quick, "small sizes (8 MiB device, 128 MiB micro sweep)");
+  bench->add_option("--size", bargs.size,
+                    "preset: quick (as --quick), default (64 MiB device), large (1 GiB device, "
+                    "factors 1, 1.5, 2: working sets up to 2 GiB; minutes)")
+      ->check(CLI::IsMember({"quick", "default", "large"}));
   bench->add_flag("--json", bargs.json,
                   "print one JSON object on stdout (the table goes to stderr)");
   bench->add_option("--svg", bargs.svg, "write a chart of modeled time to this file");
@@ -284,7 +288,8 @@ int main(int argc, char** argv) {
                     "working set over device memory, comma-separated (default 0.5,1,1.5,2,4)")
       ->delimiter(',')
       ->check(CLI::Range(0.01, 64.0));
-  bench->add_option("--device-mib", bargs.device_mib, "device memory, MiB (default 64; --quick 8)")
+  bench->add_option("--device-mib", bargs.device_mib,
+                    "device memory, MiB (default 64; --quick 8; --size large 1024)")
       ->check(CLI::Range(1, 1 << 20));
   bench->add_option("--link", bargs.link, "link model for modeled time")
       ->check(CLI::IsMember({"none", "pcie4", "pcie5", "nvlink-c2c"}));
