@@ -314,8 +314,8 @@ struct WorkerContext;
 // They throw hetmm::Error (fault / permission) when the access cannot be served.
 void thread_load(WorkerContext* ctx, const void* p, void* out, std::size_t n);
 void thread_store(WorkerContext* ctx, void* p, const void* in, std::size_t n);
-// The same for n <= 8 with the bytes in a register (little-endian, low bytes first): a kernel
-// loop that calls them keeps no address of a stack slot live.
+// The same for n <= 8 with the bytes in a register (the first n bytes of the word's object
+// representation): a kernel loop that calls them keeps no address of a stack slot live.
 std::uint64_t thread_load_bits(WorkerContext* ctx, const void* p, std::size_t n);
 void thread_store_bits(WorkerContext* ctx, void* p, std::uint64_t bits, std::size_t n);
 std::uint64_t thread_atomic_add(WorkerContext* ctx, void* p, std::uint64_t v, std::size_t n);

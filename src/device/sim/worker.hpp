@@ -41,9 +41,9 @@
 
 #include <atomic>
 #include <csetjmp>
-#include <hetmm/detail/hit_path.hpp>
 #include <cstddef>
 #include <cstdint>
+#include <hetmm/detail/hit_path.hpp>
 #include <sys/types.h>
 
 namespace hetmm::device::sim {
@@ -62,7 +62,7 @@ struct WorkerContext {
   device::sim::SimDevice* device = nullptr;
   unsigned index = 0;
   pid_t tid = 0;
-  // active .. hit_path_on in this order: Thread's hit path reads them as HitPath::Words.
+  // active .. self in this order: Thread's hit path reads them as HitPath::Words.
   alignas(64) std::atomic<std::uint64_t> active{0};
   std::uint64_t tlb_epoch = 0;
   TlbEntry tlb[kTlbEntries];

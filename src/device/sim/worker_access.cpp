@@ -31,7 +31,6 @@ static_assert(offsetof(WorkerContext, tlb_epoch) - offsetof(WorkerContext, activ
                   offsetof(HitPath::Words, epoch) &&
               offsetof(WorkerContext, self) - offsetof(WorkerContext, active) ==
                   offsetof(HitPath::Words, worker) &&
-
               WorkerContext::kTlbEntries == std::size(HitPath::Words{}.tlb));
 
 namespace {
@@ -46,6 +45,7 @@ HitPath::Words* hit_words(WorkerContext* ctx) noexcept {
 }
 
 void add_thread_counts(WorkerContext* ctx, std::uint64_t hits, std::uint64_t local_bytes) noexcept {
+  if (ctx == nullptr) return;  // a Thread without a worker never hits
   __atomic_store_n(&ctx->tlb_hits, ctx->tlb_hits + hits, __ATOMIC_RELAXED);
   __atomic_store_n(&ctx->local_bytes, ctx->local_bytes + local_bytes, __ATOMIC_RELAXED);
 }
