@@ -224,7 +224,6 @@ TEST_P(Kernels, InlineLoadStoreIncrementsLandWhileThePagesMoveHome) {
   dev.migrate_to_device(c, 8 * kPage);
   std::atomic<bool> stop{false};
   std::string mover_failure;
-  std::uint64_t seen = 0;
   std::thread mover([&] {
     std::size_t round = 0;
     try {
@@ -233,7 +232,7 @@ TEST_P(Kernels, InlineLoadStoreIncrementsLandWhileThePagesMoveHome) {
         if (round % 2 == 0) {
           dev.migrate_to_system(c + page * kPage / 4, kPage);
         } else {
-          seen += __atomic_load_n(&c[page * kPage / 4 + round % 64], __ATOMIC_RELAXED);
+          (void)*static_cast<volatile std::uint32_t*>(&c[page * kPage / 4 + round % 64]);
           dev.migrate_to_device(c + page * kPage / 4, kPage);
         }
         ++round;
@@ -259,7 +258,6 @@ TEST_P(Kernels, InlineLoadStoreIncrementsLandWhileThePagesMoveHome) {
   ASSERT_EQ(failure, "");
   ASSERT_EQ(mover_failure, "");
   for (std::size_t i = 0; i < counters; ++i) ASSERT_EQ(c[i], rounds * per_round) << "counter " << i;
-  EXPECT_GE(seen, 0u);
 }
 
 // The inline path counts in the Thread and hands its counts to the worker: every access is a

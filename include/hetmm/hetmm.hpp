@@ -412,7 +412,7 @@ class Thread {
     static_assert(std::is_integral_v<T> && !std::is_same_v<T, bool>,
                   "Thread::atomic_add needs an integral T");
     return static_cast<T>(detail::thread_atomic_add(
-        ctx_, p, static_cast<std::uint64_t>(value), sizeof(T)));
+        worker(), p, static_cast<std::uint64_t>(value), sizeof(T)));
   }
 
   // The span fast path: visits the n elements at p in pieces that never cross a page, with one
@@ -426,7 +426,7 @@ class Thread {
     static_assert(std::is_trivially_copyable_v<T> && (sizeof(T) & (sizeof(T) - 1)) == 0 &&
                       sizeof(T) <= 4096,
                   "read_span needs a trivially copyable T whose size is a power of two");
-    detail::SpanCursor c{ctx_, p, n * sizeof(T), false};
+    detail::SpanCursor c{worker(), p, n * sizeof(T), false};
     while (const void* piece = detail::span_next(c))
       f(static_cast<const T*>(piece), c.piece_bytes / sizeof(T));
   }
@@ -435,19 +435,18 @@ class Thread {
     static_assert(std::is_trivially_copyable_v<T> && (sizeof(T) & (sizeof(T) - 1)) == 0 &&
                       sizeof(T) <= 4096,
                   "write_span needs a trivially copyable T whose size is a power of two");
-    detail::SpanCursor c{ctx_, p, n * sizeof(T), true};
+    detail::SpanCursor c{worker(), p, n * sizeof(T), true};
     while (void* piece = const_cast<void*>(detail::span_next(c)))
       f(static_cast<T*>(piece), c.piece_bytes / sizeof(T));
   }
 
   Thread(detail::WorkerContext* ctx, std::size_t id, std::size_t count)
-      : ctx_(ctx), words_(detail::hit_words(ctx)), id_(id), count_(count) {}
+      : words_(detail::hit_words(ctx)), id_(id), count_(count) {}
   // A copy counts its own accesses from zero (each hands its counts over when it ends).
-  Thread(const Thread& o) : ctx_(o.ctx_), words_(o.words_), id_(o.id_), count_(o.count_) {}
+  Thread(const Thread& o) : words_(o.words_), id_(o.id_), count_(o.count_) {}
   Thread& operator=(const Thread& o) {
     if (this != &o) {
       if (counts_ != 0) spill_counts();
-      ctx_ = o.ctx_;
       words_ = o.words_;
       id_ = o.id_;
       count_ = o.count_;
@@ -458,7 +457,7 @@ class Thread {
   ~Thread() {
     if (counts_ != 0) spill_counts();
   }
-  detail::WorkerContext* worker_context() const { return ctx_; }  // for hetmm's own launchers
+  detail::WorkerContext* worker_context() const { return worker(); }  // for hetmm's launchers
 
  private:
   template <class K>
@@ -500,10 +499,10 @@ class Thread {
                               counts_ & detail::HitPath::kBytesMask);
     counts_ = 0;
   }
-  // The worker, read through words_ on the out-of-line path: the loop keeps one pointer live.
+  // The worker (nullptr outside a kernel), read through words_ on the out-of-line path: the
+  // loop keeps one pointer live.
   detail::WorkerContext* worker() const { return words_->worker; }
 
-  detail::WorkerContext* ctx_;
   detail::HitPath::Words* words_;
   std::uint64_t counts_ = 0;  // HitPath::kHitShift
   std::size_t id_;

@@ -170,7 +170,6 @@ int cmd_demo(hetmm::Options opt, std::size_t size_mib, const std::string& trace_
   bool ok = sum_c == reference_sum && sum_a == bit_sum(sa.data(), n);
   for (std::size_t i = 0; i < n && ok; ++i)
     ok = a[i] == static_cast<float>(i % 1000) && c[i] == 2.0f * a[i] + 1.0f && b[i] == 1.0f;
-  const double sum = static_cast<double>(sum_c);
   print_rows(rows);
   auto rate = [&](std::size_t i) { return static_cast<double>(rows[i].bytes) / rows[i].seconds; };
   std::printf("against the references of this run: migration %.2fx memcpy; the kernel %.2fx the "
@@ -185,7 +184,8 @@ int cmd_demo(hetmm::Options opt, std::size_t size_mib, const std::string& trace_
               static_cast<unsigned long long>(s.fault_batches),
               static_cast<unsigned long long>(s.blocks_moved_in),
               static_cast<unsigned long long>(s.blocks_moved_out), dev.memory_used());
-  std::printf("result %s (checksum %.0f)\n", ok ? "verified" : "WRONG", sum);
+  std::printf("result %s (checksum %llu)\n", ok ? "verified" : "WRONG",
+              static_cast<unsigned long long>(sum_c));
   if (!trace_path.empty()) {
     std::vector<hetmm::Event> events = rt.take_events();
     hetmm::TraceInfo info{"hetmm demo", {}, rt.events_dropped()};
