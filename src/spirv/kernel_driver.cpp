@@ -398,30 +398,32 @@ extern "C" std::uint64_t hetmm_jit_local_range(KernelContext* ctx, std::uint64_t
                                                std::uint64_t hi, std::uint64_t write) {
   if (hi <= lo || (hi >> 57) != 0) return 0;
   const std::uint64_t first = lo >> 12, last = (hi - 1) >> 12;
-  if (last - first >= 512) return 0;  // a loop over more than 2 MiB: probe each access
+  const std::uint64_t first_block = lo >> 21, last_block = (hi - 1) >> 21;
+  if (last_block - first_block >= 64) return 0;  // 128 MiB and more: probe each access
   detail::WorkerContext* w = ctx->worker;
   sync_tlb(w);
   const std::uint64_t need = device::pte::kValid | device::pte::kLocal |
                              (write != 0 ? device::pte::kWrite : 0);
-  // Within one block or two: their block entries (the runs of frames around lo and hi - 1) let
-  // the next loops over them check inline (mmu_pass.cpp, version_local), and answer here when
-  // they cover the range at one delta.
-  if ((hi - 1) >> 21 <= (lo >> 21) + 1) {
-    auto part = [&](std::uint64_t from, std::uint64_t to, std::uint64_t* delta) {
-      std::uint64_t b = frame_block_entry(w, from);
-      const std::uint64_t run = w->block_run[detail::WorkerContext::block_slot(from >> 21)];
-      *delta = (b & device::pte::kAddrMask) - ((from >> 21) << 21);
-      return (b & need) == need && (from >> 12 & 511) >= (run & 0xffffffff) &&
-             (to >> 12 & 511) <= (run >> 32);
-    };
-    const std::uint64_t split = (hi - 1) & ~std::uint64_t{(1u << 21) - 1};
-    std::uint64_t d0 = 0, d1 = 0;
-    if (split <= lo) {
-      if (part(lo, hi - 1, &d0)) return d0;
-    } else if (part(lo, split - 1, &d0) && part(split, hi - 1, &d1) && d0 == d1) {
-      return d0;
+  // Block by block: each block's part in the run of frames its entry holds, all at one delta
+  // (an array over several blocks in movable memory, whose chunks frame placement lays side by
+  // side). The entries stay for the inline checks of the next loops (mmu_pass.cpp,
+  // version_local). A grid-stride loop's range spans the rest of its array.
+  {
+    std::uint64_t delta = 0;
+    bool one_run = true;
+    for (std::uint64_t block = first_block; one_run && block <= last_block; ++block) {
+      const std::uint64_t from = std::max(lo, block << 21);
+      const std::uint64_t to = std::min(hi, (block + 1) << 21) - 1;
+      const std::uint64_t b = frame_block_entry(w, from);
+      const std::uint64_t run = w->block_run[detail::WorkerContext::block_slot(block)];
+      const std::uint64_t d = (b & device::pte::kAddrMask) - (block << 21);
+      one_run = (b & need) == need && (from >> 12 & 511) >= (run & 0xffffffff) &&
+                (to >> 12 & 511) <= (run >> 32) && (block == first_block || d == delta);
+      delta = d;
     }
+    if (one_run) return delta;
   }
+  if (last - first >= 512) return 0;  // the pages one by one only up to 2 MiB
   std::uint64_t base = 0;
   for (std::uint64_t vpn = first; vpn <= last; ++vpn) {
     const detail::TlbEntry& t = w->tlb[detail::WorkerContext::slot(vpn)];

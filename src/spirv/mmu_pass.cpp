@@ -36,6 +36,7 @@
 #include <llvm/IR/IntrinsicInst.h>
 #include <llvm/IR/MDBuilder.h>
 #include <llvm/IR/Operator.h>
+#include <llvm/IR/PatternMatch.h>
 #include <llvm/IR/Module.h>
 #include <llvm/Transforms/Utils/BasicBlockUtils.h>
 #include <llvm/Transforms/Utils/Cloning.h>
@@ -1028,11 +1029,13 @@ Value* kept_frame_delta(IRBuilder<>& b, const LocalRange& r, Value* ctx, Value* 
       SplitBlockAndInsertIfThen(b.CreateNot(in_kept), &*b.GetInsertPoint(), false, nullptr, &dt, &li);
   IRBuilder<> mb(miss);
   Value* found = frame_delta(mb, r, ctx, epoch_ok, rt, dt, li);
-  // The run the entry now holds, when it is the one the answer came from.
+  // The run the entry now holds, when it is the one the answer came from; else the range itself
+  // (one over several blocks, which no one entry covers: a grid-stride loop's rest of its array).
   LocalProbe entry = emit_local_block_probe(mb, ctx, r.lo, last, r.write, epoch_ok);
-  Value* keep = mb.CreateAnd(entry.hit, mb.CreateAnd(mb.CreateICmpNE(found, mb.getInt64(0)),
-                                                     mb.CreateICmpEQ(entry.delta, found)));
-  keep_run(mb, kept.run, keep, entry.run_lo, entry.run_len);
+  Value* keep = mb.CreateICmpNE(found, mb.getInt64(0));
+  Value* entry_run = mb.CreateAnd(entry.hit, mb.CreateICmpEQ(entry.delta, found));
+  keep_run(mb, kept.run, keep, mb.CreateSelect(entry_run, entry.run_lo, r.lo),
+           mb.CreateSelect(entry_run, entry.run_len, mb.CreateSub(r.hi, r.lo)));
   mb.CreateStore(mb.CreateSelect(keep, found, mb.CreateLoad(i64, kept.run.delta)), kept.run.delta);
   mb.CreateStore(mb.CreateSelect(keep, epoch, mb.CreateLoad(i64, kept.epoch)), kept.epoch);
   BasicBlock* miss_end = mb.GetInsertBlock();
@@ -1366,6 +1369,184 @@ std::pair<const SCEV*, const SCEV*> xor_index_range(Value* ptr, Loop* l, const S
           se.getAddExpr(p, se.getMulExpr(scale, se.getSCEV(hi)))};
 }
 
+// Grid-stride loops, `for (i = gid; i < n; i += get_global_size(0))`: the step is not a
+// constant, so SCEV cannot count the iterations (i might wrap past n and go on). Where the IV D
+// the latch compares, D = {d0,+,s}, cannot wrap while it is below n (n - 1 + s fits in D's type:
+// assumed, and checked at the loop's entry), every value D has in an iteration lies in
+// [d0, n - 1 + s]: each backedge taken saw D < n, and the last iteration's D is one step past
+// such a value. An access whose address moves by m steps of D's (m a constant) then lies between
+// its first address and first + m * (n - 1 + s - d0): a bound rather than its last address, at
+// most one step past it, and invariant in the loop around (the nest check checks the union over
+// a group's work-items once). Other exits only end the loop sooner.
+struct StridedExit {
+  const SCEVAddRecExpr* iv;  // D, in its own type
+  const SCEV* d0;            // D's first value, widened to i64 as the compare reads it
+  const SCEV* step;          // s, widened
+  const SCEV* dmax;          // n - 1 + s, in i64
+  bool is_signed;
+  SmallVector<const SCEVPredicate*, 4> assumed;  // checked at the loop's entry
+};
+
+std::optional<StridedExit> strided_exit(Loop* l, ScalarEvolution& se) {
+  BasicBlock* latch = l->getLoopLatch();
+  if (latch == nullptr || !l->isLoopExiting(latch)) return std::nullopt;
+  auto* br = dyn_cast<BranchInst>(latch->getTerminator());
+  auto* cmp = br != nullptr && br->isConditional() ? dyn_cast<ICmpInst>(br->getCondition())
+                                                   : nullptr;
+  if (cmp == nullptr) return std::nullopt;
+  // The predicate under which the loop goes on, with D on the left.
+  ICmpInst::Predicate on = cmp->getPredicate();
+  if (br->getSuccessor(0) != l->getHeader()) on = ICmpInst::getInversePredicate(on);
+  const SCEV* lhs = se.getSCEV(cmp->getOperand(0));
+  const SCEV* n = se.getSCEV(cmp->getOperand(1));
+  if (se.isLoopInvariant(lhs, l)) {
+    std::swap(lhs, n);
+    on = ICmpInst::getSwappedPredicate(on);
+  }
+  auto* d = dyn_cast<SCEVAddRecExpr>(lhs);
+  if ((on != ICmpInst::ICMP_ULT && on != ICmpInst::ICMP_SLT) || d == nullptr ||
+      d->getLoop() != l || !d->isAffine() || !d->getType()->isIntegerTy() ||
+      !se.isLoopInvariant(n, l))
+    return std::nullopt;
+  const bool is_signed = on == ICmpInst::ICMP_SLT;
+  const unsigned bits = d->getType()->getIntegerBitWidth();
+  if (bits > 64 || (bits == 64 && is_signed)) return std::nullopt;
+  Type* i64 = Type::getInt64Ty(l->getHeader()->getContext());
+  auto widen = [&](const SCEV* v) {
+    return is_signed ? se.getNoopOrSignExtend(v, i64) : se.getNoopOrZeroExtend(v, i64);
+  };
+  const SCEV* s = d->getStepRecurrence(se);
+  StridedExit e{d, widen(d->getStart()), widen(s), nullptr, is_signed, {}};
+  const SCEV* zero = se.getZero(d->getType());
+  e.assumed.push_back(se.getComparePredicate(ICmpInst::ICMP_NE, n, zero));
+  if (bits == 64) {  // s <= ~(n - 1): n - 1 + s does not wrap
+    e.dmax = se.getAddExpr(se.getAddExpr(n, s), se.getMinusOne(i64));
+    e.assumed.push_back(se.getComparePredicate(
+        ICmpInst::ICMP_ULE, s, se.getNotSCEV(se.getMinusSCEV(n, se.getOne(i64)))));
+  } else {  // in i64, where n - 1 + s cannot wrap: at most D's type's greatest value
+    e.dmax = se.getAddExpr(se.getAddExpr(widen(n), e.step), se.getMinusOne(i64));
+    const APInt top = is_signed ? APInt::getSignedMaxValue(bits) : APInt::getMaxValue(bits);
+    e.assumed.push_back(se.getComparePredicate(is_signed ? ICmpInst::ICMP_SLE : ICmpInst::ICMP_ULE,
+                                               e.dmax, se.getConstant(top.zext(64))));
+    if (is_signed) e.assumed.push_back(se.getComparePredicate(ICmpInst::ICMP_SGE, s, zero));
+  }
+  // d0 <= n - 1 + s and not too far below it: m * (dmax - d0) cannot wrap for |m| <= 2^16.
+  e.assumed.push_back(se.getComparePredicate(ICmpInst::ICMP_ULE, se.getMinusSCEV(e.dmax, e.d0),
+                                             se.getConstant(i64, std::uint64_t{1} << 40)));
+  return e;
+}
+
+// InstCombine turns a 32-bit counter stepped by a 64-bit size (`i += get_global_size(0)` with an
+// int or uint i) into a 64-bit PHI whose low half is the counter: p' = ext(trunc(p)) + s, the
+// extension written `and p, 0xffffffff` or `ashr (shl p, 32), 32`, and the compare on trunc(p').
+// SCEV sees no recurrence in that. Loop l gets the counter back as a 32-bit PHI q (q' = q +
+// trunc(s)); the extension becomes ext(q) and trunc(p') becomes q'. The same values: trunc(p)
+// is q at every iteration, by induction.
+void narrow_counters(Loop* l) {
+  using namespace llvm::PatternMatch;
+  BasicBlock* latch = l->getLoopLatch();
+  BasicBlock* header = l->getHeader();
+  if (latch == nullptr) return;
+  SmallVector<PHINode*, 4> phis;
+  for (PHINode& p : header->phis()) phis.push_back(&p);
+  for (PHINode* p : phis) {
+    if (!p->getType()->isIntegerTy(64) || p->getNumIncomingValues() != 2) continue;
+    const unsigned from_latch = p->getIncomingBlock(0) == latch ? 0 : 1;
+    if (p->getIncomingBlock(from_latch) != latch) continue;
+    BasicBlock* entering = p->getIncomingBlock(1 - from_latch);
+    auto* next = dyn_cast<BinaryOperator>(p->getIncomingValue(from_latch));
+    if (next == nullptr || next->getOpcode() != Instruction::Add) continue;
+    auto extension = [&](Value* v, bool* is_signed) {
+      *is_signed = match(v, m_AShr(m_Shl(m_Specific(p), m_SpecificInt(32)), m_SpecificInt(32)));
+      return *is_signed || match(v, m_And(m_Specific(p), m_SpecificInt(0xffffffffu)));
+    };
+    bool is_signed = false;
+    Value* ext = next->getOperand(0);
+    Value* step = next->getOperand(1);
+    if (!extension(ext, &is_signed)) {
+      std::swap(ext, step);
+      if (!extension(ext, &is_signed)) continue;
+    }
+    if (!l->isLoopInvariant(step) || !isa<Instruction>(ext)) continue;
+    Type* i32 = Type::getInt32Ty(p->getContext());
+    IRBuilder<> eb(entering->getTerminator());
+    Value* q0 = eb.CreateTrunc(p->getIncomingValue(1 - from_latch), i32);
+    Value* q_step = eb.CreateTrunc(step, i32);  // invariant: defined before the loop
+    PHINode* q = PHINode::Create(i32, 2, "mmu.counter", &header->front());
+    IRBuilder<> nb(next->getNextNode());
+    Value* q_next = nb.CreateAdd(q, q_step);
+    q->addIncoming(q0, entering);
+    q->addIncoming(q_next, latch);
+    IRBuilder<> hb(&*header->getFirstInsertionPt());
+    ext->replaceAllUsesWith(is_signed ? hb.CreateSExt(q, p->getType()) : hb.CreateZExt(q, p->getType()));
+    SmallVector<User*, 4> users(next->users());
+    for (User* u : users)
+      if (auto* t = dyn_cast<TruncInst>(u); t != nullptr && t->getType() == i32)
+        t->replaceAllUsesWith(q_next);
+  }
+}
+
+// In an address over a D narrower than 64 bits, its widening (sign- or zero-, as the compare
+// reads D) of D, or of D's value before the step (the IV a rotated loop's body uses; assumed not
+// to wrap on that step), as the i64 recurrence it is while D cannot wrap.
+class StridedWidener : public SCEVRewriteVisitor<StridedWidener> {
+ public:
+  StridedWidener(ScalarEvolution& se, const StridedExit& e, SmallVectorImpl<const SCEVPredicate*>& assumed)
+      : SCEVRewriteVisitor(se), e_(e), assumed_(assumed) {}
+  const SCEV* visitSignExtendExpr(const SCEVSignExtendExpr* x) {
+    return e_.is_signed ? widened(x->getOperand(), x) : x;
+  }
+  const SCEV* visitZeroExtendExpr(const SCEVZeroExtendExpr* x) {
+    return e_.is_signed ? x : widened(x->getOperand(), x);
+  }
+
+ private:
+  const SCEV* widened(const SCEV* op, const SCEV* as_is) {
+    auto* x = dyn_cast<SCEVAddRecExpr>(op);
+    if (x == nullptr || x->getLoop() != e_.iv->getLoop() || !x->isAffine() ||
+        x->getStepRecurrence(SE) != e_.iv->getStepRecurrence(SE) || as_is->getType() != e_.d0->getType())
+      return as_is;
+    auto widen = [&](const SCEV* v) {
+      return e_.is_signed ? SE.getSignExtendExpr(v, as_is->getType())
+                          : SE.getZeroExtendExpr(v, as_is->getType());
+    };
+    const SCEV* x0 = widen(x->getStart());
+    if (x != e_.iv) {
+      if (SE.getAddExpr(x->getStart(), x->getStepRecurrence(SE)) != e_.iv->getStart()) return as_is;
+      assumed_.push_back(SE.getEqualPredicate(SE.getAddExpr(x0, e_.step), e_.d0));
+    }
+    return SE.getAddRecExpr(x0, e_.step, x->getLoop(), SCEV::FlagAnyWrap);
+  }
+  const StridedExit& e_;
+  SmallVectorImpl<const SCEVPredicate*>& assumed_;
+};
+
+// The first address and the bound (StridedExit) of access `at` in a grid-stride loop, and what
+// they assume; nulls where its address does not move by a constant number of D's steps.
+std::pair<const SCEV*, const SCEV*> strided_range(const StridedExit& e, const SCEV* at, Loop* l,
+                                                  ScalarEvolution& se,
+                                                  SmallVectorImpl<const SCEVPredicate*>& assumed) {
+  const std::pair<const SCEV*, const SCEV*> none{nullptr, nullptr};
+  if (e.iv->getType()->getIntegerBitWidth() < 64) at = StridedWidener(se, e, assumed).visit(at);
+  auto* ar = dyn_cast<SCEVAddRecExpr>(at);
+  if (ar == nullptr || ar->getLoop() != l || !ar->isAffine()) return none;
+  const SCEV* rs = ar->getStepRecurrence(se);
+  std::int64_t m = 0;
+  if (rs == e.step) {
+    m = 1;
+  } else if (auto* mul = dyn_cast<SCEVMulExpr>(rs);
+             mul != nullptr && mul->getNumOperands() == 2 && mul->getOperand(1) == e.step &&
+             isa<SCEVConstant>(mul->getOperand(0))) {
+    m = cast<SCEVConstant>(mul->getOperand(0))->getAPInt().getSExtValue();
+  }
+  if (m == 0 || m > (1 << 16) || m < -(1 << 16)) return none;
+  const SCEV* first = ar->getStart();
+  Type* i64 = e.dmax->getType();
+  const SCEV* span = se.getMulExpr(se.getConstant(i64, static_cast<std::uint64_t>(m), true),
+                                   se.getMinusSCEV(e.dmax, e.d0));
+  return {first, se.getAddExpr(first, span)};
+}
+
 // The ranges a loop's checks cover: the accesses of one kind (read or write) through one base
 // pointer share one check over the union of their ranges, so that a 3x3 convolution checks its
 // input once, not once per tap. Their distances are rarely constants to SCEV (32-bit indices
@@ -1540,6 +1721,8 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
   DominatorTree dt(f);
   LoopInfo li(dt);
   if (li.empty()) return checks;
+  for (Loop* l : li.getLoopsInPreorder())
+    if (l->isInnermost()) narrow_counters(l);
   TargetLibraryInfoImpl tlii(Triple(f.getParent()->getTargetTriple()));
   TargetLibraryInfo tli(tlii, &f);
   AssumptionCache ac(f);
@@ -1552,6 +1735,8 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
     std::vector<AccessRange> ranges;
     std::vector<std::pair<Instruction*, Value*>> probed;  // not analysable: probed in both copies
     bool failed = false;
+    std::optional<StridedExit> strided;  // where SCEV cannot count the iterations
+    bool strided_tried = false;
   };
   std::map<Loop*, LoopCheck> loops;
   std::vector<HeldAccess> held;  // J5: rewritten last
@@ -1585,10 +1770,21 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
       if (ar == nullptr) ar = se.convertSCEVToAddRecWithPredicates(at, l, assumed);
       const SCEV* btc = pse.getBackedgeTakenCount();
       if (isa<SCEVCouldNotCompute>(btc)) {
-        fail();
-        continue;
-      }
-      if (ar == nullptr || ar->getLoop() != l || !ar->isAffine()) {
+        // A grid-stride loop: a bound for each access instead of its last address.
+        if (!lc.strided_tried) lc.strided = strided_exit(l, se), lc.strided_tried = true;
+        if (!lc.strided) {
+          fail();
+          continue;
+        }
+        SmallVector<const SCEVPredicate*, 4> strided_assumed;
+        std::tie(first, last) = strided_range(*lc.strided, at, l, se, strided_assumed);
+        if (first == nullptr) {
+          probed();
+          continue;
+        }
+        for (const SCEVPredicate* p : lc.strided->assumed) pse.addPredicate(*p);
+        for (const SCEVPredicate* p : strided_assumed) pse.addPredicate(*p);
+      } else if (ar == nullptr || ar->getLoop() != l || !ar->isAffine()) {
         // A butterfly's partner, `in[i ^ j]`: its range from i's, at the loop's entry.
         auto [xor_first, xor_last] = xor_index_range(base, l, btc, se, expander);
         if (xor_first == nullptr) {

@@ -4,8 +4,10 @@
 // The loops are found by their mark (kWorkItemLoopMark), which every copy keeps: the MMU
 // rewrite's in-place, frame and probed versions, the vectoriser's vector loop and its scalar
 // remainder. A copy is "vectorised" when its body computes on vectors (the width is the widest
-// vector it loads, stores or computes); "probed" when it calls the MMU runtime (the fallback
-// every checked loop keeps for data its checks do not cover: never meant to vectorise). LLVM's
+// vector it loads, stores or computes); "probed" when it calls the MMU runtime for an access
+// (the fallback every checked loop keeps for data its checks do not cover: never meant to
+// vectorise). The kernel's own loops inside a work-item loop count apart: a checked loop's
+// copies without probes beside its probed one. LLVM's
 // loop-vectorize remarks carry no location without debug information, so their reasons are
 // listed per kernel, not per loop.
 #include "spirv/passes.hpp"
@@ -34,7 +36,53 @@ unsigned vector_width(Type* t) {
 struct Copies {
   unsigned vectorised = 0, probed = 0, scalar = 0, width = 0;
   bool nested = false;  // a copy holds a loop of the kernel's own
+  // The kernel's own innermost loops inside the copies: copies with no runtime call (their
+  // ranges checked at entry: in place or in frames) and copies that probe.
+  unsigned inner_checked = 0, inner_probed = 0;
 };
+
+// A call into the MMU runtime for an access (a probe's miss), not a range check at a loop's
+// entry (hetmm_jit_range, hetmm_jit_local_range: part of a checked loop's way in).
+bool probe_call(const Instruction& i) {
+  auto* call = dyn_cast<CallInst>(&i);
+  Function* callee = call != nullptr ? call->getCalledFunction() : nullptr;
+  if (callee == nullptr) return false;
+  StringRef name = callee->getName();
+  return name.startswith("hetmm_jit_") && !name.endswith("_range");
+}
+
+bool calls_runtime(const Loop& l) {
+  for (BasicBlock* bb : l.blocks())
+    for (Instruction& i : *bb)
+      if (probe_call(i)) return true;
+  return false;
+}
+
+// A loop of the kernel's own: not a work-item loop, nor a probe's refill-and-retry loop (its
+// header is the probe's "mmu." block).
+bool kernel_loop(const Loop& l) {
+  return !work_item_mark(l) && !l.getHeader()->getName().startswith("mmu.");
+}
+
+// Whether `bb` lies in a loop of the kernel's inside work-item loop `l`.
+bool in_kernel_loop(BasicBlock* bb, const Loop* l, const LoopInfo& li) {
+  for (const Loop* at = li.getLoopFor(bb); at != nullptr && at != l; at = at->getParentLoop())
+    if (kernel_loop(*at)) return true;
+  return false;
+}
+
+// The kernel's innermost loops inside work-item loop `l` (a probe's retry loops aside).
+void count_inner_loops(const Loop& l, Copies& c) {
+  for (const Loop* sub : l.getSubLoops()) {
+    if (!kernel_loop(*sub)) continue;
+    const auto& subs = sub->getSubLoops();
+    if (std::any_of(subs.begin(), subs.end(), [](const Loop* s) { return kernel_loop(*s); })) {
+      count_inner_loops(*sub, c);
+      continue;
+    }
+    ++(calls_runtime(*sub) ? c.inner_probed : c.inner_checked);
+  }
+}
 
 }  // namespace
 
@@ -48,12 +96,12 @@ std::string vectorization_report(Function& runner, const std::vector<std::string
     const unsigned region = mark->region;
     unsigned width = 0;
     bool probed = false;
+    Copies inner;
+    count_inner_loops(*l, inner);
     for (BasicBlock* bb : l->blocks())
       for (Instruction& i : *bb) {
-        if (auto* call = dyn_cast<CallInst>(&i)) {
-          Function* callee = call->getCalledFunction();
-          if (callee != nullptr && callee->getName().startswith("hetmm_jit_")) probed = true;
-        }
+        // A loop of the kernel's counts on its own (its checked copies beside its probed one).
+        if (probe_call(i) && !in_kernel_loop(bb, l, li)) probed = true;
         if (isa<LoadInst>(i) || isa<BinaryOperator>(i) || isa<CallInst>(i))
           width = std::max(width, vector_width(i.getType()));
         else if (auto* st = dyn_cast<StoreInst>(&i))
@@ -63,6 +111,9 @@ std::string vectorization_report(Function& runner, const std::vector<std::string
     // (float4 arithmetic) in a scalar copy do not make it a vectorised one.
     if (!l->getHeader()->getName().startswith("vector.body")) width = 0;
     Copies& c = regions[region];
+    c.inner_checked += inner.inner_checked;
+    c.inner_probed += inner.inner_probed;
+    probed |= inner.inner_probed != 0 && inner.inner_checked == 0;
     // (A probe's refill-and-retry makes a loop of its own: only probe-free copies tell.)
     c.nested |= !probed && !l->getSubLoops().empty();
     if (width != 0) {
@@ -102,6 +153,10 @@ std::string vectorization_report(Function& runner, const std::vector<std::string
       out << "; " << c.scalar << " scalar cop" << (c.scalar == 1 ? "y" : "ies")
           << (c.vectorised != 0 ? " (remainder)" : "");
     if (c.probed != 0) out << "; " << c.probed << " with probed accesses (runtime calls)";
+    if (c.inner_checked + c.inner_probed != 0)
+      out << "; the kernel's loops inside: " << c.inner_checked << " checked cop"
+          << (c.inner_checked == 1 ? "y" : "ies") << " (ranges checked at entry), "
+          << c.inner_probed << " probed";
     out << '\n';
   }
   // LLVM's reasons, once each, when a region stayed scalar. Left out: what it says of every

@@ -103,6 +103,27 @@ __kernel void bump_after_loop(__global int* v, __global const int* w, int k) {
   v[get_global_id(0)] += s;
 }
 
+// Grid-stride loops: each work-item steps by the global size, which the compiler does not
+// know, with a 64-bit, an unsigned and a signed counter. Each checks one range, from its first
+// element to the array's end, and reads and writes the same elements.
+__kernel void bump_strided(__global int* v, ulong n) {
+  for (size_t i = get_global_id(0); i < n; i += get_global_size(0)) v[i] += 1;
+}
+__kernel void bump_strided_uint(__global int* v, uint n) {
+  for (uint i = get_global_id(0); i < n; i += get_global_size(0)) v[i] += 1;
+}
+__kernel void bump_strided_int(__global int* v, int n) {
+  for (int i = get_global_id(0); i < n; i += get_global_size(0)) v[i] += 1;
+}
+
+// A grid-stride sum whose reads trail the counter by `lag` elements: the checked bound (the
+// counter's bound, one step on) lies further past the last read.
+__kernel void strided_sums(__global const int* v, __global int* out, int n, int lag) {
+  int s = 0;
+  for (int i = get_global_id(0) + lag; i < n; i += get_global_size(0)) s += v[i - lag];
+  out[get_global_id(0)] = s;
+}
+
 // The same through an index (a permutation): data-dependent accesses, probed one by one.
 __kernel void bump_at(__global int* v, __global const uint* idx) { v[idx[get_global_id(0)]] += 1; }
 
@@ -692,6 +713,61 @@ TEST_P(JitPaths, RowChecksKeepTheirRunOnlyWithinAnEpoch) {
   });
 }
 
+// Grid-stride loops (the step is the global size, unknown to the compiler) check their range
+// once, from the work-item's first element to the array's end: a loop over device memory then
+// holds `active` for the whole loop (J4). Every element must count every launch while the CPU
+// takes pages home, with each kind of counter, and with global sizes that divide the array
+// and that do not.
+TEST_P(JitPaths, GridStrideLoopsLoseNoUpdateWhileTheCpuTakesPagesHome) {
+  for (const char* kernel : {"bump_strided", "bump_strided_uint", "bump_strided_int"}) {
+    SCOPED_TRACE(kernel);
+    ExpectNoUpdateLostWhileTheCpuTakesPagesHome(GetParam(), [kernel](hetmm::Device& dev, int* v) {
+      const std::size_t global = std::string(kernel) == "bump_strided" ? 4096 : 3000;
+      if (std::string(kernel) == "bump_strided")
+        dev.launch(program(), kernel, hetmm::NDRange{global}, hetmm::NDRange{64}, v,
+                   std::uint64_t{kTestInts});
+      else
+        dev.launch(program(), kernel, hetmm::NDRange{global}, hetmm::NDRange{8}, v,
+                   static_cast<std::uint32_t>(kTestInts));
+    });
+  }
+}
+
+// Grid-stride sums over an array that starts mid-block and spans several blocks, in copied
+// device memory (each block's frames elsewhere: no one run, so the loops run probed) and in
+// moved memory (one run of frames: the loops run on it), with the counter ahead of the read
+// (a bound one step past the last read) and global sizes larger than the array.
+TEST_P(JitPaths, GridStrideSumsOverSeveralBlocks) {
+  for (bool zero_copy : {false, true}) {
+    hetmm::Options o = options(GetParam());
+    o.zero_copy_moves = zero_copy;
+    hetmm::Runtime rt(o);
+    auto& dev = rt.device(0);
+    const int n = (5 << 20) / 4 + 123;  // 5 MiB and a little: three blocks and part of a fourth
+    auto* raw = static_cast<char*>(rt.allocate(static_cast<std::size_t>(n) * 4 + (3u << 20)));
+    auto* v = reinterpret_cast<int*>(raw + (1u << 20) + 16);  // mid-block, as malloc
+    for (int i = 0; i < n; ++i) v[i] = static_cast<int>(i * 7919L % 1000) - 500;
+    for (std::size_t global : {std::size_t{4096}, std::size_t{1000}, (std::size_t{n} + 31) / 8 * 8}) {
+      for (int lag : {0, 1, 5}) {
+        std::vector<int> out(global, -1);
+        dev.migrate_to_device(raw, static_cast<std::size_t>(n) * 4 + (3u << 20));
+        dev.launch(program(), "strided_sums", hetmm::NDRange{global}, hetmm::NDRange{8}, v,
+                   out.data(), n, lag);
+        dev.synchronize();
+        for (std::size_t g = 0; g < global; ++g) {
+          long want = 0;
+          for (long i = static_cast<long>(g) + lag; i < n; i += static_cast<long>(global))
+            want += v[i - lag];
+          ASSERT_EQ(out[g], static_cast<int>(want))
+              << "zero-copy " << zero_copy << " global " << global << " lag " << lag << " g " << g;
+        }
+      }
+    }
+    EXPECT_EQ(rt.audit(), "");
+    rt.deallocate(raw);
+  }
+}
+
 // Data-dependent accesses to data in device memory find whole blocks of frames in the block
 // TLB (one entry per 2 MiB) instead of missing the page TLB on most accesses; and they hold
 // `active` only around each access, published without a hardware fence where membarrier
@@ -960,6 +1036,14 @@ void transpose(__global const float* in, __global float* out, int w) {
   const auto& t = tiles.kernel("transpose").vectorization;
   EXPECT_EQ(t.rfind("region 0: vectorised, ", 0), 0u) << t;
   EXPECT_NE(t.find("\nregion 1: vectorised, "), std::string::npos) << t;
+  // A grid-stride loop's range is checked at its entry (StridedExit in mmu_pass.cpp): copies of
+  // it without probes, beside the probed one.
+  for (const char* k : {"bump_strided", "bump_strided_uint", "bump_strided_int"}) {
+    const auto& strided = program().kernel(k).vectorization;
+    EXPECT_NE(strided.find("it holds a loop of the kernel's"), std::string::npos) << k << strided;
+    EXPECT_NE(strided.find("the kernel's loops inside: 2 checked copies"), std::string::npos)
+        << k << strided;
+  }
   // Without the optimiser there is nothing vectorised, and the report says so.
   auto plain = hetmm::Program::from_opencl_c(
       "__kernel void add1(__global int* v) { v[get_global_id(0)] += 1; }", "-O0");
