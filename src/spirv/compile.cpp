@@ -15,7 +15,10 @@
 #include <llvm/ExecutionEngine/Orc/CompileUtils.h>
 #include <llvm/ExecutionEngine/Orc/ExecutionUtils.h>
 #include <llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h>
+#include <llvm/ExecutionEngine/JITEventListener.h>
 #include <llvm/ExecutionEngine/Orc/LLJIT.h>
+#include <llvm/ExecutionEngine/Orc/RTDyldObjectLinkingLayer.h>
+#include <llvm/ExecutionEngine/SectionMemoryManager.h>
 #include <llvm/IR/Constants.h>
 #include <llvm/IR/DiagnosticHandler.h>
 #include <llvm/IR/DiagnosticInfo.h>
@@ -347,10 +350,31 @@ orc::SymbolMap runtime_symbol_map(orc::LLJIT& jit) {
   return map;
 }
 
+// HETMM_PERF_JIT=1: the kernels' code is described to perf (LLVM's jitdump listener writes
+// jit-PID.dump in $JITDUMPDIR or the working directory): `perf record -k 1`, then `perf inject
+// --jit` and `perf report` / `perf annotate` name and disassemble the JIT-compiled kernels.
+JITEventListener* perf_listener() {
+  static JITEventListener* listener = [] {
+    const char* on = std::getenv("HETMM_PERF_JIT");
+    return on != nullptr && *on != '\0' && *on != '0' ? JITEventListener::createPerfJITEventListener()
+                                                       : nullptr;
+  }();
+  return listener;
+}
+
 // Links `object` into a fresh JIT and fills in the kernels' entry points.
 void load_object(detail::CompiledProgram& program, orc::JITTargetMachineBuilder jtmb,
                  std::string_view object) {
-  auto jit = orc::LLJITBuilder().setJITTargetMachineBuilder(std::move(jtmb)).create();
+  orc::LLJITBuilder builder;
+  builder.setJITTargetMachineBuilder(std::move(jtmb));
+  if (JITEventListener* perf = perf_listener())
+    builder.setObjectLinkingLayerCreator([perf](orc::ExecutionSession& es, const Triple&) {
+      auto layer = std::make_unique<orc::RTDyldObjectLinkingLayer>(
+          es, [] { return std::make_unique<SectionMemoryManager>(); });
+      layer->registerJITEventListener(*perf);
+      return std::unique_ptr<orc::ObjectLayer>(std::move(layer));
+    });
+  auto jit = builder.create();
   if (!jit) fail(Errc::unsupported, "JIT: " + message(jit.takeError()));
   auto& dylib = (*jit)->getMainJITDylib();
   if (auto err = dylib.define(orc::absoluteSymbols(runtime_symbol_map(**jit))))

@@ -1383,6 +1383,7 @@ struct StridedExit {
   const SCEV* d0;            // D's first value, widened to i64 as the compare reads it
   const SCEV* step;          // s, widened
   const SCEV* dmax;          // n - 1 + s, in i64
+  const SCEV* top;           // D's type's greatest value (signed or not, as compared), in i64
   bool is_signed;
   SmallVector<const SCEVPredicate*, 4> assumed;  // checked at the loop's entry
 };
@@ -1416,7 +1417,7 @@ std::optional<StridedExit> strided_exit(Loop* l, ScalarEvolution& se) {
     return is_signed ? se.getNoopOrSignExtend(v, i64) : se.getNoopOrZeroExtend(v, i64);
   };
   const SCEV* s = d->getStepRecurrence(se);
-  StridedExit e{d, widen(d->getStart()), widen(s), nullptr, is_signed, {}};
+  StridedExit e{d, widen(d->getStart()), widen(s), nullptr, nullptr, is_signed, {}};
   const SCEV* zero = se.getZero(d->getType());
   e.assumed.push_back(se.getComparePredicate(ICmpInst::ICMP_NE, n, zero));
   if (bits == 64) {  // s <= ~(n - 1): n - 1 + s does not wrap
@@ -1426,8 +1427,9 @@ std::optional<StridedExit> strided_exit(Loop* l, ScalarEvolution& se) {
   } else {  // in i64, where n - 1 + s cannot wrap: at most D's type's greatest value
     e.dmax = se.getAddExpr(se.getAddExpr(widen(n), e.step), se.getMinusOne(i64));
     const APInt top = is_signed ? APInt::getSignedMaxValue(bits) : APInt::getMaxValue(bits);
+    e.top = se.getConstant(top.zext(64));
     e.assumed.push_back(se.getComparePredicate(is_signed ? ICmpInst::ICMP_SLE : ICmpInst::ICMP_ULE,
-                                               e.dmax, se.getConstant(top.zext(64))));
+                                               e.dmax, e.top));
     if (is_signed) e.assumed.push_back(se.getComparePredicate(ICmpInst::ICMP_SGE, s, zero));
   }
   // d0 <= n - 1 + s and not too far below it: m * (dmax - d0) cannot wrap for |m| <= 2^16.
@@ -1486,9 +1488,11 @@ void narrow_counters(Loop* l) {
   }
 }
 
-// In an address over a D narrower than 64 bits, its widening (sign- or zero-, as the compare
-// reads D) of D, or of D's value before the step (the IV a rotated loop's body uses; assumed not
-// to wrap on that step), as the i64 recurrence it is while D cannot wrap.
+// In an address over a D narrower than 64 bits, the widening (sign- or zero-, as the compare
+// reads D) of a recurrence X = {x0,+,s} with D's step -- D itself, D's value before the step (the
+// IV a rotated loop's body uses), i - lag -- as the i64 recurrence it is while X does not wrap
+// either: X moves as D does, so its last value is at most x0 + (n - 1 + s - d0), assumed to fit
+// in D's type.
 class StridedWidener : public SCEVRewriteVisitor<StridedWidener> {
  public:
   StridedWidener(ScalarEvolution& se, const StridedExit& e, SmallVectorImpl<const SCEVPredicate*>& assumed)
@@ -1511,10 +1515,10 @@ class StridedWidener : public SCEVRewriteVisitor<StridedWidener> {
                           : SE.getZeroExtendExpr(v, as_is->getType());
     };
     const SCEV* x0 = widen(x->getStart());
-    if (x != e_.iv) {
-      if (SE.getAddExpr(x->getStart(), x->getStepRecurrence(SE)) != e_.iv->getStart()) return as_is;
-      assumed_.push_back(SE.getEqualPredicate(SE.getAddExpr(x0, e_.step), e_.d0));
-    }
+    if (x != e_.iv)
+      assumed_.push_back(SE.getComparePredicate(
+          e_.is_signed ? ICmpInst::ICMP_SLE : ICmpInst::ICMP_ULE,
+          SE.getAddExpr(x0, SE.getMinusSCEV(e_.dmax, e_.d0)), e_.top));
     return SE.getAddRecExpr(x0, e_.step, x->getLoop(), SCEV::FlagAnyWrap);
   }
   const StridedExit& e_;

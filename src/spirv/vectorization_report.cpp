@@ -154,9 +154,9 @@ std::string vectorization_report(Function& runner, const std::vector<std::string
           << (c.vectorised != 0 ? " (remainder)" : "");
     if (c.probed != 0) out << "; " << c.probed << " with probed accesses (runtime calls)";
     if (c.inner_checked + c.inner_probed != 0)
-      out << "; the kernel's loops inside: " << c.inner_checked << " checked cop"
-          << (c.inner_checked == 1 ? "y" : "ies") << " (ranges checked at entry), "
-          << c.inner_probed << " probed";
+      out << "; the kernel's loops inside: " << c.inner_checked << " cop"
+          << (c.inner_checked == 1 ? "y" : "ies") << " without probes (ranges checked at entry), "
+          << c.inner_probed << " with probes";
     out << '\n';
   }
   // LLVM's reasons, once each, when a region stayed scalar. Left out: what it says of every

@@ -1,0 +1,17 @@
+# cli.run.perf_jit: with HETMM_PERF_JIT=1 (set by the test), loading a program leaves perf's
+# jitdump file (jit-PID.dump) in JITDUMPDIR, naming the kernel's code.
+file(REMOVE_RECURSE "${DIR}")
+file(MAKE_DIRECTORY "${DIR}")
+execute_process(COMMAND "${HETMM_CLI}" run "${KERNEL}" --list RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "hetmm run failed: ${rc}")
+endif()
+file(GLOB_RECURSE dumps "${DIR}/*.dump")
+if(NOT dumps)
+  message(FATAL_ERROR "no jitdump file under ${DIR}")
+endif()
+list(GET dumps 0 dump)
+file(STRINGS "${dump}" names REGEX "__hetmm_run_transpose")
+if(NOT names)
+  message(FATAL_ERROR "${dump} does not name __hetmm_run_transpose")
+endif()
