@@ -377,6 +377,19 @@ void keep_run(IRBuilder<>& b, const KeptRun& kept, Value* hit, Value* run_lo, Va
 }
 
 // Rewrites one access into head / in-place / local / slow / join blocks.
+// The bytes a probe must see of an access of `bytes`: 1 where it is naturally aligned (the IR's
+// alignment is a promise), since it cannot then straddle a page or a block and its last byte
+// lies wherever its first does (runs are whole pages); else all of them.
+std::uint64_t probe_span(const Instruction* inst, std::uint64_t bytes) {
+  Align align = isa<LoadInst>(inst)          ? cast<LoadInst>(inst)->getAlign()
+                : isa<StoreInst>(inst)       ? cast<StoreInst>(inst)->getAlign()
+                : isa<AtomicRMWInst>(inst)   ? cast<AtomicRMWInst>(inst)->getAlign()
+                                             : cast<AtomicCmpXchgInst>(inst)->getAlign();
+  return (bytes != 0 && (bytes & (bytes - 1)) == 0 && bytes <= 4096 && align.value() >= bytes)
+             ? 1
+             : bytes;
+}
+
 void rewrite(Instruction* inst, Value* ptr, Value* range_ok, const Runtime& rt,
              const DataLayout& dl, bool keep) {
   Function* f = inst->getFunction();
@@ -397,15 +410,7 @@ void rewrite(Instruction* inst, Value* ptr, Value* range_ok, const Runtime& rt,
     write = true;
   }
   std::uint64_t bytes = dl.getTypeStoreSize(value_type);
-  // A naturally aligned access (the IR's alignment is a promise) cannot straddle a page or a
-  // block: its last byte's page is its first's, and the probes need not compute it.
-  Align align = isa<LoadInst>(inst)          ? cast<LoadInst>(inst)->getAlign()
-                : isa<StoreInst>(inst)       ? cast<StoreInst>(inst)->getAlign()
-                : isa<AtomicRMWInst>(inst)   ? cast<AtomicRMWInst>(inst)->getAlign()
-                                             : cast<AtomicCmpXchgInst>(inst)->getAlign();
-  const std::uint64_t span =
-      (bytes != 0 && (bytes & (bytes - 1)) == 0 && bytes <= 4096 && align.value() >= bytes) ? 1
-                                                                                       : bytes;
+  const std::uint64_t span = probe_span(inst, bytes);
   unsigned as = ptr->getType()->getPointerAddressSpace();
   bool atomic_rmw = isa<AtomicRMWInst>(inst) || isa<AtomicCmpXchgInst>(inst);
   if (atomic_rmw && bytes != 4 && bytes != 8)
@@ -883,9 +888,12 @@ void prefetch_gathered(Instruction* inst, Value* ptr, Loop* l,
     if (index_delta == nullptr) return;
   }
   IRBuilder<> b(cinst);
-  Value* go = long_enough;
-  if (frames != nullptr) go = b.CreateAnd(go, b.CreateLoad(b.getInt1Ty(), frames->held));
-  b.SetInsertPoint(SplitBlockAndInsertIfThen(go, cinst, false, nullptr, &dt, &li));
+  // The loop-invariant test alone first (a branch on a register where the loop is short), the
+  // held flag inside.
+  b.SetInsertPoint(SplitBlockAndInsertIfThen(long_enough, cinst, false, nullptr, &dt, &li));
+  if (frames != nullptr)
+    b.SetInsertPoint(SplitBlockAndInsertIfThen(b.CreateLoad(b.getInt1Ty(), frames->held),
+                                               &*b.GetInsertPoint(), false, nullptr, &dt, &li));
   Value* here = b.CreatePtrToInt(cload->getPointerOperand(), i64);
   Value* ahead = b.CreateAdd(here, b.getInt64(kAhead * step->getAPInt().getSExtValue()));
   ahead = b.CreateSelect(b.CreateICmpULE(ahead, last_v), ahead, here);
@@ -1239,7 +1247,8 @@ void rewrite_held(const HeldAccess& h, const DataLayout& dl,
                        : isa<AtomicRMWInst>(inst) ? cast<AtomicRMWInst>(inst)->getValOperand()->getType()
                        : cast<AtomicCmpXchgInst>(inst)->getNewValOperand()->getType();
     Value* va = b.CreatePtrToInt(ptr, i64);
-    Value* last = b.CreateAdd(va, ConstantInt::get(i64, dl.getTypeStoreSize(value_type) - 1));
+    const std::uint64_t span = probe_span(inst, dl.getTypeStoreSize(value_type));
+    Value* last = span > 1 ? b.CreateAdd(va, ConstantInt::get(i64, span - 1)) : va;
     // In the run this access last found: no block entry to read.
     const KeptRun& kept = h.kept;
     Value* kept_lo = b.CreateLoad(i64, kept.lo);
