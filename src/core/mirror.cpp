@@ -821,7 +821,31 @@ CpuFault Mirror::cpu_fault(std::uintptr_t addr, bool write, bool try_only) {
   // between a kernel and CPU threads).
   policy::note_migration(*b, os::page_index_in_block(lo), (hi - lo) / kPageSize,
                          clock_ns(static_cast<std::size_t>(owner)), thrashing_params_);
+  // A stream that took its whole block takes the next one too, ahead of the faulting thread:
+  // the move above woke it, and it reads this block while the next one comes home (the fault
+  // it would take there costs a handler round trip, and its first touches wait for the move).
+  if (stream && lo == block && hi == block + os::kBlockSize) bring_next_block_home(block, owner);
   return CpuFault::served;
+}
+
+void Mirror::bring_next_block_home(std::uintptr_t block, int owner) {
+  const std::uintptr_t next = block + os::kBlockSize;
+  VaBlock* n = find_block(next);
+  if (n == nullptr || n->resident != os::kPagesPerBlock) return;
+  const int prot = n->prot[0];
+  if (!(prot & PROT_READ)) return;
+  for (std::size_t k = 0; k < os::kPagesPerBlock; ++k)
+    if (n->owner[k] != owner || n->prot[k] != prot ||
+        (n->flags[k].load(std::memory_order_acquire) & (kMigrating | kDuplicated)))
+      return;
+  ReasonScope why(this, EventReason::stream_prefetch);
+  counters_[owner].pages_to_system.fetch_add(os::kPagesPerBlock, std::memory_order_relaxed);
+  n->pages_out += os::kPagesPerBlock;
+  bring_home_run(next, next + os::kBlockSize, owner, nullptr, /*counted_before=*/true);
+  policy::note_migration(*n, 0, os::kPagesPerBlock, clock_ns(static_cast<std::size_t>(owner)),
+                         thrashing_params_);
+  // The stream goes on from there: the thread's next fault is past this block.
+  last_cpu_fault_ = next + os::kBlockSize - kPageSize;
 }
 
 void Mirror::lock_for_fork() {

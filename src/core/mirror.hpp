@@ -214,6 +214,8 @@ class Mirror final : public device::FaultResolver, public os::RuntimeAllocated {
   // home is taken back.
   std::size_t bring_home_run(std::uintptr_t start, std::uintptr_t end, int owner,
                              std::size_t* left, bool counted_before = false);
+  // A CPU stream's next block, when all of it is on `owner` with one protection (cpu_fault).
+  void bring_next_block_home(std::uintptr_t block, int owner);
   // Brings home pages in [start, end) owned by `only` (any device if < 0), except `skip`.
   std::size_t bring_home_range(std::uintptr_t start, std::uintptr_t end, int only, int skip,
                                std::size_t* left = nullptr);
