@@ -1560,6 +1560,74 @@ std::pair<const SCEV*, const SCEV*> strided_range(const StridedExit& e, const SC
   return {first, se.getAddExpr(first, span)};
 }
 
+// The addresses a loop's access can reach when its address is invariant plus c * (x /u d), with
+// x an affine recurrence of loop l that rises by a constant step (without wrapping: assumed and
+// checked), d invariant and c a small positive constant: a row's bias `b[i / cols]`, scan's
+// `sums[i / per_block - 1]`. The quotient rises with x, so the addresses lie between those at
+// x's first and last value. The quotients are computed in l's preheader (with d = 0 read as 1:
+// the loop itself would divide by zero), and a span of quotients over 2^40 makes the range too
+// large for any check. Returns the first and last address's SCEVs, or nulls.
+class ReplaceNode : public SCEVRewriteVisitor<ReplaceNode> {
+ public:
+  ReplaceNode(ScalarEvolution& se, const SCEV* from, const SCEV* to)
+      : SCEVRewriteVisitor(se), from_(from), to_(to) {}
+  const SCEV* visit(const SCEV* s) { return s == from_ ? to_ : SCEVRewriteVisitor::visit(s); }
+
+ private:
+  const SCEV* from_;
+  const SCEV* to_;
+};
+
+std::pair<const SCEV*, const SCEV*> quotient_index_range(const SCEV* at, Loop* l,
+                                                         const SCEV* btc, ScalarEvolution& se,
+                                                         PredicatedScalarEvolution& pse) {
+  const std::pair<const SCEV*, const SCEV*> none{nullptr, nullptr};
+  auto* sum = dyn_cast<SCEVAddExpr>(at);
+  if (sum == nullptr) return none;
+  const SCEVUDivExpr* q = nullptr;
+  for (const SCEV* term : sum->operands()) {
+    if (se.isLoopInvariant(term, l)) continue;
+    const SCEV* t = term;
+    if (auto* mul = dyn_cast<SCEVMulExpr>(t); mul != nullptr && mul->getNumOperands() == 2) {
+      auto* c = dyn_cast<SCEVConstant>(mul->getOperand(0));
+      if (c == nullptr || c->getAPInt().isNegative() || c->getAPInt().ugt(1 << 16)) return none;
+      t = mul->getOperand(1);
+    }
+    if (auto* z = dyn_cast<SCEVZeroExtendExpr>(t)) t = z->getOperand();
+    auto* div = dyn_cast<SCEVUDivExpr>(t);
+    if (div == nullptr || q != nullptr) return none;  // one quotient, the only varying term
+    q = div;
+  }
+  if (q == nullptr) return none;
+  // (A 32-bit id, widened: its recurrence assumes no wrap, as the affine accesses' do.)
+  SmallPtrSet<const SCEVPredicate*, 4> assumed;
+  auto* x = dyn_cast<SCEVAddRecExpr>(q->getLHS());
+  if (x == nullptr) x = se.convertSCEVToAddRecWithPredicates(q->getLHS(), l, assumed);
+  auto* step = x != nullptr ? dyn_cast<SCEVConstant>(x->getStepRecurrence(se)) : nullptr;
+  if (x == nullptr || x->getLoop() != l || !x->isAffine() || step == nullptr ||
+      step->getAPInt().isNegative() || !se.isLoopInvariant(q->getRHS(), l))
+    return none;
+  Instruction* where = l->getLoopPreheader()->getTerminator();
+  SCEVExpander expander(se, where->getModule()->getDataLayout(), "mmu.quotient");
+  const SCEV* x_last = x->evaluateAtIteration(btc, se);
+  if (!expander.isSafeToExpandAt(x->getStart(), where) || !expander.isSafeToExpandAt(x_last, where) ||
+      !expander.isSafeToExpandAt(q->getRHS(), where))
+    return none;
+  for (const SCEVPredicate* p : assumed) pse.addPredicate(*p);
+  if (!x->hasNoUnsignedWrap())
+    pse.addPredicate(*se.getWrapPredicate(x, SCEVWrapPredicate::IncrementNUSW));
+  Type* t = x->getType();
+  IRBuilder<> b(where);
+  Value* d = expander.expandCodeFor(q->getRHS(), t, where);
+  d = b.CreateSelect(b.CreateICmpEQ(d, ConstantInt::get(t, 0)), ConstantInt::get(t, 1), d);
+  Value* q0 = b.CreateUDiv(expander.expandCodeFor(x->getStart(), t, where), d);
+  Value* q1 = b.CreateUDiv(expander.expandCodeFor(x_last, t, where), d);
+  // Quotients far apart: a last one so far off that no check takes the range.
+  Value* near = b.CreateICmpULE(b.CreateSub(q1, q0), ConstantInt::get(t, std::uint64_t{1} << 40));
+  q1 = b.CreateSelect(near, q1, b.CreateAdd(q0, ConstantInt::get(t, std::uint64_t{1} << 50)));
+  return {ReplaceNode(se, q, se.getSCEV(q0)).visit(at), ReplaceNode(se, q, se.getSCEV(q1)).visit(at)};
+}
+
 // The ranges a loop's checks cover: the accesses of one kind (read or write) through one base
 // pointer share one check over the union of their ranges, so that a 3x3 convolution checks its
 // input once, not once per tap. Their distances are rarely constants to SCEV (32-bit indices
@@ -1798,15 +1866,23 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
         for (const SCEVPredicate* p : lc.strided->assumed) pse.addPredicate(*p);
         for (const SCEVPredicate* p : strided_assumed) pse.addPredicate(*p);
       } else if (ar == nullptr || ar->getLoop() != l || !ar->isAffine()) {
-        // A butterfly's partner, `in[i ^ j]`: its range from i's, at the loop's entry.
-        auto [xor_first, xor_last] = xor_index_range(base, l, btc, se, expander);
-        if (xor_first == nullptr) {
-          probed();
-          continue;
+        // A quotient of the IV (`b[i / cols]`): its range from the IV's, at the loop's entry.
+        auto [q_first, q_last] = quotient_index_range(at, l, btc, se, pse);
+        if (q_first != nullptr) {
+          first = q_first;
+          last = q_last;
+          affine = false;
+        } else {
+          // A butterfly's partner, `in[i ^ j]`: its range from i's, at the loop's entry.
+          auto [xor_first, xor_last] = xor_index_range(base, l, btc, se, expander);
+          if (xor_first == nullptr) {
+            probed();
+            continue;
+          }
+          first = xor_first;
+          last = xor_last;
+          affine = false;
         }
-        first = xor_first;
-        last = xor_last;
-        affine = false;
       } else {
         for (const SCEVPredicate* p : assumed) pse.addPredicate(*p);
         first = ar->getStart();

@@ -124,6 +124,18 @@ __kernel void strided_sums(__global const int* v, __global int* out, int n, int 
   out[get_global_id(0)] = s;
 }
 
+// A quotient of the id as an index (a row's bias, scan's block sums): ranged from the id's
+// range, b[i / cols] from b[first / cols] to b[last / cols].
+__kernel void add_row_bias(__global int* out, __global const int* b, uint cols) {
+  const uint i = get_global_id(0);
+  out[i] += b[i / cols];
+}
+__kernel void add_block_sums(__global int* out, __global const int* sums, ulong per_block) {
+  const size_t i = get_global_id(0);
+  const size_t blk = i / per_block;
+  if (blk > 0) out[i] += sums[blk - 1];
+}
+
 // The same through an index (a permutation): data-dependent accesses, probed one by one.
 __kernel void bump_at(__global int* v, __global const uint* idx) { v[idx[get_global_id(0)]] += 1; }
 
@@ -780,6 +792,42 @@ TEST_P(JitPaths, GridStrideSumsOverSeveralBlocks) {
   }
 }
 
+// Quotient indices (`b[i / cols]`) are range-checked from the id's range. The divided-by array
+// spans several blocks moved one at a time with another buffer's block between (copied memory:
+// each block's frames apart), so a group whose quotients cross a block boundary must not run
+// on one block's frames; every element checked against the CPU, for several divisors.
+TEST_P(JitPaths, QuotientIndicesAreCheckedAsRanges) {
+  hetmm::Options o = options(GetParam());
+  o.zero_copy_moves = false;
+  hetmm::Runtime rt(o);
+  auto& dev = rt.device(0);
+  const std::size_t n = 3u << 20;  // 12 MiB of ints
+  const std::size_t bytes = n * 4 + (3u << 20);
+  auto* out = static_cast<int*>(rt.allocate(n * 4));
+  auto* raw = static_cast<char*>(rt.allocate(bytes));
+  auto* filler = static_cast<char*>(rt.allocate(bytes));
+  auto* b = reinterpret_cast<int*>(raw + (1u << 20) + 16);  // mid-block, as malloc
+  for (std::size_t i = 0; i < n; ++i) b[i] = static_cast<int>(i * 2654435761u % 1000);
+  std::memset(filler, 1, bytes);
+  for (std::uint32_t cols : {1u, 3u, 1000u, 100000u}) {
+    std::memset(out, 0, n * 4);
+    for (std::size_t at = 0; at < bytes; at += 2u << 20) {
+      dev.migrate_to_device(raw + at, std::min<std::size_t>(2u << 20, bytes - at));
+      dev.migrate_to_device(filler + at, std::min<std::size_t>(2u << 20, bytes - at));
+    }
+    dev.launch(program(), "add_row_bias", hetmm::NDRange{n}, hetmm::NDRange{256}, out, b, cols);
+    dev.launch(program(), "add_block_sums", hetmm::NDRange{n}, hetmm::NDRange{256}, out, b,
+               std::uint64_t{cols});
+    dev.synchronize();
+    for (std::size_t i = 0; i < n; ++i)
+      ASSERT_EQ(out[i], b[i / cols] + (i / cols > 0 ? b[i / cols - 1] : 0)) << "cols " << cols << " i " << i;
+  }
+  EXPECT_EQ(rt.audit(), "");
+  rt.deallocate(filler);
+  rt.deallocate(raw);
+  rt.deallocate(out);
+}
+
 // Data-dependent accesses to data in device memory find whole blocks of frames in the block
 // TLB (one entry per 2 MiB) instead of missing the page TLB on most accesses; and they hold
 // `active` only around each access, published without a hardware fence where membarrier
@@ -1056,6 +1104,12 @@ void transpose(__global const float* in, __global float* out, int w) {
     EXPECT_NE(strided.find("the kernel's loops inside: 2 copies without probes"), std::string::npos)
         << k << strided;
   }
+  // Quotient indices are ranged: no probe left in the work-item loop's checked copies.
+  const auto& sums = program().kernel("add_block_sums").vectorization;
+  EXPECT_EQ(sums.rfind("work-item loop: vectorised, ", 0), 0u) << sums;
+  EXPECT_NE(program().kernel("add_row_bias").vectorization.find("2 scalar copies; 1 with probed"),
+            std::string::npos)
+      << program().kernel("add_row_bias").vectorization;
   // Without the optimiser there is nothing vectorised, and the report says so.
   auto plain = hetmm::Program::from_opencl_c(
       "__kernel void add1(__global int* v) { v[get_global_id(0)] += 1; }", "-O0");
