@@ -376,7 +376,6 @@ void keep_run(IRBuilder<>& b, const KeptRun& kept, Value* hit, Value* run_lo, Va
   b.CreateStore(b.CreateSelect(hit, run_len, b.CreateLoad(i64, kept.len)), kept.len);
 }
 
-// Rewrites one access into head / in-place / local / slow / join blocks.
 // The bytes a probe must see of an access of `bytes`: 1 where it is naturally aligned (the IR's
 // alignment is a promise), since it cannot then straddle a page or a block and its last byte
 // lies wherever its first does (runs are whole pages); else all of them.
@@ -390,6 +389,7 @@ std::uint64_t probe_span(const Instruction* inst, std::uint64_t bytes) {
              : bytes;
 }
 
+// Rewrites one access into head / in-place / local / slow / join blocks.
 void rewrite(Instruction* inst, Value* ptr, Value* range_ok, const Runtime& rt,
              const DataLayout& dl, bool keep) {
   Function* f = inst->getFunction();
