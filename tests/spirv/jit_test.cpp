@@ -725,6 +725,15 @@ TEST_P(JitPaths, RowChecksKeepTheirRunOnlyWithinAnEpoch) {
   });
 }
 
+// Moves [p, p + bytes) to the device block by block, a block of `filler` after each: in copied
+// device memory each block's frames then lie apart from the last's (no one run of frames).
+void MoveBlocksApart(hetmm::Device& dev, char* p, char* filler, std::size_t bytes) {
+  for (std::size_t at = 0; at < bytes; at += 2u << 20) {
+    dev.migrate_to_device(p + at, std::min<std::size_t>(2u << 20, bytes - at));
+    dev.migrate_to_device(filler + at, std::min<std::size_t>(2u << 20, bytes - at));
+  }
+}
+
 // Grid-stride loops (the step is the global size, unknown to the compiler) check their range
 // once, from the work-item's first element to the array's end: a loop over device memory then
 // holds `active` for the whole loop (J4). Every element must count every launch while the CPU
@@ -766,14 +775,10 @@ TEST_P(JitPaths, GridStrideSumsOverSeveralBlocks) {
     for (std::size_t global : {std::size_t{4096}, std::size_t{1000}, (std::size_t{n} + 31) / 8 * 8}) {
       for (int lag : {0, 1, 5}) {
         std::vector<int> out(global, -1);
-        if (one_run) {
+        if (one_run)
           dev.migrate_to_device(raw, bytes);
-        } else {
-          for (std::size_t at = 0; at < bytes; at += 2u << 20) {
-            dev.migrate_to_device(raw + at, std::min<std::size_t>(2u << 20, bytes - at));
-            dev.migrate_to_device(filler + at, std::min<std::size_t>(2u << 20, bytes - at));
-          }
-        }
+        else
+          MoveBlocksApart(dev, raw, filler, bytes);
         dev.launch(program(), "strided_sums", hetmm::NDRange{global}, hetmm::NDRange{8}, v,
                    out.data(), n, lag);
         dev.synchronize();
@@ -811,10 +816,7 @@ TEST_P(JitPaths, QuotientIndicesAreCheckedAsRanges) {
   std::memset(filler, 1, bytes);
   for (std::uint32_t cols : {1u, 3u, 1000u, 100000u}) {
     std::memset(out, 0, n * 4);
-    for (std::size_t at = 0; at < bytes; at += 2u << 20) {
-      dev.migrate_to_device(raw + at, std::min<std::size_t>(2u << 20, bytes - at));
-      dev.migrate_to_device(filler + at, std::min<std::size_t>(2u << 20, bytes - at));
-    }
+    MoveBlocksApart(dev, raw, filler, bytes);
     dev.launch(program(), "add_row_bias", hetmm::NDRange{n}, hetmm::NDRange{256}, out, b, cols);
     dev.launch(program(), "add_block_sums", hetmm::NDRange{n}, hetmm::NDRange{256}, out, b,
                std::uint64_t{cols});
