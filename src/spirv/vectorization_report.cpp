@@ -7,9 +7,8 @@
 // vector it loads, stores or computes); "probed" when it calls the MMU runtime for an access
 // (the fallback every checked loop keeps for data its checks do not cover: never meant to
 // vectorise). The kernel's own loops inside a work-item loop count apart: a checked loop's
-// copies without probes beside its probed one. LLVM's
-// loop-vectorize remarks carry no location without debug information, so their reasons are
-// listed per kernel, not per loop.
+// copies without probes beside its probed one. LLVM's loop-vectorize remarks carry no location
+// without debug information, so their reasons are listed per kernel, not per loop.
 #include "spirv/passes.hpp"
 
 #include <llvm/Analysis/LoopInfo.h>
