@@ -1633,8 +1633,9 @@ std::pair<const SCEV*, const SCEV*> quotient_index_range(const SCEV* at, Loop* l
 // input once, not once per tap. Their distances are rarely constants to SCEV (32-bit indices
 // sign-extended, without the no-wrap flags SPIR-V 1.0 cannot carry), so the union is computed at
 // run time (umin / umax). The cost: accesses far apart in one array (a[i] and a[i + n/2]) check
-// a union that can span more than the device-frame version takes (two adjacent blocks), and run
-// probed where two checks would each have passed.
+// a union that can span blocks whose frames are not one run (inline, the frame check takes two
+// adjacent blocks; hetmm_jit_local_range up to 64 at one delta), and run probed where two
+// checks would each have passed.
 struct AccessRange {
   Instruction* inst;
   const SCEV* first;  // the address at the first and at the last iteration (i64)
