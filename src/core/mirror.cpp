@@ -794,10 +794,7 @@ CpuFault Mirror::cpu_fault(std::uintptr_t addr, bool write, bool try_only) {
   std::uintptr_t g0 = page & ~(kGranule - 1), g1 = g0 + kGranule;
   if (stream) {
     g1 = block + os::kBlockSize;
-    bool whole = b->resident == os::kPagesPerBlock;
-    for (std::size_t k = 0; k < os::kPagesPerBlock && whole; ++k)
-      whole = b->owner[k] == owner && b->prot[k] == prot;
-    if (whole) g0 = block;
+    if (wholly_on(*b, owner, prot)) g0 = block;
   }
   std::uintptr_t lo = page, hi = page + kPageSize;
   while (lo > g0 && b->owner[os::page_index_in_block(lo - kPageSize)] == owner &&
@@ -808,42 +805,44 @@ CpuFault Mirror::cpu_fault(std::uintptr_t addr, bool write, bool try_only) {
     hi += kPageSize;
   ReasonScope why(this, EventReason::cpu_fault);
   last_cpu_fault_ = hi - kPageSize;
-  // Counted before the pages land: the faulting thread resumes as soon as they do, and what it
-  // reads of the statistics then must include its own fault and its pages (counted after, a
-  // test saw cpu_faults == 0 right after a fault-back under ASan's slower handler).
+  // The fault counted before its pages land, as they are (take_home_for_cpu).
   counters_[owner].cpu_faults.fetch_add(1, std::memory_order_relaxed);
   ++b->cpu_faults;
-  counters_[owner].pages_to_system.fetch_add((hi - lo) / kPageSize, std::memory_order_relaxed);
-  b->pages_out += (hi - lo) / kPageSize;
-  // What a transient failure leaves faults again (and is taken back from the count).
-  bring_home_run(lo, hi, owner, nullptr, /*counted_before=*/true);
-  // A CPU fault-back is a migration event for thrashing detection (pages ping-ponging
-  // between a kernel and CPU threads).
-  policy::note_migration(*b, os::page_index_in_block(lo), (hi - lo) / kPageSize,
-                         clock_ns(static_cast<std::size_t>(owner)), thrashing_params_);
+  take_home_for_cpu(*b, lo, hi, owner);
   // A stream that took its whole block takes the next one too, ahead of the faulting thread:
-  // the move above woke it, and it reads this block while the next one comes home (the fault
+  // the move woke it, and it reads this block while the next one comes home (the fault
   // it would take there costs a handler round trip, and its first touches wait for the move).
   if (stream && lo == block && hi == block + os::kBlockSize) bring_next_block_home(block, owner);
   return CpuFault::served;
 }
 
+bool Mirror::wholly_on(const VaBlock& b, int owner, int prot) {
+  if (b.resident != os::kPagesPerBlock) return false;
+  for (std::size_t k = 0; k < os::kPagesPerBlock; ++k)
+    if (b.owner[k] != owner || b.prot[k] != prot) return false;
+  return true;
+}
+
+void Mirror::take_home_for_cpu(VaBlock& b, std::uintptr_t lo, std::uintptr_t hi, int owner) {
+  // Counted before the pages land: the faulting thread resumes as soon as they do, and what it
+  // reads of the statistics then must include its pages (counted after, a test saw
+  // cpu_faults == 0 right after a fault-back under ASan's slower handler).
+  counters_[owner].pages_to_system.fetch_add((hi - lo) / kPageSize, std::memory_order_relaxed);
+  b.pages_out += (hi - lo) / kPageSize;
+  // What a transient failure leaves faults again (and is taken back from the count).
+  bring_home_run(lo, hi, owner, nullptr, /*counted_before=*/true);
+  // A CPU fault-back is a migration event for thrashing detection (pages ping-ponging
+  // between a kernel and CPU threads).
+  policy::note_migration(b, os::page_index_in_block(lo), (hi - lo) / kPageSize,
+                         clock_ns(static_cast<std::size_t>(owner)), thrashing_params_);
+}
+
 void Mirror::bring_next_block_home(std::uintptr_t block, int owner) {
   const std::uintptr_t next = block + os::kBlockSize;
   VaBlock* n = find_block(next);
-  if (n == nullptr || n->resident != os::kPagesPerBlock) return;
-  const int prot = n->prot[0];
-  if (!(prot & PROT_READ)) return;
-  for (std::size_t k = 0; k < os::kPagesPerBlock; ++k)
-    if (n->owner[k] != owner || n->prot[k] != prot ||
-        (n->flags[k].load(std::memory_order_acquire) & (kMigrating | kDuplicated)))
-      return;
+  if (n == nullptr || !(n->prot[0] & PROT_READ) || !wholly_on(*n, owner, n->prot[0])) return;
   ReasonScope why(this, EventReason::stream_prefetch);
-  counters_[owner].pages_to_system.fetch_add(os::kPagesPerBlock, std::memory_order_relaxed);
-  n->pages_out += os::kPagesPerBlock;
-  bring_home_run(next, next + os::kBlockSize, owner, nullptr, /*counted_before=*/true);
-  policy::note_migration(*n, 0, os::kPagesPerBlock, clock_ns(static_cast<std::size_t>(owner)),
-                         thrashing_params_);
+  take_home_for_cpu(*n, next, next + os::kBlockSize, owner);
   // The stream goes on from there: the thread's next fault is past this block.
   last_cpu_fault_ = next + os::kBlockSize - kPageSize;
 }

@@ -216,6 +216,11 @@ class Mirror final : public device::FaultResolver, public os::RuntimeAllocated {
                              std::size_t* left, bool counted_before = false);
   // A CPU stream's next block, when all of it is on `owner` with one protection (cpu_fault).
   void bring_next_block_home(std::uintptr_t block, int owner);
+  // Every page of b on device `owner` with protection prot.
+  static bool wholly_on(const VaBlock& b, int owner, int prot);
+  // Pages [lo, hi) of b, all on `owner`, home for a CPU touch: counted first, then moved, then
+  // noted for thrashing detection.
+  void take_home_for_cpu(VaBlock& b, std::uintptr_t lo, std::uintptr_t hi, int owner);
   // Brings home pages in [start, end) owned by `only` (any device if < 0), except `skip`.
   std::size_t bring_home_range(std::uintptr_t start, std::uintptr_t end, int only, int skip,
                                std::size_t* left = nullptr);

@@ -1387,6 +1387,11 @@ std::pair<const SCEV*, const SCEV*> xor_index_range(Value* ptr, Loop* l, const S
 // its first address and first + m * (n - 1 + s - d0): a bound rather than its last address, at
 // most one step past it, and invariant in the loop around (the nest check checks the union over
 // a group's work-items once). Other exits only end the loop sooner.
+// v widened to `to` as a compare of that signedness reads it (a no-op where already as wide).
+const SCEV* widen_as_compared(ScalarEvolution& se, const SCEV* v, Type* to, bool is_signed) {
+  return is_signed ? se.getNoopOrSignExtend(v, to) : se.getNoopOrZeroExtend(v, to);
+}
+
 struct StridedExit {
   const SCEVAddRecExpr* iv;  // D, in its own type
   const SCEV* d0;            // D's first value, widened to i64 as the compare reads it
@@ -1422,9 +1427,7 @@ std::optional<StridedExit> strided_exit(Loop* l, ScalarEvolution& se) {
   const unsigned bits = d->getType()->getIntegerBitWidth();
   if (bits > 64 || (bits == 64 && is_signed)) return std::nullopt;
   Type* i64 = Type::getInt64Ty(l->getHeader()->getContext());
-  auto widen = [&](const SCEV* v) {
-    return is_signed ? se.getNoopOrSignExtend(v, i64) : se.getNoopOrZeroExtend(v, i64);
-  };
+  auto widen = [&](const SCEV* v) { return widen_as_compared(se, v, i64, is_signed); };
   const SCEV* s = d->getStepRecurrence(se);
   StridedExit e{d, widen(d->getStart()), widen(s), nullptr, nullptr, is_signed, {}};
   const SCEV* zero = se.getZero(d->getType());
@@ -1519,11 +1522,7 @@ class StridedWidener : public SCEVRewriteVisitor<StridedWidener> {
     if (x == nullptr || x->getLoop() != e_.iv->getLoop() || !x->isAffine() ||
         x->getStepRecurrence(SE) != e_.iv->getStepRecurrence(SE) || as_is->getType() != e_.d0->getType())
       return as_is;
-    auto widen = [&](const SCEV* v) {
-      return e_.is_signed ? SE.getSignExtendExpr(v, as_is->getType())
-                          : SE.getZeroExtendExpr(v, as_is->getType());
-    };
-    const SCEV* x0 = widen(x->getStart());
+    const SCEV* x0 = widen_as_compared(SE, x->getStart(), as_is->getType(), e_.is_signed);
     if (x != e_.iv)
       assumed_.push_back(SE.getComparePredicate(
           e_.is_signed ? ICmpInst::ICMP_SLE : ICmpInst::ICMP_ULE,
@@ -1580,6 +1579,7 @@ class ReplaceNode : public SCEVRewriteVisitor<ReplaceNode> {
 
 std::pair<const SCEV*, const SCEV*> quotient_index_range(const SCEV* at, Loop* l,
                                                          const SCEV* btc, ScalarEvolution& se,
+                                                         SCEVExpander& expander,
                                                          PredicatedScalarEvolution& pse) {
   const std::pair<const SCEV*, const SCEV*> none{nullptr, nullptr};
   auto* sum = dyn_cast<SCEVAddExpr>(at);
@@ -1608,7 +1608,6 @@ std::pair<const SCEV*, const SCEV*> quotient_index_range(const SCEV* at, Loop* l
       step->getAPInt().isNegative() || !se.isLoopInvariant(q->getRHS(), l))
     return none;
   Instruction* where = l->getLoopPreheader()->getTerminator();
-  SCEVExpander expander(se, where->getModule()->getDataLayout(), "mmu.quotient");
   const SCEV* x_last = x->evaluateAtIteration(btc, se);
   if (!expander.isSafeToExpandAt(x->getStart(), where) || !expander.isSafeToExpandAt(x_last, where) ||
       !expander.isSafeToExpandAt(q->getRHS(), where))
@@ -1868,7 +1867,7 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
         for (const SCEVPredicate* p : strided_assumed) pse.addPredicate(*p);
       } else if (ar == nullptr || ar->getLoop() != l || !ar->isAffine()) {
         // A quotient of the IV (`b[i / cols]`): its range from the IV's, at the loop's entry.
-        auto [q_first, q_last] = quotient_index_range(at, l, btc, se, pse);
+        auto [q_first, q_last] = quotient_index_range(at, l, btc, se, expander, pse);
         if (q_first != nullptr) {
           first = q_first;
           last = q_last;
