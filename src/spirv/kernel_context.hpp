@@ -44,6 +44,11 @@
 //      outside held loops, a row's frame-range answer or a nest's, only together with the epoch
 //      it was found in, which the access's or loop's publish re-checks (J4). Two kept runs side
 //      by side join (frames: at one delta, in one epoch).
+//  J7. A gather whose index is a ranged load of its loop runs as a plain load in place when a
+//      scan of the loop's index range, read in place after the loop's checks passed, bounds
+//      every element it reads and that bound passed a range check; only in a loop without
+//      atomics or calls whose stores lie outside the index's range. An index changed under the
+//      loop anyway (a data race) is an in-place access out of its range: J1's stale case.
 #pragma once
 
 #include "device/sim/worker.hpp"

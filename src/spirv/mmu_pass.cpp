@@ -687,7 +687,8 @@ Value* range_in_kept_run(IRBuilder<>& b, Value* lo, Value* hi, const KeptRun& ke
 // instructions, not seven calls.
 Value* emit_range_check(Instruction* where, Value* ctx, Value* epoch_ok, Value* lo, Value* hi,
                         bool write, Value* ok, const Runtime& rt, DominatorTree& dt,
-                        LoopInfo& li, const KeptRun* kept_run = nullptr) {
+                        LoopInfo& li, const KeptRun* kept_run = nullptr,
+                        bool keep_called = false) {
   IRBuilder<> b(where);
   Type* i64 = b.getInt64Ty();
   Value* last = b.CreateSub(hi, ConstantInt::get(i64, 1));
@@ -718,6 +719,8 @@ Value* emit_range_check(Instruction* where, Value* ctx, Value* epoch_ok, Value* 
   b.SetInsertPoint(then_term);
   Value* called = b.CreateICmpNE(b.CreateCall(rt.range, {ctx, lo, hi, b.getInt64(write ? 1 : 0)}),
                                  b.getInt64(0));
+  // A range over several blocks (a gather's, J7) keeps itself where the runtime passed it.
+  if (keep_called) keep_run(b, kept, called, lo, b.CreateSub(hi, lo));
   b.SetInsertPoint(probe_term);
   PHINode* probed = b.CreatePHI(b.getInt1Ty(), 2, "mmu.range.probed");
   probed->addIncoming(inline_ok, head);
@@ -833,6 +836,27 @@ Value* cached_check(Instruction* where, Value* epoch, Value* lo, Value* hi, Domi
 // In the frame version (J5: `frames`), the index ahead is read on its frame (its range's delta)
 // and the element's frame found from its block entry, both only while the loop holds `active`
 // (after an escape a frame may be gone).
+// A gather's address, `base[ext(idx)]`: the element's GEP (one index), the extension (zext,
+// sext or none) and the index's load, a plain load in loop l.
+struct GatherIndex {
+  GetElementPtrInst* gep;
+  CastInst* ext;
+  LoadInst* load;
+};
+std::optional<GatherIndex> gather_index(Value* ptr, Loop* l) {
+  Value* p = ptr;
+  while (auto* c = dyn_cast<AddrSpaceCastOperator>(p)) p = c->getOperand(0);
+  auto* gep = dyn_cast<GetElementPtrInst>(p);
+  if (gep == nullptr || gep->getNumIndices() != 1 || !l->contains(gep)) return std::nullopt;
+  Value* index = gep->idx_begin()->get();
+  auto* ext = dyn_cast<CastInst>(index);
+  if (ext != nullptr && (isa<ZExtInst>(ext) || isa<SExtInst>(ext))) index = ext->getOperand(0);
+  else ext = nullptr;
+  auto* load = dyn_cast<LoadInst>(index);
+  if (load == nullptr || !load->isSimple() || !l->contains(load)) return std::nullopt;
+  return GatherIndex{gep, ext, load};
+}
+
 struct FramePrefetch {
   Value* ctx;
   AllocaInst* held;
@@ -845,17 +869,11 @@ void prefetch_gathered(Instruction* inst, Value* ptr, Loop* l,
                        ScalarEvolution& se, SCEVExpander& expander, DominatorTree& dt,
                        LoopInfo& li, const FramePrefetch* frames = nullptr) {
   constexpr std::int64_t kAhead = 16;  // iterations
-  Value* p = ptr;
-  while (auto* c = dyn_cast<AddrSpaceCastOperator>(p)) p = c->getOperand(0);
-  auto* gep = dyn_cast<GetElementPtrInst>(p);
-  if (gep == nullptr || gep->getNumIndices() != 1 || !l->contains(gep)) return;
-  Value* index = gep->idx_begin()->get();
-  auto* ext = dyn_cast<CastInst>(index);
-  if (ext != nullptr && (isa<ZExtInst>(ext) || isa<SExtInst>(ext))) index = ext->getOperand(0);
-  else ext = nullptr;
-  auto* load = dyn_cast<LoadInst>(index);
+  std::optional<GatherIndex> gathered = gather_index(ptr, l);
+  if (!gathered) return;
+  auto [gep, ext, load] = *gathered;
   // The index's load must be range-checked (direct in the in-place copy), not probed itself.
-  if (load == nullptr || load->isAtomic() || !l->contains(load) || !vmap.count(load) ||
+  if (!vmap.count(load) ||
       !vmap.count(gep) || (ext != nullptr && !vmap.count(ext)) ||
       std::any_of(probed.begin(), probed.end(), [&](auto& pr) { return pr.first == load; }))
     return;
@@ -1787,6 +1805,212 @@ std::optional<NestCheck> nest_check(Loop* l, const std::vector<RangeGroup>& grou
   return n;
 }
 
+// J7: a gather whose index is a ranged load of the same loop (spmv's x[cols[j]], a lookup
+// src[idx[i]]) keeps its probe in the in-place copy, its addresses being data. Where the loop is
+// short and nothing in it can change the index, the in-place copy first scans the index's range
+// for its smallest and largest value (a loop LLVM vectorises): every element the gather reads
+// lies in [&base[min], &base[max]], one range check, and a third copy of the loop runs with the
+// gather as a plain load (and unrolls, or vectorises into gathers, as PoCL's does). The scan
+// reads the index where that copy will, in place (its checks passed: J1); the loop has no
+// atomics and no calls, and its stores lie outside the index's range (checked with the scan).
+// A writer racing with the launch (another group, the host) is a data race in OpenCL's model;
+// an index it changed still lands in process memory, where a stale address faults home or fails
+// and recovers (J1), as any in-place access does.
+struct ScanPlan {
+  Instruction* inst;  // the gather (a load)
+  GatherIndex index;
+  const SCEVAddRecExpr* at;  // the index's address in the loop
+};
+
+// The gathers of loop l a scan can range, or none where the loop could change an index.
+std::vector<ScanPlan> plan_scans(Loop* l, const std::vector<std::pair<Instruction*, Value*>>& probed,
+                                 const std::vector<AccessRange>& ranges,
+                                 PredicatedScalarEvolution& pse, ScalarEvolution& se) {
+  auto ranged = [&](const Instruction* i) {
+    return std::any_of(ranges.begin(), ranges.end(), [&](const AccessRange& r) { return r.inst == i; });
+  };
+  for (BasicBlock* bb : l->blocks())
+    for (Instruction& i : *bb) {
+      if (auto* st = dyn_cast<StoreInst>(&i); st != nullptr && needs_mmu(st->getPointerOperand()) &&
+                                              !ranged(st))
+        return {};
+      if (isa<AtomicRMWInst>(i) || isa<AtomicCmpXchgInst>(i) || isa<FenceInst>(i)) return {};
+      if (auto* cb = dyn_cast<CallBase>(&i)) {
+        Function* fn = cb->getCalledFunction();
+        if (fn == nullptr || !fn->isIntrinsic() || isa<MemIntrinsic>(cb)) return {};
+      }
+    }
+  if (isa<SCEVCouldNotCompute>(pse.getBackedgeTakenCount())) return {};
+  std::vector<ScanPlan> plans;
+  for (auto& [inst, ptr] : probed) {
+    auto* load = dyn_cast<LoadInst>(inst);
+    if (load == nullptr || !load->isSimple()) continue;
+    std::optional<GatherIndex> g = gather_index(ptr, l);
+    if (!g || !ranged(g->load) || !l->isLoopInvariant(g->gep->getPointerOperand())) continue;
+    // At most 32 bits: base + index * element size cannot wrap in 64.
+    Type* t = g->load->getType();
+    if (!t->isIntegerTy() || t->getIntegerBitWidth() > 32) continue;
+    auto* ar = dyn_cast<SCEVAddRecExpr>(pse.getSCEV(g->load->getPointerOperand()));
+    if (ar == nullptr || ar->getLoop() != l || !ar->isAffine()) continue;
+    auto* step = dyn_cast<SCEVConstant>(ar->getStepRecurrence(se));
+    if (step == nullptr || step->getAPInt().getSExtValue() <= 0) continue;
+    plans.push_back({inst, *g, ar});
+  }
+  return plans;
+}
+
+// The scans and checks of J7 in the preheader of `fast` (loop l's in-place copy): whether every
+// planned gather's range passed, or null where they cannot be emitted. A loop entry of more than
+// kScanMax iterations probes instead (its index read twice would cost more than the probes it
+// saves), and so does every entry of an epoch in which a check failed (a gather into device
+// memory): no scan and no call each time.
+Value* scan_gathers(Loop* fast, const std::vector<ScanPlan>& plans,
+                    const std::vector<AccessRange>& ranges, Value* ctx, const Runtime& rt,
+                    PredicatedScalarEvolution& pse, ScalarEvolution& se, SCEVExpander& expander,
+                    DominatorTree& dt, LoopInfo& li) {
+  constexpr std::uint64_t kScanMax = 4096;
+  BasicBlock* pre = fast->getLoopPreheader();
+  if (pre == nullptr) return nullptr;
+  Instruction* at = pre->getTerminator();
+  Function* f = pre->getParent();
+  const DataLayout& dl = f->getParent()->getDataLayout();
+  Type* i64 = Type::getInt64Ty(f->getContext());
+  const SCEV* btc = pse.getBackedgeTakenCount();
+  std::vector<const AccessRange*> writes;
+  for (const AccessRange& r : ranges)
+    if (isa<StoreInst>(r.inst)) writes.push_back(&r);
+  bool safe = expander.isSafeToExpandAt(btc, at);
+  for (const ScanPlan& p : plans) safe = safe && expander.isSafeToExpandAt(p.at->getStart(), at);
+  for (const AccessRange* w : writes)
+    safe = safe && expander.isSafeToExpandAt(w->first, at) && expander.isSafeToExpandAt(w->last, at);
+  if (!safe) return nullptr;
+
+  IRBuilder<> b(at);
+  Value* trips = b.CreateZExtOrTrunc(expander.expandCodeFor(btc, btc->getType(), at), i64);
+  Value* count = b.CreateAdd(trips, b.getInt64(1));
+  Value* go = b.CreateICmpULT(trips, b.getInt64(kScanMax));
+  Probe epochs = emit_epochs(b, ctx);
+  AllocaInst* failed = entry_i64(f, ~std::uint64_t{0});
+  go = b.CreateAnd(go, b.CreateICmpNE(b.CreateLoad(i64, failed), epochs.dev_epoch));
+  // One scan per index and signedness (x[cols[j]] and y[cols[j]] share one).
+  struct Index {
+    LoadInst* load;
+    bool is_signed;  // sext, or a GEP index used as it is (GEPs sign-extend)
+    Value* first = nullptr;
+    std::int64_t step = 0;
+    Value* min = nullptr;
+    Value* max = nullptr;
+  };
+  std::vector<Index> indices;
+  std::vector<std::size_t> index_of;
+  for (const ScanPlan& p : plans) {
+    const bool is_signed = p.index.ext == nullptr || isa<SExtInst>(p.index.ext);
+    auto it = std::find_if(indices.begin(), indices.end(), [&](const Index& x) {
+      return x.load == p.index.load && x.is_signed == is_signed;
+    });
+    if (it == indices.end()) {
+      Index x{p.index.load, is_signed};
+      x.first = expander.expandCodeFor(se.getPtrToIntExpr(p.at->getStart(), i64), i64, at);
+      x.step = cast<SCEVConstant>(p.at->getStepRecurrence(se))->getAPInt().getSExtValue();
+      indices.push_back(x);
+      it = indices.end() - 1;
+    }
+    index_of.push_back(static_cast<std::size_t>(it - indices.begin()));
+  }
+  // The loop's stores must lie outside every index's range.
+  for (const AccessRange* w : writes) {
+    Value* a = expander.expandCodeFor(se.getPtrToIntExpr(w->first, i64), i64, at);
+    Value* z = expander.expandCodeFor(se.getPtrToIntExpr(w->last, i64), i64, at);
+    Value* lo = b.CreateBinaryIntrinsic(Intrinsic::umin, a, z);
+    Value* hi = b.CreateAdd(b.CreateBinaryIntrinsic(Intrinsic::umax, a, z), b.getInt64(w->bytes));
+    for (const Index& x : indices) {
+      Value* last = b.CreateAdd(x.first, b.CreateMul(trips, b.getInt64(x.step)));
+      Value* end = b.CreateAdd(last, b.getInt64(dl.getTypeStoreSize(x.load->getType())));
+      go = b.CreateAnd(go, b.CreateOr(b.CreateICmpULE(end, lo), b.CreateICmpULE(hi, x.first)));
+    }
+  }
+  BasicBlock* head = at->getParent();
+  Instruction* then = SplitBlockAndInsertIfThen(go, at, false, nullptr, &dt, &li);
+  Loop* parent = li.getLoopFor(then->getParent());
+  for (Index& x : indices) {
+    BasicBlock* entry = then->getParent();
+    BasicBlock* body = SplitBlock(entry, then, &dt, nullptr, nullptr, "mmu.scan");
+    BasicBlock* done = SplitBlock(body, then, &dt, nullptr, nullptr, "mmu.scan.done");
+    body->getTerminator()->eraseFromParent();
+    IntegerType* t = cast<IntegerType>(x.load->getType());
+    IRBuilder<> eb(entry->getTerminator());
+    Value* first = eb.CreateIntToPtr(x.first, eb.getInt8PtrTy(x.load->getPointerAddressSpace()));
+    IRBuilder<> sb(body);
+    PHINode* i = sb.CreatePHI(i64, 2, "mmu.scan.i");
+    PHINode* lo = sb.CreatePHI(t, 2, "mmu.scan.min");
+    PHINode* hi = sb.CreatePHI(t, 2, "mmu.scan.max");
+    Value* p = sb.CreateGEP(sb.getInt8Ty(), first, sb.CreateMul(i, sb.getInt64(x.step)));
+    Value* v = sb.CreateAlignedLoad(t, sb.CreateBitCast(p, t->getPointerTo(x.load->getPointerAddressSpace())),
+                                    x.load->getAlign(), "mmu.scan.index");
+    Value* next_lo = sb.CreateBinaryIntrinsic(x.is_signed ? Intrinsic::smin : Intrinsic::umin, lo, v);
+    Value* next_hi = sb.CreateBinaryIntrinsic(x.is_signed ? Intrinsic::smax : Intrinsic::umax, hi, v);
+    // An exact count (not `next <= trips`, which SCEV cannot count: trips might be the largest
+    // i64) for the vectoriser.
+    Value* next = sb.CreateNUWAdd(i, sb.getInt64(1));
+    BranchInst* latch = sb.CreateCondBr(sb.CreateICmpNE(next, count), body, done);
+    // Scans are short (a CSR row: 16): one vector a step, its tail masked, not the 32-wide
+    // interleaved body that a row of 16 would skip for the scalar remainder.
+    LLVMContext& c = f->getContext();
+    auto option = [&](const char* name, Metadata* value) -> Metadata* {
+      return MDNode::get(c, {MDString::get(c, name), value});
+    };
+    Metadata* one = ConstantAsMetadata::get(sb.getInt32(1));
+    Metadata* yes = ConstantAsMetadata::get(sb.getTrue());
+    MDNode* id = MDNode::getDistinct(
+        c, {nullptr, option("llvm.loop.vectorize.enable", yes),
+            option("llvm.loop.interleave.count", one),
+            option("llvm.loop.vectorize.predicate.enable", yes)});
+    id->replaceOperandWith(0, id);
+    latch->setMetadata(LLVMContext::MD_loop, id);
+    const unsigned bits = t->getBitWidth();
+    i->addIncoming(sb.getInt64(0), entry);
+    i->addIncoming(next, body);
+    lo->addIncoming(ConstantInt::get(t, x.is_signed ? APInt::getSignedMaxValue(bits)
+                                                    : APInt::getMaxValue(bits)),
+                    entry);
+    lo->addIncoming(next_lo, body);
+    hi->addIncoming(ConstantInt::get(t, x.is_signed ? APInt::getSignedMinValue(bits)
+                                                    : APInt::getMinValue(bits)),
+                    entry);
+    hi->addIncoming(next_hi, body);
+    x.min = next_lo;
+    x.max = next_hi;
+    Loop* scan = li.AllocateLoop();
+    if (parent != nullptr) parent->addChildLoop(scan);
+    else li.addTopLevelLoop(scan);
+    scan->addBasicBlockToLoop(body, li);
+    if (parent != nullptr) parent->addBasicBlockToLoop(done, li);
+  }
+  dt.recalculate(*f);
+  IRBuilder<> cb(then);
+  Value* ok = cb.getTrue();
+  for (std::size_t k = 0; k < plans.size(); ++k) {
+    const ScanPlan& p = plans[k];
+    const Index& x = indices[index_of[k]];
+    cb.SetInsertPoint(then);
+    Value* base = cb.CreatePtrToInt(p.index.gep->getPointerOperand(), i64);
+    const std::uint64_t elt = dl.getTypeAllocSize(p.index.gep->getSourceElementType());
+    auto widen = [&](Value* v) { return x.is_signed ? cb.CreateSExt(v, i64) : cb.CreateZExt(v, i64); };
+    Value* lo = cb.CreateAdd(base, cb.CreateMul(widen(x.min), cb.getInt64(elt)));
+    Value* hi = cb.CreateAdd(base, cb.CreateMul(widen(x.max), cb.getInt64(elt)));
+    hi = cb.CreateAdd(hi, cb.getInt64(dl.getTypeStoreSize(p.inst->getType())));
+    KeptRun kept = kept_in_place(f);
+    ok = emit_range_check(then, ctx, epochs.epoch_ok, lo, hi, false, ok, rt, dt, li, &kept, true);
+  }
+  cb.SetInsertPoint(then);
+  cb.CreateStore(cb.CreateSelect(ok, cb.CreateLoad(i64, failed), epochs.dev_epoch), failed);
+  IRBuilder<> ab(at);
+  PHINode* result = ab.CreatePHI(ab.getInt1Ty(), 2, "mmu.scan.ok");
+  result->addIncoming(ab.getFalse(), head);
+  result->addIncoming(ok, then->getParent());
+  return result;
+}
+
 // Loop range checks: for the loads and stores of an innermost loop whose addresses are affine
 // in the loop (or invariant), one call in the preheader checks that every page of the range
 // the loop will touch is mapped in place with the needed right. The accesses then skip the
@@ -1999,13 +2223,35 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
       ok = in_place_ok;
     }
     ValueToValueMapTy vmap;
+    const std::vector<ScanPlan> scans = plan_scans(l, lc.probed, lc.ranges, *lc.pse, se);
     if (version_loop(l, ok, dt, li, se, vmap)) {
       // The ranged accesses of the original run only where the checks failed.
       for (const AccessRange& r : lc.ranges) cold.insert(r.inst);
-      for (auto& [inst, ptr] : lc.probed) {
-        cloned.push_back({cast<Instruction>(vmap[inst]), vmap.count(ptr) ? static_cast<Value*>(vmap[ptr]) : ptr});
-        prefetch_gathered(inst, ptr, l, lc.probed, vmap, *lc.pse, se, expander, dt, li);
+      auto in = [](ValueToValueMapTy& map, Value* v) {
+        return map.count(v) ? static_cast<Value*>(map[v]) : v;
+      };
+      for (auto& [inst, ptr] : lc.probed) cloned.push_back({cast<Instruction>(vmap[inst]), in(vmap, ptr)});
+      // J7: the in-place copy's gathers ranged by a scan of their indices, in a copy of its own.
+      if (!scans.empty()) {
+        auto* fast_header = cast<BasicBlock>(vmap[l->getHeader()]);
+        Loop* fast = li.getLoopFor(fast_header);
+        Value* scanned_ok = fast != nullptr && fast->getHeader() == fast_header
+                                ? scan_gathers(fast, scans, lc.ranges, ctx, rt, *lc.pse, se,
+                                               expander, dt, li)
+                                : nullptr;
+        ValueToValueMapTy plain;
+        if (scanned_ok != nullptr && version_loop(fast, scanned_ok, dt, li, se, plain))
+          for (auto& [inst, ptr] : lc.probed) {
+            if (std::any_of(scans.begin(), scans.end(),
+                            [&](const ScanPlan& p) { return p.inst == inst; }))
+              continue;
+            cloned.push_back({cast<Instruction>(plain[vmap[inst]]), in(plain, in(vmap, ptr))});
+          }
       }
+      // Prefetches for the copy that probes its gathers (in a plain copy, as in PoCL's loop,
+      // the out-of-order core overlaps the misses itself).
+      for (auto& [inst, ptr] : lc.probed)
+        prefetch_gathered(inst, ptr, l, lc.probed, vmap, *lc.pse, se, expander, dt, li);
       // Data in device memory: a third version, on the frames (J4).
       if (frames_ok)
         version_local(l, ctx, pred_ok, local, nest ? &*nest : nullptr, lc.probed, held, rt, dt,

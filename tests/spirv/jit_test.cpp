@@ -47,6 +47,31 @@ __kernel void gather(__global const float* src, __global const uint* idx, __glob
   out[get_global_id(0)] = src[idx[get_global_id(0)]];
 }
 
+// Sparse rows (CSR): a gather whose index is a ranged load of the same loop (J7: the in-place
+// copy scans the row's indices for the gather's range, and a copy with plain gathers runs).
+__kernel void csr_rows(__global const uint* row_ptr, __global const uint* cols,
+                       __global const float* vals, __global const float* x, __global float* y,
+                       uint rows) {
+  const size_t r = get_global_id(0);
+  if (r >= rows) return;
+  float s = 0.0f;
+  for (uint j = row_ptr[r]; j < row_ptr[r + 1]; ++j) s += vals[j] * x[cols[j]];
+  y[r] = s;
+}
+
+// A loop that rewrites the indices it gathers through: its store lies in the index's range, so
+// no scan may stand for the loop's indices (J7); the result is the same on every path.
+__kernel void gather_rewrite(__global uint* idx, __global const float* x, __global float* out,
+                             uint per_item, uint n) {
+  const size_t i = get_global_id(0);
+  float s = 0.0f;
+  for (uint j = i * per_item; j < (i + 1) * per_item; ++j) {
+    s += x[idx[j]];
+    idx[j] = (idx[j] * 7u + 3u) % n;
+  }
+  out[i] = s;
+}
+
 // A 3x3 filter in __constant memory; the edge's zeros and the interior's sums are stored through
 // one PHI of two copies of the same index (after LLVM sinks the two stores into one).
 __kernel void conv3(__global const float* in, __global float* out, __constant float* f, int w,
@@ -623,6 +648,122 @@ TEST_P(JitPaths, GatherPrefetchReadsNoIndexPastTheRange) {
   munmap(raw, 5 * page);
 }
 
+// CSR rows of every kind of length (empty, one, short, longer than a scan covers) with exact
+// float sums, the data in place, the gathered vector in device memory (the scan's check fails:
+// the gathers probe), half of it there (rows of both kinds in one launch), and the matrix in
+// device memory: every path gives every row's sum.
+TEST_P(JitPaths, CsrGathersScanTheirIndicesAndFallBackToProbes) {
+  hetmm::Runtime rt(options(GetParam()));
+  auto& dev = rt.device(0);
+  const std::uint32_t rows = 3000, nx = 1u << 18;  // x: 1 MiB
+  const std::uint32_t lengths[] = {0, 1, 3, 16, 17, 0, 5000, 2};
+  std::vector<std::uint32_t> row_ptr(rows + 1, 0);
+  for (std::uint32_t r = 0; r < rows; ++r) row_ptr[r + 1] = row_ptr[r] + lengths[r % 8] % (r < 40 ? 5001 : 40);
+  const std::uint32_t nnz = row_ptr[rows];
+  auto* cols = static_cast<std::uint32_t*>(rt.allocate(std::size_t{nnz} * 4));
+  auto* vals = static_cast<float*>(rt.allocate(std::size_t{nnz} * 4));
+  auto* x = static_cast<float*>(rt.allocate(std::size_t{nx} * 4));
+  std::vector<float> y(rows), want(rows, 0.0f);
+  for (std::uint32_t i = 0; i < nx; ++i) x[i] = static_cast<float>(i % 16);
+  // A row's second index in x's lower half, its others in the upper half: with the lower half in
+  // device memory, a row's gathers are in place only where its range says so.
+  for (std::uint32_t r = 0; r < rows; ++r)
+    for (std::uint32_t j = row_ptr[r]; j < row_ptr[r + 1]; ++j) {
+      const std::uint32_t hash = (j * 2654435761u) % (nx / 2);
+      cols[j] = j == row_ptr[r] + 1 ? hash : nx / 2 + hash;
+      vals[j] = static_cast<float>(j % 8);
+    }
+  for (std::uint32_t r = 0; r < rows; ++r)
+    for (std::uint32_t j = row_ptr[r]; j < row_ptr[r + 1]; ++j) want[r] += vals[j] * x[cols[j]];
+  // No launch may touch a device-resident page of x through its process address (which would
+  // bring it home): a scan whose range missed an index would read x there.
+  auto check = [&](const char* what) {
+    std::vector<std::uint32_t> on_device;  // x's pages there before the launches
+    for (std::uint32_t i = 0; i < nx; i += 1024)
+      if (rt.location(x + i) == hetmm::Location::device(0)) on_device.push_back(i);
+    for (int round = 0; round < 2; ++round) {
+      std::fill(y.begin(), y.end(), -1.0f);
+      dev.launch(program(), "csr_rows", hetmm::NDRange{rows}, hetmm::NDRange{64}, row_ptr.data(),
+                 cols, vals, x, y.data(), rows);
+      dev.synchronize();
+      for (std::uint32_t r = 0; r < rows; ++r) ASSERT_EQ(y[r], want[r]) << what << " row " << r;
+    }
+    for (std::uint32_t i : on_device)
+      ASSERT_TRUE(rt.location(x + i) == hetmm::Location::device(0)) << what << " x[" << i << "]";
+  };
+  check("in place");
+  dev.migrate_to_device(x, std::size_t{nx} * 4);
+  check("x in device memory");
+  dev.migrate_to_system(x + nx / 2, std::size_t{nx} * 2);
+  check("the lower half of x in device memory");
+  dev.migrate_to_device(cols, std::size_t{nnz} * 4);
+  dev.migrate_to_device(vals, std::size_t{nnz} * 4);
+  check("all in device memory");
+  EXPECT_EQ(rt.audit(), "");
+  rt.deallocate(cols);
+  rt.deallocate(vals);
+  rt.deallocate(x);
+}
+
+// The scan reads a row's indices and nothing past them: an index array that ends right before
+// a page the process cannot read (PROT_NONE), rows that end at its last element.
+TEST_P(JitPaths, IndexScansReadNoIndexPastTheRow) {
+  hetmm::Runtime rt(options(GetParam()));
+  auto& dev = rt.device(0);
+  const long page = sysconf(_SC_PAGESIZE);
+  const std::uint32_t nnz = 2 * static_cast<std::uint32_t>(page) / 4;
+  void* raw = mmap(nullptr, 3 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(raw, MAP_FAILED);
+  ASSERT_EQ(mprotect(static_cast<char*>(raw) + 2 * page, page, PROT_NONE), 0);
+  auto* cols = static_cast<std::uint32_t*>(raw);
+  std::vector<float> vals(nnz, 1.0f), x(4096);
+  for (std::uint32_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i % 32);
+  for (std::uint32_t j = 0; j < nnz; ++j) cols[j] = (j * 40503u) % 4096;
+  for (std::uint32_t len : {1u, 7u, 13u, 16u, 33u}) {
+    const std::uint32_t rows = nnz / len;
+    std::vector<std::uint32_t> row_ptr(rows + 1);
+    for (std::uint32_t r = 0; r <= rows; ++r) row_ptr[r] = nnz - (rows - r) * len;  // ends at nnz
+    std::vector<float> y(rows);
+    dev.launch(program(), "csr_rows", hetmm::NDRange{rows}, hetmm::NDRange{32}, row_ptr.data(),
+               cols, vals.data(), x.data(), y.data(), rows);
+    dev.synchronize();
+    for (std::uint32_t r = 0; r < rows; ++r) {
+      float want = 0;
+      for (std::uint32_t j = row_ptr[r]; j < row_ptr[r + 1]; ++j) want += x[cols[j]];
+      ASSERT_EQ(y[r], want) << "rows of " << len << ", row " << r;
+    }
+  }
+  EXPECT_EQ(rt.audit(), "");
+  munmap(raw, 3 * page);
+}
+
+// A loop that stores into the index range it gathers through runs without the scan's range.
+TEST_P(JitPaths, LoopsThatRewriteTheirIndicesAreNotScanned) {
+  hetmm::Runtime rt(options(GetParam()));
+  auto& dev = rt.device(0);
+  const std::uint32_t items = 512, per_item = 24, n = 1u << 16;
+  std::vector<std::uint32_t> idx(items * per_item), shadow;
+  std::vector<float> x(n), out(items);
+  for (std::uint32_t i = 0; i < n; ++i) x[i] = static_cast<float>(i % 64);
+  for (std::uint32_t j = 0; j < idx.size(); ++j) idx[j] = (j * 2246822519u) % n;
+  shadow = idx;
+  for (int round = 0; round < 3; ++round) {
+    dev.launch(program(), "gather_rewrite", hetmm::NDRange{items}, hetmm::NDRange{64}, idx.data(),
+               x.data(), out.data(), per_item, n);
+    dev.synchronize();
+    for (std::uint32_t i = 0; i < items; ++i) {
+      float want = 0;
+      for (std::uint32_t j = i * per_item; j < (i + 1) * per_item; ++j) {
+        want += x[shadow[j]];
+        shadow[j] = (shadow[j] * 7u + 3u) % n;
+      }
+      ASSERT_EQ(out[i], want) << "round " << round << " item " << i;
+    }
+    ASSERT_EQ(idx, shadow) << "round " << round;
+  }
+  EXPECT_EQ(rt.audit(), "");
+}
+
 // A kept range answer is for its range: in a 2-D group the inner loop's range (a row) is the
 // same across the x loop around it but changes with the y loop around that, and the rows lie in
 // different blocks of device memory (copied memory: chunks apart, a delta per block). Keyed on
@@ -1112,6 +1253,14 @@ void transpose(__global const float* in, __global float* out, int w) {
   EXPECT_NE(program().kernel("add_row_bias").vectorization.find("2 scalar copies; 1 with probed"),
             std::string::npos)
       << program().kernel("add_row_bias").vectorization;
+  // J7: a gather through a ranged index has a copy with plain gathers, once the index is
+  // scanned: the work-item loop of `gather` vectorises, and a CSR row's loop has copies
+  // without probes.
+  const auto& gather = program().kernel("gather").vectorization;
+  EXPECT_EQ(gather.rfind("work-item loop: vectorised, ", 0), 0u) << gather;
+  const auto& csr = program().kernel("csr_rows").vectorization;
+  EXPECT_EQ(csr.find("the kernel's loops inside: 0 copies"), std::string::npos) << csr;
+  EXPECT_NE(csr.find("the kernel's loops inside: "), std::string::npos) << csr;
   // Without the optimiser there is nothing vectorised, and the report says so.
   auto plain = hetmm::Program::from_opencl_c(
       "__kernel void add1(__global int* v) { v[get_global_id(0)] += 1; }", "-O0");
