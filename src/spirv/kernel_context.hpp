@@ -49,6 +49,12 @@
 //      every element it reads and that bound passed a range check; only in a loop without
 //      atomics or calls whose stores lie outside the index's range. An index changed under the
 //      loop anyway (a data race) is an in-place access out of its range: J1's stale case.
+//  J8. A work-item loop around kernel loops checks its own direct accesses' ranges once per call,
+//      in place only (J1), and each access branches on that answer. A kernel loop whose range
+//      depends on loads among those (a CSR row's bounds) is covered by the nest check through
+//      their least and greatest values over the call, scanned in place after that check passed;
+//      a gather's index union over the nest is scanned in turn (J7). In place only: no frame
+//      answer rests on a scan.
 #pragma once
 
 #include "device/sim/worker.hpp"

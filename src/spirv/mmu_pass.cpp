@@ -1088,6 +1088,7 @@ struct NestCheck {
   Value* frames = nullptr;      // i1: every range in one run of frames (null: not checked)
   Value* epoch = nullptr;       // i64: the epoch read before the checks (acquire)
   std::vector<Value*> deltas;   // per range group: its run's delta where `frames`
+  Value* gathers_ok = nullptr;  // i1: every J7 gather of the loop in place for the nest
 };
 
 // The device-frame version of loop l (J4), after version_loop gave it its in-place version:
@@ -1699,123 +1700,69 @@ std::vector<RangeGroup> group_ranges(ScalarEvolution& se, const std::vector<Acce
   return out;
 }
 
-std::optional<NestCheck> nest_check(Loop* l, const std::vector<RangeGroup>& groups,
-                                    bool frames_ok, Value* ctx, const Runtime& rt,
-                                    ScalarEvolution& se, DominatorTree& dt, LoopInfo& li,
-                                    SCEVExpander& expander) {
-  Loop* outer = l->getParentLoop();
-  if (outer == nullptr || groups.empty()) return std::nullopt;
-  // Only where a work-item loop is one of the two (rows of a group, a row's work-items around a
-  // kernel loop): a kernel's own loop around a loop (a filter's rows of taps) runs a few times
-  // and would pay the nest check's code, in place and in frames, for little.
-  if (!work_item_mark(*l) && !work_item_mark(*outer)) return std::nullopt;
-  // Ranges the outer loop does not move gain nothing: the loop's kept answer is a load.
-  bool varies = false;
-  for (const RangeGroup& g : groups)
-    varies = varies || !se.isLoopInvariant(g.lo, outer) || !se.isLoopInvariant(g.hi, outer);
-  if (!varies) return std::nullopt;
-  if (outer->getLoopPreheader() == nullptr &&
-      InsertPreheaderForLoop(outer, &dt, &li, nullptr, false) == nullptr)
-    return std::nullopt;
-  PredicatedScalarEvolution pse(se, *outer);
-  const SCEV* btc = pse.getBackedgeTakenCount();
-  if (isa<SCEVCouldNotCompute>(btc)) return std::nullopt;
-  // A term over the outer loop: itself where invariant, else its first and last value (affine
-  // without wrapping, which is assumed and checked: so one of the two is its least, the other its
-  // greatest).
-  auto widen = [&](const SmallVectorImpl<const SCEV*>& terms, SmallVectorImpl<const SCEV*>& out) {
-    for (const SCEV* t : terms) {
-      if (se.isLoopInvariant(t, outer)) {
-        out.push_back(t);
-        continue;
-      }
-      SmallPtrSet<const SCEVPredicate*, 4> assumed;
-      const auto* ar = dyn_cast<SCEVAddRecExpr>(t);
-      if (ar == nullptr) ar = se.convertSCEVToAddRecWithPredicates(t, outer, assumed);
-      if (ar == nullptr || ar->getLoop() != outer || !ar->isAffine()) return false;
-      for (const SCEVPredicate* p : assumed) pse.addPredicate(*p);
-      out.push_back(ar->getStart());
-      out.push_back(ar->evaluateAtIteration(btc, se));
-    }
-    return true;
+// A loop before `then` (a terminator, left as the last block's) over `count` (>= 1) elements
+// like `like`'s (type, alignment, address space) at first, first + step, ...: their least and
+// greatest value, signed or not. LLVM vectorises it: scans are short (a CSR row: 16), so one
+// vector a step with its tail masked (masked lanes read nothing), not the 32-wide interleaved
+// body that a row of 16 would skip for the scalar remainder. Registered in `li`; the caller
+// recalculates the dominator tree.
+std::pair<Value*, Value*> emit_scan(Instruction* then, Value* first, std::int64_t step,
+                                    Value* count, LoadInst* like, bool is_signed, LoopInfo& li) {
+  BasicBlock* entry = then->getParent();
+  Loop* parent = li.getLoopFor(entry);
+  BasicBlock* body = SplitBlock(entry, then, static_cast<DominatorTree*>(nullptr), nullptr,
+                                nullptr, "mmu.scan");
+  BasicBlock* done = SplitBlock(body, then, static_cast<DominatorTree*>(nullptr), nullptr,
+                                nullptr, "mmu.scan.done");
+  body->getTerminator()->eraseFromParent();
+  auto* t = cast<IntegerType>(like->getType());
+  const unsigned as = like->getPointerAddressSpace();
+  IRBuilder<> eb(entry->getTerminator());
+  Type* i64 = eb.getInt64Ty();
+  Value* base = eb.CreateIntToPtr(first, eb.getInt8PtrTy(as));
+  IRBuilder<> sb(body);
+  PHINode* i = sb.CreatePHI(i64, 2, "mmu.scan.i");
+  PHINode* lo = sb.CreatePHI(t, 2, "mmu.scan.min");
+  PHINode* hi = sb.CreatePHI(t, 2, "mmu.scan.max");
+  Value* p = sb.CreateGEP(sb.getInt8Ty(), base, sb.CreateMul(i, sb.getInt64(step)));
+  Value* v = sb.CreateAlignedLoad(t, sb.CreateBitCast(p, t->getPointerTo(as)), like->getAlign(),
+                                  "mmu.scan.index");
+  Value* next_lo = sb.CreateBinaryIntrinsic(is_signed ? Intrinsic::smin : Intrinsic::umin, lo, v);
+  Value* next_hi = sb.CreateBinaryIntrinsic(is_signed ? Intrinsic::smax : Intrinsic::umax, hi, v);
+  // An exact count (not `next <= last`, which SCEV cannot count: last might be the largest
+  // i64) for the vectoriser.
+  Value* next = sb.CreateNUWAdd(i, sb.getInt64(1));
+  BranchInst* latch = sb.CreateCondBr(sb.CreateICmpNE(next, count), body, done);
+  LLVMContext& c = then->getContext();
+  auto option = [&](const char* name, Metadata* value) -> Metadata* {
+    return MDNode::get(c, {MDString::get(c, name), value});
   };
-  Instruction* where = outer->getLoopPreheader()->getTerminator();
-  std::vector<std::pair<const SCEV*, const SCEV*>> spans;
-  for (const RangeGroup& g : groups) {
-    SmallVector<const SCEV*, 16> los, his;
-    if (!widen(g.los, los) || !widen(g.his, his)) return std::nullopt;
-    const SCEV* lo = se.getUMinExpr(los);
-    const SCEV* hi = se.getUMaxExpr(his);
-    if (!expander.isSafeToExpandAt(lo, where) || !expander.isSafeToExpandAt(hi, where))
-      return std::nullopt;
-    spans.push_back({lo, hi});
-  }
-  IRBuilder<> b(where);
-  Type* i64 = b.getInt64Ty();
-  NestCheck n;
-  Probe epochs = emit_epochs(b, ctx);
-  cast<LoadInst>(epochs.dev_epoch)->setOrdering(AtomicOrdering::Acquire);  // before PTEs (J4)
-  n.epoch = epochs.dev_epoch;
-  Value* pred_ok = b.getTrue();
-  if (!pse.getPredicate().isAlwaysTrue())
-    pred_ok = b.CreateNot(expander.expandCodeForPredicate(&pse.getPredicate(), where));
-  std::vector<LocalRange> ranges;
-  for (std::size_t i = 0; i < groups.size(); ++i)
-    ranges.push_back({groups[i].insts, expander.expandCodeFor(spans[i].first, i64, where),
-                      expander.expandCodeFor(spans[i].second, i64, where), groups[i].write});
-  b.SetInsertPoint(where);
-  // In place, unless the first range's first page is known to be in a frame.
-  Value* first_local = emit_local_block_probe(b, ctx, ranges.front().lo, ranges.front().lo,
-                                              false, epochs.epoch_ok)
-                           .not_in_place;
-  BasicBlock* head = where->getParent();
-  Instruction* at =
-      SplitBlockAndInsertIfThen(b.CreateNot(first_local), where, false, nullptr, &dt, &li);
-  Value* chain = pred_ok;
-  for (const LocalRange& r : ranges)
-    chain = emit_range_check(at, ctx, epochs.epoch_ok, r.lo, r.hi, r.write, chain, rt, dt, li);
-  b.SetInsertPoint(where);
-  PHINode* in_place = b.CreatePHI(b.getInt1Ty(), 2, "mmu.nest.inplace");
-  in_place->addIncoming(b.getFalse(), head);
-  in_place->addIncoming(chain, at->getParent());
-  n.in_place = in_place;
-  if (!frames_ok) return n;
-  // Else in frames.
-  BasicBlock* head2 = where->getParent();
-  Instruction* at2 = SplitBlockAndInsertIfThen(b.CreateNot(in_place), where, false, nullptr, &dt, &li);
-  IRBuilder<> fb(at2);
-  Value* all = pred_ok;
-  std::vector<Value*> found;
-  for (const LocalRange& r : ranges) {
-    Value* d = kept_frame_delta(fb, r, ctx, epochs.dev_epoch, epochs.epoch_ok, rt, dt, li);
-    found.push_back(d);
-    all = fb.CreateAnd(all, fb.CreateICmpNE(d, fb.getInt64(0)));
-  }
-  b.SetInsertPoint(where);
-  PHINode* frames = b.CreatePHI(b.getInt1Ty(), 2, "mmu.nest.frames");
-  frames->addIncoming(b.getFalse(), head2);
-  frames->addIncoming(all, at2->getParent());
-  n.frames = frames;
-  for (Value* d : found) {
-    PHINode* p = b.CreatePHI(i64, 2, "mmu.nest.delta");
-    p->addIncoming(b.getInt64(0), head2);
-    p->addIncoming(d, at2->getParent());
-    n.deltas.push_back(p);
-  }
-  return n;
+  Metadata* one = ConstantAsMetadata::get(sb.getInt32(1));
+  Metadata* yes = ConstantAsMetadata::get(sb.getTrue());
+  MDNode* id = MDNode::getDistinct(c, {nullptr, option("llvm.loop.vectorize.enable", yes),
+                                       option("llvm.loop.interleave.count", one),
+                                       option("llvm.loop.vectorize.predicate.enable", yes)});
+  id->replaceOperandWith(0, id);
+  latch->setMetadata(LLVMContext::MD_loop, id);
+  const unsigned bits = t->getBitWidth();
+  i->addIncoming(sb.getInt64(0), entry);
+  i->addIncoming(next, body);
+  lo->addIncoming(ConstantInt::get(t, is_signed ? APInt::getSignedMaxValue(bits)
+                                                : APInt::getMaxValue(bits)),
+                  entry);
+  lo->addIncoming(next_lo, body);
+  hi->addIncoming(ConstantInt::get(t, is_signed ? APInt::getSignedMinValue(bits)
+                                                : APInt::getMinValue(bits)),
+                  entry);
+  hi->addIncoming(next_hi, body);
+  Loop* scan = li.AllocateLoop();
+  if (parent != nullptr) parent->addChildLoop(scan);
+  else li.addTopLevelLoop(scan);
+  scan->addBasicBlockToLoop(body, li);
+  if (parent != nullptr) parent->addBasicBlockToLoop(done, li);
+  return {next_lo, next_hi};
 }
 
-// J7: a gather whose index is a ranged load of the same loop (spmv's x[cols[j]], a lookup
-// src[idx[i]]) keeps its probe in the in-place copy, its addresses being data. Where the loop is
-// short and nothing in it can change the index, the in-place copy first scans the index's range
-// for its smallest and largest value (a loop LLVM vectorises): every element the gather reads
-// lies in [&base[min], &base[max]], one range check, and a third copy of the loop runs with the
-// gather as a plain load (and unrolls, or vectorises into gathers, as PoCL's does). The scan
-// reads the index where that copy will, in place (its checks passed: J1); the loop has no
-// atomics and no calls, and its stores lie outside the index's range (checked with the scan).
-// A writer racing with the launch (another group, the host) is a data race in OpenCL's model;
-// an index it changed still lands in process memory, where a stale address faults home or fails
-// and recovers (J1), as any in-place access does.
 struct ScanPlan {
   Instruction* inst;  // the gather (a load)
   GatherIndex index;
@@ -1859,6 +1806,402 @@ std::vector<ScanPlan> plan_scans(Loop* l, const std::vector<std::pair<Instructio
   return plans;
 }
 
+// J8: a work-item loop around kernel loops (spmv's rows around a row's nonzeros, k-means' points
+// around the centroids) touches some arrays directly, once per work-item (row_ptr[r], y[r],
+// points[i]), and probed each such access. Where the address is affine in the work-item loop,
+// the range a group touches is checked once in the loop's preheader, in place (J1), and each
+// access branches on that answer. The loads among them that bound a kernel loop (a CSR row's
+// first and last nonzero) are scanned there on demand for their least and greatest value over
+// the group (scan_item_load), so that the nest check covers the kernel loop's ranges for the
+// whole group although they depend on data.
+struct ItemLoop {
+  Loop* loop = nullptr;
+  std::unique_ptr<PredicatedScalarEvolution> pse;
+  std::vector<AccessRange> ranges;
+  Value* ok = nullptr;  // in the preheader: every range in place
+  struct Scan {
+    LoadInst* load;
+    bool is_signed;
+    Value* min;
+    Value* max;
+  };
+  std::vector<Scan> scans;
+};
+
+// An address's SCEV as the range checks see it: through address-space casts, PHIs of one index.
+const SCEV* address_scev(ScalarEvolution& se, Value* ptr) {
+  Value* base = ptr;
+  while (auto* cast_op = dyn_cast<AddrSpaceCastOperator>(base)) base = cast_op->getOperand(0);
+  return SamePhiRewriter(se, 4).visit(se.getSCEV(base));
+}
+
+std::map<Loop*, ItemLoop> item_loop_checks(
+    const std::vector<std::pair<Instruction*, Value*>>& work, Value* ctx, const Runtime& rt,
+    ScalarEvolution& se, SCEVExpander& expander, DominatorTree& dt, LoopInfo& li,
+    std::map<Instruction*, Value*>& checks) {
+  std::map<Loop*, ItemLoop> items;
+  if (work.empty()) return items;
+  const DataLayout& dl = work.front().first->getModule()->getDataLayout();
+  Type* i64 = Type::getInt64Ty(work.front().first->getContext());
+  for (auto& [inst, ptr] : work) {
+    Loop* w = li.getLoopFor(inst->getParent());
+    if (w == nullptr || w->isInnermost() || !work_item_mark(*w)) continue;
+    auto* load = dyn_cast<LoadInst>(inst);
+    auto* store = dyn_cast<StoreInst>(inst);
+    if ((load == nullptr || !load->isSimple()) && (store == nullptr || !store->isSimple())) continue;
+    auto [it, fresh] = items.try_emplace(w);
+    ItemLoop& item = it->second;
+    if (fresh && (w->getLoopPreheader() != nullptr ||
+                  InsertPreheaderForLoop(w, &dt, &li, nullptr, false) != nullptr)) {
+      item.loop = w;
+      item.pse = std::make_unique<PredicatedScalarEvolution>(se, *w);
+    }
+    if (item.loop == nullptr) continue;
+    PredicatedScalarEvolution& pse = *item.pse;
+    const SCEV* btc = pse.getBackedgeTakenCount();
+    if (isa<SCEVCouldNotCompute>(btc)) continue;
+    const SCEV* at = address_scev(se, ptr);
+    const SCEV *first = at, *last = at;
+    if (!se.isLoopInvariant(at, w)) {
+      SmallPtrSet<const SCEVPredicate*, 4> assumed;
+      const SCEVAddRecExpr* ar = dyn_cast<SCEVAddRecExpr>(at);
+      if (ar == nullptr) ar = se.convertSCEVToAddRecWithPredicates(at, w, assumed);
+      if (ar == nullptr || ar->getLoop() != w || !ar->isAffine()) continue;
+      for (const SCEVPredicate* p : assumed) pse.addPredicate(*p);
+      first = ar->getStart();
+      last = ar->evaluateAtIteration(btc, se);
+    }
+    first = se.getPtrToIntExpr(first, i64);
+    last = se.getPtrToIntExpr(last, i64);
+    if (isa<SCEVCouldNotCompute>(first) || isa<SCEVCouldNotCompute>(last)) continue;
+    Type* t = store != nullptr ? store->getValueOperand()->getType() : inst->getType();
+    item.ranges.push_back({inst, first, last, dl.getTypeStoreSize(t), se.getPointerBase(at), true});
+  }
+  for (auto& [w, item] : items) {
+    if (item.loop == nullptr || item.ranges.empty()) continue;
+    Instruction* where = w->getLoopPreheader()->getTerminator();
+    const std::vector<RangeGroup> groups = group_ranges(se, item.ranges);
+    bool safe = true;
+    for (const RangeGroup& g : groups)
+      safe = safe && expander.isSafeToExpandAt(g.lo, where) && expander.isSafeToExpandAt(g.hi, where);
+    if (!safe) {
+      item.ranges.clear();
+      continue;
+    }
+    IRBuilder<> b(where);
+    Value* ok = b.getTrue();
+    if (!item.pse->getPredicate().isAlwaysTrue())
+      ok = b.CreateNot(expander.expandCodeForPredicate(&item.pse->getPredicate(), where));
+    std::vector<std::pair<Value*, Value*>> spans;
+    for (const RangeGroup& g : groups)
+      spans.push_back({expander.expandCodeFor(g.lo, i64, where), expander.expandCodeFor(g.hi, i64, where)});
+    b.SetInsertPoint(where);
+    Probe epochs = emit_epochs(b, ctx);
+    // In place, unless the first range's first page is known to be in a frame.
+    Value* first_local = emit_local_block_probe(b, ctx, spans.front().first, spans.front().first,
+                                                false, epochs.epoch_ok)
+                             .not_in_place;
+    BasicBlock* head = where->getParent();
+    Instruction* at =
+        SplitBlockAndInsertIfThen(b.CreateNot(first_local), where, false, nullptr, &dt, &li);
+    Value* chain = ok;
+    for (std::size_t i = 0; i < groups.size(); ++i)
+      chain = emit_range_check(at, ctx, epochs.epoch_ok, spans[i].first, spans[i].second,
+                               groups[i].write, chain, rt, dt, li);
+    b.SetInsertPoint(where);
+    PHINode* in_place = b.CreatePHI(b.getInt1Ty(), 2, "mmu.items.inplace");
+    in_place->addIncoming(b.getFalse(), head);
+    in_place->addIncoming(chain, at->getParent());
+    item.ok = in_place;
+    for (const AccessRange& r : item.ranges) checks[r.inst] = item.ok;
+  }
+  return items;
+}
+
+// The least and greatest value over the group of `load`, a load of the work-item loop's checked
+// ranges (J8), emitted once in the loop's preheader; valid where item.ok holds. Null where the
+// load cannot be scanned.
+std::optional<std::pair<Value*, Value*>> scan_item_load(ItemLoop& item, LoadInst* load,
+                                                        bool is_signed, ScalarEvolution& se,
+                                                        SCEVExpander& expander,
+                                                        DominatorTree& dt, LoopInfo& li) {
+  if (item.ok == nullptr) return std::nullopt;
+  for (const ItemLoop::Scan& s : item.scans)
+    if (s.load == load && s.is_signed == is_signed) return std::make_pair(s.min, s.max);
+  Type* t = load->getType();
+  if (!t->isIntegerTy() || t->getIntegerBitWidth() > 32 ||
+      std::none_of(item.ranges.begin(), item.ranges.end(),
+                   [&](const AccessRange& r) { return r.inst == load; }))
+    return std::nullopt;
+  const auto* ar = dyn_cast<SCEVAddRecExpr>(item.pse->getSCEV(load->getPointerOperand()));
+  const SCEV* btc = item.pse->getBackedgeTakenCount();
+  if (ar == nullptr || ar->getLoop() != item.loop || !ar->isAffine()) return std::nullopt;
+  const auto* step = dyn_cast<SCEVConstant>(ar->getStepRecurrence(se));
+  if (step == nullptr || step->getAPInt().getSExtValue() <= 0) return std::nullopt;
+  Instruction* where = item.loop->getLoopPreheader()->getTerminator();
+  Type* i64 = Type::getInt64Ty(load->getContext());
+  const SCEV* first = se.getPtrToIntExpr(ar->getStart(), i64);
+  if (isa<SCEVCouldNotCompute>(first) || !expander.isSafeToExpandAt(first, where) ||
+      !expander.isSafeToExpandAt(btc, where))
+    return std::nullopt;
+  IRBuilder<> b(where);
+  Value* first_v = expander.expandCodeFor(first, i64, where);
+  Value* count = b.CreateAdd(b.CreateZExtOrTrunc(expander.expandCodeFor(btc, btc->getType(), where), i64),
+                             b.getInt64(1));
+  BasicBlock* head = where->getParent();
+  Instruction* then = SplitBlockAndInsertIfThen(item.ok, where, false, nullptr, &dt, &li);
+  auto [lo, hi] = emit_scan(then, first_v, step->getAPInt().getSExtValue(), count, load,
+                            is_signed, li);
+  dt.recalculate(*where->getFunction());
+  b.SetInsertPoint(where);
+  PHINode* min = b.CreatePHI(t, 2, "mmu.items.min");
+  min->addIncoming(Constant::getNullValue(t), head);
+  min->addIncoming(lo, then->getParent());
+  PHINode* max = b.CreatePHI(t, 2, "mmu.items.max");
+  max->addIncoming(Constant::getNullValue(t), head);
+  max->addIncoming(hi, then->getParent());
+  item.scans.push_back({load, is_signed, min, max});
+  return std::make_pair(static_cast<Value*>(min), static_cast<Value*>(max));
+}
+
+// J7 for a whole nest: where the nest check passed in place, the union of a gather's index
+// range over the group (its range group's span, just checked in place) is scanned once, and the
+// gathers' ranges checked: every entry of the loop in that group then runs the plain copy without
+// a scan of its own. The nest is a run of joined groups (4096 CSR rows, 64K indices: 8
+// instructions a row for the scan, whose reads bring the indices into the cache for the rows);
+// spans of more than kNestScanMax indices are left to the entries' scans.
+Value* nest_gathers(const NestCheck& n, const std::vector<RangeGroup>& groups,
+                    const std::vector<LocalRange>& spans, const std::vector<ScanPlan>& scans,
+                    Value* ctx, const Runtime& rt, const Probe& epochs, DominatorTree& dt,
+                    LoopInfo& li) {
+  constexpr std::uint64_t kNestScanMax = std::uint64_t{1} << 18;
+  Instruction* where = cast<Instruction>(n.in_place)->getParent()->getTerminator();
+  Function* f = where->getFunction();
+  const DataLayout& dl = f->getParent()->getDataLayout();
+  IRBuilder<> b(where);
+  Type* i64 = b.getInt64Ty();
+  // Each gather's index span, scanned element by element (naturally aligned indices: every one
+  // the loop reads lies on the span's grid).
+  struct Span {
+    std::size_t plan;
+    Value* lo;
+    Value* count;
+  };
+  std::vector<Span> found;
+  Value* go = n.in_place;
+  for (std::size_t k = 0; k < scans.size(); ++k) {
+    LoadInst* index = scans[k].index.load;
+    const std::uint64_t size = dl.getTypeStoreSize(index->getType());
+    if (index->getAlign().value() < size) return nullptr;
+    auto g = std::find_if(groups.begin(), groups.end(), [&](const RangeGroup& r) {
+      return !r.write && std::find(r.insts.begin(), r.insts.end(), index) != r.insts.end();
+    });
+    if (g == groups.end()) return nullptr;
+    const LocalRange& span = spans[static_cast<std::size_t>(g - groups.begin())];
+    if (!isPowerOf2_64(size)) return nullptr;
+    Value* count = b.CreateLShr(b.CreateSub(span.hi, span.lo), Log2_64(size));
+    go = b.CreateAnd(go, b.CreateICmpULE(count, b.getInt64(kNestScanMax)));
+    go = b.CreateAnd(go, b.CreateICmpNE(count, b.getInt64(0)));
+    found.push_back({k, span.lo, count});
+  }
+  BasicBlock* head = where->getParent();
+  Instruction* then = SplitBlockAndInsertIfThen(go, where, false, nullptr, &dt, &li);
+  std::vector<std::pair<Value*, Value*>> bounds;
+  for (const Span& sp : found) {
+    const ScanPlan& p = scans[sp.plan];
+    const bool is_signed = p.index.ext == nullptr || isa<SExtInst>(p.index.ext);
+    bounds.push_back(emit_scan(then, sp.lo, static_cast<std::int64_t>(dl.getTypeStoreSize(p.index.load->getType())),
+                               sp.count, p.index.load, is_signed, li));
+  }
+  dt.recalculate(*f);
+  IRBuilder<> cb(then);
+  Value* ok = cb.getTrue();
+  for (std::size_t k = 0; k < found.size(); ++k) {
+    const ScanPlan& p = scans[found[k].plan];
+    const bool is_signed = p.index.ext == nullptr || isa<SExtInst>(p.index.ext);
+    cb.SetInsertPoint(then);
+    auto widen = [&](Value* v) { return is_signed ? cb.CreateSExt(v, i64) : cb.CreateZExt(v, i64); };
+    Value* base = cb.CreatePtrToInt(p.index.gep->getPointerOperand(), i64);
+    const std::uint64_t elt = dl.getTypeAllocSize(p.index.gep->getSourceElementType());
+    Value* lo = cb.CreateAdd(base, cb.CreateMul(widen(bounds[k].first), cb.getInt64(elt)));
+    Value* hi = cb.CreateAdd(base, cb.CreateMul(widen(bounds[k].second), cb.getInt64(elt)));
+    hi = cb.CreateAdd(hi, cb.getInt64(dl.getTypeStoreSize(p.inst->getType())));
+    KeptRun kept = kept_in_place(f);
+    ok = emit_range_check(then, ctx, epochs.epoch_ok, lo, hi, false, ok, rt, dt, li, &kept, true);
+  }
+  b.SetInsertPoint(where);
+  PHINode* result = b.CreatePHI(b.getInt1Ty(), 2, "mmu.nest.gathers");
+  result->addIncoming(b.getFalse(), head);
+  result->addIncoming(ok, then->getParent());
+  return result;
+}
+
+std::optional<NestCheck> nest_check(Loop* l, const std::vector<RangeGroup>& groups,
+                                    bool frames_ok, Value* ctx, const Runtime& rt,
+                                    ScalarEvolution& se, DominatorTree& dt, LoopInfo& li,
+                                    SCEVExpander& expander, ItemLoop* item,
+                                    const std::vector<ScanPlan>& scans) {
+  Loop* outer = l->getParentLoop();
+  if (outer == nullptr || groups.empty()) return std::nullopt;
+  // Only where a work-item loop is one of the two (rows of a group, a row's work-items around a
+  // kernel loop): a kernel's own loop around a loop (a filter's rows of taps) runs a few times
+  // and would pay the nest check's code, in place and in frames, for little.
+  if (!work_item_mark(*l) && !work_item_mark(*outer)) return std::nullopt;
+  // Ranges the outer loop does not move gain nothing: the loop's kept answer is a load.
+  bool varies = false;
+  for (const RangeGroup& g : groups)
+    varies = varies || !se.isLoopInvariant(g.lo, outer) || !se.isLoopInvariant(g.hi, outer);
+  if (!varies) return std::nullopt;
+  if (outer->getLoopPreheader() == nullptr &&
+      InsertPreheaderForLoop(outer, &dt, &li, nullptr, false) == nullptr)
+    return std::nullopt;
+  PredicatedScalarEvolution pse(se, *outer);
+  const SCEV* btc = pse.getBackedgeTakenCount();
+  if (isa<SCEVCouldNotCompute>(btc)) return std::nullopt;
+  Instruction* where = outer->getLoopPreheader()->getTerminator();
+  // A term c0 + c * ext(U), U a load the work-item loop ranges (J8: a CSR row's bound), c0
+  // invariant and c a positive constant: its least (or greatest) value over the group is U's
+  // least (greatest) value's term, from the work-item loop's scan of U.
+  bool scanned = false;
+  auto scanned_bound = [&](const SCEV* t, bool greatest) -> const SCEV* {
+    if (item == nullptr || item->loop != outer) return nullptr;
+    const SCEV* c0 = se.getZero(t->getType());
+    const SCEV* v = t;
+    if (const auto* add = dyn_cast<SCEVAddExpr>(t)) {
+      SmallVector<const SCEV*, 4> invariant;
+      v = nullptr;
+      for (const SCEV* op : add->operands()) {
+        if (se.isLoopInvariant(op, outer)) invariant.push_back(op);
+        else if (v != nullptr) return nullptr;
+        else v = op;
+      }
+      if (!invariant.empty()) c0 = se.getAddExpr(invariant);
+    }
+    const SCEV* c = se.getOne(t->getType());
+    if (const auto* mul = dyn_cast<SCEVMulExpr>(v); mul != nullptr && mul->getNumOperands() == 2) {
+      const auto* k = dyn_cast<SCEVConstant>(mul->getOperand(0));
+      if (k == nullptr || k->getAPInt().isNonPositive() || k->getAPInt().ugt(1u << 16)) return nullptr;
+      c = k;
+      v = mul->getOperand(1);
+    }
+    bool is_signed = false;
+    const SCEV* inner = nullptr;
+    if (const auto* z = dyn_cast<SCEVZeroExtendExpr>(v)) inner = z->getOperand();
+    else if (const auto* sx = dyn_cast<SCEVSignExtendExpr>(v)) inner = sx->getOperand(), is_signed = true;
+    const auto* u = dyn_cast_or_null<SCEVUnknown>(inner);
+    auto* load = u != nullptr ? dyn_cast<LoadInst>(u->getValue()) : nullptr;
+    if (load == nullptr) return nullptr;
+    auto bounds = scan_item_load(*item, load, is_signed, se, expander, dt, li);
+    if (!bounds) return nullptr;
+    scanned = true;
+    const SCEV* m = se.getUnknown(greatest ? bounds->second : bounds->first);
+    m = is_signed ? se.getSignExtendExpr(m, v->getType()) : se.getZeroExtendExpr(m, v->getType());
+    return se.getAddExpr(c0, se.getMulExpr(c, m));
+  };
+  // A term over the outer loop: itself where invariant, else its first and last value (affine
+  // without wrapping, which is assumed and checked: so one of the two is its least, the other its
+  // greatest), else its scanned bound.
+  auto widen = [&](const SmallVectorImpl<const SCEV*>& terms, SmallVectorImpl<const SCEV*>& out,
+                   bool greatest) {
+    for (const SCEV* t : terms) {
+      if (se.isLoopInvariant(t, outer)) {
+        out.push_back(t);
+        continue;
+      }
+      SmallPtrSet<const SCEVPredicate*, 4> assumed;
+      const auto* ar = dyn_cast<SCEVAddRecExpr>(t);
+      if (ar == nullptr) ar = se.convertSCEVToAddRecWithPredicates(t, outer, assumed);
+      if (ar == nullptr || ar->getLoop() != outer || !ar->isAffine()) {
+        const SCEV* bound = scanned_bound(t, greatest);
+        if (bound == nullptr) return false;
+        out.push_back(bound);
+        continue;
+      }
+      for (const SCEVPredicate* p : assumed) pse.addPredicate(*p);
+      out.push_back(ar->getStart());
+      out.push_back(ar->evaluateAtIteration(btc, se));
+    }
+    return true;
+  };
+  std::vector<std::pair<const SCEV*, const SCEV*>> spans;
+  for (const RangeGroup& g : groups) {
+    SmallVector<const SCEV*, 16> los, his;
+    if (!widen(g.los, los, false) || !widen(g.his, his, true)) return std::nullopt;
+    const SCEV* lo = se.getUMinExpr(los);
+    const SCEV* hi = se.getUMaxExpr(his);
+    if (!expander.isSafeToExpandAt(lo, where) || !expander.isSafeToExpandAt(hi, where))
+      return std::nullopt;
+    spans.push_back({lo, hi});
+  }
+  IRBuilder<> b(where);
+  Type* i64 = b.getInt64Ty();
+  NestCheck n;
+  Probe epochs = emit_epochs(b, ctx);
+  cast<LoadInst>(epochs.dev_epoch)->setOrdering(AtomicOrdering::Acquire);  // before PTEs (J4)
+  n.epoch = epochs.dev_epoch;
+  Value* pred_ok = b.getTrue();
+  if (!pse.getPredicate().isAlwaysTrue())
+    pred_ok = b.CreateNot(expander.expandCodeForPredicate(&pse.getPredicate(), where));
+  if (scanned) pred_ok = b.CreateAnd(pred_ok, item->ok);  // the scans read in place (J8)
+  std::vector<LocalRange> ranges;
+  for (std::size_t i = 0; i < groups.size(); ++i)
+    ranges.push_back({groups[i].insts, expander.expandCodeFor(spans[i].first, i64, where),
+                      expander.expandCodeFor(spans[i].second, i64, where), groups[i].write});
+  b.SetInsertPoint(where);
+  // In place, unless the first range's first page is known to be in a frame.
+  Value* first_local = emit_local_block_probe(b, ctx, ranges.front().lo, ranges.front().lo,
+                                              false, epochs.epoch_ok)
+                           .not_in_place;
+  BasicBlock* head = where->getParent();
+  Instruction* at =
+      SplitBlockAndInsertIfThen(b.CreateNot(first_local), where, false, nullptr, &dt, &li);
+  Value* chain = pred_ok;
+  for (const LocalRange& r : ranges)
+    chain = emit_range_check(at, ctx, epochs.epoch_ok, r.lo, r.hi, r.write, chain, rt, dt, li);
+  b.SetInsertPoint(where);
+  PHINode* in_place = b.CreatePHI(b.getInt1Ty(), 2, "mmu.nest.inplace");
+  in_place->addIncoming(b.getFalse(), head);
+  in_place->addIncoming(chain, at->getParent());
+  n.in_place = in_place;
+  if (!scans.empty()) n.gathers_ok = nest_gathers(n, groups, ranges, scans, ctx, rt, epochs, dt, li);
+  // Scanned bounds are the in-place scans' (J8): no frame version of the nest.
+  if (!frames_ok || scanned) return n;
+  // Else in frames.
+  BasicBlock* head2 = where->getParent();
+  Instruction* at2 = SplitBlockAndInsertIfThen(b.CreateNot(in_place), where, false, nullptr, &dt, &li);
+  IRBuilder<> fb(at2);
+  Value* all = pred_ok;
+  std::vector<Value*> found;
+  for (const LocalRange& r : ranges) {
+    Value* d = kept_frame_delta(fb, r, ctx, epochs.dev_epoch, epochs.epoch_ok, rt, dt, li);
+    found.push_back(d);
+    all = fb.CreateAnd(all, fb.CreateICmpNE(d, fb.getInt64(0)));
+  }
+  b.SetInsertPoint(where);
+  PHINode* frames = b.CreatePHI(b.getInt1Ty(), 2, "mmu.nest.frames");
+  frames->addIncoming(b.getFalse(), head2);
+  frames->addIncoming(all, at2->getParent());
+  n.frames = frames;
+  for (Value* d : found) {
+    PHINode* p = b.CreatePHI(i64, 2, "mmu.nest.delta");
+    p->addIncoming(b.getInt64(0), head2);
+    p->addIncoming(d, at2->getParent());
+    n.deltas.push_back(p);
+  }
+  return n;
+}
+
+// J7: a gather whose index is a ranged load of the same loop (spmv's x[cols[j]], a lookup
+// src[idx[i]]) keeps its probe in the in-place copy, its addresses being data. Where the loop is
+// short and nothing in it can change the index, the in-place copy first scans the index's range
+// for its smallest and largest value (a loop LLVM vectorises): every element the gather reads
+// lies in [&base[min], &base[max]], one range check, and a third copy of the loop runs with the
+// gather as a plain load (and unrolls, or vectorises into gathers, as PoCL's does). The scan
+// reads the index where that copy will, in place (its checks passed: J1); the loop has no
+// atomics and no calls, and its stores lie outside the index's range (checked with the scan).
+// A writer racing with the launch (another group, the host) is a data race in OpenCL's model;
+// an index it changed still lands in process memory, where a stale address faults home or fails
+// and recovers (J1), as any in-place access does.
 // The scans and checks of J7 in the preheader of `fast` (loop l's in-place copy): whether every
 // planned gather's range passed, or null where they cannot be emitted. A loop entry of more than
 // kScanMax iterations probes instead (its index read twice would cost more than the probes it
@@ -1867,7 +2210,7 @@ std::vector<ScanPlan> plan_scans(Loop* l, const std::vector<std::pair<Instructio
 Value* scan_gathers(Loop* fast, const std::vector<ScanPlan>& plans,
                     const std::vector<AccessRange>& ranges, Value* ctx, const Runtime& rt,
                     PredicatedScalarEvolution& pse, ScalarEvolution& se, SCEVExpander& expander,
-                    DominatorTree& dt, LoopInfo& li) {
+                    DominatorTree& dt, LoopInfo& li, Value* nest_ok) {
   constexpr std::uint64_t kScanMax = 4096;
   BasicBlock* pre = fast->getLoopPreheader();
   if (pre == nullptr) return nullptr;
@@ -1884,6 +2227,11 @@ Value* scan_gathers(Loop* fast, const std::vector<ScanPlan>& plans,
   for (const AccessRange* w : writes)
     safe = safe && expander.isSafeToExpandAt(w->first, at) && expander.isSafeToExpandAt(w->last, at);
   if (!safe) return nullptr;
+  // Where the nest's scan covered this entry (nest_gathers): nothing else to compute.
+  Instruction* entry_at = at;
+  BasicBlock* entry_head = at->getParent();
+  if (nest_ok != nullptr)
+    at = SplitBlockAndInsertIfThen(IRBuilder<>(at).CreateNot(nest_ok), at, false, nullptr, &dt, &li);
 
   IRBuilder<> b(at);
   Value* trips = b.CreateZExtOrTrunc(expander.expandCodeFor(btc, btc->getType(), at), i64);
@@ -1931,61 +2279,8 @@ Value* scan_gathers(Loop* fast, const std::vector<ScanPlan>& plans,
   }
   BasicBlock* head = at->getParent();
   Instruction* then = SplitBlockAndInsertIfThen(go, at, false, nullptr, &dt, &li);
-  Loop* parent = li.getLoopFor(then->getParent());
-  for (Index& x : indices) {
-    BasicBlock* entry = then->getParent();
-    BasicBlock* body = SplitBlock(entry, then, &dt, nullptr, nullptr, "mmu.scan");
-    BasicBlock* done = SplitBlock(body, then, &dt, nullptr, nullptr, "mmu.scan.done");
-    body->getTerminator()->eraseFromParent();
-    IntegerType* t = cast<IntegerType>(x.load->getType());
-    IRBuilder<> eb(entry->getTerminator());
-    Value* first = eb.CreateIntToPtr(x.first, eb.getInt8PtrTy(x.load->getPointerAddressSpace()));
-    IRBuilder<> sb(body);
-    PHINode* i = sb.CreatePHI(i64, 2, "mmu.scan.i");
-    PHINode* lo = sb.CreatePHI(t, 2, "mmu.scan.min");
-    PHINode* hi = sb.CreatePHI(t, 2, "mmu.scan.max");
-    Value* p = sb.CreateGEP(sb.getInt8Ty(), first, sb.CreateMul(i, sb.getInt64(x.step)));
-    Value* v = sb.CreateAlignedLoad(t, sb.CreateBitCast(p, t->getPointerTo(x.load->getPointerAddressSpace())),
-                                    x.load->getAlign(), "mmu.scan.index");
-    Value* next_lo = sb.CreateBinaryIntrinsic(x.is_signed ? Intrinsic::smin : Intrinsic::umin, lo, v);
-    Value* next_hi = sb.CreateBinaryIntrinsic(x.is_signed ? Intrinsic::smax : Intrinsic::umax, hi, v);
-    // An exact count (not `next <= trips`, which SCEV cannot count: trips might be the largest
-    // i64) for the vectoriser.
-    Value* next = sb.CreateNUWAdd(i, sb.getInt64(1));
-    BranchInst* latch = sb.CreateCondBr(sb.CreateICmpNE(next, count), body, done);
-    // Scans are short (a CSR row: 16): one vector a step, its tail masked, not the 32-wide
-    // interleaved body that a row of 16 would skip for the scalar remainder.
-    LLVMContext& c = f->getContext();
-    auto option = [&](const char* name, Metadata* value) -> Metadata* {
-      return MDNode::get(c, {MDString::get(c, name), value});
-    };
-    Metadata* one = ConstantAsMetadata::get(sb.getInt32(1));
-    Metadata* yes = ConstantAsMetadata::get(sb.getTrue());
-    MDNode* id = MDNode::getDistinct(
-        c, {nullptr, option("llvm.loop.vectorize.enable", yes),
-            option("llvm.loop.interleave.count", one),
-            option("llvm.loop.vectorize.predicate.enable", yes)});
-    id->replaceOperandWith(0, id);
-    latch->setMetadata(LLVMContext::MD_loop, id);
-    const unsigned bits = t->getBitWidth();
-    i->addIncoming(sb.getInt64(0), entry);
-    i->addIncoming(next, body);
-    lo->addIncoming(ConstantInt::get(t, x.is_signed ? APInt::getSignedMaxValue(bits)
-                                                    : APInt::getMaxValue(bits)),
-                    entry);
-    lo->addIncoming(next_lo, body);
-    hi->addIncoming(ConstantInt::get(t, x.is_signed ? APInt::getSignedMinValue(bits)
-                                                    : APInt::getMinValue(bits)),
-                    entry);
-    hi->addIncoming(next_hi, body);
-    x.min = next_lo;
-    x.max = next_hi;
-    Loop* scan = li.AllocateLoop();
-    if (parent != nullptr) parent->addChildLoop(scan);
-    else li.addTopLevelLoop(scan);
-    scan->addBasicBlockToLoop(body, li);
-    if (parent != nullptr) parent->addBasicBlockToLoop(done, li);
-  }
+  for (Index& x : indices)
+    std::tie(x.min, x.max) = emit_scan(then, x.first, x.step, count, x.load, x.is_signed, li);
   dt.recalculate(*f);
   IRBuilder<> cb(then);
   Value* ok = cb.getTrue();
@@ -2008,7 +2303,12 @@ Value* scan_gathers(Loop* fast, const std::vector<ScanPlan>& plans,
   PHINode* result = ab.CreatePHI(ab.getInt1Ty(), 2, "mmu.scan.ok");
   result->addIncoming(ab.getFalse(), head);
   result->addIncoming(ok, then->getParent());
-  return result;
+  if (nest_ok == nullptr) return result;
+  IRBuilder<> eb(entry_at);
+  PHINode* either = eb.CreatePHI(eb.getInt1Ty(), 2, "mmu.scan.nest");
+  either->addIncoming(eb.getTrue(), entry_head);
+  either->addIncoming(result, at->getParent());
+  return either;
 }
 
 // Loop range checks: for the loads and stores of an innermost loop whose addresses are affine
@@ -2035,6 +2335,7 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
   SCEVExpander expander(se, dl, "mmu.range");
   Type* i64 = Type::getInt64Ty(f.getContext());
   Value* ctx = ctx_of(f);
+  std::map<Loop*, ItemLoop> items = item_loop_checks(work, ctx, rt, se, expander, dt, li, checks);
   struct LoopCheck {
     std::unique_ptr<PredicatedScalarEvolution> pse;  // no-wrap assumptions, checked at entry
     std::vector<AccessRange> ranges;
@@ -2146,8 +2447,11 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
                            se.isLoopInvariant(g.hi, parent),
                        g.lo, g.hi});
     const bool frames_ok = calls_only_intrinsics(l);
+    const std::vector<ScanPlan> scans = plan_scans(l, lc.probed, lc.ranges, *lc.pse, se);
+    auto item = items.find(parent);
     std::optional<NestCheck> nest =
-        nest_check(l, groups, frames_ok, ctx, rt, se, dt, li, expander);
+        nest_check(l, groups, frames_ok, ctx, rt, se, dt, li, expander,
+                   item != items.end() ? &item->second : nullptr, scans);
     // Where the nest check passed in place, only the loop's own predicate is left to test;
     // else the loop's own ranges are checked here.
     {
@@ -2223,7 +2527,6 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
       ok = in_place_ok;
     }
     ValueToValueMapTy vmap;
-    const std::vector<ScanPlan> scans = plan_scans(l, lc.probed, lc.ranges, *lc.pse, se);
     if (version_loop(l, ok, dt, li, se, vmap)) {
       // The ranged accesses of the original run only where the checks failed.
       for (const AccessRange& r : lc.ranges) cold.insert(r.inst);
@@ -2237,7 +2540,7 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
         Loop* fast = li.getLoopFor(fast_header);
         Value* scanned_ok = fast != nullptr && fast->getHeader() == fast_header
                                 ? scan_gathers(fast, scans, lc.ranges, ctx, rt, *lc.pse, se,
-                                               expander, dt, li)
+                                               expander, dt, li, nest ? nest->gathers_ok : nullptr)
                                 : nullptr;
         ValueToValueMapTy plain;
         if (scanned_ok != nullptr && version_loop(fast, scanned_ok, dt, li, se, plain))

@@ -657,7 +657,8 @@ TEST_P(JitPaths, CsrGathersScanTheirIndicesAndFallBackToProbes) {
   auto& dev = rt.device(0);
   const std::uint32_t rows = 3000, nx = 1u << 18;  // x: 1 MiB
   const std::uint32_t lengths[] = {0, 1, 3, 16, 17, 0, 5000, 2};
-  std::vector<std::uint32_t> row_ptr(rows + 1, 0);
+  // row_ptr on pages of its own: moved to device memory, no other heap data would bring it home.
+  auto* row_ptr = static_cast<std::uint32_t*>(rt.allocate((rows + 1) * 4));
   for (std::uint32_t r = 0; r < rows; ++r) row_ptr[r + 1] = row_ptr[r] + lengths[r % 8] % (r < 40 ? 5001 : 40);
   const std::uint32_t nnz = row_ptr[rows];
   auto* cols = static_cast<std::uint32_t*>(rt.allocate(std::size_t{nnz} * 4));
@@ -675,23 +676,43 @@ TEST_P(JitPaths, CsrGathersScanTheirIndicesAndFallBackToProbes) {
     }
   for (std::uint32_t r = 0; r < rows; ++r)
     for (std::uint32_t j = row_ptr[r]; j < row_ptr[r + 1]; ++j) want[r] += vals[j] * x[cols[j]];
-  // No launch may touch a device-resident page of x through its process address (which would
-  // bring it home): a scan whose range missed an index would read x there.
+  // No launch may touch a device-resident page through its process address (which would bring
+  // it home): a scan whose range missed an index would read x there, a nest range too narrow
+  // (J8) would read vals there, a work-item loop's check that passed wrongly row_ptr.
+  struct Region {
+    const char* name;
+    const void* p;
+    std::size_t bytes;
+  };
+  const Region watched[] = {{"x", x, std::size_t{nx} * 4},
+                            {"vals", vals, std::size_t{nnz} * 4},
+                            {"cols", cols, std::size_t{nnz} * 4},
+                            {"row_ptr", row_ptr, std::size_t{rows + 1} * 4}};
   auto check = [&](const char* what) {
-    std::vector<std::uint32_t> on_device;  // x's pages there before the launches
-    for (std::uint32_t i = 0; i < nx; i += 1024)
-      if (rt.location(x + i) == hetmm::Location::device(0)) on_device.push_back(i);
+    std::vector<std::pair<const Region*, std::size_t>> on_device;  // pages there before
+    for (const Region& r : watched)
+      for (std::size_t at = 0; at < r.bytes; at += 4096)
+        if (rt.location(static_cast<const char*>(r.p) + at) == hetmm::Location::device(0))
+          on_device.push_back({&r, at});
     for (int round = 0; round < 2; ++round) {
       std::fill(y.begin(), y.end(), -1.0f);
-      dev.launch(program(), "csr_rows", hetmm::NDRange{rows}, hetmm::NDRange{64}, row_ptr.data(),
+      dev.launch(program(), "csr_rows", hetmm::NDRange{rows}, hetmm::NDRange{64}, row_ptr,
                  cols, vals, x, y.data(), rows);
       dev.synchronize();
       for (std::uint32_t r = 0; r < rows; ++r) ASSERT_EQ(y[r], want[r]) << what << " row " << r;
     }
-    for (std::uint32_t i : on_device)
-      ASSERT_TRUE(rt.location(x + i) == hetmm::Location::device(0)) << what << " x[" << i << "]";
+    for (auto [r, at] : on_device)
+      ASSERT_TRUE(rt.location(static_cast<const char*>(r->p) + at) == hetmm::Location::device(0))
+          << what << ": " << r->name << " + " << at;
   };
   check("in place");
+  const std::size_t tail = std::size_t{nnz} * 4 - 16384;  // the last rows' values
+  dev.migrate_to_device(vals + tail / 4, 16384);
+  check("the last rows' values in device memory");
+  dev.migrate_to_system(vals + tail / 4, 16384);
+  dev.migrate_to_device(row_ptr, std::size_t{rows + 1} * 4);
+  check("row_ptr in device memory");
+  dev.migrate_to_system(row_ptr, std::size_t{rows + 1} * 4);
   dev.migrate_to_device(x, std::size_t{nx} * 4);
   check("x in device memory");
   dev.migrate_to_system(x + nx / 2, std::size_t{nx} * 2);
@@ -703,6 +724,7 @@ TEST_P(JitPaths, CsrGathersScanTheirIndicesAndFallBackToProbes) {
   rt.deallocate(cols);
   rt.deallocate(vals);
   rt.deallocate(x);
+  rt.deallocate(row_ptr);
 }
 
 // The scan reads a row's indices and nothing past them: an index array that ends right before
