@@ -732,6 +732,25 @@ Value* emit_range_check(Instruction* where, Value* ctx, Value* epoch_ok, Value* 
   return b.CreateAnd(ok, passed);
 }
 
+// `check(t)`'s answer (an i1 available at t) where `skip` does not hold, else true: emitted
+// before `at` in a branch of its own, so that a skipped range costs no check (J1-J4 hold for
+// the accesses that run; those under `skip` do not run in this loop entry).
+Value* unless_skipped(Instruction* at, Value* skip, DominatorTree& dt, LoopInfo& li,
+                      const std::function<Value*(Instruction*)>& check) {
+  if (skip == nullptr) return check(at);
+  BasicBlock* head = at->getParent();
+  Instruction* t = SplitBlockAndInsertIfThen(IRBuilder<>(at).CreateNot(skip), at, false, nullptr,
+                                             &dt, &li);
+  Value* passed = check(t);
+  IRBuilder<> b(at);
+  PHINode* p = b.CreatePHI(passed->getType(), 2, "mmu.unskipped");
+  p->addIncoming(passed->getType()->isIntegerTy(1) ? static_cast<Value*>(b.getTrue())
+                                                   : ConstantInt::get(passed->getType(), 1),
+                 head);
+  p->addIncoming(passed, t->getParent());
+  return p;
+}
+
 // Whether loop l calls nothing but LLVM intrinsics (no runtime entry point, no builtin that
 // could touch memory through the MMU or switch fibers): required to hold `active` across it.
 bool calls_only_intrinsics(Loop* l) {
@@ -754,6 +773,7 @@ struct LocalRange {
   bool invariant = false;  // the same range at every entry of the loop (its parent's invariant)
   const SCEV* lo_s = nullptr;  // lo and hi before expansion (expand_bounds)
   const SCEV* hi_s = nullptr;
+  Value* skip = nullptr;  // i1: the accesses do not run in this loop entry (skip_terms)
 };
 
 // The ranges' bounds, computed before `at`: only on the way that checks them, so that a loop
@@ -1126,19 +1146,18 @@ void version_local(Loop* l, Value* ctx, Value* pred_ok, std::vector<LocalRange> 
   Value* all = pred_ok;
   std::vector<Value*> deltas;
   for (const LocalRange& r : ranges) {
-    if (r.invariant) {
-      // The same range at every entry: the kept delta of this epoch, else the check below.
-      Instruction* where = &*b.GetInsertPoint();
-      Value* d = cached_check(where, epoch, r.lo, r.hi, dt, li, [&](Instruction* at) {
-        IRBuilder<> cb(at);
-        return frame_delta(cb, r, ctx, epoch_ok, rt, dt, li);
-      });
-      b.SetInsertPoint(cast<Instruction>(d)->getParent()->getFirstNonPHI());
-      deltas.push_back(d);
-      all = b.CreateAnd(all, b.CreateICmpNE(d, b.getInt64(0)));
-      continue;
-    }
-    Value* d = kept_frame_delta(b, r, ctx, epoch, epoch_ok, rt, dt, li);
+    // A range whose accesses do not run in this entry (skip) takes a dummy delta, never used.
+    Instruction* where = &*b.GetInsertPoint();
+    Value* d = unless_skipped(where, r.skip, dt, li, [&](Instruction* at) -> Value* {
+      if (r.invariant)  // the same range at every entry: the kept delta of this epoch, else checked
+        return cached_check(at, epoch, r.lo, r.hi, dt, li, [&](Instruction* miss) {
+          IRBuilder<> cb(miss);
+          return frame_delta(cb, r, ctx, epoch_ok, rt, dt, li);
+        });
+      IRBuilder<> cb(at);
+      return kept_frame_delta(cb, r, ctx, epoch, epoch_ok, rt, dt, li);
+    });
+    b.SetInsertPoint(where);
     deltas.push_back(d);
     all = b.CreateAnd(all, b.CreateICmpNE(d, b.getInt64(0)));
   }
@@ -1654,6 +1673,54 @@ std::pair<const SCEV*, const SCEV*> quotient_index_range(const SCEV* at, Loop* l
 // a union that can span blocks whose frames are not one run (inline, the frame check takes two
 // adjacent blocks; hetmm_jit_local_range up to 64 at one delta), and run probed where two
 // checks would each have passed.
+// The loop-invariant conditions under which an access's block never runs in a loop entry: each
+// term (v, negate) skips it when v (or !v) holds. The boundary branch of a stencil, `if (x == 0
+// || y == 0 || z == 0 || ...) { out[i] = in[i]; return; }`, guards its taps with the terms y
+// == 0, z == 0, ... of the x loop: in a boundary row no tap runs, so their range (which reaches a
+// plane before the array) needs no check there. Found on the dominating branches inside the
+// loop whose edge to the access is the only way in: an or-chain taken false or an and-chain
+// taken true, whose invariant operands decide it for the whole entry.
+using Guard = std::vector<std::pair<Value*, bool>>;
+Guard skip_terms(Instruction* inst, Loop* l, DominatorTree& dt) {
+  Guard terms;
+  auto collect = [&](auto& self, Value* c, bool any_of) -> void {
+    using namespace llvm::PatternMatch;
+    Value *a = nullptr, *z = nullptr;
+    if (any_of ? match(c, m_LogicalOr(m_Value(a), m_Value(z)))
+               : match(c, m_LogicalAnd(m_Value(a), m_Value(z)))) {
+      self(self, a, any_of);
+      self(self, z, any_of);
+    } else if (l->isLoopInvariant(c) && !isa<Constant>(c)) {
+      terms.push_back({c, !any_of});
+    }
+  };
+  DomTreeNode* node = dt.getNode(inst->getParent());
+  while (node != nullptr && node->getIDom() != nullptr && l->contains(node->getIDom()->getBlock())) {
+    BasicBlock* d = node->getIDom()->getBlock();
+    auto* br = dyn_cast<BranchInst>(d->getTerminator());
+    if (br != nullptr && br->isConditional() && br->getSuccessor(0) != br->getSuccessor(1)) {
+      for (unsigned k = 0; k < 2; ++k) {
+        BasicBlock* to = br->getSuccessor(k);
+        if (to->getSinglePredecessor() == d && dt.dominates(to, inst->getParent()))
+          collect(collect, br->getCondition(), k == 1);  // false edge: an or-chain's terms
+      }
+    }
+    node = node->getIDom();
+  }
+  std::sort(terms.begin(), terms.end());
+  terms.erase(std::unique(terms.begin(), terms.end()), terms.end());
+  return terms;
+}
+
+// The guard's skip condition, built before `at` (null for none).
+Value* emit_skip(Instruction* at, const Guard& g) {
+  if (g.empty()) return nullptr;
+  IRBuilder<> b(at);
+  Value* skip = b.getFalse();
+  for (auto [v, negate] : g) skip = b.CreateOr(skip, negate ? b.CreateNot(v) : v);
+  return skip;
+}
+
 struct AccessRange {
   Instruction* inst;
   const SCEV* first;  // the address at the first and at the last iteration (i64)
@@ -1662,6 +1729,7 @@ struct AccessRange {
   const SCEV* base;  // the pointer the address is based on (ScalarEvolution::getPointerBase)
   bool affine = true;  // else a butterfly's partner (xor_index_range): checked on its own, as
                        // its union with i's range may span the array
+  Guard skip{};        // where the access never runs (skip_terms): its range needs no check
 };
 struct RangeGroup {
   const SCEV* lo;
@@ -1669,6 +1737,7 @@ struct RangeGroup {
   bool write;
   std::vector<Instruction*> insts;
   SmallVector<const SCEV*, 8> los, his;  // the terms of lo's umin and hi's umax
+  Guard skip{};                          // its accesses' (one guard a group)
 };
 std::vector<RangeGroup> group_ranges(ScalarEvolution& se, const std::vector<AccessRange>& ranges) {
   struct Members {
@@ -1677,15 +1746,17 @@ std::vector<RangeGroup> group_ranges(ScalarEvolution& se, const std::vector<Acce
     bool affine;
     SmallVector<const SCEV*, 8> los, his;
     std::vector<Instruction*> insts;
+    Guard skip;
   };
   std::vector<Members> groups;
   for (const AccessRange& r : ranges) {
     bool write = isa<StoreInst>(r.inst);
     const SCEV* base = r.base;
     auto g = std::find_if(groups.begin(), groups.end(), [&](const Members& m) {
-      return r.affine && m.affine && m.base == base && m.write == write;
+      return r.affine && m.affine && m.base == base && m.write == write && m.skip == r.skip;
     });
-    if (g == groups.end()) g = groups.insert(groups.end(), {base, write, r.affine, {}, {}, {}});
+    if (g == groups.end())
+      g = groups.insert(groups.end(), {base, write, r.affine, {}, {}, {}, r.skip});
     const SCEV* size = se.getConstant(r.first->getType(), r.bytes);
     g->los.push_back(r.first);
     g->los.push_back(r.last);
@@ -1696,7 +1767,7 @@ std::vector<RangeGroup> group_ranges(ScalarEvolution& se, const std::vector<Acce
   std::vector<RangeGroup> out;
   for (Members& g : groups)
     out.push_back({se.getUMinExpr(g.los), se.getUMaxExpr(g.his), g.write, std::move(g.insts),
-                   g.los, g.his});
+                   g.los, g.his, g.skip});
   return out;
 }
 
@@ -2419,8 +2490,8 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
     if (isa<SCEVCouldNotCompute>(first) || isa<SCEVCouldNotCompute>(last)) { probed(); continue; }
     bool write = isa<StoreInst>(inst);
     Type* t = write ? cast<StoreInst>(inst)->getValueOperand()->getType() : inst->getType();
-    lc.ranges.push_back(
-        {inst, first, last, dl.getTypeStoreSize(t), se.getPointerBase(at), affine});
+    lc.ranges.push_back({inst, first, last, dl.getTypeStoreSize(t), se.getPointerBase(at), affine,
+                         skip_terms(inst, l, dt)});
   }
   for (auto& [l, lc] : loops) {
     if (lc.failed || lc.ranges.empty()) continue;
@@ -2441,11 +2512,13 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
     std::vector<LocalRange> local;
     Loop* parent = l->getParentLoop();
     const std::vector<RangeGroup> groups = group_ranges(se, lc.ranges);
-    for (const RangeGroup& g : groups)
+    for (const RangeGroup& g : groups) {
       local.push_back({g.insts, nullptr, nullptr, g.write,
                        parent != nullptr && se.isLoopInvariant(g.lo, parent) &&
                            se.isLoopInvariant(g.hi, parent),
                        g.lo, g.hi});
+      local.back().skip = emit_skip(where, g.skip);
+    }
     const bool frames_ok = calls_only_intrinsics(l);
     const std::vector<ScanPlan> scans = plan_scans(l, lc.probed, lc.ranges, *lc.pse, se);
     auto item = items.find(parent);
@@ -2480,7 +2553,9 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
           continue;
         }
         kept[i] = kept_in_place(where->getFunction());
-        all_kept = rb.CreateAnd(all_kept, range_in_kept_run(rb, local[i].lo, local[i].hi, kept[i]));
+        Value* in_kept = range_in_kept_run(rb, local[i].lo, local[i].hi, kept[i]);
+        if (local[i].skip != nullptr) in_kept = rb.CreateOr(in_kept, local[i].skip);
+        all_kept = rb.CreateAnd(all_kept, in_kept);
       }
       BasicBlock* kept_head = row->getParent();
       Instruction* checks =
@@ -2499,18 +2574,18 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
       Value* chain = ok;
       for (std::size_t i = 0; i < local.size(); ++i) {
         const LocalRange& r = local[i];
-        if (!r.invariant) {
-          chain = emit_range_check(at, ctx, epoch_ok, r.lo, r.hi, r.write, chain, rt, dt, li,
-                                   &kept[i]);
-          continue;
-        }
-        Value* kept = cached_check(at, epochs.dev_epoch, r.lo, r.hi, dt, li, [&](Instruction* miss) {
-          Value* passed = emit_range_check(miss, ctx, epoch_ok, r.lo, r.hi, r.write,
-                                           ConstantInt::getTrue(miss->getContext()), rt, dt, li);
-          return IRBuilder<>(miss).CreateZExt(passed, i64);
+        Value* passed = unless_skipped(at, r.skip, dt, li, [&](Instruction* t) -> Value* {
+          if (!r.invariant)
+            return emit_range_check(t, ctx, epoch_ok, r.lo, r.hi, r.write,
+                                    ConstantInt::getTrue(t->getContext()), rt, dt, li, &kept[i]);
+          Value* kept = cached_check(t, epochs.dev_epoch, r.lo, r.hi, dt, li, [&](Instruction* miss) {
+            Value* ok = emit_range_check(miss, ctx, epoch_ok, r.lo, r.hi, r.write,
+                                         ConstantInt::getTrue(miss->getContext()), rt, dt, li);
+            return IRBuilder<>(miss).CreateZExt(ok, i64);
+          });
+          return IRBuilder<>(t).CreateICmpNE(kept, ConstantInt::get(i64, 0));
         });
-        IRBuilder<> ab(at);
-        chain = ab.CreateAnd(chain, ab.CreateICmpNE(kept, ab.getInt64(0)));
+        chain = IRBuilder<>(at).CreateAnd(chain, passed);
       }
       rb.SetInsertPoint(checks);
       PHINode* checked = rb.CreatePHI(rb.getInt1Ty(), 2, "mmu.row.checked");
