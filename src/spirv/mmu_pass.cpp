@@ -2626,6 +2626,29 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
             cloned.push_back({cast<Instruction>(plain[vmap[inst]]), in(plain, in(vmap, ptr))});
           }
       }
+      // The guards' terms (skip_terms) decide nothing in most entries (a stencil's interior
+      // rows), yet the vectorised copy ORs each into every step's mask: LLVM does not unswitch a
+      // loop this large. The clean copy gets a version for entries where no term decides, with
+      // each term's value known there.
+      Guard terms;
+      for (const AccessRange& r : lc.ranges) terms.insert(terms.end(), r.skip.begin(), r.skip.end());
+      std::sort(terms.begin(), terms.end());
+      terms.erase(std::unique(terms.begin(), terms.end()), terms.end());
+      auto* clean_header = cast<BasicBlock>(vmap[l->getHeader()]);
+      Loop* clean = li.getLoopFor(clean_header);
+      if (!terms.empty() && scans.empty() && lc.probed.empty() && clean != nullptr &&
+          clean->getHeader() == clean_header && clean->getLoopPreheader() != nullptr) {
+        std::vector<BasicBlock*> blocks(clean->blocks().begin(), clean->blocks().end());
+        Instruction* at = clean->getLoopPreheader()->getTerminator();
+        Value* none = IRBuilder<>(at).CreateNot(emit_skip(at, terms));
+        ValueToValueMapTy decided;
+        if (version_loop(clean, none, dt, li, se, decided))
+          for (BasicBlock* bb : blocks)
+            for (Instruction& i : *cast<BasicBlock>(decided[bb]))
+              for (Use& u : i.operands())
+                for (auto [v, negate] : terms)
+                  if (u.get() == v) u.set(ConstantInt::getBool(v->getContext(), negate));
+      }
       // Prefetches for the copy that probes its gathers (in a plain copy, as in PoCL's loop,
       // the out-of-order core overlaps the misses itself).
       for (auto& [inst, ptr] : lc.probed)
