@@ -1877,6 +1877,28 @@ std::vector<ScanPlan> plan_scans(Loop* l, const std::vector<std::pair<Instructio
   return plans;
 }
 
+// Every range in place (and `ok`), checked before `where` (a loop nest's or a work-item loop's
+// preheader): false at once where the first range's first page is known to be in a frame.
+Value* emit_in_place_union(Instruction* where, Value* ctx, const Probe& epochs,
+                           const std::vector<LocalRange>& ranges, Value* ok, const Runtime& rt,
+                           DominatorTree& dt, LoopInfo& li, const char* name) {
+  IRBuilder<> b(where);
+  Value* first_local = emit_local_block_probe(b, ctx, ranges.front().lo, ranges.front().lo,
+                                              false, epochs.epoch_ok)
+                           .not_in_place;
+  BasicBlock* head = where->getParent();
+  Instruction* at =
+      SplitBlockAndInsertIfThen(b.CreateNot(first_local), where, false, nullptr, &dt, &li);
+  Value* chain = ok;
+  for (const LocalRange& r : ranges)
+    chain = emit_range_check(at, ctx, epochs.epoch_ok, r.lo, r.hi, r.write, chain, rt, dt, li);
+  b.SetInsertPoint(where);
+  PHINode* in_place = b.CreatePHI(b.getInt1Ty(), 2, name);
+  in_place->addIncoming(b.getFalse(), head);
+  in_place->addIncoming(chain, at->getParent());
+  return in_place;
+}
+
 // J8: a work-item loop around kernel loops (spmv's rows around a row's nonzeros, k-means' points
 // around the centroids) touches some arrays directly, once per work-item (row_ptr[r], y[r],
 // points[i]), and probed each such access. Where the address is affine in the work-item loop,
@@ -1963,27 +1985,13 @@ std::map<Loop*, ItemLoop> item_loop_checks(
     Value* ok = b.getTrue();
     if (!item.pse->getPredicate().isAlwaysTrue())
       ok = b.CreateNot(expander.expandCodeForPredicate(&item.pse->getPredicate(), where));
-    std::vector<std::pair<Value*, Value*>> spans;
+    std::vector<LocalRange> spans;
     for (const RangeGroup& g : groups)
-      spans.push_back({expander.expandCodeFor(g.lo, i64, where), expander.expandCodeFor(g.hi, i64, where)});
+      spans.push_back({g.insts, expander.expandCodeFor(g.lo, i64, where),
+                       expander.expandCodeFor(g.hi, i64, where), g.write});
     b.SetInsertPoint(where);
     Probe epochs = emit_epochs(b, ctx);
-    // In place, unless the first range's first page is known to be in a frame.
-    Value* first_local = emit_local_block_probe(b, ctx, spans.front().first, spans.front().first,
-                                                false, epochs.epoch_ok)
-                             .not_in_place;
-    BasicBlock* head = where->getParent();
-    Instruction* at =
-        SplitBlockAndInsertIfThen(b.CreateNot(first_local), where, false, nullptr, &dt, &li);
-    Value* chain = ok;
-    for (std::size_t i = 0; i < groups.size(); ++i)
-      chain = emit_range_check(at, ctx, epochs.epoch_ok, spans[i].first, spans[i].second,
-                               groups[i].write, chain, rt, dt, li);
-    b.SetInsertPoint(where);
-    PHINode* in_place = b.CreatePHI(b.getInt1Ty(), 2, "mmu.items.inplace");
-    in_place->addIncoming(b.getFalse(), head);
-    in_place->addIncoming(chain, at->getParent());
-    item.ok = in_place;
+    item.ok = emit_in_place_union(where, ctx, epochs, spans, ok, rt, dt, li, "mmu.items.inplace");
     for (const AccessRange& r : item.ranges) checks[r.inst] = item.ok;
   }
   return items;
@@ -2218,21 +2226,9 @@ std::optional<NestCheck> nest_check(Loop* l, const std::vector<RangeGroup>& grou
   for (std::size_t i = 0; i < groups.size(); ++i)
     ranges.push_back({groups[i].insts, expander.expandCodeFor(spans[i].first, i64, where),
                       expander.expandCodeFor(spans[i].second, i64, where), groups[i].write});
+  Value* in_place =
+      emit_in_place_union(where, ctx, epochs, ranges, pred_ok, rt, dt, li, "mmu.nest.inplace");
   b.SetInsertPoint(where);
-  // In place, unless the first range's first page is known to be in a frame.
-  Value* first_local = emit_local_block_probe(b, ctx, ranges.front().lo, ranges.front().lo,
-                                              false, epochs.epoch_ok)
-                           .not_in_place;
-  BasicBlock* head = where->getParent();
-  Instruction* at =
-      SplitBlockAndInsertIfThen(b.CreateNot(first_local), where, false, nullptr, &dt, &li);
-  Value* chain = pred_ok;
-  for (const LocalRange& r : ranges)
-    chain = emit_range_check(at, ctx, epochs.epoch_ok, r.lo, r.hi, r.write, chain, rt, dt, li);
-  b.SetInsertPoint(where);
-  PHINode* in_place = b.CreatePHI(b.getInt1Ty(), 2, "mmu.nest.inplace");
-  in_place->addIncoming(b.getFalse(), head);
-  in_place->addIncoming(chain, at->getParent());
   n.in_place = in_place;
   if (!scans.empty()) n.gathers_ok = nest_gathers(n, groups, ranges, scans, ctx, rt, epochs, dt, li);
   // Scanned bounds are the in-place scans' (J8): no frame version of the nest.
