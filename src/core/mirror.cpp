@@ -841,6 +841,9 @@ void Mirror::bring_next_block_home(std::uintptr_t block, int owner) {
   const std::uintptr_t next = block + os::kBlockSize;
   VaBlock* n = find_block(next);
   if (n == nullptr || !(n->prot[0] & PROT_READ) || !wholly_on(*n, owner, n->prot[0])) return;
+  // Nor a block a migration or a read duplication is at work on: its pages are theirs to settle.
+  for (std::size_t k = 0; k < os::kPagesPerBlock; ++k)
+    if (n->flags[k].load(std::memory_order_acquire) & (kMigrating | kDuplicated)) return;
   ReasonScope why(this, EventReason::stream_prefetch);
   take_home_for_cpu(*n, next, next + os::kBlockSize, owner);
   // The stream goes on from there: the thread's next fault is past this block.

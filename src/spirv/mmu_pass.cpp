@@ -744,9 +744,7 @@ Value* unless_skipped(Instruction* at, Value* skip, DominatorTree& dt, LoopInfo&
   Value* passed = check(t);
   IRBuilder<> b(at);
   PHINode* p = b.CreatePHI(passed->getType(), 2, "mmu.unskipped");
-  p->addIncoming(passed->getType()->isIntegerTy(1) ? static_cast<Value*>(b.getTrue())
-                                                   : ConstantInt::get(passed->getType(), 1),
-                 head);
+  p->addIncoming(ConstantInt::get(passed->getType(), 1), head);  // true, or a dummy delta
   p->addIncoming(passed, t->getParent());
   return p;
 }
@@ -848,14 +846,13 @@ Value* cached_check(Instruction* where, Value* epoch, Value* lo, Value* hi, Domi
   return result;
 }
 
-// A gather `base[idx[i]]` keeps its probe, and its loads, each a likely cache miss behind the
-// probe's branches, barely overlap (5x the bare loop). In the in-place copy of the loop (J1:
-// the ranges were found in place), the index a few iterations ahead is read (clamped to the
-// index's checked range, so the read stays in it) and its element prefetched: a prefetch never
-// faults, and a stale or foreign address costs nothing but the prefetch.
-// In the frame version (J5: `frames`), the index ahead is read on its frame (its range's delta)
-// and the element's frame found from its block entry, both only while the loop holds `active`
-// (after an escape a frame may be gone).
+// Address-space casts are no-ops here (device addresses are process addresses), but they hide
+// the GEP arithmetic from SCEV and from pattern matches: the pointer under them.
+Value* through_addrspace_casts(Value* p) {
+  while (auto* c = dyn_cast<AddrSpaceCastOperator>(p)) p = c->getOperand(0);
+  return p;
+}
+
 // A gather's address, `base[ext(idx)]`: the element's GEP (one index), the extension (zext,
 // sext or none) and the index's load, a plain load in loop l.
 struct GatherIndex {
@@ -864,9 +861,7 @@ struct GatherIndex {
   LoadInst* load;
 };
 std::optional<GatherIndex> gather_index(Value* ptr, Loop* l) {
-  Value* p = ptr;
-  while (auto* c = dyn_cast<AddrSpaceCastOperator>(p)) p = c->getOperand(0);
-  auto* gep = dyn_cast<GetElementPtrInst>(p);
+  auto* gep = dyn_cast<GetElementPtrInst>(through_addrspace_casts(ptr));
   if (gep == nullptr || gep->getNumIndices() != 1 || !l->contains(gep)) return std::nullopt;
   Value* index = gep->idx_begin()->get();
   auto* ext = dyn_cast<CastInst>(index);
@@ -877,6 +872,14 @@ std::optional<GatherIndex> gather_index(Value* ptr, Loop* l) {
   return GatherIndex{gep, ext, load};
 }
 
+// A gather `base[idx[i]]` keeps its probe, and its loads, each a likely cache miss behind the
+// probe's branches, barely overlap (5x the bare loop). In the in-place copy of the loop (J1:
+// the ranges were found in place), the index a few iterations ahead is read (clamped to the
+// index's checked range, so the read stays in it) and its element prefetched: a prefetch never
+// faults, and a stale or foreign address costs nothing but the prefetch.
+// In the frame version (J5: `frames`), the index ahead is read on its frame (its range's delta)
+// and the element's frame found from its block entry, both only while the loop holds `active`
+// (after an escape a frame may be gone).
 struct FramePrefetch {
   Value* ctx;
   AllocaInst* held;
@@ -1665,14 +1668,6 @@ std::pair<const SCEV*, const SCEV*> quotient_index_range(const SCEV* at, Loop* l
   return {ReplaceNode(se, q, se.getSCEV(q0)).visit(at), ReplaceNode(se, q, se.getSCEV(q1)).visit(at)};
 }
 
-// The ranges a loop's checks cover: the accesses of one kind (read or write) through one base
-// pointer share one check over the union of their ranges, so that a 3x3 convolution checks its
-// input once, not once per tap. Their distances are rarely constants to SCEV (32-bit indices
-// sign-extended, without the no-wrap flags SPIR-V 1.0 cannot carry), so the union is computed at
-// run time (umin / umax). The cost: accesses far apart in one array (a[i] and a[i + n/2]) check
-// a union that can span blocks whose frames are not one run (inline, the frame check takes two
-// adjacent blocks; hetmm_jit_local_range up to 64 at one delta), and run probed where two
-// checks would each have passed.
 // The loop-invariant conditions under which an access's block never runs in a loop entry: each
 // term (v, negate) skips it when v (or !v) holds. The boundary branch of a stencil, `if (x == 0
 // || y == 0 || z == 0 || ...) { out[i] = in[i]; return; }`, guards its taps with the terms y
@@ -1721,6 +1716,14 @@ Value* emit_skip(Instruction* at, const Guard& g) {
   return skip;
 }
 
+// The ranges a loop's checks cover: the accesses of one kind (read or write) through one base
+// pointer share one check over the union of their ranges, so that a 3x3 convolution checks its
+// input once, not once per tap. Their distances are rarely constants to SCEV (32-bit indices
+// sign-extended, without the no-wrap flags SPIR-V 1.0 cannot carry), so the union is computed at
+// run time (umin / umax). The cost: accesses far apart in one array (a[i] and a[i + n/2]) check
+// a union that can span blocks whose frames are not one run (inline, the frame check takes two
+// adjacent blocks; hetmm_jit_local_range up to 64 at one delta), and run probed where two
+// checks would each have passed.
 struct AccessRange {
   Instruction* inst;
   const SCEV* first;  // the address at the first and at the last iteration (i64)
@@ -1834,11 +1837,42 @@ std::pair<Value*, Value*> emit_scan(Instruction* then, Value* first, std::int64_
   return {next_lo, next_hi};
 }
 
+// J7: a gather whose index is a ranged load of the same loop (spmv's x[cols[j]], a lookup
+// src[idx[i]]) keeps its probe in the in-place copy, its addresses being data. Where the loop is
+// short and nothing in it can change the index, the in-place copy first scans the index's range
+// for its smallest and largest value (a loop LLVM vectorises): every element the gather reads
+// lies in [&base[min], &base[max]], one range check, and a copy of its own runs with the
+// gather as a plain load (and unrolls, or vectorises into gathers, as PoCL's does). The scan
+// reads the index where that copy will, in place (its checks passed: J1); the loop has no
+// atomics and no calls, and its stores lie outside the index's range (checked with the scan).
+// A writer racing with the launch (another group, the host) is a data race in OpenCL's model;
+// an index it changed still lands in process memory, where a stale address faults home or fails
+// and recovers (J1), as any in-place access does.
 struct ScanPlan {
   Instruction* inst;  // the gather (a load)
   GatherIndex index;
   const SCEVAddRecExpr* at;  // the index's address in the loop
+  // The index as the GEP reads it: sign-extended, or as it is (GEP indices are signed).
+  bool signed_index() const { return index.ext == nullptr || isa<SExtInst>(index.ext); }
 };
+
+// Before `at`, and-ed into `ok`: the check of the elements plan's gather reads when its index
+// lies in [min, max] (J7), kept where it passed, the runtime's answer over several blocks too.
+Value* check_gathered(Instruction* at, const ScanPlan& p, Value* min, Value* max, Value* ok,
+                      Value* ctx, Value* epoch_ok, const Runtime& rt, DominatorTree& dt,
+                      LoopInfo& li) {
+  const DataLayout& dl = at->getModule()->getDataLayout();
+  IRBuilder<> b(at);
+  Type* i64 = b.getInt64Ty();
+  auto widen = [&](Value* v) { return p.signed_index() ? b.CreateSExt(v, i64) : b.CreateZExt(v, i64); };
+  Value* base = b.CreatePtrToInt(p.index.gep->getPointerOperand(), i64);
+  Value* elt = b.getInt64(dl.getTypeAllocSize(p.index.gep->getSourceElementType()));
+  Value* lo = b.CreateAdd(base, b.CreateMul(widen(min), elt));
+  Value* hi = b.CreateAdd(b.CreateAdd(base, b.CreateMul(widen(max), elt)),
+                          b.getInt64(dl.getTypeStoreSize(p.inst->getType())));
+  KeptRun kept = kept_in_place(at->getFunction());
+  return emit_range_check(at, ctx, epoch_ok, lo, hi, false, ok, rt, dt, li, &kept, true);
+}
 
 // The gathers of loop l a scan can range, or none where the loop could change an index.
 std::vector<ScanPlan> plan_scans(Loop* l, const std::vector<std::pair<Instruction*, Value*>>& probed,
@@ -1923,9 +1957,7 @@ struct ItemLoop {
 
 // An address's SCEV as the range checks see it: through address-space casts, PHIs of one index.
 const SCEV* address_scev(ScalarEvolution& se, Value* ptr) {
-  Value* base = ptr;
-  while (auto* cast_op = dyn_cast<AddrSpaceCastOperator>(base)) base = cast_op->getOperand(0);
-  return SamePhiRewriter(se, 4).visit(se.getSCEV(base));
+  return SamePhiRewriter(se, 4).visit(se.getSCEV(through_addrspace_casts(ptr)));
 }
 
 std::map<Loop*, ItemLoop> item_loop_checks(
@@ -2058,7 +2090,6 @@ Value* nest_gathers(const NestCheck& n, const std::vector<RangeGroup>& groups,
   Function* f = where->getFunction();
   const DataLayout& dl = f->getParent()->getDataLayout();
   IRBuilder<> b(where);
-  Type* i64 = b.getInt64Ty();
   // Each gather's index span, scanned element by element (naturally aligned indices: every one
   // the loop reads lies on the span's grid).
   struct Span {
@@ -2088,26 +2119,15 @@ Value* nest_gathers(const NestCheck& n, const std::vector<RangeGroup>& groups,
   std::vector<std::pair<Value*, Value*>> bounds;
   for (const Span& sp : found) {
     const ScanPlan& p = scans[sp.plan];
-    const bool is_signed = p.index.ext == nullptr || isa<SExtInst>(p.index.ext);
     bounds.push_back(emit_scan(then, sp.lo, static_cast<std::int64_t>(dl.getTypeStoreSize(p.index.load->getType())),
-                               sp.count, p.index.load, is_signed, li));
+                               sp.count, p.index.load, p.signed_index(), li));
   }
   dt.recalculate(*f);
   IRBuilder<> cb(then);
   Value* ok = cb.getTrue();
-  for (std::size_t k = 0; k < found.size(); ++k) {
-    const ScanPlan& p = scans[found[k].plan];
-    const bool is_signed = p.index.ext == nullptr || isa<SExtInst>(p.index.ext);
-    cb.SetInsertPoint(then);
-    auto widen = [&](Value* v) { return is_signed ? cb.CreateSExt(v, i64) : cb.CreateZExt(v, i64); };
-    Value* base = cb.CreatePtrToInt(p.index.gep->getPointerOperand(), i64);
-    const std::uint64_t elt = dl.getTypeAllocSize(p.index.gep->getSourceElementType());
-    Value* lo = cb.CreateAdd(base, cb.CreateMul(widen(bounds[k].first), cb.getInt64(elt)));
-    Value* hi = cb.CreateAdd(base, cb.CreateMul(widen(bounds[k].second), cb.getInt64(elt)));
-    hi = cb.CreateAdd(hi, cb.getInt64(dl.getTypeStoreSize(p.inst->getType())));
-    KeptRun kept = kept_in_place(f);
-    ok = emit_range_check(then, ctx, epochs.epoch_ok, lo, hi, false, ok, rt, dt, li, &kept, true);
-  }
+  for (std::size_t k = 0; k < found.size(); ++k)
+    ok = check_gathered(then, scans[found[k].plan], bounds[k].first, bounds[k].second, ok, ctx,
+                        epochs.epoch_ok, rt, dt, li);
   b.SetInsertPoint(where);
   PHINode* result = b.CreatePHI(b.getInt1Ty(), 2, "mmu.nest.gathers");
   result->addIncoming(b.getFalse(), head);
@@ -2258,17 +2278,6 @@ std::optional<NestCheck> nest_check(Loop* l, const std::vector<RangeGroup>& grou
   return n;
 }
 
-// J7: a gather whose index is a ranged load of the same loop (spmv's x[cols[j]], a lookup
-// src[idx[i]]) keeps its probe in the in-place copy, its addresses being data. Where the loop is
-// short and nothing in it can change the index, the in-place copy first scans the index's range
-// for its smallest and largest value (a loop LLVM vectorises): every element the gather reads
-// lies in [&base[min], &base[max]], one range check, and a third copy of the loop runs with the
-// gather as a plain load (and unrolls, or vectorises into gathers, as PoCL's does). The scan
-// reads the index where that copy will, in place (its checks passed: J1); the loop has no
-// atomics and no calls, and its stores lie outside the index's range (checked with the scan).
-// A writer racing with the launch (another group, the host) is a data race in OpenCL's model;
-// an index it changed still lands in process memory, where a stale address faults home or fails
-// and recovers (J1), as any in-place access does.
 // The scans and checks of J7 in the preheader of `fast` (loop l's in-place copy): whether every
 // planned gather's range passed, or null where they cannot be emitted. A loop entry of more than
 // kScanMax iterations probes instead (its index read twice would cost more than the probes it
@@ -2319,7 +2328,7 @@ Value* scan_gathers(Loop* fast, const std::vector<ScanPlan>& plans,
   std::vector<Index> indices;
   std::vector<std::size_t> index_of;
   for (const ScanPlan& p : plans) {
-    const bool is_signed = p.index.ext == nullptr || isa<SExtInst>(p.index.ext);
+    const bool is_signed = p.signed_index();
     auto it = std::find_if(indices.begin(), indices.end(), [&](const Index& x) {
       return x.load == p.index.load && x.is_signed == is_signed;
     });
@@ -2352,17 +2361,8 @@ Value* scan_gathers(Loop* fast, const std::vector<ScanPlan>& plans,
   IRBuilder<> cb(then);
   Value* ok = cb.getTrue();
   for (std::size_t k = 0; k < plans.size(); ++k) {
-    const ScanPlan& p = plans[k];
     const Index& x = indices[index_of[k]];
-    cb.SetInsertPoint(then);
-    Value* base = cb.CreatePtrToInt(p.index.gep->getPointerOperand(), i64);
-    const std::uint64_t elt = dl.getTypeAllocSize(p.index.gep->getSourceElementType());
-    auto widen = [&](Value* v) { return x.is_signed ? cb.CreateSExt(v, i64) : cb.CreateZExt(v, i64); };
-    Value* lo = cb.CreateAdd(base, cb.CreateMul(widen(x.min), cb.getInt64(elt)));
-    Value* hi = cb.CreateAdd(base, cb.CreateMul(widen(x.max), cb.getInt64(elt)));
-    hi = cb.CreateAdd(hi, cb.getInt64(dl.getTypeStoreSize(p.inst->getType())));
-    KeptRun kept = kept_in_place(f);
-    ok = emit_range_check(then, ctx, epochs.epoch_ok, lo, hi, false, ok, rt, dt, li, &kept, true);
+    ok = check_gathered(then, plans[k], x.min, x.max, ok, ctx, epochs.epoch_ok, rt, dt, li);
   }
   cb.SetInsertPoint(then);
   cb.CreateStore(cb.CreateSelect(ok, cb.CreateLoad(i64, failed), epochs.dev_epoch), failed);
@@ -2428,11 +2428,8 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
     if (cast<Instruction>(inst)->isAtomic()) { probed(); continue; }
     if (l->getLoopPreheader() == nullptr &&
         InsertPreheaderForLoop(l, &dt, &li, nullptr, false) == nullptr) { fail(); continue; }
-    // Address-space casts are no-ops here (device addresses are process addresses), but they
-    // hide the GEP arithmetic from SCEV: look through them.
-    Value* base = ptr;
-    while (auto* cast_op = dyn_cast<AddrSpaceCastOperator>(base)) base = cast_op->getOperand(0);
-    const SCEV* at = SamePhiRewriter(se, 4).visit(se.getSCEV(base));
+    Value* base = through_addrspace_casts(ptr);
+    const SCEV* at = address_scev(se, ptr);
     const SCEV *first = at, *last = at;
     bool affine = true;
     if (!se.isLoopInvariant(at, l)) {
