@@ -160,6 +160,7 @@ struct LocalProbe {
   Value* hit;           // i1: the range lies in a run of frames with the right
   Value* delta;         // i64: frame address - process address there
   Value* not_in_place;  // i1: the block entry says the range is in frames (so not in place)
+  Value* in_place;      // i1: the block entry says the range is in place (so not in frames)
   Value* run_lo;        // i64: where hit, the process addresses the run covers: [run_lo,
   Value* run_len;       //      run_lo + run_len), all at `delta`
 };
@@ -173,7 +174,8 @@ LocalProbe emit_local_block_probe(IRBuilder<>& b, Value* ctx, Value* lo, Value* 
   Value* delta = b.CreateSub(b.CreateAnd(e.bits, k(pte::kAddrMask)), b.CreateShl(e.block, k(21)));
   Value* not_in_place =
       b.CreateAnd(e.covers, b.CreateICmpNE(b.CreateAnd(e.bits, k(pte::kLocal)), k(0)));
-  return {hit, delta, not_in_place, e.run_lo, e.run_len};
+  Value* in_place = b.CreateAnd(e.covers, b.CreateICmpEQ(b.CreateAnd(e.bits, k(pte::kLocal)), k(0)));
+  return {hit, delta, not_in_place, in_place, e.run_lo, e.run_len};
 }
 
 // The shootdown protocol's publish of `active` (device/sim/worker.hpp): a plain store and a
@@ -984,23 +986,26 @@ struct HeldAccess {
   KeptRun kept{};     // a probed access's run (J5)
 };
 
-// The delta of range r's run of frames (J4), or 0: inline from the block entries when the range
-// lies in a run of frames the worker knows, else the runtime checks the range's pages (and
-// fills the block entries it can). Emitted at b, which is left after it.
-Value* frame_delta(IRBuilder<>& b, const LocalRange& r, Value* ctx, Value* epoch_ok,
-                   const Runtime& rt, DominatorTree& dt, LoopInfo& li) {
+// The block entries' answer for [lo, last] in device frames (J4): its part in lo's block, and
+// the part that crosses into the next block (a row of a matrix that does not start at a block),
+// each within its block's run. One delta serves both where they are equal: a run of frames
+// across chunks that lie side by side, which frame placement arranges
+// (device/sim/frame_pool.hpp). Emitted at b, which is left after it.
+struct FrameRangeProbe {
+  Value* both;        // i1: each part lies in a run of frames the worker knows, with the right
+  Value* same_delta;  // i1: at one delta
+  Value* delta;       // i64: the first part's delta
+  Value* in_place;    // i1: lo's block entry says its part is in place (so not in frames)
+};
+FrameRangeProbe emit_frame_range_probe(IRBuilder<>& b, Value* ctx, Value* lo, Value* last,
+                                       bool write, Value* epoch_ok, DominatorTree& dt,
+                                       LoopInfo& li) {
   Type* i64 = b.getInt64Ty();
-  // Inline from the block entry when the range lies in a block of frames the worker knows
-  // (J4), else the runtime checks the range's pages (and fills the block entry it can).
-  // [lo, last] may cross into the next block (a row of a matrix that does not start at a
-  // block): each part within its block's run, at one delta (a run of frames across chunks
-  // that lie side by side, which frame placement arranges: device/sim/frame_pool.hpp).
-  Value* last = b.CreateSub(r.hi, b.getInt64(1));
   constexpr std::uint64_t kBlockMask = (std::uint64_t{1} << 21) - 1;
-  Value* one_block = b.CreateICmpEQ(b.CreateLShr(r.lo, 21), b.CreateLShr(last, 21));
-  Value* lo_end = b.CreateSelect(one_block, last, b.CreateOr(r.lo, kBlockMask));
-  Value* hi_start = b.CreateSelect(one_block, r.lo, b.CreateAnd(last, ~kBlockMask));
-  LocalProbe head_part = emit_local_block_probe(b, ctx, r.lo, lo_end, r.write, epoch_ok);
+  Value* one_block = b.CreateICmpEQ(b.CreateLShr(lo, 21), b.CreateLShr(last, 21));
+  Value* lo_end = b.CreateSelect(one_block, last, b.CreateOr(lo, kBlockMask));
+  Value* hi_start = b.CreateSelect(one_block, lo, b.CreateAnd(last, ~kBlockMask));
+  LocalProbe head_part = emit_local_block_probe(b, ctx, lo, lo_end, write, epoch_ok);
   // The next block's entry only for a range that crosses into it (rare: kept off the path).
   Value* tail_hit = nullptr;
   Value* tail_delta = nullptr;
@@ -1009,9 +1014,9 @@ Value* frame_delta(IRBuilder<>& b, const LocalRange& r, Value* ctx, Value* epoch
     Instruction* cross = SplitBlockAndInsertIfThen(b.CreateNot(one_block), &*b.GetInsertPoint(),
                                                    false, nullptr, &dt, &li);
     IRBuilder<> tb(cross);
-    LocalProbe tail_part = emit_local_block_probe(tb, ctx, hi_start, last, r.write, epoch_ok);
+    LocalProbe tail_part = emit_local_block_probe(tb, ctx, hi_start, last, write, epoch_ok);
     Value* adjacent = tb.CreateICmpEQ(tb.CreateLShr(last, 21),
-                                      tb.CreateAdd(tb.CreateLShr(r.lo, 21), tb.getInt64(1)));
+                                      tb.CreateAdd(tb.CreateLShr(lo, 21), tb.getInt64(1)));
     b.SetInsertPoint(cross->getParent()->getSingleSuccessor()->getFirstNonPHI());
     PHINode* h = b.CreatePHI(b.getInt1Ty(), 2, "mmu.tail.hit");
     h->addIncoming(b.getTrue(), before);
@@ -1022,10 +1027,22 @@ Value* frame_delta(IRBuilder<>& b, const LocalRange& r, Value* ctx, Value* epoch
     tail_hit = h;
     tail_delta = d;
   }
-  Value* both = b.CreateAnd(head_part.hit, tail_hit);
-  Value* same_delta = b.CreateICmpEQ(head_part.delta, tail_delta);
+  return {b.CreateAnd(head_part.hit, tail_hit), b.CreateICmpEQ(head_part.delta, tail_delta),
+          head_part.delta, head_part.in_place};
+}
+
+// The delta of range r's run of frames (J4), or 0: inline from the block entries when the range
+// lies in a run of frames the worker knows, else the runtime checks the range's pages (and
+// fills the block entries it can). Emitted at b, which is left after it.
+Value* frame_delta(IRBuilder<>& b, const LocalRange& r, Value* ctx, Value* epoch_ok,
+                   const Runtime& rt, DominatorTree& dt, LoopInfo& li) {
+  Type* i64 = b.getInt64Ty();
+  Value* last = b.CreateSub(r.hi, b.getInt64(1));
+  FrameRangeProbe parts = emit_frame_range_probe(b, ctx, r.lo, last, r.write, epoch_ok, dt, li);
+  Value* both = parts.both;
+  Value* same_delta = parts.same_delta;
   Value* block_hit = b.CreateAnd(both, same_delta);
-  Value* block_delta = head_part.delta;
+  Value* block_delta = parts.delta;
   // Two runs the worker knows, at two deltas: the probed loop runs, with no call to learn it
   // again.
   Value* known_split = b.CreateAnd(both, b.CreateNot(same_delta));
@@ -1114,18 +1131,26 @@ struct NestCheck {
   Value* gathers_ok = nullptr;  // i1: every J7 gather of the loop in place for the nest
 };
 
+// What version_local made: the frame clone of a loop and what its accesses run on.
+struct FrameVersion {
+  ValueToValueMapTy vmap;          // the loop's values -> the clone's
+  std::vector<Value*> deltas;      // per range (group): its run's delta in the clone
+  Value* epoch = nullptr;          // i64: the epoch whose grace period the clone holds
+  AllocaInst* held = nullptr;      // i1 (J5), with probed accesses only
+  std::vector<KeptRun> kept_runs;  // per probed access (J5)
+};
+
 // The device-frame version of loop l (J4), after version_loop gave it its in-place version:
 // where every range lies in one contiguous run of device frames, a clone runs each access at
 // process address + the run's delta, holding the shootdown protocol's `active` for the whole
 // loop; otherwise the probed original runs. `pred_ok` is the loop's no-wrap predicate.
 // With probed accesses too (`probed`: a gather's data-dependent load), the clone's accesses
-// become HeldAccess entries (J5).
-void version_local(Loop* l, Value* ctx, Value* pred_ok, std::vector<LocalRange> ranges,
+// become HeldAccess entries (J5). Returns false where no clone was made.
+bool version_local(Loop* l, Value* ctx, Value* pred_ok, std::vector<LocalRange> ranges,
                    const NestCheck* nest,
                    const std::vector<std::pair<Instruction*, Value*>>& probed,
-                   std::vector<HeldAccess>& held_out, const Runtime& rt, DominatorTree& dt,
-                   LoopInfo& li, ScalarEvolution& se, PredicatedScalarEvolution& pse,
-                   SCEVExpander& expander) {
+                   std::vector<HeldAccess>& held_out, FrameVersion& out, const Runtime& rt,
+                   DominatorTree& dt, LoopInfo& li, ScalarEvolution& se) {
   BasicBlock* check = l->getLoopPreheader();
   LLVMContext& c = check->getContext();
   Instruction* term = check->getTerminator();
@@ -1200,12 +1225,16 @@ void version_local(Loop* l, Value* ctx, Value* pred_ok, std::vector<LocalRange> 
     }
   }
   std::vector<BasicBlock*> original(l->blocks().begin(), l->blocks().end());
-  ValueToValueMapTy vmap;
+  ValueToValueMapTy& vmap = out.vmap;
   if (!version_loop(l, go, dt, li, se, vmap)) {  // cannot happen: the in-place version worked
     b.SetInsertPoint(term->getParent()->getTerminator());
     b.CreateAlignedStore(zero, active, Align(8))->setAtomic(AtomicOrdering::Release);
-    return;
+    return false;
   }
+  out.deltas = deltas;
+  out.epoch = used_epoch;
+  out.held = held;
+  out.kept_runs = kept_runs;
   if (!probed.empty()) {
     for (std::size_t i = 0; i < probed.size(); ++i)
       held_out.push_back({cast<Instruction>(vmap[probed[i].first]), nullptr, held, kept_runs[i]});
@@ -1238,20 +1267,16 @@ void version_local(Loop* l, Value* ctx, Value* pred_ok, std::vector<LocalRange> 
     b.SetInsertPoint(edge->getTerminator());
     b.CreateAlignedStore(zero, active, Align(8))->setAtomic(AtomicOrdering::Release);
   }
-  // Last: the blocks this adds inside the clone are not ways out of it.
-  if (!probed.empty()) {
-    FramePrefetch frames{ctx, held, [&](Instruction* access) -> Value* {
-                           for (std::size_t i = 0; i < ranges.size(); ++i)
-                             for (Instruction* r : ranges[i].insts)
-                               if (r == access) return deltas[i];
-                           return nullptr;
-                         }};
-    for (std::size_t i = 0; i < probed.size(); ++i) {
-      frames.kept = &kept_runs[i];
-      prefetch_gathered(probed[i].first, probed[i].second, l, probed, vmap, pse, se, expander, dt,
-                        li, &frames);
-    }
-  }
+  return true;
+}
+
+// The delta of the range (group) that access `inst` of loop l belongs to, in the frame clone.
+Value* range_delta(const FrameVersion& fv, const std::vector<LocalRange>& ranges,
+                   const Instruction* inst) {
+  for (std::size_t i = 0; i < ranges.size(); ++i)
+    for (Instruction* r : ranges[i].insts)
+      if (r == inst) return fv.deltas[i];
+  return nullptr;
 }
 
 // J5, per access of a held frame loop: while the loop holds `active` (held), a ranged access runs
@@ -1856,13 +1881,10 @@ struct ScanPlan {
   bool signed_index() const { return index.ext == nullptr || isa<SExtInst>(index.ext); }
 };
 
-// Before `at`, and-ed into `ok`: the check of the elements plan's gather reads when its index
-// lies in [min, max] (J7), kept where it passed, the runtime's answer over several blocks too.
-Value* check_gathered(Instruction* at, const ScanPlan& p, Value* min, Value* max, Value* ok,
-                      Value* ctx, Value* epoch_ok, const Runtime& rt, DominatorTree& dt,
-                      LoopInfo& li) {
-  const DataLayout& dl = at->getModule()->getDataLayout();
-  IRBuilder<> b(at);
+// The least and greatest element a gather of `p` reads where its index lies in [min, max]:
+// process addresses [lo, hi).
+std::pair<Value*, Value*> gathered_range(IRBuilder<>& b, const ScanPlan& p, Value* min, Value* max) {
+  const DataLayout& dl = b.GetInsertBlock()->getModule()->getDataLayout();
   Type* i64 = b.getInt64Ty();
   auto widen = [&](Value* v) { return p.signed_index() ? b.CreateSExt(v, i64) : b.CreateZExt(v, i64); };
   Value* base = b.CreatePtrToInt(p.index.gep->getPointerOperand(), i64);
@@ -1870,6 +1892,16 @@ Value* check_gathered(Instruction* at, const ScanPlan& p, Value* min, Value* max
   Value* lo = b.CreateAdd(base, b.CreateMul(widen(min), elt));
   Value* hi = b.CreateAdd(b.CreateAdd(base, b.CreateMul(widen(max), elt)),
                           b.getInt64(dl.getTypeStoreSize(p.inst->getType())));
+  return {lo, hi};
+}
+
+// Before `at`, and-ed into `ok`: the check of the elements plan's gather reads when its index
+// lies in [min, max] (J7), kept where it passed, the runtime's answer over several blocks too.
+Value* check_gathered(Instruction* at, const ScanPlan& p, Value* min, Value* max, Value* ok,
+                      Value* ctx, Value* epoch_ok, const Runtime& rt, DominatorTree& dt,
+                      LoopInfo& li) {
+  IRBuilder<> b(at);
+  auto [lo, hi] = gathered_range(b, p, min, max);
   KeptRun kept = kept_in_place(at->getFunction());
   return emit_range_check(at, ctx, epoch_ok, lo, hi, false, ok, rt, dt, li, &kept, true);
 }
@@ -2278,90 +2310,117 @@ std::optional<NestCheck> nest_check(Loop* l, const std::vector<RangeGroup>& grou
   return n;
 }
 
+// The indices J7 scans at a loop's entry: one scan per index load and signedness (x[cols[j]]
+// and y[cols[j]] share one), over the loop's iterations, where the loop is short and none of
+// its stores lands in an index's range.
+struct ScannedIndex {
+  LoadInst* load;
+  bool is_signed;          // sext, or a GEP index used as it is (GEPs sign-extend)
+  Value* first = nullptr;  // i64: the index's process address in the first iteration
+  std::int64_t step = 0;
+  Value* min = nullptr;    // the scan's answers
+  Value* max = nullptr;
+};
+struct IndexScans {
+  Value* count = nullptr;  // i64: the loop's iterations
+  Value* go = nullptr;     // i1: at most kScanMax, and no store into an index's range
+  std::vector<ScannedIndex> indices;
+  std::vector<std::size_t> index_of;  // per plan
+};
+
+// A loop entry of more than kScanMax iterations probes instead: its index read twice would cost
+// more than the probes it saves.
+constexpr std::uint64_t kScanMax = 4096;
+
+// Whether the loop's iteration count, the plans' index starts and its stores' bounds can be
+// computed at `at`.
+bool scans_expandable(Instruction* at, const std::vector<ScanPlan>& plans,
+                      const std::vector<AccessRange>& ranges, PredicatedScalarEvolution& pse,
+                      SCEVExpander& expander) {
+  bool safe = expander.isSafeToExpandAt(pse.getBackedgeTakenCount(), at);
+  for (const ScanPlan& p : plans) safe = safe && expander.isSafeToExpandAt(p.at->getStart(), at);
+  for (const AccessRange& r : ranges)
+    if (isa<StoreInst>(r.inst))
+      safe = safe && expander.isSafeToExpandAt(r.first, at) && expander.isSafeToExpandAt(r.last, at);
+  return safe;
+}
+
+// The indices of `plans` and whether to scan them, computed at `at` (scans_expandable).
+IndexScans plan_index_scans(Instruction* at, const std::vector<ScanPlan>& plans,
+                            const std::vector<AccessRange>& ranges, PredicatedScalarEvolution& pse,
+                            ScalarEvolution& se, SCEVExpander& expander) {
+  const DataLayout& dl = at->getModule()->getDataLayout();
+  IRBuilder<> b(at);
+  Type* i64 = b.getInt64Ty();
+  const SCEV* btc = pse.getBackedgeTakenCount();
+  Value* trips = b.CreateZExtOrTrunc(expander.expandCodeFor(btc, btc->getType(), at), i64);
+  IndexScans out;
+  out.count = b.CreateAdd(trips, b.getInt64(1));
+  out.go = b.CreateICmpULT(trips, b.getInt64(kScanMax));
+  for (const ScanPlan& p : plans) {
+    const bool is_signed = p.signed_index();
+    auto it = std::find_if(out.indices.begin(), out.indices.end(), [&](const ScannedIndex& x) {
+      return x.load == p.index.load && x.is_signed == is_signed;
+    });
+    if (it == out.indices.end()) {
+      ScannedIndex x{p.index.load, is_signed};
+      x.first = expander.expandCodeFor(se.getPtrToIntExpr(p.at->getStart(), i64), i64, at);
+      x.step = cast<SCEVConstant>(p.at->getStepRecurrence(se))->getAPInt().getSExtValue();
+      out.indices.push_back(x);
+      it = out.indices.end() - 1;
+    }
+    out.index_of.push_back(static_cast<std::size_t>(it - out.indices.begin()));
+  }
+  // The loop's stores must lie outside every index's range.
+  for (const AccessRange& w : ranges) {
+    if (!isa<StoreInst>(w.inst)) continue;
+    Value* a = expander.expandCodeFor(se.getPtrToIntExpr(w.first, i64), i64, at);
+    Value* z = expander.expandCodeFor(se.getPtrToIntExpr(w.last, i64), i64, at);
+    Value* lo = b.CreateBinaryIntrinsic(Intrinsic::umin, a, z);
+    Value* hi = b.CreateAdd(b.CreateBinaryIntrinsic(Intrinsic::umax, a, z), b.getInt64(w.bytes));
+    for (const ScannedIndex& x : out.indices) {
+      Value* last = b.CreateAdd(x.first, b.CreateMul(trips, b.getInt64(x.step)));
+      Value* end = b.CreateAdd(last, b.getInt64(dl.getTypeStoreSize(x.load->getType())));
+      out.go = b.CreateAnd(out.go, b.CreateOr(b.CreateICmpULE(end, lo), b.CreateICmpULE(hi, x.first)));
+    }
+  }
+  return out;
+}
+
 // The scans and checks of J7 in the preheader of `fast` (loop l's in-place copy): whether every
-// planned gather's range passed, or null where they cannot be emitted. A loop entry of more than
-// kScanMax iterations probes instead (its index read twice would cost more than the probes it
-// saves), and so does every entry of an epoch in which a check failed (a gather into device
-// memory): no scan and no call each time.
+// planned gather's range passed, or null where they cannot be emitted. Every entry of an epoch
+// in which a check failed (a gather into device memory) probes instead: no scan and no call
+// each time.
 Value* scan_gathers(Loop* fast, const std::vector<ScanPlan>& plans,
                     const std::vector<AccessRange>& ranges, Value* ctx, const Runtime& rt,
                     PredicatedScalarEvolution& pse, ScalarEvolution& se, SCEVExpander& expander,
                     DominatorTree& dt, LoopInfo& li, Value* nest_ok) {
-  constexpr std::uint64_t kScanMax = 4096;
   BasicBlock* pre = fast->getLoopPreheader();
   if (pre == nullptr) return nullptr;
   Instruction* at = pre->getTerminator();
   Function* f = pre->getParent();
-  const DataLayout& dl = f->getParent()->getDataLayout();
   Type* i64 = Type::getInt64Ty(f->getContext());
-  const SCEV* btc = pse.getBackedgeTakenCount();
-  std::vector<const AccessRange*> writes;
-  for (const AccessRange& r : ranges)
-    if (isa<StoreInst>(r.inst)) writes.push_back(&r);
-  bool safe = expander.isSafeToExpandAt(btc, at);
-  for (const ScanPlan& p : plans) safe = safe && expander.isSafeToExpandAt(p.at->getStart(), at);
-  for (const AccessRange* w : writes)
-    safe = safe && expander.isSafeToExpandAt(w->first, at) && expander.isSafeToExpandAt(w->last, at);
-  if (!safe) return nullptr;
+  if (!scans_expandable(at, plans, ranges, pse, expander)) return nullptr;
   // Where the nest's scan covered this entry (nest_gathers): nothing else to compute.
   Instruction* entry_at = at;
   BasicBlock* entry_head = at->getParent();
   if (nest_ok != nullptr)
     at = SplitBlockAndInsertIfThen(IRBuilder<>(at).CreateNot(nest_ok), at, false, nullptr, &dt, &li);
 
+  IndexScans scans = plan_index_scans(at, plans, ranges, pse, se, expander);
   IRBuilder<> b(at);
-  Value* trips = b.CreateZExtOrTrunc(expander.expandCodeFor(btc, btc->getType(), at), i64);
-  Value* count = b.CreateAdd(trips, b.getInt64(1));
-  Value* go = b.CreateICmpULT(trips, b.getInt64(kScanMax));
   Probe epochs = emit_epochs(b, ctx);
   AllocaInst* failed = entry_i64(f, ~std::uint64_t{0});
-  go = b.CreateAnd(go, b.CreateICmpNE(b.CreateLoad(i64, failed), epochs.dev_epoch));
-  // One scan per index and signedness (x[cols[j]] and y[cols[j]] share one).
-  struct Index {
-    LoadInst* load;
-    bool is_signed;  // sext, or a GEP index used as it is (GEPs sign-extend)
-    Value* first = nullptr;
-    std::int64_t step = 0;
-    Value* min = nullptr;
-    Value* max = nullptr;
-  };
-  std::vector<Index> indices;
-  std::vector<std::size_t> index_of;
-  for (const ScanPlan& p : plans) {
-    const bool is_signed = p.signed_index();
-    auto it = std::find_if(indices.begin(), indices.end(), [&](const Index& x) {
-      return x.load == p.index.load && x.is_signed == is_signed;
-    });
-    if (it == indices.end()) {
-      Index x{p.index.load, is_signed};
-      x.first = expander.expandCodeFor(se.getPtrToIntExpr(p.at->getStart(), i64), i64, at);
-      x.step = cast<SCEVConstant>(p.at->getStepRecurrence(se))->getAPInt().getSExtValue();
-      indices.push_back(x);
-      it = indices.end() - 1;
-    }
-    index_of.push_back(static_cast<std::size_t>(it - indices.begin()));
-  }
-  // The loop's stores must lie outside every index's range.
-  for (const AccessRange* w : writes) {
-    Value* a = expander.expandCodeFor(se.getPtrToIntExpr(w->first, i64), i64, at);
-    Value* z = expander.expandCodeFor(se.getPtrToIntExpr(w->last, i64), i64, at);
-    Value* lo = b.CreateBinaryIntrinsic(Intrinsic::umin, a, z);
-    Value* hi = b.CreateAdd(b.CreateBinaryIntrinsic(Intrinsic::umax, a, z), b.getInt64(w->bytes));
-    for (const Index& x : indices) {
-      Value* last = b.CreateAdd(x.first, b.CreateMul(trips, b.getInt64(x.step)));
-      Value* end = b.CreateAdd(last, b.getInt64(dl.getTypeStoreSize(x.load->getType())));
-      go = b.CreateAnd(go, b.CreateOr(b.CreateICmpULE(end, lo), b.CreateICmpULE(hi, x.first)));
-    }
-  }
+  Value* go = b.CreateAnd(scans.go, b.CreateICmpNE(b.CreateLoad(i64, failed), epochs.dev_epoch));
   BasicBlock* head = at->getParent();
   Instruction* then = SplitBlockAndInsertIfThen(go, at, false, nullptr, &dt, &li);
-  for (Index& x : indices)
-    std::tie(x.min, x.max) = emit_scan(then, x.first, x.step, count, x.load, x.is_signed, li);
+  for (ScannedIndex& x : scans.indices)
+    std::tie(x.min, x.max) = emit_scan(then, x.first, x.step, scans.count, x.load, x.is_signed, li);
   dt.recalculate(*f);
   IRBuilder<> cb(then);
   Value* ok = cb.getTrue();
   for (std::size_t k = 0; k < plans.size(); ++k) {
-    const Index& x = indices[index_of[k]];
+    const ScannedIndex& x = scans.indices[scans.index_of[k]];
     ok = check_gathered(then, plans[k], x.min, x.max, ok, ctx, epochs.epoch_ok, rt, dt, li);
   }
   cb.SetInsertPoint(then);
@@ -2376,6 +2435,108 @@ Value* scan_gathers(Loop* fast, const std::vector<ScanPlan>& plans,
   either->addIncoming(eb.getTrue(), entry_head);
   either->addIncoming(result, at->getParent());
   return either;
+}
+
+// J7 in device frames. The held clone (J5) of a loop whose every probed access is a planned
+// gather scans, while it holds `active`, each index where its range's frames are (the index is
+// a ranged access: it reads what the clone will), and looks up the gathered range
+// [&base[min], &base[max]] in the worker's block entries: where it lies in a run of frames
+// (two side by side at one delta where it crosses a block), a copy of the clone of its own runs
+// with every access on its frame and no escape, and vectorises. No runtime call: under
+// `active` the worker's TLB must stay the published epoch's (J5); a range the entries do not
+// cover runs the held clone, whose probes fill them for the next entry.
+// Unlike in place (J1), an index that a racing writer changed after the scan must not reach a
+// frame outside the checked range (another buffer's data, or a frame since reused): each
+// gather clamps its index to [min, max]. OpenCL gives a racing read no defined value; it may
+// read a wrong element of the checked range, never another buffer's memory.
+// An entry of an epoch in which the entries said the range is in place (a gather of host data
+// from a loop on the device's) skips the scan.
+void scan_frame_gathers(FrameVersion& fv, Loop* l, const std::vector<ScanPlan>& plans,
+                        const std::vector<LocalRange>& local, const std::vector<AccessRange>& ranges,
+                        Value* ctx, PredicatedScalarEvolution& pse, ScalarEvolution& se,
+                        SCEVExpander& expander, DominatorTree& dt, LoopInfo& li) {
+  auto* header = dyn_cast_or_null<BasicBlock>(fv.vmap.lookup(l->getHeader()));
+  Loop* held = header != nullptr ? li.getLoopFor(header) : nullptr;
+  if (held == nullptr || held->getHeader() != header || held->getLoopPreheader() == nullptr)
+    return;
+  for (const ScanPlan& p : plans)
+    if (range_delta(fv, local, p.index.load) == nullptr) return;
+  Instruction* at = held->getLoopPreheader()->getTerminator();
+  if (!scans_expandable(at, plans, ranges, pse, expander)) return;
+  Function* f = at->getFunction();
+  LLVMContext& c = f->getContext();
+  Type* i64 = Type::getInt64Ty(c);
+  IndexScans scans = plan_index_scans(at, plans, ranges, pse, se, expander);
+  IRBuilder<> b(at);
+  AllocaInst* in_place = entry_i64(f, ~std::uint64_t{0});  // the epoch that found one in place
+  Value* go = b.CreateAnd(scans.go, b.CreateICmpNE(b.CreateLoad(i64, in_place), fv.epoch));
+  BasicBlock* head = at->getParent();
+  Instruction* then = SplitBlockAndInsertIfThen(go, at, false, nullptr, &dt, &li);
+  for (ScannedIndex& x : scans.indices) {
+    Value* first = IRBuilder<>(then).CreateAdd(x.first, range_delta(fv, local, x.load));
+    std::tie(x.min, x.max) = emit_scan(then, first, x.step, scans.count, x.load, x.is_signed, li);
+  }
+  dt.recalculate(*f);
+  IRBuilder<> cb(then);
+  Value* ok = cb.getTrue();
+  Value* seen_in_place = cb.getFalse();
+  std::vector<Value*> deltas;
+  for (std::size_t k = 0; k < plans.size(); ++k) {
+    const ScannedIndex& x = scans.indices[scans.index_of[k]];
+    auto [lo, hi] = gathered_range(cb, plans[k], x.min, x.max);
+    FrameRangeProbe probe = emit_frame_range_probe(cb, ctx, lo, cb.CreateSub(hi, cb.getInt64(1)),
+                                                   false, cb.getTrue(), dt, li);
+    ok = cb.CreateAnd(ok, cb.CreateAnd(probe.both, probe.same_delta));
+    seen_in_place = cb.CreateOr(seen_in_place, probe.in_place);
+    deltas.push_back(probe.delta);
+  }
+  cb.CreateStore(cb.CreateSelect(seen_in_place, fv.epoch, cb.CreateLoad(i64, in_place)), in_place);
+  // The scans' answers where the copy runs (else unused).
+  BasicBlock* scanned = then->getParent();
+  IRBuilder<> ab(at);
+  auto join = [&](Value* v, const char* name) {
+    PHINode* phi = ab.CreatePHI(v->getType(), 2, name);
+    phi->addIncoming(Constant::getNullValue(v->getType()), head);
+    phi->addIncoming(v, scanned);
+    return phi;
+  };
+  Value* all = join(ok, "mmu.fscan.ok");
+  for (ScannedIndex& x : scans.indices) {
+    x.min = join(x.min, "mmu.fscan.min");
+    x.max = join(x.max, "mmu.fscan.max");
+  }
+  for (Value*& d : deltas) d = join(d, "mmu.fscan.delta");
+  ValueToValueMapTy plain;
+  if (!version_loop(held, all, dt, li, se, plain)) return;
+  auto in_copy = [&](Instruction* inst) { return cast<Instruction>(plain[fv.vmap[inst]]); };
+  auto at_delta = [&](IRBuilder<>& ib, Value* p, Value* delta) {
+    auto* pt = cast<PointerType>(p->getType());
+    Value* bytes = ib.CreateBitCast(p, Type::getInt8PtrTy(c, pt->getAddressSpace()));
+    return ib.CreateBitCast(ib.CreateGEP(ib.getInt8Ty(), bytes, delta, "mmu.frame"), pt);
+  };
+  // The copy's ranged accesses on their frames, as the held clone's run while held.
+  for (std::size_t i = 0; i < local.size(); ++i)
+    for (Instruction* inst : local[i].insts) {
+      Instruction* ci = in_copy(inst);
+      unsigned index = isa<StoreInst>(ci) ? StoreInst::getPointerOperandIndex() : 0;
+      IRBuilder<> ib(ci);
+      ci->setOperand(index, at_delta(ib, ci->getOperand(index), fv.deltas[i]));
+    }
+  // Its gathers at base[clamp(index)] on their range's frames.
+  for (std::size_t k = 0; k < plans.size(); ++k) {
+    const ScanPlan& p = plans[k];
+    const ScannedIndex& x = scans.indices[scans.index_of[k]];
+    auto* gather = cast<LoadInst>(in_copy(p.inst));
+    IRBuilder<> ib(gather);
+    Value* index = in_copy(p.index.load);
+    index = ib.CreateBinaryIntrinsic(x.is_signed ? Intrinsic::smax : Intrinsic::umax, index, x.min);
+    index = ib.CreateBinaryIntrinsic(x.is_signed ? Intrinsic::smin : Intrinsic::umin, index, x.max);
+    index = x.is_signed ? ib.CreateSExt(index, i64) : ib.CreateZExt(index, i64);
+    GetElementPtrInst* gep = p.index.gep;
+    Value* element = ib.CreateGEP(gep->getSourceElementType(), gep->getPointerOperand(), index);
+    element = ib.CreatePointerBitCastOrAddrSpaceCast(element, gather->getPointerOperandType());
+    gather->setOperand(0, at_delta(ib, element, deltas[k]));
+  }
 }
 
 // Loop range checks: for the loads and stores of an innermost loop whose addresses are affine
@@ -2658,9 +2819,23 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
       for (auto& [inst, ptr] : lc.probed)
         prefetch_gathered(inst, ptr, l, lc.probed, vmap, *lc.pse, se, expander, dt, li);
       // Data in device memory: a third version, on the frames (J4).
-      if (frames_ok)
-        version_local(l, ctx, pred_ok, local, nest ? &*nest : nullptr, lc.probed, held, rt, dt,
-                      li, se, *lc.pse, expander);
+      FrameVersion fv;
+      if (frames_ok && version_local(l, ctx, pred_ok, local, nest ? &*nest : nullptr, lc.probed,
+                                     held, fv, rt, dt, li, se) &&
+          !lc.probed.empty()) {
+        // J7 in frames: gathers ranged by a scan, in a copy of the held clone's own.
+        if (!scans.empty() && scans.size() == lc.probed.size())
+          scan_frame_gathers(fv, l, scans, local, lc.ranges, ctx, *lc.pse, se, expander, dt, li);
+        // Last: the blocks this adds inside the held clone are not ways out of it.
+        FramePrefetch frames{ctx, fv.held, [&](Instruction* access) {
+                               return range_delta(fv, local, access);
+                             }};
+        for (std::size_t i = 0; i < lc.probed.size(); ++i) {
+          frames.kept = &fv.kept_runs[i];
+          prefetch_gathered(lc.probed[i].first, lc.probed[i].second, l, lc.probed, fv.vmap,
+                            *lc.pse, se, expander, dt, li, &frames);
+        }
+      }
       continue;
     }
     for (const AccessRange& r : lc.ranges) checks[r.inst] = ok;

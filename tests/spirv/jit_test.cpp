@@ -527,6 +527,48 @@ TEST_P(JitPaths, GathersLeaveTheFrameLoopAtTheirFirstPageInPlace) {
   rt.deallocate(src);
 }
 
+// J7 in device frames: a group whose gathered range (its indices' least and greatest, scanned
+// on their frames) lies in frames runs a copy with plain gathers on the range's delta. Here the
+// table starts in the middle of a block and covers parts of three, all in device memory, and
+// each group gathers from a window that moves across it, so that some windows cross a block
+// boundary (two block entries, frames side by side at one delta) and, in the last rounds, some
+// windows reach a block sent home (the held copy's probes). Each element read must be its own.
+TEST_P(JitPaths, GathersInDeviceMemoryReadTheirScannedRangeOnItsFrames) {
+  hetmm::Runtime rt(options(GetParam()));
+  auto& dev = rt.device(0);
+  constexpr std::size_t kBlock = 2u << 20;
+  const std::size_t table = 2 * kBlock / sizeof(float), n = 1 << 16, group = 64, window = 4096;
+  auto* raw = static_cast<std::byte*>(rt.allocate(3 * kBlock));
+  auto* src = reinterpret_cast<float*>(raw + kBlock / 2);
+  auto* idx = static_cast<std::uint32_t*>(rt.allocate(n * sizeof(std::uint32_t)));
+  auto* out = static_cast<float*>(rt.allocate(n * sizeof(float)));
+  for (std::size_t i = 0; i < table; ++i) src[i] = static_cast<float>(i);
+  std::uint64_t x = 88172645463325252ull;
+  const std::size_t groups = n / group;
+  for (std::size_t i = 0; i < n; ++i) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    const std::size_t start = (i / group) * (table - window) / groups;
+    idx[i] = static_cast<std::uint32_t>(start + x % window);
+  }
+  for (int round = 0; round < 4; ++round) {
+    dev.migrate_to_device(raw, 3 * kBlock);
+    dev.migrate_to_device(idx, n * sizeof(std::uint32_t));
+    std::memset(out, 0, n * sizeof(float));
+    dev.migrate_to_device(out, n * sizeof(float));
+    if (round >= 2) dev.migrate_to_system(raw + kBlock, kBlock);  // the middle block in place
+    for (int launch = 0; launch < 2; ++launch) {
+      dev.launch(program(), "gather", hetmm::NDRange{n}, hetmm::NDRange{group}, src, idx, out);
+      dev.synchronize();
+      for (std::size_t i = 0; i < n; ++i)
+        ASSERT_EQ(out[i], static_cast<float>(idx[i])) << round << " " << launch << " " << i;
+    }
+  }
+  EXPECT_EQ(rt.audit(), "");
+  rt.deallocate(out);
+  rt.deallocate(idx);
+  rt.deallocate(raw);
+}
+
 // A CPU thread that reads the first int of every 7th page of [v, v + bytes) until stopped, with
 // `pause_us` between reads: each read of a device-resident page brings it home, an
 // invalidation under the running kernels.
@@ -1278,8 +1320,11 @@ void transpose(__global const float* in, __global float* out, int w) {
   // J7: a gather through a ranged index has a copy with plain gathers, once the index is
   // scanned: the work-item loop of `gather` vectorises, and a CSR row's loop has copies
   // without probes.
+  // Its copy on device frames (J7 in frames: the gathered range found in a run of frames)
+  // vectorises too.
   const auto& gather = program().kernel("gather").vectorization;
   EXPECT_EQ(gather.rfind("work-item loop: vectorised, ", 0), 0u) << gather;
+  EXPECT_NE(gather.find("(2 copies)"), std::string::npos) << gather;
   const auto& csr = program().kernel("csr_rows").vectorization;
   EXPECT_EQ(csr.find("the kernel's loops inside: 0 copies"), std::string::npos) << csr;
   EXPECT_NE(csr.find("the kernel's loops inside: "), std::string::npos) << csr;
