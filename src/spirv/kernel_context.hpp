@@ -50,9 +50,10 @@
 //      atomics or calls whose stores lie outside the index's range. An index changed under the
 //      loop anyway (a data race) is an in-place access out of its range: J1's stale case.
 //      In device frames, a held loop (J5) scans the index on its frames while it holds `active`
-//      and finds the gathered range in the worker's block entries (no runtime call: J5); its
-//      copy clamps every gather's index to the scanned [min, max], so that an index a racing
-//      writer changed reads a wrong element of the checked range, never a frame outside it.
+//      and finds the gathered range in a run of frames of the worker's block entries (no
+//      runtime call: J5), kept for the epoch (J6); its copy clamps every gathered address to
+//      that run, so that an index a racing writer changed reads a wrong element of the run,
+//      never a frame outside it.
 //  J8. A work-item loop around kernel loops checks its own direct accesses' ranges once per call,
 //      in place only (J1), and each access branches on that answer. A kernel loop whose range
 //      depends on loads among those (a CSR row's bounds) is covered by the nest check through

@@ -996,6 +996,8 @@ struct FrameRangeProbe {
   Value* same_delta;  // i1: at one delta
   Value* delta;       // i64: the first part's delta
   Value* in_place;    // i1: lo's block entry says its part is in place (so not in frames)
+  Value* run_lo;      // i64: where both at one delta, the process addresses of the run(s) of
+  Value* run_end;     //      frames that hold [lo, last]: [run_lo, run_end), all at `delta`
 };
 FrameRangeProbe emit_frame_range_probe(IRBuilder<>& b, Value* ctx, Value* lo, Value* last,
                                        bool write, Value* epoch_ok, DominatorTree& dt,
@@ -1006,9 +1008,11 @@ FrameRangeProbe emit_frame_range_probe(IRBuilder<>& b, Value* ctx, Value* lo, Va
   Value* lo_end = b.CreateSelect(one_block, last, b.CreateOr(lo, kBlockMask));
   Value* hi_start = b.CreateSelect(one_block, lo, b.CreateAnd(last, ~kBlockMask));
   LocalProbe head_part = emit_local_block_probe(b, ctx, lo, lo_end, write, epoch_ok);
+  Value* head_end = b.CreateAdd(head_part.run_lo, head_part.run_len);
   // The next block's entry only for a range that crosses into it (rare: kept off the path).
   Value* tail_hit = nullptr;
   Value* tail_delta = nullptr;
+  Value* tail_end = nullptr;
   {
     BasicBlock* before = b.GetInsertBlock();
     Instruction* cross = SplitBlockAndInsertIfThen(b.CreateNot(one_block), &*b.GetInsertPoint(),
@@ -1024,11 +1028,17 @@ FrameRangeProbe emit_frame_range_probe(IRBuilder<>& b, Value* ctx, Value* lo, Va
     PHINode* d = b.CreatePHI(i64, 2, "mmu.tail.delta");
     d->addIncoming(head_part.delta, before);
     d->addIncoming(tail_part.delta, cross->getParent());
+    // Where both hit, the head's run reaches its block's end and the tail's starts at the next
+    // block's start: one run.
+    PHINode* e = b.CreatePHI(i64, 2, "mmu.tail.end");
+    e->addIncoming(head_end, before);
+    e->addIncoming(tb.CreateAdd(tail_part.run_lo, tail_part.run_len), cross->getParent());
     tail_hit = h;
     tail_delta = d;
+    tail_end = e;
   }
   return {b.CreateAnd(head_part.hit, tail_hit), b.CreateICmpEQ(head_part.delta, tail_delta),
-          head_part.delta, head_part.in_place};
+          head_part.delta, head_part.in_place, head_part.run_lo, tail_end};
 }
 
 // The delta of range r's run of frames (J4), or 0: inline from the block entries when the range
@@ -2477,35 +2487,63 @@ void scan_frame_gathers(FrameVersion& fv, Loop* l, const std::vector<ScanPlan>& 
     std::tie(x.min, x.max) = emit_scan(then, first, x.step, scans.count, x.load, x.is_signed, li);
   }
   dt.recalculate(*f);
-  IRBuilder<> cb(then);
-  Value* ok = cb.getTrue();
-  Value* seen_in_place = cb.getFalse();
-  std::vector<Value*> deltas;
+  // Each gathered range in the run of frames this gather's check last found in this epoch: two
+  // compares; else the block entries. The copy then reads at the kept run's delta and clamps to
+  // it, values from earlier entries: its gathers' addresses wait for the index's loads only, not
+  // for the scan and a block entry's loads behind it (a short CSR row's FMA chain overlaps the
+  // next row's gathers, as in place). The scan's answer is a branch, which the core predicts.
+  Value* ok = IRBuilder<>(then).getTrue();
+  std::vector<KeptFrames> kept;
   for (std::size_t k = 0; k < plans.size(); ++k) {
+    kept.push_back({{entry_i64(f, 0), entry_i64(f, 0), entry_i64(f, 0)},
+                    entry_i64(f, ~std::uint64_t{0})});
+    const KeptFrames& kf = kept.back();
     const ScannedIndex& x = scans.indices[scans.index_of[k]];
+    IRBuilder<> cb(then);
     auto [lo, hi] = gathered_range(cb, plans[k], x.min, x.max);
-    FrameRangeProbe probe = emit_frame_range_probe(cb, ctx, lo, cb.CreateSub(hi, cb.getInt64(1)),
-                                                   false, cb.getTrue(), dt, li);
-    ok = cb.CreateAnd(ok, cb.CreateAnd(probe.both, probe.same_delta));
-    seen_in_place = cb.CreateOr(seen_in_place, probe.in_place);
-    deltas.push_back(probe.delta);
+    Value* last = cb.CreateSub(hi, cb.getInt64(1));
+    Value* in_kept = cb.CreateAnd(cb.CreateICmpEQ(cb.CreateLoad(i64, kf.epoch), fv.epoch),
+                                  cb.CreateAnd(cb.CreateICmpULT(lo, hi), in_kept_run(cb, lo, last, kf.run)));
+    BasicBlock* kept_head = then->getParent();
+    Instruction* miss = SplitBlockAndInsertIfThen(cb.CreateNot(in_kept), then, false, nullptr, &dt, &li);
+    IRBuilder<> mb(miss);
+    FrameRangeProbe probe = emit_frame_range_probe(mb, ctx, lo, last, false, mb.getTrue(), dt, li);
+    Value* hit = mb.CreateAnd(probe.both, probe.same_delta);
+    auto keep = [&](AllocaInst* slot, Value* v) {
+      mb.CreateStore(mb.CreateSelect(hit, v, mb.CreateLoad(i64, slot)), slot);
+    };
+    keep(kf.run.lo, probe.run_lo);
+    keep(kf.run.len, mb.CreateSub(probe.run_end, probe.run_lo));
+    keep(kf.run.delta, probe.delta);
+    keep(kf.epoch, fv.epoch);
+    // Host data gathered from a loop on the device's (the entries say so): no scan this epoch.
+    mb.CreateStore(mb.CreateSelect(probe.in_place, fv.epoch, mb.CreateLoad(i64, in_place)), in_place);
+    BasicBlock* miss_end = mb.GetInsertBlock();
+    cb.SetInsertPoint(then);
+    PHINode* passed = cb.CreatePHI(cb.getInt1Ty(), 2, "mmu.fscan.passed");
+    passed->addIncoming(cb.getTrue(), kept_head);
+    passed->addIncoming(hit, miss_end);
+    ok = cb.CreateAnd(ok, passed);
   }
-  cb.CreateStore(cb.CreateSelect(seen_in_place, fv.epoch, cb.CreateLoad(i64, in_place)), in_place);
-  // The scans' answers where the copy runs (else unused).
   BasicBlock* scanned = then->getParent();
   IRBuilder<> ab(at);
-  auto join = [&](Value* v, const char* name) {
-    PHINode* phi = ab.CreatePHI(v->getType(), 2, name);
-    phi->addIncoming(Constant::getNullValue(v->getType()), head);
-    phi->addIncoming(v, scanned);
-    return phi;
+  PHINode* all = ab.CreatePHI(ab.getInt1Ty(), 2, "mmu.fscan.ok");
+  all->addIncoming(ab.getFalse(), head);
+  all->addIncoming(ok, scanned);
+  // The runs the copy reads on, computed before the copy's branch.
+  const DataLayout& dl = f->getParent()->getDataLayout();
+  struct Run {
+    Value* lo;
+    Value* last;  // of an element
+    Value* delta;
   };
-  Value* all = join(ok, "mmu.fscan.ok");
-  for (ScannedIndex& x : scans.indices) {
-    x.min = join(x.min, "mmu.fscan.min");
-    x.max = join(x.max, "mmu.fscan.max");
+  std::vector<Run> runs;
+  for (std::size_t k = 0; k < plans.size(); ++k) {
+    Value* run_lo = ab.CreateLoad(i64, kept[k].run.lo);
+    Value* run_last = ab.CreateSub(ab.CreateAdd(run_lo, ab.CreateLoad(i64, kept[k].run.len)),
+                                   ab.getInt64(dl.getTypeStoreSize(plans[k].inst->getType())));
+    runs.push_back({run_lo, run_last, ab.CreateLoad(i64, kept[k].run.delta)});
   }
-  for (Value*& d : deltas) d = join(d, "mmu.fscan.delta");
   ValueToValueMapTy plain;
   if (!version_loop(held, all, dt, li, se, plain)) return;
   auto in_copy = [&](Instruction* inst) { return cast<Instruction>(plain[fv.vmap[inst]]); };
@@ -2522,20 +2560,15 @@ void scan_frame_gathers(FrameVersion& fv, Loop* l, const std::vector<ScanPlan>& 
       IRBuilder<> ib(ci);
       ci->setOperand(index, at_delta(ib, ci->getOperand(index), fv.deltas[i]));
     }
-  // Its gathers at base[clamp(index)] on their range's frames.
+  // Its gathers on their kept run's frames, each address clamped to the run.
   for (std::size_t k = 0; k < plans.size(); ++k) {
-    const ScanPlan& p = plans[k];
-    const ScannedIndex& x = scans.indices[scans.index_of[k]];
-    auto* gather = cast<LoadInst>(in_copy(p.inst));
+    auto [run_lo, run_last, delta] = runs[k];
+    auto* gather = cast<LoadInst>(in_copy(plans[k].inst));
     IRBuilder<> ib(gather);
-    Value* index = in_copy(p.index.load);
-    index = ib.CreateBinaryIntrinsic(x.is_signed ? Intrinsic::smax : Intrinsic::umax, index, x.min);
-    index = ib.CreateBinaryIntrinsic(x.is_signed ? Intrinsic::smin : Intrinsic::umin, index, x.max);
-    index = x.is_signed ? ib.CreateSExt(index, i64) : ib.CreateZExt(index, i64);
-    GetElementPtrInst* gep = p.index.gep;
-    Value* element = ib.CreateGEP(gep->getSourceElementType(), gep->getPointerOperand(), index);
-    element = ib.CreatePointerBitCastOrAddrSpaceCast(element, gather->getPointerOperandType());
-    gather->setOperand(0, at_delta(ib, element, deltas[k]));
+    Value* va = ib.CreatePtrToInt(gather->getPointerOperand(), i64);
+    va = ib.CreateBinaryIntrinsic(Intrinsic::umin, ib.CreateBinaryIntrinsic(Intrinsic::umax, va, run_lo),
+                                  run_last);
+    gather->setOperand(0, ib.CreateIntToPtr(ib.CreateAdd(va, delta), gather->getPointerOperandType()));
   }
 }
 
