@@ -37,7 +37,7 @@
 //      which come after an escape); a probed access that finds no frame there escapes: active
 //      = 0 (release), held = false, then the full probe (J1-J3), as every later access of that
 //      loop entry takes. No in-place access and no runtime call runs while held.
-//  J6. Answers kept (mmu_pass.cpp) are the answers above, used later: an in-place answer (a
+//  J6. Answers kept (mmu_probes.cpp, mmu_frames.cpp) are the answers above, used later: an in-place answer (a
 //      run of in-place pages an access or a range check found, a loop nest's range) for the
 //      rest of the call, as J1 allows a stale in-place entry; a run of frames in a held loop for
 //      that loop entry only (J5: the block entries stay the published epoch's); a run of frames
@@ -133,7 +133,7 @@ std::uint64_t hetmm_jit_atomic(KernelContext* ctx, std::uint64_t va, std::uint32
 void hetmm_jit_barrier(KernelContext* ctx);
 // Whether every page of [lo, hi) is in place (system memory) with the needed right, or private
 // or __local memory; refills the TLB on the way. A loop's accesses over that range then skip the
-// probe (mmu_pass.cpp), which J1 allows: they are CPU accesses to the process's pages.
+// probe (mmu_probes.cpp), which J1 allows: they are CPU accesses to the process's pages.
 std::uint64_t hetmm_jit_range(KernelContext* ctx, std::uint64_t lo, std::uint64_t hi,
                               std::uint64_t write);
 // Whether every page of [lo, hi) is in device memory (local PTEs, the needed right) in one run of

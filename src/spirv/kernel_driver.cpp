@@ -406,7 +406,7 @@ extern "C" std::uint64_t hetmm_jit_local_range(KernelContext* ctx, std::uint64_t
                              (write != 0 ? device::pte::kWrite : 0);
   // Block by block: each block's part in the run of frames its entry holds, all at one delta
   // (an array over several blocks in movable memory, whose chunks frame placement lays side by
-  // side). The entries stay for the inline checks of the next loops (mmu_pass.cpp,
+  // side). The entries stay for the inline checks of the next loops (mmu_loop_checks.cpp,
   // version_local). A grid-stride loop's range spans the rest of its array.
   {
     std::uint64_t delta = 0;

@@ -112,7 +112,7 @@ __kernel void row_sums(__global const float* a, __global float* out, int lda, in
 __kernel void bump(__global int* v) { v[get_global_id(0)] += 1; }
 
 // The same over a 2-D grid: the rows of a group (one page each here) are checked once for the
-// whole group, before its first row (the nest check, mmu_pass.cpp).
+// whole group, before its first row (the nest check, mmu_loop_checks.cpp).
 __kernel void bump2d(__global int* v, int w) { v[get_global_id(1) * w + get_global_id(0)] += 1; }
 
 // The same over a 2-D grid: each row of a group enters the held loop anew (J5).
@@ -1303,7 +1303,7 @@ void transpose(__global const float* in, __global float* out, int w) {
   const auto& t = tiles.kernel("transpose").vectorization;
   EXPECT_EQ(t.rfind("region 0: vectorised, ", 0), 0u) << t;
   EXPECT_NE(t.find("\nregion 1: vectorised, "), std::string::npos) << t;
-  // A grid-stride loop's range is checked at its entry (StridedExit in mmu_pass.cpp): copies of
+  // A grid-stride loop's range is checked at its entry (StridedExit in mmu_index_ranges.cpp): copies of
   // it without probes, beside the probed one.
   for (const char* k : {"bump_strided", "bump_strided_uint", "bump_strided_int"}) {
     const auto& strided = program().kernel(k).vectorization;

@@ -115,7 +115,7 @@ struct WorkerContext {
     // Multiplicative (Fibonacci) hashing: the top bits of vpn * 2^64/phi. Low bits alone, or a
     // few folded shifts, made arrays that malloc places 16 MiB + 4 KiB apart collide in most
     // slots (the SPIR-V benchmark's saxpy saw its miss count swing 300x with ASLR). The JIT's
-    // inline probe (spirv/mmu_pass.cpp) computes the same.
+    // inline probe (spirv/mmu_probes.cpp) computes the same.
     return static_cast<std::size_t>((vpn * kTlbHash) >> (64 - kTlbShift));
   }
   static std::size_t block_slot(std::uint64_t block) { return block & (kBlockTlbEntries - 1); }
