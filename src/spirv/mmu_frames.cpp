@@ -47,6 +47,61 @@ FrameRangeProbe emit_frame_range_probe(IRBuilder<>& b, Value* ctx, Value* lo, Va
           head_part.delta, head_part.in_place, head_part.run_lo, tail_end};
 }
 
+// The block entries' answer for [lo, last] over any number of blocks, up to kRunBlocksMax (a
+// gather's range over a table of several MiB): each block's part within its block's run of
+// frames, all at one delta, so that the parts are one run. Emitted at b as a loop over the
+// blocks after lo's, which stops at the first that fails; b is left after it. Registered in
+// `li`; recalculates `dt`.
+FrameRangeProbe emit_frame_run_probe(IRBuilder<>& b, Value* ctx, Value* lo, Value* last,
+                                     bool write, DominatorTree& dt, LoopInfo& li) {
+  constexpr std::uint64_t kRunBlocksMax = 64;
+  constexpr std::uint64_t kBlockMask = (std::uint64_t{1} << 21) - 1;
+  Type* i64 = b.getInt64Ty();
+  Value* lo_block = b.CreateLShr(lo, 21);
+  Value* last_block = b.CreateLShr(last, 21);
+  LocalProbe head = emit_local_block_probe(
+      b, ctx, lo, b.CreateBinaryIntrinsic(Intrinsic::umin, last, b.CreateOr(lo, kBlockMask)), write,
+      b.getTrue());
+  Value* head_end = b.CreateAdd(head.run_lo, head.run_len);
+  Value* more = b.CreateICmpNE(last_block, lo_block);
+  Value* few = b.CreateICmpULE(b.CreateSub(last_block, lo_block), b.getInt64(kRunBlocksMax));
+  Value* enter = b.CreateAnd(head.hit, b.CreateAnd(more, few));
+  Value* head_only = b.CreateAnd(head.hit, b.CreateNot(more));
+  Value* second = b.CreateAdd(lo_block, b.getInt64(1));
+  BasicBlock* entry = b.GetInsertBlock();
+  Function* f = entry->getParent();
+  Loop* parent = li.getLoopFor(entry);
+  BasicBlock* done = entry->splitBasicBlock(b.GetInsertPoint(), "mmu.run.done");
+  auto* body = BasicBlock::Create(b.getContext(), "mmu.run.block", f, done);
+  entry->getTerminator()->eraseFromParent();
+  IRBuilder<>(entry).CreateCondBr(enter, body, done);
+  IRBuilder<> lb(body);
+  PHINode* block = lb.CreatePHI(i64, 2, "mmu.run.blk");
+  block->addIncoming(second, entry);
+  Value* part_lo = lb.CreateShl(block, 21);
+  Value* is_last = lb.CreateICmpEQ(block, last_block);
+  Value* part_last = lb.CreateSelect(is_last, last, lb.CreateOr(part_lo, kBlockMask));
+  LocalProbe part = emit_local_block_probe(lb, ctx, part_lo, part_last, write, lb.getTrue());
+  Value* good = lb.CreateAnd(part.hit, lb.CreateICmpEQ(part.delta, head.delta));
+  Value* part_end = lb.CreateAdd(part.run_lo, part.run_len);
+  block->addIncoming(lb.CreateAdd(block, lb.getInt64(1)), body);
+  lb.CreateCondBr(lb.CreateAnd(good, lb.CreateNot(is_last)), body, done);
+  b.SetInsertPoint(done, done->getFirstInsertionPt());
+  PHINode* hit = b.CreatePHI(b.getInt1Ty(), 2, "mmu.run.hit");
+  hit->addIncoming(head_only, entry);
+  hit->addIncoming(good, body);
+  PHINode* end = b.CreatePHI(i64, 2, "mmu.run.end");
+  end->addIncoming(head_end, entry);
+  end->addIncoming(part_end, body);
+  Loop* blocks = li.AllocateLoop();
+  if (parent != nullptr) parent->addChildLoop(blocks);
+  else li.addTopLevelLoop(blocks);
+  blocks->addBasicBlockToLoop(body, li);
+  if (parent != nullptr) parent->addBasicBlockToLoop(done, li);
+  dt.recalculate(*f);
+  return {hit, b.getTrue(), head.delta, head.in_place, head.run_lo, end};
+}
+
 // The delta of range r's run of frames (J4), or 0: inline from the block entries when the range
 // lies in a run of frames the worker knows, else the runtime checks the range's pages (and
 // fills the block entries it can). Emitted at b, which is left after it.

@@ -581,7 +581,7 @@ void scan_frame_gathers(FrameVersion& fv, Loop* l, const std::vector<ScanPlan>& 
     BasicBlock* kept_head = then->getParent();
     Instruction* miss = SplitBlockAndInsertIfThen(cb.CreateNot(in_kept), then, false, nullptr, &dt, &li);
     IRBuilder<> mb(miss);
-    FrameRangeProbe probe = emit_frame_range_probe(mb, ctx, lo, last, false, mb.getTrue(), dt, li);
+    FrameRangeProbe probe = emit_frame_run_probe(mb, ctx, lo, last, false, dt, li);
     Value* hit = mb.CreateAnd(probe.both, probe.same_delta);
     auto keep = [&](AllocaInst* slot, Value* v) {
       mb.CreateStore(mb.CreateSelect(hit, v, mb.CreateLoad(i64, slot)), slot);

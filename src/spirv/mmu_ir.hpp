@@ -418,6 +418,8 @@ void drop_repeated_terms(Guard& g);
 Value* emit_skip(Instruction* at, const Guard& g);
 
 // mmu_frames.cpp: loops on device frames (J4, J5).
+FrameRangeProbe emit_frame_run_probe(IRBuilder<>& b, Value* ctx, Value* lo, Value* last,
+                                     bool write, DominatorTree& dt, LoopInfo& li);
 FrameRangeProbe emit_frame_range_probe(IRBuilder<>& b, Value* ctx, Value* lo, Value* last,
                                        bool write, Value* epoch_ok, DominatorTree& dt,
                                        LoopInfo& li);

@@ -529,10 +529,11 @@ TEST_P(JitPaths, GathersLeaveTheFrameLoopAtTheirFirstPageInPlace) {
 
 // J7 in device frames: a group whose gathered range (its indices' least and greatest, scanned
 // on their frames) lies in frames runs a copy with plain gathers on the range's delta. Here the
-// table starts in the middle of a block and covers parts of three, all in device memory, and
-// each group gathers from a window that moves across it, so that some windows cross a block
-// boundary (two block entries, frames side by side at one delta) and, in the last rounds, some
-// windows reach a block sent home (the held copy's probes). Each element read must be its own.
+// table starts in the middle of a block and covers parts of three, all in device memory. Every
+// other group gathers from a window that moves across it, so that some windows cross a block
+// boundary (two block entries, frames side by side at one delta); the others gather from the
+// whole table (three block entries). In the last rounds the middle block is sent home: ranges
+// that reach it run the held copy's probes. Each element read must be its own.
 TEST_P(JitPaths, GathersInDeviceMemoryReadTheirScannedRangeOnItsFrames) {
   hetmm::Runtime rt(options(GetParam()));
   auto& dev = rt.device(0);
@@ -547,8 +548,8 @@ TEST_P(JitPaths, GathersInDeviceMemoryReadTheirScannedRangeOnItsFrames) {
   const std::size_t groups = n / group;
   for (std::size_t i = 0; i < n; ++i) {
     x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-    const std::size_t start = (i / group) * (table - window) / groups;
-    idx[i] = static_cast<std::uint32_t>(start + x % window);
+    const std::size_t g = i / group, start = g * (table - window) / groups;
+    idx[i] = static_cast<std::uint32_t>(g % 2 == 0 ? start + x % window : x % table);
   }
   for (int round = 0; round < 4; ++round) {
     dev.migrate_to_device(raw, 3 * kBlock);
