@@ -501,15 +501,31 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
     LoopCheck& lc = loops[l];
     if (lc.failed || lc.ranges.empty()) continue;
     // A guard pays where it drops a range that reaches past what the loop touches anyway: the
-    // same array read unguarded too (a stencil's centre beside its taps). An array only ever
-    // read under a guard (a tile load under `row < n`) keeps one group and one check: splitting
-    // its check behind the guard cost matmul_tiled's frame version a third of its speed.
+    // taps of a stencil beside its centre, which runs under fewer terms. Terms that guard every
+    // access of an array (a bounds check `y < ny` around the whole body; a tile load under
+    // `row < n`) drop nothing: that array keeps one group and one check, without them. Splitting
+    // a check behind such a guard cost matmul_tiled's frame version a third of its speed; keeping
+    // the bounds check's terms on a stencil's centre took every guard off its taps.
     {
-      std::set<const SCEV*> unguarded;
-      for (const AccessRange& r : lc.ranges)
-        if (r.skip.empty()) unguarded.insert(r.base);
-      for (AccessRange& r : lc.ranges)
-        if (!unguarded.count(r.base)) r.skip.clear();
+      std::map<const SCEV*, Guard> common;  // per array: the terms all its accesses have
+      for (const AccessRange& r : lc.ranges) {
+        auto [it, fresh] = common.try_emplace(r.base, r.skip);
+        if (fresh) continue;
+        Guard& c = it->second;
+        c.erase(std::remove_if(c.begin(), c.end(),
+                               [&](const auto& term) {
+                                 return std::find(r.skip.begin(), r.skip.end(), term) == r.skip.end();
+                               }),
+                c.end());
+      }
+      for (AccessRange& r : lc.ranges) {
+        const Guard& c = common[r.base];
+        r.skip.erase(std::remove_if(r.skip.begin(), r.skip.end(),
+                                    [&](const auto& term) {
+                                      return std::find(c.begin(), c.end(), term) != c.end();
+                                    }),
+                     r.skip.end());
+      }
     }
     Instruction* where = l->getLoopPreheader()->getTerminator();
     bool safe = true;

@@ -1329,6 +1329,27 @@ void transpose(__global const float* in, __global float* out, int w) {
   const auto& csr = program().kernel("csr_rows").vectorization;
   EXPECT_EQ(csr.find("the kernel's loops inside: 0 copies"), std::string::npos) << csr;
   EXPECT_NE(csr.find("the kernel's loops inside: "), std::string::npos) << csr;
+  // A 3-D stencil's taps run under the boundary test's terms of the rows (y == 0, z == nz - 1,
+  // ...) and, like its centre, under the bounds check's (y < ny, z < nz): the terms every access
+  // has decide nothing, the others guard the taps, and a third vectorised copy runs the rows
+  // where no term decides, with the terms' values put in (the MMU-off loop).
+  auto stencil = hetmm::Program::from_opencl_c(R"CLC(
+__kernel void stencil7(__global const float* in, __global float* out, int nx, int ny, int nz) {
+  const int x = (int)get_global_id(0), y = (int)get_global_id(1), z = (int)get_global_id(2);
+  if (x >= nx || y >= ny || z >= nz) return;
+  const int i = (z * ny + y) * nx + x;
+  if (x == 0 || y == 0 || z == 0 || x == nx - 1 || y == ny - 1 || z == nz - 1) {
+    out[i] = in[i];
+    return;
+  }
+  const int sy = nx, sz = nx * ny;
+  out[i] = 0.4f * in[i] + 0.1f * (in[i - 1] + in[i + 1] + in[i - sy] + in[i + sy] + in[i - sz] +
+                                  in[i + sz]);
+}
+)CLC");
+  const auto& s7 = stencil.kernel("stencil7").vectorization;
+  EXPECT_EQ(s7.rfind("work-item loop: vectorised, ", 0), 0u) << s7;
+  EXPECT_NE(s7.find(" step (3 copies)"), std::string::npos) << s7;
   // Without the optimiser there is nothing vectorised, and the report says so.
   auto plain = hetmm::Program::from_opencl_c(
       "__kernel void add1(__global int* v) { v[get_global_id(0)] += 1; }", "-O0");
