@@ -93,11 +93,7 @@ FrameRangeProbe emit_frame_run_probe(IRBuilder<>& b, Value* ctx, Value* lo, Valu
   PHINode* end = b.CreatePHI(i64, 2, "mmu.run.end");
   end->addIncoming(head_end, entry);
   end->addIncoming(part_end, body);
-  Loop* blocks = li.AllocateLoop();
-  if (parent != nullptr) parent->addChildLoop(blocks);
-  else li.addTopLevelLoop(blocks);
-  blocks->addBasicBlockToLoop(body, li);
-  if (parent != nullptr) parent->addBasicBlockToLoop(done, li);
+  register_one_block_loop(body, done, parent, li);
   dt.recalculate(*f);
   return {hit, b.getTrue(), head.delta, head.in_place, head.run_lo, end};
 }

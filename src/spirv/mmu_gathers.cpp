@@ -160,11 +160,7 @@ std::pair<Value*, Value*> emit_scan(Instruction* then, Value* first, std::int64_
                                                 : APInt::getMinValue(bits)),
                   entry);
   hi->addIncoming(next_hi, body);
-  Loop* scan = li.AllocateLoop();
-  if (parent != nullptr) parent->addChildLoop(scan);
-  else li.addTopLevelLoop(scan);
-  scan->addBasicBlockToLoop(body, li);
-  if (parent != nullptr) parent->addBasicBlockToLoop(done, li);
+  register_one_block_loop(body, done, parent, li);
   return {next_lo, next_hi};
 }
 
@@ -524,15 +520,16 @@ Value* scan_gathers(Loop* fast, const std::vector<ScanPlan>& plans,
 // J7 in device frames. The held clone (J5) of a loop whose every probed access is a planned
 // gather scans, while it holds `active`, each index where its range's frames are (the index is
 // a ranged access: it reads what the clone will), and looks up the gathered range
-// [&base[min], &base[max]] in the worker's block entries: where it lies in a run of frames
-// (two side by side at one delta where it crosses a block), a copy of the clone of its own runs
-// with every access on its frame and no escape, and vectorises. No runtime call: under
-// `active` the worker's TLB must stay the published epoch's (J5); a range the entries do not
-// cover runs the held clone, whose probes fill them for the next entry.
+// [&base[min], &base[max]] in the run of frames it last found in this epoch, else in the
+// worker's block entries, block by block (emit_frame_run_probe): where it lies in one run of
+// frames, a copy of the clone of its own runs with every access on its frame and no escape,
+// and vectorises. No runtime call: under `active` the worker's TLB must stay the published
+// epoch's (J5); a range the entries do not cover runs the held clone, whose probes fill them
+// for the next entry.
 // Unlike in place (J1), an index that a racing writer changed after the scan must not reach a
-// frame outside the checked range (another buffer's data, or a frame since reused): each
-// gather clamps its index to [min, max]. OpenCL gives a racing read no defined value; it may
-// read a wrong element of the checked range, never another buffer's memory.
+// frame outside the checked run (another buffer's data, or a frame since reused): each gather
+// clamps its address to the run. OpenCL gives a racing read no defined value; it may read a
+// wrong element of the run, never another buffer's memory.
 // An entry of an epoch in which the entries said the range is in place (a gather of host data
 // from a loop on the device's) skips the scan.
 void scan_frame_gathers(FrameVersion& fv, Loop* l, const std::vector<ScanPlan>& plans,

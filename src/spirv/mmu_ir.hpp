@@ -364,6 +364,7 @@ void rewrite(Instruction* inst, Value* ptr, Value* range_ok, const Runtime& rt,
 void expand_mem_intrinsics(Function& f, const TargetTransformInfo& tti);
 
 // mmu_loop_checks.cpp: loop range checks and versions.
+void register_one_block_loop(BasicBlock* body, BasicBlock* done, Loop* parent, LoopInfo& li);
 bool version_loop(Loop* l, Value* ok, DominatorTree& dt, LoopInfo& li, ScalarEvolution& se,
                   ValueToValueMapTy& vmap);
 Value* emit_range_check(Instruction* where, Value* ctx, Value* epoch_ok, Value* lo, Value* hi,

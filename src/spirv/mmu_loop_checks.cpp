@@ -110,6 +110,16 @@ Value* unless_skipped(Instruction* at, Value* skip, DominatorTree& dt, LoopInfo&
   return p;
 }
 
+// Registers `body`, a loop of one block that the pass built before `done` (its only exit), in
+// `li`, inside `parent` (the loop around the code it was built in, or null) with `done`.
+void register_one_block_loop(BasicBlock* body, BasicBlock* done, Loop* parent, LoopInfo& li) {
+  Loop* loop = li.AllocateLoop();
+  if (parent != nullptr) parent->addChildLoop(loop);
+  else li.addTopLevelLoop(loop);
+  loop->addBasicBlockToLoop(body, li);
+  if (parent != nullptr) parent->addBasicBlockToLoop(done, li);
+}
+
 // Whether loop l calls nothing but LLVM intrinsics (no runtime entry point, no builtin that
 // could touch memory through the MMU or switch fibers): required to hold `active` across it.
 bool calls_only_intrinsics(Loop* l) {
