@@ -59,7 +59,10 @@
 //      depends on loads among those (a CSR row's bounds) is covered by the nest check through
 //      their least and greatest values over the call, scanned in place after that check passed;
 //      a gather's index union over the nest is scanned in turn (J7). In place only: no frame
-//      answer rests on a scan.
+//      answer rests on a scan. On device, where the ranges are not in place, the preheader finds
+//      each group's run of frames in an epoch read before the block entries (J4), before any
+//      publish; each direct access then publishes that epoch, re-checks it and runs at its
+//      group's delta, or takes the probe where the epoch moved (ItemFrames, rewrite).
 #pragma once
 
 #include "device/sim/worker.hpp"

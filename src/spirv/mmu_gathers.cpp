@@ -229,7 +229,7 @@ std::vector<ScanPlan> plan_scans(Loop* l, const std::vector<std::pair<Instructio
 std::map<Loop*, ItemLoop> item_loop_checks(
     const std::vector<std::pair<Instruction*, Value*>>& work, Value* ctx, const Runtime& rt,
     ScalarEvolution& se, SCEVExpander& expander, DominatorTree& dt, LoopInfo& li,
-    std::map<Instruction*, Value*>& checks) {
+    std::map<Instruction*, Value*>& checks, std::map<Instruction*, ItemFrames>& item_frames) {
   std::map<Loop*, ItemLoop> items;
   std::vector<Loop*> order;  // as the accesses meet them: the same code every compile
   if (work.empty()) return items;
@@ -294,6 +294,43 @@ std::map<Loop*, ItemLoop> item_loop_checks(
     Probe epochs = emit_epochs(b, ctx);
     item.ok = emit_in_place_union(where, ctx, epochs, spans, ok, rt, dt, li, "mmu.items.inplace");
     for (const AccessRange& r : item.ranges) checks[r.inst] = item.ok;
+    // On device: where they are not in place, each group's run of frames, found in an epoch
+    // read (acquire) before the block entries, as a loop's frame check does (J4). The
+    // runtime may be called here: nothing holds `active` yet.
+    {
+      BasicBlock* head = where->getParent();
+      Instruction* at =
+          SplitBlockAndInsertIfThen(IRBuilder<>(where).CreateNot(item.ok), where, false, nullptr, &dt, &li);
+      IRBuilder<> fb(at);
+      Type* i64p = i64->getPointerTo();
+      LoadInst* epoch = fb.CreateAlignedLoad(i64, load_ctx_field(fb, ctx, ctx_offset::device_epoch, i64p),
+                                             Align(8));
+      epoch->setAtomic(AtomicOrdering::Acquire);
+      Value* tlb_epoch = fb.CreateAlignedLoad(i64, load_ctx_field(fb, ctx, ctx_offset::tlb_epoch, i64p),
+                                              Align(8));
+      Value* epoch_ok = fb.CreateICmpEQ(epoch, tlb_epoch);
+      Value* all = ok;
+      std::vector<Value*> deltas;
+      for (const LocalRange& r : spans) {
+        Value* d = frame_delta(fb, r, ctx, epoch_ok, rt, dt, li);
+        deltas.push_back(d);
+        all = fb.CreateAnd(all, fb.CreateICmpNE(d, fb.getInt64(0)));
+      }
+      BasicBlock* found = fb.GetInsertBlock();
+      IRBuilder<> jb(where);
+      auto join = [&](Value* v, Value* none, const char* name) {
+        PHINode* phi = jb.CreatePHI(v->getType(), 2, name);
+        phi->addIncoming(none, head);
+        phi->addIncoming(v, found);
+        return phi;
+      };
+      Value* frames_ok = join(all, jb.getFalse(), "mmu.items.frames");
+      Value* used_epoch = join(epoch, jb.getInt64(0), "mmu.items.epoch");
+      for (std::size_t g = 0; g < spans.size(); ++g) {
+        Value* delta = join(deltas[g], jb.getInt64(0), "mmu.items.delta");
+        for (Instruction* inst : spans[g].insts) item_frames[inst] = {frames_ok, delta, used_epoch};
+      }
+    }
   }
   return items;
 }

@@ -295,6 +295,15 @@ struct ScanPlan {
 // first and last nonzero) are scanned there on demand for their least and greatest value over
 // the group (scan_item_load), so that the nest check covers the kernel loop's ranges for the
 // whole group although they depend on data.
+// A work-item loop's direct access whose group lies in device frames (J8 on device): the
+// group's delta, found in the loop's preheader in `epoch` before any publish; valid where `ok`.
+// The access publishes that epoch, re-checks it and runs at the delta (rewrite), unprobed.
+struct ItemFrames {
+  Value* ok;     // i1
+  Value* delta;  // i64
+  Value* epoch;  // i64
+};
+
 struct ItemLoop {
   Loop* loop = nullptr;
   std::unique_ptr<PredicatedScalarEvolution> pse;
@@ -360,7 +369,7 @@ Value* range_in_kept_run(IRBuilder<>& b, Value* lo, Value* hi, const KeptRun& ke
 
 // mmu_pass.cpp: one access rewritten.
 void rewrite(Instruction* inst, Value* ptr, Value* range_ok, const Runtime& rt,
-             const DataLayout& dl, bool keep);
+             const DataLayout& dl, bool keep, const ItemFrames* item = nullptr);
 void expand_mem_intrinsics(Function& f, const TargetTransformInfo& tti);
 
 // mmu_loop_checks.cpp: loop range checks and versions.
@@ -392,7 +401,8 @@ std::optional<NestCheck> nest_check(Loop* l, const std::vector<RangeGroup>& grou
 std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
                                             const std::vector<std::pair<Instruction*, Value*>>& work,
                                             std::vector<std::pair<Instruction*, Value*>>& cloned,
-                                            std::set<Instruction*>& cold);
+                                            std::set<Instruction*>& cold,
+                                            std::map<Instruction*, ItemFrames>& item_frames);
 
 // mmu_index_ranges.cpp: index ranges beyond affine recurrences.
 const SCEV* same_scev_phi(ScalarEvolution& se, Value* v);
@@ -457,7 +467,7 @@ std::vector<ScanPlan> plan_scans(Loop* l, const std::vector<std::pair<Instructio
 std::map<Loop*, ItemLoop> item_loop_checks(
     const std::vector<std::pair<Instruction*, Value*>>& work, Value* ctx, const Runtime& rt,
     ScalarEvolution& se, SCEVExpander& expander, DominatorTree& dt, LoopInfo& li,
-    std::map<Instruction*, Value*>& checks);
+    std::map<Instruction*, Value*>& checks, std::map<Instruction*, ItemFrames>& item_frames);
 std::optional<std::pair<Value*, Value*>> scan_item_load(ItemLoop& item, LoadInst* load,
                                                         bool is_signed, ScalarEvolution& se,
                                                         SCEVExpander& expander,

@@ -405,7 +405,8 @@ std::optional<NestCheck> nest_check(Loop* l, const std::vector<RangeGroup>& grou
 std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
                                             const std::vector<std::pair<Instruction*, Value*>>& work,
                                             std::vector<std::pair<Instruction*, Value*>>& cloned,
-                                            std::set<Instruction*>& cold) {
+                                            std::set<Instruction*>& cold,
+                                            std::map<Instruction*, ItemFrames>& item_frames) {
   std::map<Instruction*, Value*> checks;
   const DataLayout& dl = f.getParent()->getDataLayout();
   DominatorTree dt(f);
@@ -420,7 +421,7 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
   SCEVExpander expander(se, dl, "mmu.range");
   Type* i64 = Type::getInt64Ty(f.getContext());
   Value* ctx = ctx_of(f);
-  std::map<Loop*, ItemLoop> items = item_loop_checks(work, ctx, rt, se, expander, dt, li, checks);
+  std::map<Loop*, ItemLoop> items = item_loop_checks(work, ctx, rt, se, expander, dt, li, checks, item_frames);
   struct LoopCheck {
     std::unique_ptr<PredicatedScalarEvolution> pse;  // no-wrap assumptions, checked at entry
     std::vector<AccessRange> ranges;

@@ -22,7 +22,7 @@ namespace mmu {
 
 // Rewrites one access into head / in-place / local / slow / join blocks.
 void rewrite(Instruction* inst, Value* ptr, Value* range_ok, const Runtime& rt,
-             const DataLayout& dl, bool keep) {
+             const DataLayout& dl, bool keep, const ItemFrames* item) {
   Function* f = inst->getFunction();
   LLVMContext& c = f->getContext();
   Value* ctx = ctx_of(*f);
@@ -74,8 +74,40 @@ void rewrite(Instruction* inst, Value* ptr, Value* range_ok, const Runtime& rt,
   // (Not for an access whose loop was versioned on its range: it runs probed only where that
   // check failed, and the kept answers' code would cost compile time for little.)
   b.SetInsertPoint(kept_bb);
+  // A work-item loop's direct access whose group was found in device frames in the loop's
+  // preheader (J8 on device): that epoch published and re-checked, the access at the group's
+  // delta. Where the epoch moved, the probe below.
+  Instruction* item_inst = nullptr;
+  BasicBlock* item_bb = nullptr;
+  if (item != nullptr) {
+    auto* enter = BasicBlock::Create(c, "mmu.item.enter", f, join);
+    item_bb = BasicBlock::Create(c, "mmu.item.frame", f, join);
+    auto* abort = BasicBlock::Create(c, "mmu.item.abort", f, join);
+    auto* rest = BasicBlock::Create(c, "mmu.kept.rest", f, join);
+    b.CreateCondBr(item->ok, enter, rest, likely);
+    b.SetInsertPoint(enter);
+    Value* active = load_ctx_field(b, ctx, ctx_offset::active, b.getInt64Ty()->getPointerTo());
+    emit_publish(b, item->epoch, active);
+    Value* epoch_ptr = load_ctx_field(b, ctx, ctx_offset::device_epoch,
+                                      b.getInt64Ty()->getPointerTo());
+    LoadInst* again = b.CreateAlignedLoad(b.getInt64Ty(), epoch_ptr, Align(8));
+    again->setAtomic(AtomicOrdering::SequentiallyConsistent);
+    b.CreateCondBr(b.CreateICmpEQ(again, item->epoch), item_bb, abort, likely);
+    b.SetInsertPoint(abort);
+    b.CreateAlignedStore(b.getInt64(0), active, Align(8))->setAtomic(AtomicOrdering::Release);
+    b.CreateBr(rest);
+    b.SetInsertPoint(item_bb);
+    item_inst = inst->clone();
+    const unsigned index = isa<StoreInst>(inst) ? StoreInst::getPointerOperandIndex() : 0;
+    item_inst->setOperand(index, b.CreateIntToPtr(b.CreateAdd(va, item->delta), ptr->getType()));
+    b.Insert(item_inst);
+    b.CreateAlignedStore(b.getInt64(0), active, Align(8))->setAtomic(AtomicOrdering::Release);
+    b.CreateBr(join);
+    b.SetInsertPoint(rest);
+  }
   Value* va_last = span > 1 ? b.CreateAdd(va, b.getInt64(span - 1)) : va;
   KeptRun kept{};
+  BasicBlock* kept_end = b.GetInsertBlock();
   if (keep) {
     kept = kept_in_place(f);
     b.CreateCondBr(in_kept_run(b, va, va_last, kept), in_place_bb, probe_bb);
@@ -84,7 +116,7 @@ void rewrite(Instruction* inst, Value* ptr, Value* range_ok, const Runtime& rt,
   }
   b.SetInsertPoint(probe_bb);
   PHINode* attempt = b.CreatePHI(b.getInt32Ty(), 2, "mmu.attempt");
-  attempt->addIncoming(b.getInt32(0), kept_bb);
+  attempt->addIncoming(b.getInt32(0), kept_end);
   Probe probe = emit_epochs(b, ctx);
   // In the run of frames this access last found, in the epoch it found it in: the run holds
   // (frames change only with an invalidation, which moves the epoch), and the access enters
@@ -206,11 +238,12 @@ void rewrite(Instruction* inst, Value* ptr, Value* range_ok, const Runtime& rt,
 
   if (slow_result != nullptr) {
     b.SetInsertPoint(&*join->getFirstInsertionPt());
-    PHINode* phi = b.CreatePHI(inst->getType(), 3);
+    PHINode* phi = b.CreatePHI(inst->getType(), 4);
     inst->replaceAllUsesWith(phi);
     phi->addIncoming(inst, in_place_bb);
     phi->addIncoming(local_inst, local_bb);
     phi->addIncoming(slow_result, slow_bb);
+    if (item_inst != nullptr) phi->addIncoming(item_inst, item_bb);
   }
 }
 
@@ -283,11 +316,14 @@ std::size_t apply_mmu_rewrite(Module& m) {
       }
     std::vector<std::pair<Instruction*, Value*>> cloned;
     std::set<Instruction*> cold;
-    std::map<Instruction*, Value*> checks = range_checks(f, rt, work, cloned, cold);
+    std::map<Instruction*, ItemFrames> item_frames;
+    std::map<Instruction*, Value*> checks = range_checks(f, rt, work, cloned, cold, item_frames);
     work.insert(work.end(), cloned.begin(), cloned.end());
     for (auto& [inst, ptr] : work) {
       auto it = checks.find(inst);
-      rewrite(inst, ptr, it == checks.end() ? nullptr : it->second, rt, dl, !cold.count(inst));
+      auto frames = item_frames.find(inst);
+      rewrite(inst, ptr, it == checks.end() ? nullptr : it->second, rt, dl, !cold.count(inst),
+              frames == item_frames.end() ? nullptr : &frames->second);
     }
     rewritten += work.size();
   }
