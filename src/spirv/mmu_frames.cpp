@@ -205,11 +205,9 @@ bool version_local(Loop* l, Value* ctx, Value* pred_ok, std::vector<LocalRange> 
     b.SetInsertPoint(row);
   }
   expand_bounds(ranges, se, li, row);
-  LoadInst* epoch = b.CreateAlignedLoad(i64, epoch_ptr, Align(8));
-  epoch->setAtomic(AtomicOrdering::Acquire);  // before any PTE the checks read (J2, J4)
-  Value* tlb_epoch = b.CreateAlignedLoad(i64, load_ctx_field(b, ctx, ctx_offset::tlb_epoch, i64p),
-                                         Align(8));
-  Value* epoch_ok = b.CreateICmpEQ(epoch, tlb_epoch);
+  Probe epochs = emit_epochs(b, ctx, AtomicOrdering::Acquire);
+  Value* epoch = epochs.dev_epoch;
+  Value* epoch_ok = epochs.epoch_ok;
   Value* all = pred_ok;
   std::vector<Value*> deltas;
   for (const LocalRange& r : ranges) {

@@ -302,13 +302,9 @@ std::map<Loop*, ItemLoop> item_loop_checks(
       Instruction* at =
           SplitBlockAndInsertIfThen(IRBuilder<>(where).CreateNot(item.ok), where, false, nullptr, &dt, &li);
       IRBuilder<> fb(at);
-      Type* i64p = i64->getPointerTo();
-      LoadInst* epoch = fb.CreateAlignedLoad(i64, load_ctx_field(fb, ctx, ctx_offset::device_epoch, i64p),
-                                             Align(8));
-      epoch->setAtomic(AtomicOrdering::Acquire);
-      Value* tlb_epoch = fb.CreateAlignedLoad(i64, load_ctx_field(fb, ctx, ctx_offset::tlb_epoch, i64p),
-                                              Align(8));
-      Value* epoch_ok = fb.CreateICmpEQ(epoch, tlb_epoch);
+      Probe frame_epochs = emit_epochs(fb, ctx, AtomicOrdering::Acquire);
+      Value* epoch = frame_epochs.dev_epoch;
+      Value* epoch_ok = frame_epochs.epoch_ok;
       Value* all = ok;
       std::vector<Value*> deltas;
       for (const LocalRange& r : spans) {

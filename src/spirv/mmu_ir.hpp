@@ -347,7 +347,8 @@ InPlaceProbe emit_block_probe(IRBuilder<>& b, Value* ctx, Value* lo, Value* last
 LocalProbe emit_local_block_probe(IRBuilder<>& b, Value* ctx, Value* lo, Value* last, bool write,
                                   Value* epoch_ok);
 void emit_publish(IRBuilder<>& b, Value* value, Value* active);
-Probe emit_epochs(IRBuilder<>& b, Value* ctx);
+Probe emit_epochs(IRBuilder<>& b, Value* ctx,
+                  AtomicOrdering order = AtomicOrdering::Monotonic);
 PageEntry emit_page_entry(IRBuilder<>& b, Value* ctx, Value* lo, Value* last, std::uint64_t want,
                           std::uint64_t mask, Value* epoch_ok);
 void emit_page_probe(IRBuilder<>& b, Value* ctx, Value* va, std::uint64_t bytes, bool write,

@@ -518,25 +518,16 @@ std::map<Instruction*, Value*> range_checks(Function& f, const Runtime& rt,
     // a check behind such a guard cost matmul_tiled's frame version a third of its speed; keeping
     // the bounds check's terms on a stencil's centre took every guard off its taps.
     {
+      auto has = [](const Guard& g, const Guard::value_type& term) {
+        return std::find(g.begin(), g.end(), term) != g.end();
+      };
       std::map<const SCEV*, Guard> common;  // per array: the terms all its accesses have
       for (const AccessRange& r : lc.ranges) {
         auto [it, fresh] = common.try_emplace(r.base, r.skip);
-        if (fresh) continue;
-        Guard& c = it->second;
-        c.erase(std::remove_if(c.begin(), c.end(),
-                               [&](const auto& term) {
-                                 return std::find(r.skip.begin(), r.skip.end(), term) == r.skip.end();
-                               }),
-                c.end());
+        if (!fresh) std::erase_if(it->second, [&](const auto& term) { return !has(r.skip, term); });
       }
-      for (AccessRange& r : lc.ranges) {
-        const Guard& c = common[r.base];
-        r.skip.erase(std::remove_if(r.skip.begin(), r.skip.end(),
-                                    [&](const auto& term) {
-                                      return std::find(c.begin(), c.end(), term) != c.end();
-                                    }),
-                     r.skip.end());
-      }
+      for (AccessRange& r : lc.ranges)
+        std::erase_if(r.skip, [&](const auto& term) { return has(common[r.base], term); });
     }
     Instruction* where = l->getLoopPreheader()->getTerminator();
     bool safe = true;

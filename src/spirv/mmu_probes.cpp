@@ -100,14 +100,15 @@ void emit_publish(IRBuilder<>& b, Value* value, Value* active) {
   }
 }
 
-// The epochs: the device's shootdown epoch and the one the worker's TLBs hold.
-Probe emit_epochs(IRBuilder<>& b, Value* ctx) {
+// The epochs: the device's shootdown epoch and the one the worker's TLBs hold. A check whose
+// answer rests on frames reads the device's with acquire, before any PTE it reads (J2, J4).
+Probe emit_epochs(IRBuilder<>& b, Value* ctx, AtomicOrdering order) {
   Type* i64 = b.getInt64Ty();
   Type* i64p = i64->getPointerTo();
   Probe p;
   p.dev_epoch_ptr = load_ctx_field(b, ctx, ctx_offset::device_epoch, i64p);
   LoadInst* dev_epoch = b.CreateAlignedLoad(i64, p.dev_epoch_ptr, Align(8));
-  dev_epoch->setAtomic(AtomicOrdering::Monotonic);
+  dev_epoch->setAtomic(order);
   p.dev_epoch = dev_epoch;
   Value* tlb_epoch = b.CreateAlignedLoad(i64, load_ctx_field(b, ctx, ctx_offset::tlb_epoch, i64p), Align(8));
   p.epoch_ok = b.CreateICmpEQ(dev_epoch, tlb_epoch);
